@@ -1,0 +1,228 @@
+# kvstore - one non-recursive Makefile.
+#
+#   make            build/kvstored, build/kvctl, build/libkvc.{a,so}
+#   make test       build and run every test (tests/run.sh)
+#   make run        run the daemon in the foreground with its embedded defaults
+#   make asan       the tests under ASan + UBSan (in build-asan/)
+#   make fuzz       the libFuzzer harnesses (clang), make fuzz-run runs them
+#   make bench      build and run the benchmarks
+#
+# Knobs: O=DIR (build directory), CUDA=auto|0|1, DEVELOPER=1 (-Werror and
+# more warnings), DEBUG=1 (-O0, kv_trace on), SANITIZE=address,undefined,
+# V=1 (show command lines).
+#
+# Missing Debian packages are installed by scripts/deps.sh the first time a
+# build directory is configured ($(O)/deps.mk).
+
+O ?= build
+CUDA ?= auto
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+ifeq ($(CUDA),auto)
+override CUDA := $(if $(NVCC),1,0)
+endif
+ifeq ($(CUDA),1)
+ifeq ($(NVCC),)
+$(error CUDA=1 but nvcc was not found: install the CUDA toolkit or build with CUDA=0)
+endif
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+CC ?= cc
+CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -fPIC -g -pthread -I. -Wall -Wextra \
+	-Wno-unused-parameter -Wno-missing-field-initializers
+ifeq ($(DEBUG),1)
+CFLAGS_BASE += -O0 -DKV_TRACE=1
+else
+CFLAGS_BASE += -O2
+endif
+ifeq ($(DEVELOPER),1)
+CFLAGS_BASE += -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wformat=2 -Wvla
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# ---- dependencies: install what is missing, then ask pkg-config ----------
+NODEPS_GOALS := clean distclean help check-style fuzz fuzz-run
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+-include $(O)/deps.mk
+endif
+
+$(O)/deps.mk: scripts/deps.sh
+	@mkdir -p $(O)
+	$(Q)scripts/deps.sh build test
+	$(Q)for p in libevent_core libevent_extra liburing lmdb libzstd libxxhash inih jansson cmocka; do \
+		pkg-config --exists $$p || { echo "pkg-config cannot find $$p: run scripts/deps.sh build test" >&2; exit 1; }; \
+	done
+	$(Q){ echo "DEP_CFLAGS := $$(pkg-config --cflags libevent_core liburing lmdb libzstd libxxhash inih jansson)"; \
+	  echo "EVENT_LIBS := $$(pkg-config --libs libevent_core libevent_extra)"; \
+	  echo "URING_LIBS := $$(pkg-config --libs liburing)"; \
+	  echo "LMDB_LIBS := $$(pkg-config --libs lmdb 2>/dev/null || echo -llmdb)"; \
+	  echo "ZSTD_LIBS := $$(pkg-config --libs libzstd)"; \
+	  echo "XXH_LIBS := $$(pkg-config --libs libxxhash)"; \
+	  echo "INI_LIBS := $$(pkg-config --libs inih)"; \
+	  echo "JSON_LIBS := $$(pkg-config --libs jansson)"; \
+	  echo "CMOCKA_LIBS := $$(pkg-config --libs cmocka)"; } > $@.tmp && mv $@.tmp $@
+
+CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) $(CFLAGS_EXTRA)
+
+# ---- GPU parts ----------------------------------------------------------
+ifeq ($(CUDA),1)
+NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
+	-gencode arch=compute_90,code=compute_90
+NVCCFLAGS := -std=c++17 -O2 -g -I. $(NVCC_ARCH) -Xcompiler -fPIC
+GPU_OBJS := $(patsubst %.cu,$(O)/%.o,$(wildcard kernels/*.cu))
+GPU_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -ldl -lstdc++
+else
+GPU_OBJS := $(O)/kernels/gpu_stub.o
+GPU_LIBS :=
+endif
+
+# ---- sources ------------------------------------------------------------
+# common: what the daemon, the client library and the tests share.
+COMMON_SRCS := kvstore/errors.c kvstore/proto.c
+DAEMON_SRCS := $(filter-out kvstore/main.c $(COMMON_SRCS),$(wildcard kvstore/*.c)) \
+	$(wildcard tiers/*.c) $(wildcard evict/*.c)
+CLIENT_SRCS := client/kvc.c
+
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(O)/%.o)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
+CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(O)/%.o)
+
+DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(XXH_LIBS) $(GPU_LIBS) -lm
+CLIENT_LIBS := $(XXH_LIBS)
+
+# libkvd.a: every daemon module, so a unit test links just the ones it uses.
+LIBKVD := $(O)/libkvd.a
+LIBKVC_A := $(O)/libkvc.a
+LIBKVC_SO := $(O)/libkvc.so
+
+PROGS := $(O)/kvstored $(O)/kvctl $(LIBKVC_A) $(LIBKVC_SO)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/integration/%,$(wildcard tests/integration/test_*.c))
+REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard tests/regress/issue_*.c))
+HARNESS_OBJ := $(O)/tests/integration/harness.o
+BENCHES := $(O)/kvbench
+
+.SECONDARY:
+.PHONY: all test run asan tsan fuzz fuzz-run bench clean distclean check-style help FORCE
+all: $(PROGS)
+
+# Rebuild everything when the flags change.
+FLAGS_STR := $(CC) $(CFLAGS) $(LDFLAGS) CUDA=$(CUDA) $(NVCCFLAGS)
+$(O)/.flags: FORCE
+	@mkdir -p $(O)
+	@echo '$(FLAGS_STR)' | cmp -s - $@ || echo '$(FLAGS_STR)' > $@
+
+$(O)/%.o: %.c $(O)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/kernels/%.o: kernels/%.cu $(O)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBKVD): $(DAEMON_OBJS) $(COMMON_OBJS) $(GPU_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/kvstored: $(O)/kvstore/main.o $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
+
+$(LIBKVC_A): $(CLIENT_OBJS) $(COMMON_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIBKVC_SO): $(CLIENT_OBJS) $(COMMON_OBJS) client/libkvc.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -shared -pthread -Wl,--version-script=client/libkvc.map \
+		-Wl,-soname,libkvc.so -o $@ $(CLIENT_OBJS) $(COMMON_OBJS) $(CLIENT_LIBS)
+
+$(O)/kvctl: $(O)/client/kvctl.o $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) $(JSON_LIBS)
+
+# ---- tests --------------------------------------------------------------
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
+
+$(O)/tests/unit/test_keys: $(O)/tests/unit/test_keys.o $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
+
+$(O)/tests/integration/%: $(O)/tests/integration/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
+
+$(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
+
+$(O)/kvbench: $(O)/tests/bench/kvbench.o $(HARNESS_OBJ) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
+
+TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES)
+
+test: $(PROGS) $(TEST_BINS)
+	$(Q)O=$(O) tests/run.sh
+
+run: $(O)/kvstored
+	$(Q)mkdir -p var
+	$(O)/kvstored $(ARGS)
+
+# The sanitizer run does fewer consistency operations (KVT_OPS per client).
+asan:
+	KVT_OPS=$${KVT_OPS:-15000} $(MAKE) O=build-asan SANITIZE=address,undefined test
+
+tsan:
+	$(MAKE) O=build-tsan SANITIZE=thread test
+
+bench: $(PROGS) $(BENCHES)
+	$(O)/kvbench --daemon $(O)/kvstored $(BENCH_ARGS)
+
+# ---- fuzzing (clang + libFuzzer) -----------------------------------------
+FUZZ_O := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -I. \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_O)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz:
+	$(Q)scripts/deps.sh build fuzz
+	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
+
+$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c kvstore/proto.c kvstore/proto.h kvstore/errors.c
+	@mkdir -p $(FUZZ_O)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< kvstore/proto.c kvstore/errors.c
+
+fuzz-run: fuzz
+	$(Q)tests/fuzz/run.sh $(FUZZ_O) $(FUZZ_SECONDS)
+
+check-style:
+	$(Q)scripts/check-style.sh
+
+clean:
+	rm -rf $(O) build-asan build-tsan build-fuzz
+
+distclean: clean
+	rm -rf var fuzz-corpus
+
+help:
+	@sed -n '1,/^$$/p' Makefile
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,1140 @@
+/*
+ * kvc.c - libkvc: the client side of the protocol, and the data path.
+ *
+ * One blocking request/reply exchange at a time per handle (the mutex);
+ * batches larger than the daemon's per-message limits are split here, so
+ * callers may pass any n. Chunk bytes move by memcpy between the caller's
+ * memory and the DRAM arena, which this process maps once at connect.
+ *
+ * The daemon is trusted no further than the socket: every reply is checked
+ * (its op, request id, length, count) and every offset it hands out is
+ * checked against the mapping before a byte is copied. A handle whose
+ * connection broke answers -KVC_ECLOSED from then on.
+ *
+ * The library never logs and never raises signals (MSG_NOSIGNAL).
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "client/kvc.h"
+#include "kvstore/errors.h"
+#include "kvstore/proto.h"
+
+_Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
+	       (int)KVC_ECORRUPT == (int)KV_ECORRUPT &&
+	       (int)KVC_ENOTIER == (int)KV_ENOTIER && KV_EMAX == KV_ECORRUPT + 1,
+	       "kvc.h mirrors kvstore/errors.h");
+_Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
+	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&
+	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors kvstore/proto.h");
+_Static_assert(sizeof(struct kvc_key) == sizeof(struct kv_wire_key),
+	       "keys go on the wire as they are");
+_Static_assert(sizeof(((struct kvc_tier_stats *)0)->name) >
+	       sizeof(((struct kv_wire_tier_stats *)0)->name) &&
+	       sizeof(((struct kvc_tier_stats *)0)->policy) >
+	       sizeof(((struct kv_wire_tier_stats *)0)->policy),
+	       "room for the wire's NUL-padded names and a NUL");
+
+#define HDR_LEN sizeof(struct kv_wire_hdr)
+#define RX_CAP (16u << 10)	/* most replies arrive whole in one recv() */
+/* The largest reply a valid request can get: an LS page. */
+#define REPLY_MAX (sizeof(struct kv_wire_ls_reply) + \
+		   KV_PROTO_MAX_BATCH * sizeof(struct kv_wire_entry))
+
+struct kvc {
+	pthread_mutex_t lock;
+	int fd;				/* -1 once the connection broke */
+	uint64_t next_id;
+	char *dram;			/* the DRAM arena, mapped */
+	size_t dram_bytes;
+	uint32_t max_batch;
+	uint32_t max_msg;
+	uint64_t *req;			/* request frame being built */
+	size_t req_cap;
+	uint64_t *rep;			/* reply body */
+	size_t rep_cap;
+	bool deferred;			/* a RELEASE's reply is still unread */
+	uint64_t deferred_id;		/* ... the request id it will carry */
+	char rx[RX_CAP];		/* bytes received, not consumed yet */
+	size_t rx_head;
+	size_t rx_tail;
+	/* Per-batch scratch, used under the lock (not on callers' stacks). */
+	struct kvc_key keys[KV_PROTO_MAX_BATCH];
+	struct kvc_key held[KV_PROTO_MAX_BATCH];
+	struct kvc_loc locs[KV_PROTO_MAX_BATCH];
+	char *ptrs[KV_PROTO_MAX_BATCH];
+	int status[KV_PROTO_MAX_BATCH];
+};
+
+const char *kvc_strerror(int err)
+{
+	return kv_strerror(err);
+}
+
+/* ---- keys ----------------------------------------------------------------- */
+
+uint64_t kvc_ns_salt(const char *name)
+{
+	return XXH3_64bits(name, strlen(name));
+}
+
+static struct kvc_key key_hash(uint64_t seed, const struct kvc_key *parent,
+			       const uint32_t *tokens, size_t n)
+{
+	XXH3_state_t st;
+	XXH128_hash_t h;
+
+	XXH3_128bits_reset_withSeed(&st, seed);
+	if (parent)
+		XXH3_128bits_update(&st, parent, sizeof(*parent));
+	XXH3_128bits_update(&st, tokens, n * sizeof(uint32_t));
+	h = XXH3_128bits_digest(&st);
+	return (struct kvc_key){ .lo = h.low64, .hi = h.high64 };
+}
+
+struct kvc_key kvc_key_prefix(uint64_t salt, const struct kvc_key *parent,
+			      const uint32_t *tokens, size_t n)
+{
+	static const struct kvc_key root = { 0, 0 };
+
+	return key_hash(salt, parent ? parent : &root, tokens, n);
+}
+
+struct kvc_key kvc_key_content(uint64_t salt, const uint32_t *tokens, size_t n)
+{
+	return key_hash(salt ^ 0x636f6e74656e7421ull, NULL, tokens, n);
+}
+
+size_t kvc_key_chain(uint64_t salt, const uint32_t *tokens, size_t n_tokens,
+		     size_t chunk_tokens, struct kvc_key *out, size_t max)
+{
+	size_t chunks = chunk_tokens ? n_tokens / chunk_tokens : 0;
+	struct kvc_key prev;
+
+	for (size_t i = 0; i < chunks && i < max; i++) {
+		out[i] = kvc_key_prefix(salt, i ? &prev : NULL,
+					tokens + i * chunk_tokens, chunk_tokens);
+		prev = out[i];
+	}
+	return chunks;
+}
+
+void kvc_key_to_hex(const struct kvc_key *k, char out[33])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[i] = digits[(k->hi >> (60 - 4 * i)) & 15];
+		out[16 + i] = digits[(k->lo >> (60 - 4 * i)) & 15];
+	}
+	out[32] = '\0';
+}
+
+int kvc_key_from_hex(const char *hex, struct kvc_key *out)
+{
+	uint64_t w[2] = { 0, 0 };
+
+	if (!hex || strlen(hex) != 32)
+		return -EINVAL;
+	for (int i = 0; i < 32; i++) {
+		char ch = hex[i];
+		unsigned v;
+
+		if (ch >= '0' && ch <= '9')
+			v = ch - '0';
+		else if (ch >= 'a' && ch <= 'f')
+			v = ch - 'a' + 10;
+		else if (ch >= 'A' && ch <= 'F')
+			v = ch - 'A' + 10;
+		else
+			return -EINVAL;
+		w[i / 16] = w[i / 16] << 4 | v;
+	}
+	out->hi = w[0];
+	out->lo = w[1];
+	return 0;
+}
+
+/* ---- transport ------------------------------------------------------------ */
+
+static void conn_break(struct kvc *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+static int send_all(struct kvc *c, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			conn_break(c);
+			return -KVC_ECLOSED;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Read exactly len bytes. Small replies come through c->rx, so a header
+ * and its body usually cost one recv(); large bodies go straight to buf.
+ */
+static int recv_all(struct kvc *c, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		size_t have = c->rx_tail - c->rx_head;
+		ssize_t n;
+
+		if (have) {
+			size_t take = have < len ? have : len;
+
+			memcpy(p, c->rx + c->rx_head, take);
+			c->rx_head += take;
+			p += take;
+			len -= take;
+			continue;
+		}
+		if (len >= RX_CAP / 2)
+			n = recv(c->fd, p, len, 0);
+		else
+			n = recv(c->fd, c->rx, RX_CAP, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			conn_break(c);
+			return -KVC_ECLOSED;
+		}
+		if (len >= RX_CAP / 2) {
+			p += n;
+			len -= n;
+		} else {
+			c->rx_head = 0;
+			c->rx_tail = (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static void *grow(uint64_t **buf, size_t *cap, size_t len)
+{
+	if (len > *cap) {
+		void *p = realloc(*buf, len);
+
+		if (!p)
+			return NULL;
+		*buf = p;
+		*cap = len;
+	}
+	return *buf;
+}
+
+/* Space for a request body of len bytes, after the header. */
+static void *req_body(struct kvc *c, size_t len)
+{
+	char *p = grow(&c->req, &c->req_cap, HDR_LEN + len);
+
+	if (!p)
+		return NULL;
+	memset(p, 0, HDR_LEN + len);
+	return p + HDR_LEN;
+}
+
+/* Read and check a reply header for (op, id). */
+static int recv_hdr(struct kvc *c, unsigned op, uint64_t id, struct kv_wire_hdr *h)
+{
+	int ret = recv_all(c, h, sizeof(*h));
+
+	if (ret)
+		return ret;
+	if (h->op == KV_OP_ERROR && h->status) {
+		/* The daemon refused the connection (limit, allow-list). */
+		conn_break(c);
+		return -h->status;
+	}
+	if (!(h->flags & KV_WIRE_REPLY) || h->op != op || h->req_id != id ||
+	    h->len > REPLY_MAX || h->len % 8 || h->status < 0) {
+		conn_break(c);
+		return -KVC_EPROTO;
+	}
+	return 0;
+}
+
+/* Send the request built in c->req (body of len bytes); returns its id. */
+static int send_req(struct kvc *c, unsigned op, uint32_t count, size_t len,
+		    uint64_t *id)
+{
+	struct kv_wire_hdr *rq = (struct kv_wire_hdr *)c->req;
+
+	if (c->fd < 0)
+		return -KVC_ECLOSED;
+	memset(rq, 0, sizeof(*rq));
+	rq->len = (uint32_t)len;
+	rq->op = (uint16_t)op;
+	rq->req_id = *id = ++c->next_id;
+	rq->count = count;
+	return send_all(c, rq, HDR_LEN + len);
+}
+
+/*
+ * Read the reply to (op, id) into *h and c->rep. Replies come in request
+ * order, so the reply of a deferred RELEASE (sent earlier by a get, its
+ * answer not waited for) comes first: read and drop it. Every exchange
+ * drains it, so at most one is ever outstanding.
+ */
+static int recv_reply(struct kvc *c, unsigned op, uint64_t id,
+		      struct kv_wire_hdr *h)
+{
+	bool mine;
+	int ret;
+
+	do {
+		mine = !c->deferred;
+		ret = recv_hdr(c, mine ? op : KV_OP_RELEASE,
+			       mine ? id : c->deferred_id, h);
+		if (ret)
+			return ret;
+		if (!grow(&c->rep, &c->rep_cap, h->len ? h->len : 8)) {
+			conn_break(c);	/* the unread body would desynchronize us */
+			return -ENOMEM;
+		}
+		ret = recv_all(c, c->rep, h->len);
+		if (ret)
+			return ret;
+		c->deferred = false;
+	} while (!mine);
+	return h->status ? -h->status : 0;
+}
+
+/*
+ * Send the request built in c->req (body of len bytes) and wait for its
+ * reply: 0 with the reply's header in *h and body in c->rep, or -status
+ * of an error reply, or -KVC_ECLOSED / -KVC_EPROTO / -ENOMEM.
+ */
+static int rpc(struct kvc *c, unsigned op, uint32_t count, size_t len,
+	       struct kv_wire_hdr *h)
+{
+	uint64_t id;
+	int ret;
+
+	ret = send_req(c, op, count, len, &id);
+	if (ret)
+		return ret;
+	return recv_reply(c, op, id, h);
+}
+
+/* Keys per message for items of item bytes after an 8-byte header. */
+static uint32_t batch_of(const struct kvc *c, size_t item)
+{
+	size_t by_msg = (c->max_msg - sizeof(struct kv_wire_keys)) / item;
+
+	return by_msg < c->max_batch ? (uint32_t)by_msg : c->max_batch;
+}
+
+/* Build a key-list request (ns header and keys) for n keys. */
+static int keys_req(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		    uint32_t n)
+{
+	struct kv_wire_keys *k = req_body(c, kv_proto_keys_len(n));
+
+	if (!k)
+		return -ENOMEM;
+	k->ns = ns;
+	memcpy(k + 1, keys, (size_t)n * sizeof(*keys));
+	return 0;
+}
+
+/*
+ * A key-list op answered with one int32 status per key (COMMIT, ABORT,
+ * RELEASE, EVICT): per-key results into status (may be NULL) as negative
+ * codes; returns how many succeeded or a call-wide error.
+ */
+static int status_op(struct kvc *c, unsigned op, uint32_t ns,
+		     const struct kvc_key *keys, size_t n, int *status)
+{
+	uint32_t step = batch_of(c, sizeof(struct kv_wire_key));
+	int ok = 0;
+
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		struct kv_wire_hdr h;
+		const int32_t *st;
+		int ret;
+
+		ret = keys_req(c, ns, keys + i, m);
+		if (!ret)
+			ret = rpc(c, op, m, kv_proto_keys_len(m), &h);
+		if (!ret && (h.count != m || h.len != kv_proto_status_len(m))) {
+			conn_break(c);
+			ret = -KVC_EPROTO;
+		}
+		if (ret)
+			return ret;
+		st = (const int32_t *)c->rep;
+		for (uint32_t j = 0; j < m; j++) {
+			if (status)
+				status[i + j] = -st[j];
+			ok += st[j] == 0;
+		}
+	}
+	return ok;
+}
+
+/* ---- connect / close ------------------------------------------------------- */
+
+static int hello(struct kvc *c)
+{
+	struct kv_wire_hello *hb = req_body(c, sizeof(*hb));
+	struct kv_wire_hdr *rq = (struct kv_wire_hdr *)c->req;
+	struct {
+		struct kv_wire_hdr h;
+		struct kv_wire_hello_reply b;
+	} rep;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { &rep, sizeof(rep) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf),
+	};
+	struct cmsghdr *cm;
+	struct stat st;
+	int fd = -1, ret;
+	ssize_t n;
+
+	if (!hb)
+		return -ENOMEM;
+	hb->version = KV_PROTO_VERSION;
+	hb->pid = (uint64_t)getpid();
+	memcpy(hb->name, program_invocation_short_name,
+	       strnlen(program_invocation_short_name, sizeof(hb->name)));
+	rq->len = sizeof(*hb);
+	rq->op = KV_OP_HELLO;
+	rq->req_id = ++c->next_id;
+	/* If the daemon refused us at accept, this send may fail: read the
+	 * reason anyway. */
+	send(c->fd, rq, HDR_LEN + sizeof(*hb), MSG_NOSIGNAL);
+
+	do {
+		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n == 0 ? -KVC_ECLOSED : -errno;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if ((size_t)n >= HDR_LEN && rep.h.status)
+		ret = -(int)(rep.h.status > 0 ? rep.h.status : KVC_EPROTO);
+	else if ((size_t)n < sizeof(rep) &&
+		 recv_all(c, (char *)&rep + n, sizeof(rep) - n))
+		ret = -KVC_ECLOSED;
+	else if (rep.h.op != KV_OP_HELLO || !(rep.h.flags & KV_WIRE_REPLY) ||
+		 rep.h.len != sizeof(rep.b) || !(rep.b.flags & KV_HELLO_FD) ||
+		 fd < 0 || rep.b.max_batch == 0 || rep.b.max_msg < 4096)
+		ret = -KVC_EPROTO;
+	else if (rep.b.version != KV_PROTO_VERSION)
+		ret = -KVC_EVERSION;
+	else
+		ret = 0;
+	if (ret)
+		goto out;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < rep.b.dram_bytes ||
+	    rep.b.dram_bytes == 0) {
+		ret = -KVC_EPROTO;
+		goto out;
+	}
+	c->dram = mmap(NULL, rep.b.dram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (c->dram == MAP_FAILED) {
+		c->dram = NULL;
+		ret = -errno;
+		goto out;
+	}
+	madvise(c->dram, rep.b.dram_bytes, MADV_HUGEPAGE);
+	c->dram_bytes = rep.b.dram_bytes;
+	c->max_batch = rep.b.max_batch < KV_PROTO_MAX_BATCH ? rep.b.max_batch :
+							       KV_PROTO_MAX_BATCH;
+	c->max_msg = rep.b.max_msg < KV_PROTO_MAX_MSG ? rep.b.max_msg : KV_PROTO_MAX_MSG;
+out:
+	if (fd >= 0)
+		close(fd);	/* the mapping keeps the arena */
+	return ret;
+}
+
+int kvc_connect(const char *path, struct kvc **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct kvc *c;
+	int ret;
+
+	if (!path)
+		path = getenv("KVSTORE_SOCKET");
+	if (!path || !*path)
+		path = KVC_DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	ret = hello(c);
+	if (ret)
+		goto out_close;
+	*out = c;
+	return 0;
+
+out_close:
+	conn_break(c);
+out_free:
+	free(c->req);
+	free(c->rep);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	return ret;
+}
+
+void kvc_close(struct kvc *c)
+{
+	if (!c)
+		return;
+	conn_break(c);
+	if (c->dram)
+		munmap(c->dram, c->dram_bytes);
+	free(c->req);
+	free(c->rep);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void *kvc_dram_base(struct kvc *c, size_t *bytes)
+{
+	if (bytes)
+		*bytes = c->dram_bytes;
+	return c->dram;
+}
+
+/* ---- namespaces -------------------------------------------------------------- */
+
+int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns)
+{
+	size_t len = name ? strlen(name) : 0;
+	const struct kv_wire_ns_reply *r;
+	struct kv_wire_hdr h;
+	char *body;
+	int ret;
+
+	if (len == 0 || len > KV_PROTO_NS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	body = req_body(c, kv_proto_pad8(len));
+	if (!body) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(body, name, len);
+	ret = rpc(c, KV_OP_NS_REGISTER, (uint32_t)len, kv_proto_pad8(len), &h);
+	if (ret)
+		goto out;
+	if (h.len != sizeof(*r)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+		goto out;
+	}
+	r = (const struct kv_wire_ns_reply *)c->rep;
+	*ns = r->ns;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+int kvc_lookup(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	       size_t n, uint8_t *tiers)
+{
+	uint32_t step;
+	int leading = 0, ret = 0;
+	bool run = true;
+
+	if (n > INT32_MAX || (n && !keys))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	step = batch_of(c, sizeof(struct kv_wire_key));
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		const struct kv_wire_lookup_reply *r;
+		struct kv_wire_hdr h;
+
+		ret = keys_req(c, ns, keys + i, m);
+		if (!ret)
+			ret = rpc(c, KV_OP_LOOKUP, m, kv_proto_keys_len(m), &h);
+		if (!ret && (h.count != m || h.len != kv_proto_lookup_reply_len(m))) {
+			conn_break(c);
+			ret = -KVC_EPROTO;
+		}
+		if (ret)
+			goto out;
+		r = (const struct kv_wire_lookup_reply *)c->rep;
+		if (r->leading > m) {
+			conn_break(c);
+			ret = -KVC_EPROTO;
+			goto out;
+		}
+		if (tiers)
+			memcpy(tiers + i, r + 1, m);
+		if (run)
+			leading += r->leading;
+		run = run && r->leading == m;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret ? ret : leading;
+}
+
+/* PIN without taking the lock; the caller holds it. */
+static int pin_locked(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		      size_t n, struct kvc_loc *locs)
+{
+	uint32_t step = batch_of(c, sizeof(struct kv_wire_key));
+
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		const struct kv_wire_pin_reply *r;
+		struct kv_wire_hdr h;
+		int ret;
+
+		ret = keys_req(c, ns, keys + i, m);
+		if (!ret)
+			ret = rpc(c, KV_OP_PIN, m, kv_proto_keys_len(m), &h);
+		if (!ret && (h.count != m || h.len != m * sizeof(*r))) {
+			conn_break(c);
+			ret = -KVC_EPROTO;
+		}
+		if (ret)
+			return ret;
+		r = (const struct kv_wire_pin_reply *)c->rep;
+		for (uint32_t j = 0; j < m; j++) {
+			struct kvc_loc *l = &locs[i + j];
+
+			memset(l, 0, sizeof(*l));
+			l->status = -r[j].status;
+			l->tier = r[j].tier;
+			if (r[j].status)
+				continue;
+			l->offset = r[j].offset;
+			l->bytes = r[j].bytes;
+			if (r[j].tier != KV_TIER_DRAM)
+				continue;	/* no mapping of other tiers yet */
+			if (r[j].offset > c->dram_bytes ||
+			    r[j].bytes > c->dram_bytes - r[j].offset) {
+				conn_break(c);
+				return -KVC_EPROTO;
+			}
+			l->ptr = c->dram + r[j].offset;
+		}
+	}
+	return 0;
+}
+
+int kvc_pin(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
+	    struct kvc_loc *locs)
+{
+	int ret;
+
+	if (n && (!keys || !locs))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = pin_locked(c, ns, keys, n, locs);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_release(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		size_t n, int *status)
+{
+	int ret;
+
+	if (n && !keys)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = status_op(c, KV_OP_RELEASE, ns, keys, n, status);
+	pthread_mutex_unlock(&c->lock);
+	return ret < 0 ? ret : 0;
+}
+
+int kvc_get_batch(struct kvc *c, uint32_t ns, struct kvc_get_desc *d, size_t n)
+{
+	uint32_t step;
+	int copied = 0, ret = 0;
+
+	if (n > INT32_MAX || (n && !d))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	step = batch_of(c, sizeof(struct kv_wire_pin_reply));
+	for (size_t i = 0; i < n && !ret; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		struct kvc_key *keys = c->keys, *held = c->held;
+		struct kvc_loc *locs = c->locs;
+		uint32_t nheld = 0;
+
+		for (uint32_t j = 0; j < m; j++)
+			keys[j] = d[i + j].key;
+		ret = pin_locked(c, ns, keys, m, locs);
+		if (ret)
+			break;
+		for (uint32_t j = 0; j < m; j++) {
+			struct kvc_get_desc *g = &d[i + j];
+
+			g->status = locs[j].status;
+			g->bytes = locs[j].bytes;
+			if (g->status)
+				continue;
+			held[nheld++] = g->key;
+			if (!locs[j].ptr)
+				g->status = -KVC_ENOTIER;
+			else if (g->cap < locs[j].bytes)
+				g->status = -ENOBUFS;
+			else {
+				memcpy(g->buf, locs[j].ptr, locs[j].bytes);
+				copied++;
+			}
+		}
+		/* Release without waiting for the answer (it can only say the
+		 * pins were dropped): the daemon acts on it at once, and the
+		 * next exchange reads the reply. One round trip per get. */
+		if (nheld) {
+			uint64_t id;
+
+			ret = keys_req(c, ns, held, nheld);
+			if (!ret)
+				ret = send_req(c, KV_OP_RELEASE, nheld,
+					       kv_proto_keys_len(nheld), &id);
+			if (!ret) {
+				c->deferred = true;
+				c->deferred_id = id;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret ? ret : copied;
+}
+
+int kvc_get(struct kvc *c, uint32_t ns, const struct kvc_key *key, void *buf,
+	    size_t cap, size_t *bytes)
+{
+	struct kvc_get_desc d = { .buf = buf, .cap = cap };
+	int ret;
+
+	if (!key)
+		return -EINVAL;
+	d.key = *key;
+	ret = kvc_get_batch(c, ns, &d, 1);
+
+	if (ret < 0)
+		return ret;
+	if (bytes)
+		*bytes = d.bytes;
+	return d.status;
+}
+
+/* ---- writing ------------------------------------------------------------------- */
+
+/* ALLOC for d[0..m), without the lock. Stores arena pointers in ptrs. */
+static int alloc_locked(struct kvc *c, uint32_t ns, struct kvc_put_desc *d,
+			uint32_t m, char **ptrs)
+{
+	struct kv_wire_keys *k = req_body(c, kv_proto_alloc_len(m));
+	struct kv_wire_alloc *a;
+	const struct kv_wire_alloc_reply *r;
+	struct kv_wire_hdr h;
+	int ret, ok = 0;
+
+	if (!k)
+		return -ENOMEM;
+	k->ns = ns;
+	a = (struct kv_wire_alloc *)(k + 1);
+	for (uint32_t j = 0; j < m; j++) {
+		memcpy(&a[j].key, &d[j].key, sizeof(a[j].key));
+		if (d[j].has_parent) {
+			memcpy(&a[j].parent, &d[j].parent, sizeof(a[j].parent));
+			a[j].flags = KV_ALLOC_PARENT;
+		}
+		a[j].bytes = d[j].bytes;
+		a[j].tokens = d[j].tokens;
+		a[j].position = d[j].position;
+	}
+	ret = rpc(c, KV_OP_ALLOC, m, kv_proto_alloc_len(m), &h);
+	if (!ret && (h.count != m || h.len != m * sizeof(*r))) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (ret)
+		return ret;
+	r = (const struct kv_wire_alloc_reply *)c->rep;
+	for (uint32_t j = 0; j < m; j++) {
+		d[j].status = -r[j].status;
+		ptrs[j] = NULL;
+		if (r[j].status)
+			continue;
+		if (r[j].offset > c->dram_bytes ||
+		    d[j].bytes > c->dram_bytes - r[j].offset) {
+			conn_break(c);
+			return -KVC_EPROTO;
+		}
+		ptrs[j] = c->dram + r[j].offset;
+		ok++;
+	}
+	return ok;
+}
+
+static int check_puts(const struct kvc_put_desc *d, size_t n)
+{
+	if (n > INT32_MAX || (n && !d))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (d[i].bytes == 0)
+			return -EINVAL;
+	return 0;
+}
+
+int kvc_put_batch(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n)
+{
+	uint32_t step;
+	int stored = 0, ret;
+
+	ret = check_puts(d, n);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&c->lock);
+	step = batch_of(c, sizeof(struct kv_wire_alloc));
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		struct kvc_key *keys = c->keys;
+		char **ptrs = c->ptrs;
+		int *st = c->status;
+		uint32_t nk = 0;
+
+		ret = alloc_locked(c, ns, d + i, m, ptrs);
+		if (ret < 0)
+			goto out;
+		for (uint32_t j = 0; j < m; j++) {
+			if (!ptrs[j])
+				continue;
+			if (d[i + j].data)
+				memcpy(ptrs[j], d[i + j].data, d[i + j].bytes);
+			keys[nk++] = d[i + j].key;
+		}
+		ret = nk ? status_op(c, KV_OP_COMMIT, ns, keys, nk, st) : 0;
+		if (ret < 0)
+			goto out;
+		nk = 0;
+		for (uint32_t j = 0; j < m; j++) {
+			if (!ptrs[j])
+				continue;
+			d[i + j].status = st[nk++];
+			stored += d[i + j].status == 0;
+		}
+	}
+	ret = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret < 0 ? ret : stored;
+}
+
+int kvc_put(struct kvc *c, uint32_t ns, const struct kvc_key *key,
+	    const struct kvc_key *parent, uint32_t tokens, uint32_t position,
+	    const void *data, size_t bytes)
+{
+	struct kvc_put_desc d = {
+		.has_parent = parent != NULL,
+		.tokens = tokens,
+		.position = position,
+		.data = data,
+		.bytes = bytes,
+	};
+	int ret;
+
+	if (!key)
+		return -EINVAL;
+	d.key = *key;
+	if (parent)
+		d.parent = *parent;
+	ret = kvc_put_batch(c, ns, &d, 1);
+	return ret < 0 ? ret : d.status;
+}
+
+int kvc_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
+	      void **ptrs)
+{
+	uint32_t step;
+	int ok = 0, ret;
+
+	ret = check_puts(d, n);
+	if (ret)
+		return ret;
+	if (n && !ptrs)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	step = batch_of(c, sizeof(struct kv_wire_alloc));
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+
+		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i);
+		if (ret < 0)
+			break;
+		ok += ret;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret < 0 ? ret : ok;
+}
+
+int kvc_commit(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	       size_t n, int *status)
+{
+	int ret;
+
+	if (n && !keys)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = status_op(c, KV_OP_COMMIT, ns, keys, n, status);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_abort(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	      size_t n, int *status)
+{
+	int ret;
+
+	if (n && !keys)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = status_op(c, KV_OP_ABORT, ns, keys, n, status);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* ---- administration ---------------------------------------------------------------- */
+
+int kvc_stats(struct kvc *c, struct kvc_stats *st)
+{
+	const struct kv_wire_stats *g;
+	const struct kv_wire_tier_stats *t;
+	struct kv_wire_hdr h;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = req_body(c, 0) ? rpc(c, KV_OP_STATS, 0, 0, &h) : -ENOMEM;
+	if (ret)
+		goto out;
+	g = (const struct kv_wire_stats *)c->rep;
+	if (h.len < sizeof(*g) || g->n_tiers != h.count || h.count > KVC_MAX_TIERS ||
+	    h.len != sizeof(*g) + h.count * sizeof(*t)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+		goto out;
+	}
+	memset(st, 0, sizeof(*st));
+	st->n_tiers = g->n_tiers;
+	st->connections = g->connections;
+	st->pinned_chunks = g->pinned_chunks;
+	st->pending_chunks = g->pending_chunks;
+	st->checksum_failures = g->checksum_failures;
+	st->uptime_ms = g->uptime_ms;
+	st->namespaces = g->namespaces;
+	t = (const struct kv_wire_tier_stats *)(g + 1);
+	for (unsigned i = 0; i < g->n_tiers; i++) {
+		struct kvc_tier_stats *o = &st->tiers[i];
+
+		memcpy(o->name, t[i].name, sizeof(t[i].name));
+		memcpy(o->policy, t[i].policy, sizeof(t[i].policy));
+		o->capacity_bytes = t[i].capacity_bytes;
+		o->used_bytes = t[i].used_bytes;
+		o->chunks = t[i].chunks;
+		o->hits = t[i].hits;
+		o->misses = t[i].misses;
+		o->evictions = t[i].evictions;
+		o->promotions = t[i].promotions;
+		o->demotions = t[i].demotions;
+		o->alloc_failures = t[i].alloc_failures;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static void entry_out(const struct kv_wire_entry *e, struct kvc_entry *o)
+{
+	memset(o, 0, sizeof(*o));
+	memcpy(&o->key, &e->key, sizeof(o->key));
+	memcpy(&o->parent, &e->parent, sizeof(o->parent));
+	o->has_parent = e->has_parent;
+	o->ns = e->ns;
+	o->tier = e->tier;
+	o->bytes = e->bytes;
+	o->offset = e->offset;
+	o->tokens = e->tokens;
+	o->position = e->position;
+	o->pins = e->pins;
+	o->children = e->children;
+	o->hits = e->hits;
+	o->age_ms = e->age_ms;
+}
+
+int kvc_ls(struct kvc *c, uint32_t ns, uint8_t tier, uint64_t *cursor,
+	   struct kvc_entry *out, size_t max)
+{
+	const struct kv_wire_ls_reply *r;
+	const struct kv_wire_entry *e;
+	struct kv_wire_ls *ls;
+	struct kv_wire_hdr h;
+	int ret;
+
+	if (!cursor || !out || max == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ls = req_body(c, sizeof(*ls));
+	if (!ls) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ls->ns = ns;
+	ls->tier = tier;
+	ls->cursor = *cursor;
+	ls->limit = max < c->max_batch ? (uint32_t)max : c->max_batch;
+	ret = rpc(c, KV_OP_LS, 0, sizeof(*ls), &h);
+	if (ret)
+		goto out;
+	if (h.count > ls->limit || h.len != sizeof(*r) + h.count * sizeof(*e)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+		goto out;
+	}
+	r = (const struct kv_wire_ls_reply *)c->rep;
+	e = (const struct kv_wire_entry *)(r + 1);
+	for (uint32_t i = 0; i < h.count; i++)
+		entry_out(&e[i], &out[i]);
+	*cursor = r->next_cursor;
+	ret = (int)h.count;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_inspect(struct kvc *c, uint32_t ns, const struct kvc_key *key,
+		struct kvc_entry *out)
+{
+	struct kv_wire_hdr h;
+	int ret;
+
+	if (!key || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = keys_req(c, ns, key, 1);
+	if (!ret)
+		ret = rpc(c, KV_OP_INSPECT, 1, kv_proto_keys_len(1), &h);
+	if (!ret && h.len != sizeof(struct kv_wire_entry)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (!ret)
+		entry_out((const struct kv_wire_entry *)c->rep, out);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_evict(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
+	      int *status)
+{
+	int ret;
+
+	if (n && !keys)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = status_op(c, KV_OP_EVICT, ns, keys, n, status);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
+	      struct kvc_flush_result *res)
+{
+	const struct kv_wire_flush_reply *r;
+	struct kv_wire_flush *f;
+	struct kv_wire_hdr h;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	f = req_body(c, sizeof(*f));
+	if (!f) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	f->tier = tier;
+	f->flags = flags;
+	ret = rpc(c, KV_OP_FLUSH, 0, sizeof(*f), &h);
+	if (!ret && h.len != sizeof(*r)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (!ret && res) {
+		r = (const struct kv_wire_flush_reply *)c->rep;
+		res->chunks = r->chunks;
+		res->bytes = r->bytes;
+		res->skipped = r->skipped;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_ping(struct kvc *c, uint64_t *uptime_ms)
+{
+	struct kv_wire_hdr h;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = req_body(c, 0) ? rpc(c, KV_OP_PING, 0, 0, &h) : -ENOMEM;
+	if (!ret && h.len != sizeof(struct kv_wire_ping_reply)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (!ret && uptime_ms)
+		*uptime_ms = ((const struct kv_wire_ping_reply *)c->rep)->uptime_ms;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}

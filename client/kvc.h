@@ -1,0 +1,333 @@
+/*
+ * kvc.h - libkvc, the client library of kvstore (the only installed header).
+ *
+ * An engine connects to the node's kvstored over a Unix socket, registers
+ * its namespace, hashes its prompt into chunk keys, and then:
+ *   get: kvc_lookup() how many leading chunks are cached, kvc_get() them
+ *        (or kvc_pin(), copy out of the shared arena yourself, kvc_release());
+ *   put: kvc_put() new chunks (or kvc_alloc(), write into the arena,
+ *        kvc_commit()).
+ * The chunk bytes never pass through the socket: the daemon hands over its
+ * DRAM arena (a memfd) at connect time, the library maps it, and gets and
+ * puts copy straight between that mapping and the caller's memory.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative code on
+ * failure: -errno (ENOENT: not cached; EEXIST: already cached; EINVAL: bad
+ * argument; ENOBUFS: buffer too small; EACCES: namespace owned by another
+ * user; EBUSY: pinned) or -KVC_E* below. kvc_strerror() names them all.
+ *
+ * Threads: a handle may be shared by threads; its calls run one at a time
+ * (a mutex per handle). For parallel requests open one handle per thread.
+ * Pins and uncommitted allocations belong to the handle: closing it (or the
+ * process dying) releases them.
+ *
+ * Ownership: the library never keeps a pointer to caller memory past the
+ * call. Pointers into the arena (kvc_loc.ptr, kvc_alloc results) are valid
+ * while the handle is open, and their bytes are stable only while pinned
+ * (get) or until committed or aborted (put).
+ */
+#ifndef KVC_H
+#define KVC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes of kvstore's own (the same numbers as on the wire). */
+enum kvc_error {
+	KVC_EPROTO	= 20001,	/* malformed message */
+	KVC_EVERSION	= 20002,	/* protocol version not supported */
+	KVC_EMSGSIZE	= 20003,	/* message larger than the limit */
+	KVC_EBATCH	= 20004,	/* too many keys in one message */
+	KVC_ECONNS	= 20005,	/* the daemon's connection limit */
+	KVC_EPINS	= 20006,	/* this handle's pin limit */
+	KVC_EUNCOMMITTED = 20007,	/* this handle's uncommitted-bytes limit */
+	KVC_EFULL	= 20008,	/* tier full of pinned or unwritten chunks */
+	KVC_ENOGPU	= 20009,	/* no usable GPU */
+	KVC_EGPU	= 20010,	/* a CUDA call failed */
+	KVC_ENONS	= 20011,	/* namespace not registered on this handle */
+	KVC_ETOOBIG	= 20012,	/* chunk larger than the tier */
+	KVC_EPEER	= 20013,	/* this user is not allowed to connect */
+	KVC_ECLOSED	= 20014,	/* the daemon closed the connection */
+	KVC_ENSLIMIT	= 20015,	/* the daemon's namespace table is full */
+	KVC_ENOTIER	= 20016,	/* no such tier */
+	KVC_ECORRUPT	= 20017,	/* stored data failed its checksum */
+};
+
+enum kvc_tier {
+	KVC_TIER_HBM	= 0,
+	KVC_TIER_DRAM	= 1,
+	KVC_TIER_SSD	= 2,
+	KVC_TIER_NONE	= 0xff,		/* not cached / any tier */
+};
+
+#define KVC_MAX_TIERS		4
+#define KVC_MAX_BATCH		1024	/* keys per message; calls split larger batches */
+#define KVC_DEFAULT_SOCKET	"./var/kvstore.sock"
+
+struct kvc;			/* opaque: one connection */
+
+/* A 128-bit chunk key. As text: 32 hex digits, hi then lo. */
+struct kvc_key {
+	uint64_t lo;
+	uint64_t hi;
+};
+
+/*
+ * Connect to the daemon at socket_path (NULL: $KVSTORE_SOCKET, else
+ * KVC_DEFAULT_SOCKET), check the protocol version and map the DRAM arena.
+ * Returns 0 and stores a handle in *out (close it with kvc_close()), or with
+ * *out untouched: -ENOENT/-ECONNREFUSED (no daemon there), -KVC_EPEER (this
+ * user is not allowed), -KVC_ECONNS (connection limit), -KVC_EVERSION, or
+ * another -errno.
+ */
+int kvc_connect(const char *socket_path, struct kvc **out);
+
+/* Close the connection; the daemon releases its pins and allocations.
+ * Accepts NULL. */
+void kvc_close(struct kvc *c);
+
+/* ---- namespaces and keys -------------------------------------------- */
+
+/*
+ * Register a namespace (e.g. "llama3-8b/bf16/tp0of1/c256": model, dtype,
+ * layout, parallel rank, chunk size) on this handle and store its id in
+ * *ns. The first user to register a name owns it; another user gets
+ * -EACCES. Returns 0, -EINVAL (empty or longer than 255 bytes), -EACCES or
+ * -KVC_ENSLIMIT.
+ */
+int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
+
+/* The namespace's hash seed: XXH3-64 of its name. Pure function. */
+uint64_t kvc_ns_salt(const char *name);
+
+/*
+ * Prefix key of a chunk: XXH3-128, seeded with salt, of the parent's key
+ * (16 bytes, lo then hi, little-endian; all zero for the first chunk, which
+ * passes parent == NULL) followed by the n token ids as little-endian
+ * uint32. A chunk is found only when every chunk before it matches. Pure
+ * function: identical in every process and on every host.
+ */
+struct kvc_key kvc_key_prefix(uint64_t salt, const struct kvc_key *parent,
+			      const uint32_t *tokens, size_t n);
+
+/*
+ * Content key of a chunk (position-free, for RAG document chunks): XXH3-128
+ * of the token ids, seeded with salt ^ 0x636f6e74656e7421 ("content!"), so
+ * it never equals a prefix key.
+ */
+struct kvc_key kvc_key_content(uint64_t salt, const uint32_t *tokens, size_t n);
+
+/*
+ * Prefix keys of every full chunk of a prompt: chunk i covers tokens
+ * [i*chunk_tokens, (i+1)*chunk_tokens). Stores at most max keys in out and
+ * returns how many full chunks the prompt has (a partial tail has no key).
+ */
+size_t kvc_key_chain(uint64_t salt, const uint32_t *tokens, size_t n_tokens,
+		     size_t chunk_tokens, struct kvc_key *out, size_t max);
+
+/* Format as 32 hex digits plus NUL into out[33]. */
+void kvc_key_to_hex(const struct kvc_key *k, char out[33]);
+
+/* Parse 32 hex digits (nothing else). Returns 0 or -EINVAL. */
+int kvc_key_from_hex(const char *hex, struct kvc_key *out);
+
+/* ---- reading ---------------------------------------------------------- */
+
+/*
+ * For n keys of namespace ns, store each one's tier in tiers[i]
+ * (KVC_TIER_NONE: not cached; tiers may be NULL) and return how many
+ * leading keys are cached (0..n), or a negative error. Present chunks count
+ * as used for eviction, deepest first.
+ */
+int kvc_lookup(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	       size_t n, uint8_t *tiers);
+
+/* Where a pinned chunk is. */
+struct kvc_loc {
+	int status;		/* 0, -ENOENT (not cached), -KVC_EPINS, ... */
+	uint8_t tier;		/* KVC_TIER_DRAM today */
+	uint64_t offset;	/* in the tier's arena */
+	uint64_t bytes;
+	const void *ptr;	/* the chunk in this process's arena mapping */
+};
+
+/*
+ * Pin n chunks: each present chunk is held in place (neither moved nor
+ * evicted) until kvc_release() or kvc_close(). Fills locs[i] for each key.
+ * Returns 0 (per-key results in locs[i].status) or a negative error for
+ * the call as a whole.
+ */
+int kvc_pin(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
+	    struct kvc_loc *locs);
+
+/*
+ * Drop one pin on each of n chunks. status (may be NULL) gets 0 or -ENOENT
+ * (not pinned by this handle) per key. Returns 0 or a negative error.
+ */
+int kvc_release(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		size_t n, int *status);
+
+struct kvc_get_desc {
+	struct kvc_key key;	/* in */
+	void *buf;		/* in: where to copy the chunk */
+	size_t cap;		/* in: bytes at buf */
+	size_t bytes;		/* out: the chunk's size (also on -ENOBUFS) */
+	int status;		/* out: 0, -ENOENT, -ENOBUFS, ... */
+};
+
+/*
+ * Copy n chunks into caller memory: pin them all, copy each present one
+ * out of the arena, release them. Returns how many were copied (0..n) or
+ * a negative error for the call as a whole; per-chunk results in d[i].
+ */
+int kvc_get_batch(struct kvc *c, uint32_t ns, struct kvc_get_desc *d, size_t n);
+
+/* One chunk: returns 0 (its size in *bytes), -ENOENT, -ENOBUFS (*bytes says
+ * how many are needed) or another error. bytes may be NULL. */
+int kvc_get(struct kvc *c, uint32_t ns, const struct kvc_key *key, void *buf,
+	    size_t cap, size_t *bytes);
+
+/* ---- writing ---------------------------------------------------------- */
+
+struct kvc_put_desc {
+	struct kvc_key key;
+	struct kvc_key parent;	/* ignored unless has_parent */
+	int has_parent;		/* a prefix chunk with a chunk before it */
+	uint32_t tokens;	/* tokens in the chunk */
+	uint32_t position;	/* index of its first token in the prompt */
+	const void *data;
+	size_t bytes;		/* > 0 */
+	int status;		/* out: 0 stored, -EEXIST already cached, ... */
+};
+
+/*
+ * Store n chunks: reserve space for all, copy each into the arena, commit.
+ * Chunks already cached (or being written by another client) answer -EEXIST
+ * and are not copied. Returns how many were stored (0..n) or a negative
+ * error for the call as a whole; per-chunk results in d[i].status.
+ */
+int kvc_put_batch(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n);
+
+/* One chunk: returns 0 (stored), -EEXIST (already cached) or an error. */
+int kvc_put(struct kvc *c, uint32_t ns, const struct kvc_key *key,
+	    const struct kvc_key *parent, uint32_t tokens, uint32_t position,
+	    const void *data, size_t bytes);
+
+/*
+ * Two-phase put for callers that write the arena themselves (from a GPU,
+ * say). kvc_alloc() reserves space for d[i] (data is ignored) and stores a
+ * pointer to it in ptrs[i] (NULL where d[i].status != 0); the chunk stays
+ * invisible until kvc_commit(), and kvc_abort() (or closing) frees it.
+ * Each returns how many succeeded or a negative error for the whole call.
+ */
+int kvc_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
+	      void **ptrs);
+int kvc_commit(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	       size_t n, int *status);
+int kvc_abort(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	      size_t n, int *status);
+
+/* The DRAM arena as this process maps it; *bytes gets its size. */
+void *kvc_dram_base(struct kvc *c, size_t *bytes);
+
+/* ---- administration ---------------------------------------------------- */
+
+struct kvc_tier_stats {
+	char name[16];		/* "dram" */
+	char policy[24];	/* "lru" */
+	uint64_t capacity_bytes;
+	uint64_t used_bytes;
+	uint64_t chunks;
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t evictions;
+	uint64_t promotions;
+	uint64_t demotions;
+	uint64_t alloc_failures;
+};
+
+struct kvc_stats {
+	unsigned n_tiers;
+	struct kvc_tier_stats tiers[KVC_MAX_TIERS];
+	unsigned connections;
+	uint64_t pinned_chunks;
+	uint64_t pending_chunks;
+	uint64_t checksum_failures;
+	uint64_t uptime_ms;
+	uint64_t namespaces;
+};
+
+int kvc_stats(struct kvc *c, struct kvc_stats *st);
+
+struct kvc_entry {
+	struct kvc_key key;
+	struct kvc_key parent;
+	int has_parent;
+	uint32_t ns;
+	uint8_t tier;
+	uint64_t bytes;
+	uint64_t offset;
+	uint32_t tokens;
+	uint32_t position;
+	uint32_t pins;
+	uint32_t children;
+	uint64_t hits;
+	uint64_t age_ms;
+};
+
+/*
+ * List cached chunks of namespace ns (KVC_NS_ALL: every namespace this user
+ * may see) in tier (KVC_TIER_NONE: any). Start with *cursor = 0; each call
+ * stores up to max entries (at most KVC_MAX_BATCH) and returns how many,
+ * and sets *cursor to continue from (0 when the listing is complete). A
+ * listing taken while the cache changes may miss or repeat chunks that moved.
+ */
+#define KVC_NS_ALL 0xffffffffu
+int kvc_ls(struct kvc *c, uint32_t ns, uint8_t tier, uint64_t *cursor,
+	   struct kvc_entry *out, size_t max);
+
+/* One chunk's metadata. Returns 0, -ENOENT or an error. */
+int kvc_inspect(struct kvc *c, uint32_t ns, const struct kvc_key *key,
+		struct kvc_entry *out);
+
+/*
+ * Drop n chunks from the cache. status (may be NULL) gets 0, -ENOENT or
+ * -EBUSY (pinned, or being written) per key. Returns how many were dropped
+ * or a negative error.
+ */
+int kvc_evict(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
+	      int *status);
+
+enum kvc_flush_flags {
+	KVC_FLUSH_DROP	= 1 << 0,	/* drop unpinned chunks instead of writing back */
+};
+
+struct kvc_flush_result {
+	uint64_t chunks;	/* written back (or dropped) */
+	uint64_t bytes;
+	uint64_t skipped;	/* pinned or uncommitted: left alone */
+};
+
+/*
+ * Write the chunks of tier (KVC_TIER_NONE: every tier) back to the tier
+ * below and return when that is durable; with KVC_FLUSH_DROP, drop every
+ * unpinned chunk of the tier instead. A tier with no tier below has nothing
+ * to write back to: it reports 0 chunks. Returns 0 or an error.
+ */
+int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
+	      struct kvc_flush_result *res);
+
+/* Round trip to the daemon: 0 and its uptime in *uptime_ms (may be NULL). */
+int kvc_ping(struct kvc *c, uint64_t *uptime_ms);
+
+/* Name an error code (negative or positive). Never NULL. */
+const char *kvc_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1005 @@
+/*
+ * kvctl.c - the admin CLI of kvstore: one command per run, through libkvc.
+ *
+ *   kvctl [--socket PATH] COMMAND [OPTIONS] [ARGS]
+ *
+ * Each command is a row of cmds[]: its name, the options it takes (a mask
+ * over optdefs[], the one option table), the options it requires, how
+ * many operands, and the function that runs it. main() parses the
+ * global options, finds the command, parses its options into struct args,
+ * validates them, connects (unless the command connects itself) and runs
+ * it.
+ *
+ * Output: human readable by default, one JSON document with --json (built
+ * with jansson, never by hand). Results go to stdout, diagnostics to
+ * stderr as "kvctl: <what failed>: <why>".
+ *
+ * Exit status: 0 success (get: hit), 1 not cached (get, inspect, evict),
+ * 2 usage, connection or any other error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client/kvc.h"
+
+enum {
+	RC_OK	= 0,
+	RC_MISS	= 1,	/* not cached */
+	RC_ERR	= 2,	/* usage, connection or other failure */
+};
+
+/*
+ * Options: bits of a mask, and also the values getopt_long() returns for
+ * them; they start at 1 << 8 so that none is a character.
+ */
+enum opt_bits {
+	OPT_SOCKET	= 1 << 8,
+	OPT_JSON	= 1 << 9,
+	OPT_NS		= 1 << 10,
+	OPT_KEY		= 1 << 11,
+	OPT_PARENT	= 1 << 12,
+	OPT_TOKENS	= 1 << 13,
+	OPT_POSITION	= 1 << 14,
+	OPT_OUT		= 1 << 15,
+	OPT_TIER	= 1 << 16,
+	OPT_DROP	= 1 << 17,
+	OPT_HELP	= 1 << 18,
+};
+
+/* Every option of every command; a command's mask picks its own. */
+static const struct optdef {
+	struct option o;		/* .val is the OPT_* bit */
+	const char *arg;		/* as --help shows it */
+	const char *help;
+} optdefs[] = {
+	{ { "socket", required_argument, NULL, OPT_SOCKET }, "--socket PATH",
+	  "the daemon's socket" },
+	{ { "ns", required_argument, NULL, OPT_NS }, "--ns NAME",
+	  "namespace (registered on the way: its first user owns it)" },
+	{ { "key", required_argument, NULL, OPT_KEY }, "--key HEX32",
+	  "the chunk's key: 32 hex digits" },
+	{ { "parent", required_argument, NULL, OPT_PARENT }, "--parent HEX32",
+	  "key of the chunk before it in the prompt" },
+	{ { "tokens", required_argument, NULL, OPT_TOKENS }, "--tokens N",
+	  "tokens in the chunk (default 0)" },
+	{ { "position", required_argument, NULL, OPT_POSITION }, "--position P",
+	  "index of its first token in the prompt (default 0)" },
+	{ { "output", required_argument, NULL, OPT_OUT }, "-o, --output FILE",
+	  "write to FILE instead of stdout" },
+	{ { "tier", required_argument, NULL, OPT_TIER }, "--tier T",
+	  "only tier T: dram, ssd or hbm (default: every tier)" },
+	{ { "drop", no_argument, NULL, OPT_DROP }, "--drop",
+	  "drop unpinned chunks instead of writing them back" },
+	{ { "json", no_argument, NULL, OPT_JSON }, "--json",
+	  "one JSON object instead of text" },
+	{ { "help", no_argument, NULL, OPT_HELP }, "-h, --help",
+	  "show this help" },
+};
+#define N_OPTS (sizeof(optdefs) / sizeof(optdefs[0]))
+
+/* Everything a command line can say, parsed and validated. */
+struct args {
+	const char *socket;		/* NULL: libkvc's default */
+	const char *ns_name;
+	const char *out;		/* get -o */
+	const char *file;		/* put's operand */
+	struct kvc_key key;
+	struct kvc_key parent;
+	uint32_t tokens;
+	uint32_t position;
+	uint8_t tier;			/* KVC_TIER_NONE unless --tier */
+	unsigned given;			/* OPT_* seen */
+};
+
+struct cmd {
+	const char *name;
+	const char *usage;		/* after "kvctl [--socket PATH] NAME" */
+	const char *help;		/* one line */
+	const char *note;		/* more for COMMAND --help, or NULL */
+	unsigned opts;			/* besides --socket and --help */
+	unsigned required;
+	int operands;			/* exactly this many */
+	bool self_connect;		/* run() gets c == NULL */
+	int (*run)(struct kvc *c, const struct args *a);
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static const char *socket_shown(const char *socket)
+{
+	const char *env = getenv("KVSTORE_SOCKET");
+
+	if (socket)
+		return socket;
+	return env && *env ? env : KVC_DEFAULT_SOCKET;
+}
+
+static const char *tier_name(uint8_t tier)
+{
+	switch (tier) {
+	case KVC_TIER_HBM:
+		return "hbm";
+	case KVC_TIER_DRAM:
+		return "dram";
+	case KVC_TIER_SSD:
+		return "ssd";
+	case KVC_TIER_NONE:
+		return "none";
+	default:
+		return "?";
+	}
+}
+
+static int tier_parse(const char *s, uint8_t *out)
+{
+	static const uint8_t tiers[] = { KVC_TIER_HBM, KVC_TIER_DRAM, KVC_TIER_SSD };
+
+	for (size_t i = 0; i < sizeof(tiers); i++) {
+		if (!strcmp(s, tier_name(tiers[i]))) {
+			*out = tiers[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int u32_parse(const char *s, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* "3.0 MiB (3145728)", or "512 B" below 1 KiB. */
+static const char *fmt_size(char *buf, size_t len, uint64_t v)
+{
+	static const char *const units[] = {
+		"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"
+	};
+	double d = (double)v / 1024;
+	unsigned u = 0;
+
+	if (v < 1024) {
+		snprintf(buf, len, "%" PRIu64 " B", v);
+		return buf;
+	}
+	while (d >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s (%" PRIu64 ")", d, units[u], v);
+	return buf;
+}
+
+/* "850ms", "12.3s", "5m03s", "2h05m", "3d04h". */
+static const char *fmt_age(char *buf, size_t len, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+
+	if (ms < 1000)
+		snprintf(buf, len, "%" PRIu64 "ms", ms);
+	else if (s < 60)
+		snprintf(buf, len, "%.1fs", (double)ms / 1000);
+	else if (s < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s",
+			 s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m",
+			 s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h",
+			 s / 86400, s / 3600 % 24);
+	return buf;
+}
+
+static void fail(const char *what, int err)
+{
+	fprintf(stderr, "kvctl: %s: %s\n", what, kvc_strerror(err));
+}
+
+/* jansson's integers are signed 64-bit; our counters never reach 2^63. */
+static json_t *ju64(uint64_t v)
+{
+	return json_integer((json_int_t)v);
+}
+
+/* Print one JSON document and free it. Returns RC_OK or RC_ERR. */
+static int json_print(json_t *doc)
+{
+	int ret;
+
+	if (!doc) {
+		fail("cannot build the JSON output", -ENOMEM);
+		return RC_ERR;
+	}
+	ret = json_dumpf(doc, stdout, JSON_INDENT(2));
+	json_decref(doc);
+	if (ret || fputc('\n', stdout) == EOF) {
+		fail("cannot write the JSON output", -EIO);
+		return RC_ERR;
+	}
+	return RC_OK;
+}
+
+static int ns_register(struct kvc *c, const char *name, uint32_t *ns)
+{
+	int ret = kvc_ns_register(c, name, ns);
+
+	if (ret)
+		fprintf(stderr, "kvctl: cannot register namespace '%s': %s\n",
+			name, kvc_strerror(ret));
+	return ret;
+}
+
+/*
+ * Read a whole file ("-": stdin) into a malloc'd buffer the caller owns.
+ * Returns 0 or a -errno, with *out and *len untouched on failure.
+ */
+static int read_all(const char *path, char **out, size_t *len)
+{
+	size_t cap = 1 << 20, n = 0;
+	struct stat sb;
+	char *buf, *p;
+	int fd, ret = 0;
+
+	fd = STDIN_FILENO;
+	if (strcmp(path, "-"))
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* One more byte than the file has: EOF shows without growing. */
+	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && sb.st_size > 0)
+		cap = (size_t)sb.st_size + 1;
+	buf = malloc(cap);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			cap *= 2;
+			p = realloc(buf, cap);
+			if (!p) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			buf = p;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			ret = r ? -errno : 0;
+			break;
+		}
+		n += (size_t)r;
+	}
+out:
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int write_all(FILE *f, const void *buf, size_t len)
+{
+	errno = 0;
+	if (fwrite(buf, 1, len, f) != len || fflush(f))
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static json_t *tier_json(const struct kvc_tier_stats *t)
+{
+	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+			 " s:o}",
+			 "name", t->name,
+			 "policy", t->policy,
+			 "capacity_bytes", ju64(t->capacity_bytes),
+			 "used_bytes", ju64(t->used_bytes),
+			 "chunks", ju64(t->chunks),
+			 "hits", ju64(t->hits),
+			 "misses", ju64(t->misses),
+			 "evictions", ju64(t->evictions),
+			 "promotions", ju64(t->promotions),
+			 "demotions", ju64(t->demotions),
+			 "alloc_failures", ju64(t->alloc_failures));
+}
+
+static int stats_json(const struct kvc_stats *st)
+{
+	json_t *tiers = json_array();
+
+	for (unsigned i = 0; tiers && i < st->n_tiers; i++) {
+		if (json_array_append_new(tiers, tier_json(&st->tiers[i]))) {
+			json_decref(tiers);
+			tiers = NULL;
+		}
+	}
+	if (!tiers)
+		return json_print(NULL);
+	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+				    "tiers", tiers,
+				    "connections", ju64(st->connections),
+				    "pinned_chunks", ju64(st->pinned_chunks),
+				    "pending_chunks", ju64(st->pending_chunks),
+				    "checksum_failures", ju64(st->checksum_failures),
+				    "namespaces", ju64(st->namespaces),
+				    "uptime_ms", ju64(st->uptime_ms)));
+}
+
+static void stats_human(const struct kvc_stats *st)
+{
+	char b1[64], b2[64];
+
+	printf("%-18s %s (%" PRIu64 " ms)\n", "uptime",
+	       fmt_age(b1, sizeof(b1), st->uptime_ms), st->uptime_ms);
+	printf("%-18s %u\n", "connections", st->connections);
+	printf("%-18s %" PRIu64 "\n", "namespaces", st->namespaces);
+	printf("%-18s %" PRIu64 "\n", "pinned chunks", st->pinned_chunks);
+	printf("%-18s %" PRIu64 "\n", "pending chunks", st->pending_chunks);
+	printf("%-18s %" PRIu64 "\n", "checksum failures", st->checksum_failures);
+	for (unsigned i = 0; i < st->n_tiers; i++) {
+		const struct kvc_tier_stats *t = &st->tiers[i];
+		uint64_t lookups = t->hits + t->misses;
+
+		printf("\ntier %s (policy %s)\n", t->name, t->policy);
+		printf("  %-16s %s\n", "capacity",
+		       fmt_size(b1, sizeof(b1), t->capacity_bytes));
+		printf("  %-16s %s", "used",
+		       fmt_size(b2, sizeof(b2), t->used_bytes));
+		if (t->capacity_bytes)
+			printf(", %.1f%%", 100.0 * (double)t->used_bytes /
+			       (double)t->capacity_bytes);
+		printf("\n  %-16s %" PRIu64 "\n", "chunks", t->chunks);
+		printf("  %-16s %" PRIu64 "\n", "hits", t->hits);
+		printf("  %-16s %" PRIu64 "\n", "misses", t->misses);
+		if (lookups)
+			printf("  %-16s %.1f%%\n", "hit ratio",
+			       100.0 * (double)t->hits / (double)lookups);
+		else
+			printf("  %-16s -\n", "hit ratio");
+		printf("  %-16s %" PRIu64 "\n", "evictions", t->evictions);
+		printf("  %-16s %" PRIu64 "\n", "promotions", t->promotions);
+		printf("  %-16s %" PRIu64 "\n", "demotions", t->demotions);
+		printf("  %-16s %" PRIu64 "\n", "alloc failures", t->alloc_failures);
+	}
+}
+
+static int cmd_stats(struct kvc *c, const struct args *a)
+{
+	struct kvc_stats st;
+	int ret;
+
+	ret = kvc_stats(c, &st);
+	if (ret) {
+		fail("stats", ret);
+		return RC_ERR;
+	}
+	if (a->given & OPT_JSON)
+		return stats_json(&st);
+	stats_human(&st);
+	return RC_OK;
+}
+
+static int cmd_put(struct kvc *c, const struct args *a)
+{
+	const char *name = strcmp(a->file, "-") ? a->file : "<stdin>";
+	char hex[33], sz[64];
+	char *buf = NULL;
+	size_t len = 0;
+	uint32_t ns;
+	int ret;
+
+	ret = read_all(a->file, &buf, &len);
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot read '%s': %s\n", name,
+			kvc_strerror(ret));
+		return RC_ERR;
+	}
+	if (len == 0) {
+		fprintf(stderr, "kvctl: '%s' is empty: a chunk needs at least one byte\n",
+			name);
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = ns_register(c, a->ns_name, &ns);
+	if (ret)
+		goto out;
+	ret = kvc_put(c, ns, &a->key, a->given & OPT_PARENT ? &a->parent : NULL,
+		      a->tokens, a->position, buf, len);
+	kvc_key_to_hex(&a->key, hex);
+	if (ret == -EEXIST) {
+		printf("%s: already cached\n", hex);
+		ret = 0;
+	} else if (ret) {
+		fprintf(stderr, "kvctl: cannot put %s of %s: %s\n", hex,
+			fmt_size(sz, sizeof(sz), len), kvc_strerror(ret));
+	} else {
+		printf("%s: stored %s\n", hex, fmt_size(sz, sizeof(sz), len));
+	}
+out:
+	free(buf);
+	return ret ? RC_ERR : RC_OK;
+}
+
+/*
+ * Copy a chunk into a malloc'd buffer the caller owns. INSPECT gives the
+ * size without counting a hit; should a larger chunk replace it before
+ * the GET, grow and retry. Returns 0, -ENOENT or another error.
+ */
+static int get_chunk(struct kvc *c, uint32_t ns, const struct kvc_key *key,
+		     char **out, size_t *len)
+{
+	struct kvc_entry e;
+	char *buf = NULL, *p;
+	size_t need;
+	int ret;
+
+	ret = kvc_inspect(c, ns, key, &e);
+	if (ret)
+		return ret;
+	need = e.bytes;
+	for (int tries = 0; tries < 4; tries++) {
+		p = realloc(buf, need ? need : 1);
+		if (!p) {
+			ret = -ENOMEM;
+			break;
+		}
+		buf = p;
+		ret = kvc_get(c, ns, key, buf, need, &need);
+		if (ret != -ENOBUFS)
+			break;
+	}
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	*len = need;
+	return 0;
+}
+
+static int cmd_get(struct kvc *c, const struct args *a)
+{
+	const char *name = a->out ? a->out : "<stdout>";
+	char *buf = NULL;
+	size_t len = 0;
+	char hex[33];
+	uint32_t ns;
+	FILE *f;
+	int ret;
+
+	if (ns_register(c, a->ns_name, &ns))
+		return RC_ERR;
+	kvc_key_to_hex(&a->key, hex);
+	ret = get_chunk(c, ns, &a->key, &buf, &len);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "%s: miss\n", hex);
+		return RC_MISS;
+	}
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot get %s: %s\n", hex,
+			kvc_strerror(ret));
+		return RC_ERR;
+	}
+
+	f = a->out ? fopen(a->out, "wb") : stdout;
+	if (!f) {
+		ret = -errno;
+		goto out;
+	}
+	ret = write_all(f, buf, len);
+	if (a->out && fclose(f) && !ret)
+		ret = -errno;
+out:
+	if (ret)
+		fprintf(stderr, "kvctl: cannot write '%s': %s\n", name,
+			kvc_strerror(ret));
+	free(buf);
+	return ret ? RC_ERR : RC_OK;
+}
+
+static json_t *entry_json(const struct kvc_entry *e)
+{
+	char key[33], parent[33];
+
+	kvc_key_to_hex(&e->key, key);
+	kvc_key_to_hex(&e->parent, parent);
+	return json_pack("{s:s, s:s?, s:b, s:I, s:s, s:o, s:o, s:I, s:I, s:I,"
+			 " s:I, s:o, s:o}",
+			 "key", key,
+			 "parent", e->has_parent ? parent : NULL,
+			 "has_parent", e->has_parent,
+			 "ns", (json_int_t)e->ns,
+			 "tier", tier_name(e->tier),
+			 "bytes", ju64(e->bytes),
+			 "offset", ju64(e->offset),
+			 "tokens", (json_int_t)e->tokens,
+			 "position", (json_int_t)e->position,
+			 "pins", (json_int_t)e->pins,
+			 "children", (json_int_t)e->children,
+			 "hits", ju64(e->hits),
+			 "age_ms", ju64(e->age_ms));
+}
+
+static void ls_row(const struct kvc_entry *e)
+{
+	char hex[33], age[32];
+
+	kvc_key_to_hex(&e->key, hex);
+	printf("%-32s %6" PRIu32 " %-4s %12" PRIu64 " %7" PRIu32 " %8" PRIu32
+	       " %5" PRIu32 " %8" PRIu64 " %8s\n", hex, e->ns, tier_name(e->tier),
+	       e->bytes, e->tokens, e->position, e->pins, e->hits,
+	       fmt_age(age, sizeof(age), e->age_ms));
+}
+
+static int cmd_ls(struct kvc *c, const struct args *a)
+{
+	bool json = a->given & OPT_JSON;
+	uint32_t ns = KVC_NS_ALL;
+	uint64_t cursor = 0, total = 0, bytes = 0;
+	struct kvc_entry *page;
+	json_t *list = NULL;
+	char sz[64];
+	int n, rc = RC_ERR;
+
+	if (a->ns_name && ns_register(c, a->ns_name, &ns))
+		return RC_ERR;
+	page = calloc(KVC_MAX_BATCH, sizeof(*page));
+	if (!page || (json && !(list = json_array()))) {
+		fail("ls", -ENOMEM);
+		goto out;
+	}
+	if (!json)
+		printf("%-32s %6s %-4s %12s %7s %8s %5s %8s %8s\n", "KEY", "NS",
+		       "TIER", "BYTES", "TOKENS", "POSITION", "PINS", "HITS", "AGE");
+	do {
+		n = kvc_ls(c, ns, a->tier, &cursor, page, KVC_MAX_BATCH);
+		if (n < 0) {
+			fail("ls", n);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			total++;
+			bytes += page[i].bytes;
+			if (!json) {
+				ls_row(&page[i]);
+				continue;
+			}
+			if (json_array_append_new(list, entry_json(&page[i]))) {
+				fail("ls", -ENOMEM);
+				goto out;
+			}
+		}
+	} while (cursor);
+
+	if (json) {
+		rc = json_print(json_pack("{s:O}", "chunks", list));
+	} else {
+		printf("%" PRIu64 " chunk%s, %s\n", total, total == 1 ? "" : "s",
+		       fmt_size(sz, sizeof(sz), bytes));
+		rc = RC_OK;
+	}
+out:
+	json_decref(list);
+	free(page);
+	return rc;
+}
+
+static void inspect_human(const struct kvc_entry *e)
+{
+	char hex[33], buf[64];
+
+	kvc_key_to_hex(&e->key, hex);
+	printf("%-10s %s\n", "key", hex);
+	kvc_key_to_hex(&e->parent, hex);
+	printf("%-10s %s\n", "parent", e->has_parent ? hex : "none (first chunk)");
+	printf("%-10s %" PRIu32 "\n", "namespace", e->ns);
+	printf("%-10s %s\n", "tier", tier_name(e->tier));
+	printf("%-10s %s\n", "bytes", fmt_size(buf, sizeof(buf), e->bytes));
+	printf("%-10s %" PRIu64 "\n", "offset", e->offset);
+	printf("%-10s %" PRIu32 "\n", "tokens", e->tokens);
+	printf("%-10s %" PRIu32 "\n", "position", e->position);
+	printf("%-10s %" PRIu32 "\n", "pins", e->pins);
+	printf("%-10s %" PRIu32 "\n", "children", e->children);
+	printf("%-10s %" PRIu64 "\n", "hits", e->hits);
+	printf("%-10s %s (%" PRIu64 " ms since last use)\n", "age",
+	       fmt_age(buf, sizeof(buf), e->age_ms), e->age_ms);
+}
+
+static int cmd_inspect(struct kvc *c, const struct args *a)
+{
+	struct kvc_entry e;
+	char hex[33];
+	uint32_t ns;
+	int ret;
+
+	if (ns_register(c, a->ns_name, &ns))
+		return RC_ERR;
+	kvc_key_to_hex(&a->key, hex);
+	ret = kvc_inspect(c, ns, &a->key, &e);
+	if (ret == -ENOENT) {
+		fprintf(stderr, "%s: not cached\n", hex);
+		return RC_MISS;
+	}
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot inspect %s: %s\n", hex,
+			kvc_strerror(ret));
+		return RC_ERR;
+	}
+	if (a->given & OPT_JSON)
+		return json_print(entry_json(&e));
+	inspect_human(&e);
+	return RC_OK;
+}
+
+static int cmd_evict(struct kvc *c, const struct args *a)
+{
+	char hex[33];
+	uint32_t ns;
+	int ret, st;
+
+	if (ns_register(c, a->ns_name, &ns))
+		return RC_ERR;
+	kvc_key_to_hex(&a->key, hex);
+	ret = kvc_evict(c, ns, &a->key, 1, &st);
+	if (ret >= 0)
+		ret = st;
+	switch (ret) {
+	case 0:
+		printf("%s: evicted\n", hex);
+		return RC_OK;
+	case -ENOENT:
+		fprintf(stderr, "%s: not cached\n", hex);
+		return RC_MISS;
+	case -EBUSY:
+		fprintf(stderr, "kvctl: cannot evict %s: pinned or being written\n",
+			hex);
+		return RC_ERR;
+	default:
+		fprintf(stderr, "kvctl: cannot evict %s: %s\n", hex,
+			kvc_strerror(ret));
+		return RC_ERR;
+	}
+}
+
+static int cmd_flush(struct kvc *c, const struct args *a)
+{
+	bool drop = a->given & OPT_DROP;
+	struct kvc_flush_result res;
+	char sz[64];
+	int ret;
+
+	ret = kvc_flush(c, a->tier, drop ? KVC_FLUSH_DROP : 0, &res);
+	if (ret) {
+		if (a->tier == KVC_TIER_NONE)
+			fail("flush", ret);
+		else
+			fprintf(stderr, "kvctl: cannot flush tier '%s': %s\n",
+				tier_name(a->tier), kvc_strerror(ret));
+		return RC_ERR;
+	}
+	printf("%s %" PRIu64 " chunk%s, %s; skipped %" PRIu64
+	       " pinned or uncommitted\n", drop ? "dropped" : "wrote back",
+	       res.chunks, res.chunks == 1 ? "" : "s",
+	       fmt_size(sz, sizeof(sz), res.bytes), res.skipped);
+	return RC_OK;
+}
+
+static int cmd_health(struct kvc *unused, const struct args *a)
+{
+	const char *path = socket_shown(a->socket);
+	bool json = a->given & OPT_JSON;
+	struct kvc_stats st;
+	struct kvc *c;
+	const char *what;
+	char age[32];
+	uint64_t up;
+	int ret;
+
+	what = "cannot reach kvstored";
+	ret = kvc_connect(a->socket, &c);
+	if (!ret) {
+		what = "kvstored does not answer";
+		ret = kvc_ping(c, &up);
+		if (!ret)
+			ret = kvc_stats(c, &st);
+		kvc_close(c);
+	}
+	if (ret) {
+		fprintf(stderr, "kvctl: %s at '%s': %s\n", what, path,
+			kvc_strerror(ret));
+		if (json)
+			json_print(json_pack("{s:s, s:s, s:s}", "status", "down",
+					     "socket", path,
+					     "error", kvc_strerror(ret)));
+		return RC_ERR;
+	}
+	if (json)
+		return json_print(json_pack("{s:s, s:s, s:o, s:o, s:I}",
+					    "status", "ok", "socket", path,
+					    "uptime_ms", ju64(st.uptime_ms),
+					    "connections", ju64(st.connections),
+					    "tiers", (json_int_t)st.n_tiers));
+	printf("ok: kvstored at '%s', up %s, %u connection%s, %u tier%s\n",
+	       path, fmt_age(age, sizeof(age), st.uptime_ms),
+	       st.connections, st.connections == 1 ? "" : "s",
+	       st.n_tiers, st.n_tiers == 1 ? "" : "s");
+	return RC_OK;
+}
+
+static const struct cmd cmds[] = {
+	{
+		.name = "stats", .usage = "[--json]",
+		.help = "show the daemon's counters and each tier's",
+		.opts = OPT_JSON, .run = cmd_stats,
+	}, {
+		.name = "put", .usage = "--ns NAME --key HEX32 [--parent HEX32] "
+					"[--tokens N] [--position P] FILE",
+		.help = "store FILE (- for stdin) as one chunk",
+		.note = "A key already cached is not an error: exit status 0.",
+		.opts = OPT_NS | OPT_KEY | OPT_PARENT | OPT_TOKENS | OPT_POSITION,
+		.required = OPT_NS | OPT_KEY, .operands = 1, .run = cmd_put,
+	}, {
+		.name = "get", .usage = "--ns NAME --key HEX32 [-o FILE]",
+		.help = "copy a chunk to FILE or stdout; exit 1 when not cached",
+		.opts = OPT_NS | OPT_KEY | OPT_OUT,
+		.required = OPT_NS | OPT_KEY, .run = cmd_get,
+	}, {
+		.name = "ls", .usage = "[--ns NAME] [--tier dram|ssd|hbm] [--json]",
+		.help = "list the cached chunks (of every namespace you may see)",
+		.opts = OPT_NS | OPT_TIER | OPT_JSON, .run = cmd_ls,
+	}, {
+		.name = "inspect", .usage = "--ns NAME --key HEX32 [--json]",
+		.help = "show a chunk's metadata; exit 1 when not cached",
+		.opts = OPT_NS | OPT_KEY | OPT_JSON,
+		.required = OPT_NS | OPT_KEY, .run = cmd_inspect,
+	}, {
+		.name = "evict", .usage = "--ns NAME --key HEX32",
+		.help = "drop a chunk; exit 1 when not cached",
+		.note = "A chunk pinned or being written stays: exit status 2.",
+		.opts = OPT_NS | OPT_KEY,
+		.required = OPT_NS | OPT_KEY, .run = cmd_evict,
+	}, {
+		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop]",
+		.help = "write tiers back to the tier below, or drop their chunks",
+		.opts = OPT_TIER | OPT_DROP, .run = cmd_flush,
+	}, {
+		.name = "health", .usage = "[--json]",
+		.help = "check that the daemon answers; exit 2 when it does not",
+		.opts = OPT_JSON, .self_connect = true, .run = cmd_health,
+	},
+};
+static const size_t n_cmds = sizeof(cmds) / sizeof(cmds[0]);
+
+/* ---- command line -------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kvctl [--socket PATH] COMMAND [OPTIONS]\n\ncommands:\n");
+	for (size_t i = 0; i < n_cmds; i++)
+		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].help);
+	fprintf(f, "\n--socket defaults to $KVSTORE_SOCKET, else %s.\n"
+		"'kvctl COMMAND --help' shows a command's options.\n"
+		"Exit status: 0 ok, 1 not cached, 2 error.\n", KVC_DEFAULT_SOCKET);
+}
+
+static void cmd_usage(FILE *f, const struct cmd *cmd)
+{
+	fprintf(f, "usage: kvctl [--socket PATH] %s %s\n", cmd->name, cmd->usage);
+}
+
+static void cmd_help(const struct cmd *cmd)
+{
+	cmd_usage(stdout, cmd);
+	printf("%s\n\n", cmd->help);
+	for (size_t i = 0; i < N_OPTS; i++)
+		if ((cmd->opts | OPT_SOCKET | OPT_HELP) & (unsigned)optdefs[i].o.val)
+			printf("  %-18s %s\n", optdefs[i].arg, optdefs[i].help);
+	if (cmd->note)
+		printf("\n%s\n", cmd->note);
+}
+
+static const char *opt_name(unsigned bit)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if ((unsigned)optdefs[i].o.val == bit)
+			return optdefs[i].o.name;
+	return "?";
+}
+
+/* Check and store one option's argument. Returns 0 or -EINVAL (reported). */
+static int opt_store(struct args *a, unsigned bit, const char *arg)
+{
+	int ret = 0;
+
+	switch (bit) {
+	case OPT_SOCKET:
+		a->socket = arg;
+		break;
+	case OPT_NS:
+		a->ns_name = arg;
+		break;
+	case OPT_OUT:
+		a->out = arg;
+		break;
+	case OPT_KEY:
+	case OPT_PARENT:
+		ret = kvc_key_from_hex(arg, bit == OPT_KEY ? &a->key : &a->parent);
+		if (ret)
+			fprintf(stderr, "kvctl: bad --%s '%s': want 32 hex digits\n",
+				opt_name(bit), arg);
+		break;
+	case OPT_TOKENS:
+	case OPT_POSITION:
+		ret = u32_parse(arg, bit == OPT_TOKENS ? &a->tokens : &a->position);
+		if (ret)
+			fprintf(stderr, "kvctl: bad --%s '%s': want 0..%" PRIu32 "\n",
+				opt_name(bit), arg, UINT32_MAX);
+		break;
+	case OPT_TIER:
+		ret = tier_parse(arg, &a->tier);
+		if (ret)
+			fprintf(stderr, "kvctl: bad --tier '%s': want dram, ssd or hbm\n",
+				arg);
+		break;
+	}
+	a->given |= bit;
+	return ret;
+}
+
+/*
+ * Parse argv with the options in mask. Leaves optind at the first operand.
+ * Returns 0, 1 for --help, or -EINVAL (reported). stop: at the first
+ * operand (the global options before COMMAND) instead of permuting.
+ */
+static int parse_opts(int argc, char **argv, unsigned mask, bool stop,
+		      struct args *a)
+{
+	struct option lo[N_OPTS + 1];
+	char shorts[8];
+	size_t n = 0;
+	int ch;
+
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (mask & (unsigned)optdefs[i].o.val)
+			lo[n++] = optdefs[i].o;
+	memset(&lo[n], 0, sizeof(lo[n]));
+	snprintf(shorts, sizeof(shorts), "%s:h%s", stop ? "+" : "",
+		 mask & OPT_OUT ? "o:" : "");
+
+	optind = 0;	/* glibc: start over, forgetting the previous scan */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+		switch (ch) {
+		case 'h':
+		case OPT_HELP:
+			return 1;
+		case 'o':
+			ch = OPT_OUT;
+			break;
+		case ':':
+			fprintf(stderr, "kvctl: option '%s' needs a value\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		case '?':
+			if (optopt >= OPT_SOCKET)
+				fprintf(stderr, "kvctl: option '--%s' takes no value\n",
+					opt_name((unsigned)optopt));
+			else if (optopt)
+				fprintf(stderr, "kvctl: unknown option '-%c'\n",
+					optopt);
+			else
+				fprintf(stderr, "kvctl: unknown option '%s'\n",
+					argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (opt_store(a, (unsigned)ch, optarg))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = { .tier = KVC_TIER_NONE };
+	const struct cmd *cmd = NULL;
+	struct kvc *c = NULL;
+	unsigned missing;
+	int ret;
+
+	ret = parse_opts(argc, argv, OPT_SOCKET | OPT_HELP, true, &a);
+	if (ret) {
+		usage(ret > 0 ? stdout : stderr);
+		return ret > 0 ? RC_OK : RC_ERR;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "kvctl: no command given\n");
+		usage(stderr);
+		return RC_ERR;
+	}
+	for (size_t i = 0; i < n_cmds; i++)
+		if (!strcmp(argv[optind], cmds[i].name))
+			cmd = &cmds[i];
+	if (!cmd) {
+		fprintf(stderr, "kvctl: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return RC_ERR;
+	}
+
+	/* The command's own options; --socket may come after it too. */
+	argc -= optind;
+	argv += optind;
+	ret = parse_opts(argc, argv, cmd->opts | OPT_SOCKET | OPT_HELP, false, &a);
+	if (ret > 0) {
+		cmd_help(cmd);
+		return RC_OK;
+	}
+	if (ret) {
+		cmd_usage(stderr, cmd);
+		return RC_ERR;
+	}
+	if (argc - optind != cmd->operands) {
+		if (argc - optind > cmd->operands)
+			fprintf(stderr, "kvctl: %s: unexpected argument '%s'\n",
+				cmd->name, argv[optind + cmd->operands]);
+		else
+			fprintf(stderr, "kvctl: %s: missing FILE\n", cmd->name);
+		cmd_usage(stderr, cmd);
+		return RC_ERR;
+	}
+	if (cmd->operands)
+		a.file = argv[optind];
+	missing = cmd->required & ~a.given;
+	if (missing) {
+		fprintf(stderr, "kvctl: %s: --%s is required\n", cmd->name,
+			opt_name(missing & -missing));
+		cmd_usage(stderr, cmd);
+		return RC_ERR;
+	}
+
+	if (!cmd->self_connect) {
+		ret = kvc_connect(a.socket, &c);
+		if (ret) {
+			fprintf(stderr, "kvctl: cannot connect to '%s': %s\n",
+				socket_shown(a.socket), kvc_strerror(ret));
+			return RC_ERR;
+		}
+	}
+	ret = cmd->run(c, &a);
+	kvc_close(c);
+	errno = 0;
+	if (fflush(stdout) || ferror(stdout)) {
+		if (ret != RC_ERR)	/* else it was reported */
+			fail("cannot write to stdout", errno ? -errno : -EIO);
+		return RC_ERR;
+	}
+	return ret;
+}

@@ -1,0 +1,399 @@
+/*
+ * config.c - settings from defaults, an INI file and flags, one table.
+ *
+ * The table below is the single list of keys: the INI parser, the flag
+ * parser, --help and kv_config_print() all walk it, so a new key is one
+ * line here (and one in docs/configuration.md).
+ */
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evict/policy.h"
+#include "kvstore/config.h"
+#include "kvstore/log.h"
+#include "kvstore/proto.h"
+#include "kvstore/util.h"
+
+enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS };
+
+struct key {
+	const char *name;
+	enum ktype type;
+	size_t off;
+	size_t len;		/* K_STR: buffer size */
+	uint64_t min, max;	/* K_SIZE, K_U64 */
+	const char *help;
+};
+
+#define F(field) offsetof(struct kv_config, field)
+#define S(field) sizeof(((struct kv_config *)0)->field)
+
+static const struct key keys[] = {
+	{ "socket", K_STR, F(socket), S(socket), 0, 0,
+	  "control socket path" },
+	{ "socket_group", K_STR, F(socket_group), S(socket_group), 0, 0,
+	  "group that may connect too (socket mode 0660); empty: 0600" },
+	{ "dram_bytes", K_SIZE, F(dram_bytes), 0, 1 << 20, 1ull << 46,
+	  "DRAM tier capacity (K/M/G/T suffixes)" },
+	{ "alloc_granule", K_SIZE, F(alloc_granule), 0, 64, 1 << 24,
+	  "allocation granule in the arenas (a power of two)" },
+	{ "policy", K_POLICY, F(policy_dram), S(policy_dram), 0, 0,
+	  "eviction policy per tier: TIER=NAME[,TIER=NAME] (tiers: dram)" },
+	{ "max_conns", K_U64, F(max_conns), 0, 1, 1 << 20,
+	  "most client connections at once" },
+	{ "max_pins", K_U64, F(max_pins), 0, 1, 1u << 31,
+	  "most pins one connection may hold" },
+	{ "max_uncommitted", K_SIZE, F(max_uncommitted), 0, 0, 1ull << 46,
+	  "most uncommitted bytes per connection; 0: half the DRAM tier" },
+	{ "max_msg", K_SIZE, F(max_msg), 0, 4096, KV_PROTO_MAX_MSG,
+	  "largest message body accepted, in bytes" },
+	{ "max_batch", K_U64, F(max_batch), 0, 1, KV_PROTO_MAX_BATCH,
+	  "most keys in one message" },
+	{ "max_namespaces", K_U64, F(max_namespaces), 0, 1, 1 << 20,
+	  "most namespaces the daemon keeps" },
+	{ "log", K_LOG, F(log), S(log), 0, 0,
+	  "log level and subsystems: LEVEL[:SUBSYS,...]" },
+	{ "allow_uids", K_UIDS, 0, 0, 0, 0,
+	  "users that may connect, comma-separated uids; empty: the daemon's own" },
+};
+
+void kv_config_defaults(struct kv_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->socket, "./var/kvstore.sock");
+	cfg->dram_bytes = 1ull << 30;
+	cfg->alloc_granule = 4096;
+	strcpy(cfg->policy_dram, "lru");
+	cfg->max_conns = 1024;
+	cfg->max_pins = 65536;
+	cfg->max_uncommitted = 0;
+	cfg->max_msg = KV_PROTO_MAX_MSG;
+	cfg->max_batch = KV_PROTO_MAX_BATCH;
+	cfg->max_namespaces = 4096;
+	strcpy(cfg->log, "info");
+}
+
+static const struct key *find_key(const char *name)
+{
+	char norm[64];
+	size_t i;
+
+	for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+		norm[i] = name[i] == '-' ? '_' : name[i];
+	norm[i] = '\0';
+	if (name[i])
+		return NULL;
+	for (i = 0; i < KV_ARRAY_SIZE(keys); i++)
+		if (!strcmp(keys[i].name, norm))
+			return &keys[i];
+	return NULL;
+}
+
+static int set_policy(struct kv_config *cfg, const char *value, char *err,
+		      size_t errlen)
+{
+	char buf[256];
+	char *save, *item;
+
+	if (strlen(value) >= sizeof(buf)) {
+		snprintf(err, errlen, "policy: value too long");
+		return -EINVAL;
+	}
+	strcpy(buf, value);
+	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+
+		if (!eq) {
+			snprintf(err, errlen, "policy: '%s' is not TIER=NAME", item);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (!kv_evict_find(eq + 1)) {
+			snprintf(err, errlen, "policy: unknown eviction policy '%s'", eq + 1);
+			return -EINVAL;
+		}
+		if (strcmp(item, "dram")) {
+			snprintf(err, errlen, "policy: unknown tier '%s' (this version has: dram)",
+				 item);
+			return -EINVAL;
+		}
+		snprintf(cfg->policy_dram, sizeof(cfg->policy_dram), "%s", eq + 1);
+	}
+	return 0;
+}
+
+static int set_uids(struct kv_config *cfg, const char *value, char *err,
+		    size_t errlen)
+{
+	uid_t uids[KV_CONF_MAX_UIDS];
+	unsigned n = 0;
+	const char *p = value;
+
+	while (*p) {
+		char tok[32];
+		size_t len = strcspn(p, ", ");
+		uint64_t v;
+
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len >= sizeof(tok) || n == KV_CONF_MAX_UIDS) {
+			snprintf(err, errlen, "allow_uids: too many or too long entries in '%s'",
+				 value);
+			return -EINVAL;
+		}
+		memcpy(tok, p, len);
+		tok[len] = '\0';
+		if (kv_parse_u64(tok, 0, UINT32_MAX - 1, &v)) {
+			snprintf(err, errlen, "allow_uids: '%s' is not a uid", tok);
+			return -EINVAL;
+		}
+		uids[n++] = (uid_t)v;
+		p += len;
+	}
+	memcpy(cfg->allow_uids, uids, n * sizeof(uids[0]));
+	cfg->n_allow_uids = n;
+	return 0;
+}
+
+int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
+		  char *err, size_t errlen)
+{
+	const struct key *k = find_key(name);
+	char *field;
+	uint64_t v;
+	int ret;
+
+	if (!k) {
+		snprintf(err, errlen, "unknown key '%s'", name);
+		return -ENOENT;
+	}
+	field = (char *)cfg + k->off;
+	switch (k->type) {
+	case K_STR:
+		if (strlen(value) >= k->len) {
+			snprintf(err, errlen, "%s: '%s' is longer than %zu bytes",
+				 k->name, value, k->len - 1);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
+	case K_SIZE:
+	case K_U64:
+		ret = k->type == K_SIZE ? kv_parse_size(value, &v) :
+					  kv_parse_u64(value, 0, UINT64_MAX, &v);
+		if (ret == 0 && (v < k->min || v > k->max))
+			ret = -ERANGE;
+		if (ret) {
+			snprintf(err, errlen, "%s: bad value '%s' (%s from %llu to %llu)",
+				 k->name, value, k->type == K_SIZE ? "a size" : "a number",
+				 (unsigned long long)k->min, (unsigned long long)k->max);
+			return ret;
+		}
+		memcpy(field, &v, sizeof(v));
+		return 0;
+	case K_POLICY:
+		return set_policy(cfg, value, err, errlen);
+	case K_LOG:
+		if (kv_log_parse(value)) {
+			snprintf(err, errlen, "log: bad value '%s' (LEVEL[:SUBSYS,...], LEVEL err|warn|info|debug)",
+				 value);
+			return -EINVAL;
+		}
+		if (strlen(value) >= k->len)
+			return -EINVAL;
+		strcpy(field, value);
+		return 0;
+	case K_UIDS:
+		return set_uids(cfg, value, err, errlen);
+	}
+	return -EINVAL;
+}
+
+struct ini_ctx {
+	struct kv_config *cfg;
+	const char *path;
+	char *err;
+	size_t errlen;
+	int ret;
+};
+
+static int on_ini_line(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct ini_ctx *x = user;
+	char msg[256];
+	int ret;
+
+	if (section[0] && strcmp(section, "kvstored")) {
+		snprintf(x->err, x->errlen, "%s: unknown section [%s]", x->path, section);
+		x->ret = -EINVAL;
+		return 0;
+	}
+	ret = kv_config_set(x->cfg, name, value, msg, sizeof(msg));
+	if (ret) {
+		snprintf(x->err, x->errlen, "%s: %s", x->path, msg);
+		x->ret = ret;
+		return 0;
+	}
+	return 1;
+}
+
+int kv_config_load(struct kv_config *cfg, const char *path, char *err,
+		   size_t errlen)
+{
+	struct ini_ctx x = { cfg, path, err, errlen, 0 };
+	int line = ini_parse(path, on_ini_line, &x);
+
+	if (line == -1) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	if (line == -2) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	if (x.ret) {
+		/* inih stops at the first handler error and reports its line. */
+		size_t n = strlen(err);
+
+		snprintf(err + n, errlen - n, " (line %d)", line);
+		return x.ret;
+	}
+	if (line > 0) {
+		snprintf(err, errlen, "%s: line %d: not 'key = value'", path, line);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kvstored [--config FILE] [--KEY VALUE]...\n\n"
+		"Every configuration key is also a flag (dram_bytes is --dram-bytes):\n");
+	for (size_t i = 0; i < KV_ARRAY_SIZE(keys); i++) {
+		char flag[64];
+		size_t j;
+
+		for (j = 0; keys[i].name[j]; j++)
+			flag[j] = keys[i].name[j] == '_' ? '-' : keys[i].name[j];
+		flag[j] = '\0';
+		fprintf(f, "  --%-18s %s\n", flag, keys[i].help);
+	}
+	fprintf(f, "\n  --config FILE        read an INI file first\n"
+		"  --print-config       print the resulting configuration and exit\n"
+		"  --help, --version\n");
+}
+
+int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
+		   size_t errlen)
+{
+	int ret;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 1;
+		}
+		if (!strcmp(a, "--version")) {
+			printf("kvstored (kvstore) protocol %d\n", KV_PROTO_VERSION);
+			return 1;
+		}
+		if (!strncmp(a, "--config=", 9) || !strcmp(a, "--config")) {
+			const char *path = a[8] ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+
+			if (!path) {
+				snprintf(err, errlen, "--config needs a file");
+				return -EINVAL;
+			}
+			ret = kv_config_load(cfg, path, err, errlen);
+			if (ret)
+				return ret;
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		char name[64];
+		const char *a = argv[i], *value, *eq;
+		size_t len;
+
+		if (!strncmp(a, "--config", 8)) {
+			if (!a[8])
+				i++;
+			continue;
+		}
+		if (!strcmp(a, "--print-config"))
+			continue;
+		if (strncmp(a, "--", 2)) {
+			snprintf(err, errlen, "unexpected argument '%s' (flags are --key value)", a);
+			return -EINVAL;
+		}
+		a += 2;
+		eq = strchr(a, '=');
+		len = eq ? (size_t)(eq - a) : strlen(a);
+		if (len >= sizeof(name)) {
+			snprintf(err, errlen, "unknown flag '--%s'", a);
+			return -ENOENT;
+		}
+		memcpy(name, a, len);
+		name[len] = '\0';
+		if (eq) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			snprintf(err, errlen, "--%s needs a value", name);
+			return -EINVAL;
+		}
+		ret = kv_config_set(cfg, name, value, err, errlen);
+		if (ret == -ENOENT)
+			snprintf(err, errlen, "unknown flag '--%s' (see --help)", name);
+		if (ret)
+			return ret;
+	}
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--print-config")) {
+			kv_config_print(cfg, stdout);
+			return 1;
+		}
+	return 0;
+}
+
+void kv_config_print(const struct kv_config *cfg, FILE *f)
+{
+	fprintf(f, "[kvstored]\n");
+	for (size_t i = 0; i < KV_ARRAY_SIZE(keys); i++) {
+		const struct key *k = &keys[i];
+		const char *field = (const char *)cfg + k->off;
+		uint64_t v;
+
+		fprintf(f, "%s = ", k->name);
+		switch (k->type) {
+		case K_STR:
+		case K_LOG:
+			fprintf(f, "%s\n", field);
+			break;
+		case K_POLICY:
+			fprintf(f, "dram=%s\n", field);
+			break;
+		case K_SIZE:
+		case K_U64:
+			memcpy(&v, field, sizeof(v));
+			fprintf(f, "%llu\n", (unsigned long long)v);
+			break;
+		case K_UIDS:
+			for (unsigned u = 0; u < cfg->n_allow_uids; u++)
+				fprintf(f, "%s%u", u ? "," : "", (unsigned)cfg->allow_uids[u]);
+			fprintf(f, "\n");
+			break;
+		}
+	}
+}

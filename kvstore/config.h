@@ -1,0 +1,64 @@
+/*
+ * config.h - kvstored's settings: embedded defaults, an INI file (inih),
+ * then command-line flags, each later source overriding the earlier.
+ *
+ * Every key is also a flag: key dram_bytes is --dram-bytes. Keys may sit
+ * at the top of the file or in a [kvstored] section. An unknown key, an
+ * unknown section or a bad value is refused with a message that names it.
+ * docs/configuration.md lists every key.
+ */
+#ifndef KV_CONFIG_H
+#define KV_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define KV_CONF_MAX_UIDS 32
+
+struct kv_config {
+	char socket[108];		/* sun_path holds 108 bytes */
+	char socket_group[64];		/* "": mode 0600, else 0660 and this group */
+	uint64_t dram_bytes;
+	uint64_t alloc_granule;
+	char policy_dram[16];
+	uint64_t max_conns;
+	uint64_t max_pins;		/* per connection */
+	uint64_t max_uncommitted;	/* bytes per connection; 0: half of DRAM */
+	uint64_t max_msg;		/* body bytes per message */
+	uint64_t max_batch;		/* keys per message */
+	uint64_t max_namespaces;
+	char log[64];
+	uid_t allow_uids[KV_CONF_MAX_UIDS];
+	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
+};
+
+/* Fill in the embedded defaults. */
+void kv_config_defaults(struct kv_config *cfg);
+
+/*
+ * Set one key (underscores or dashes) from its text value. Returns 0, or
+ * -ENOENT (unknown key) / -EINVAL / -ERANGE after writing a message naming
+ * the key and the value to err (a buffer of errlen bytes).
+ */
+int kv_config_set(struct kv_config *cfg, const char *key, const char *value,
+		  char *err, size_t errlen);
+
+/* Read an INI file. Returns 0 or a negative error, with a message in err
+ * that names the file, the line and the key. */
+int kv_config_load(struct kv_config *cfg, const char *path, char *err,
+		   size_t errlen);
+
+/*
+ * Apply argv: --config FILE first (wherever it stands), then every
+ * --key VALUE or --key=VALUE in order. Returns 0, 1 when --help or
+ * --version was answered (printed to stdout), or a negative error with a
+ * message in err.
+ */
+int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
+		   size_t errlen);
+
+/* Print every key with its current value, as an INI file would hold it. */
+void kv_config_print(const struct kv_config *cfg, FILE *f);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * errors.c - names for kvstore's error codes.
+ */
+#include <string.h>
+
+#include "kvstore/errors.h"
+
+static const char *const kv_errnames[] = {
+	[KV_EPROTO - KV_EBASE]		= "malformed message",
+	[KV_EVERSION - KV_EBASE]	= "protocol version not supported",
+	[KV_EMSGSIZE - KV_EBASE]	= "message too large",
+	[KV_EBATCH - KV_EBASE]		= "too many keys in one message",
+	[KV_ECONNS - KV_EBASE]		= "too many connections",
+	[KV_EPINS - KV_EBASE]		= "too many pins on this connection",
+	[KV_EUNCOMMITTED - KV_EBASE]	= "too many uncommitted bytes on this connection",
+	[KV_EFULL - KV_EBASE]		= "tier full: every chunk is pinned or being written",
+	[KV_ENOGPU - KV_EBASE]		= "no usable GPU",
+	[KV_EGPU - KV_EBASE]		= "GPU error",
+	[KV_ENONS - KV_EBASE]		= "namespace not registered on this connection",
+	[KV_ETOOBIG - KV_EBASE]		= "chunk larger than the tier",
+	[KV_EPEER - KV_EBASE]		= "peer not allowed",
+	[KV_ECLOSED - KV_EBASE]		= "connection closed by the daemon",
+	[KV_ENSLIMIT - KV_EBASE]	= "too many namespaces",
+	[KV_ENOTIER - KV_EBASE]		= "no such tier",
+	[KV_ECORRUPT - KV_EBASE]	= "stored data failed its checksum",
+};
+
+_Static_assert(sizeof(kv_errnames) / sizeof(kv_errnames[0]) == KV_EMAX - KV_EBASE,
+	       "every kvstore error code needs a name");
+
+const char *kv_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		return "success";
+	if (err > KV_EBASE && err < KV_EMAX && kv_errnames[err - KV_EBASE])
+		return kv_errnames[err - KV_EBASE];
+	if (err < KV_EBASE)
+		return strerror(err);	/* glibc: static strings for known errno */
+	return "unknown error";
+}

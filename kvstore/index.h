@@ -1,0 +1,93 @@
+/*
+ * index.h - the daemon's table of chunks, keyed by (namespace id, 128-bit key).
+ *
+ * A chained hash table of struct kv_chunk records, which the index owns:
+ * kv_index_add() makes one, kv_index_del() frees it. The table doubles when
+ * it holds more chunks than buckets. Keys are already XXH3-128 hashes, so a
+ * bucket is picked from the key's low bits mixed with the namespace.
+ *
+ * The record is public because the store (kvstore/store.c) keeps its state
+ * in it; the index itself reads only ns, key and hnext. Locking: none; the
+ * daemon's loop thread owns the index (DESIGN.md section 3).
+ */
+#ifndef KV_INDEX_H
+#define KV_INDEX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "evict/policy.h"
+#include "kvstore/proto.h"
+
+struct kv_index;		/* opaque */
+struct kv_extent;
+struct kv_owner;
+struct kv_pin;
+
+enum kv_chunk_state {
+	KV_CHUNK_PENDING,	/* allocated, being written, invisible */
+	KV_CHUNK_COMMITTED,	/* visible to lookups */
+};
+
+struct kv_chunk {
+	struct kv_chunk *hnext;		/* index: bucket chain */
+	struct kv_wire_key key;
+	struct kv_wire_key parent;
+	uint32_t ns;
+	uint8_t state;			/* enum kv_chunk_state */
+	uint8_t tier;			/* KV_TIER_* where the bytes are */
+	bool has_parent;
+	uint32_t tokens;
+	uint32_t position;
+	uint32_t pins;			/* all owners' pins together */
+	uint32_t children;		/* committed children linked below */
+	uint64_t bytes;			/* as the client asked */
+	struct kv_extent *ext;		/* where, in the tier's arena */
+	uint64_t hits;
+	uint64_t last_used_ns;
+	struct kv_owner *writer;	/* PENDING: who allocated it */
+	struct kv_chunk *wnext;		/* PENDING: writer's list */
+	struct kv_chunk *wprev;
+	struct kv_pin *pin_list;	/* who holds pins on it */
+	struct kv_chunk *up;		/* the parent, while both are cached */
+	struct kv_chunk *first_child;	/* children linked to it */
+	struct kv_chunk *sib_next;	/* up's children list */
+	struct kv_chunk *sib_prev;
+	struct kv_evict_node node;	/* COMMITTED: the tier policy's node */
+};
+
+/*
+ * Create an empty index with 1 << hash_bits buckets to start (4..30).
+ * Returns 0 and stores it in *out, or -EINVAL with *out untouched.
+ */
+int kv_index_open(struct kv_index **out, unsigned hash_bits);
+
+/* Free the index and every chunk still in it. Accepts NULL. */
+void kv_index_close(struct kv_index *idx);
+
+/* The chunk under (ns, key), or NULL. */
+struct kv_chunk *kv_index_find(const struct kv_index *idx, uint32_t ns,
+			       const struct kv_wire_key *key);
+
+/*
+ * Add a zeroed chunk for (ns, key), which must not be present, and return
+ * it; the caller fills in the rest. Never fails (control-plane memory).
+ */
+struct kv_chunk *kv_index_add(struct kv_index *idx, uint32_t ns,
+			      const struct kv_wire_key *key);
+
+/* Unlink and free a chunk that is in the index. */
+void kv_index_del(struct kv_index *idx, struct kv_chunk *c);
+
+uint64_t kv_index_count(const struct kv_index *idx);
+
+/*
+ * Walk the index: start with *cursor = 0; each call returns the next chunk
+ * and advances *cursor, or returns NULL at the end (and sets it to 0). The
+ * walk may miss or repeat chunks when the table grows between calls, and the
+ * caller must not delete the chunk just returned before the next call
+ * (collect first, then delete).
+ */
+struct kv_chunk *kv_index_next(const struct kv_index *idx, uint64_t *cursor);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * main.c - kvstored: read the configuration, open the store and the
+ * server, run the loop until SIGINT or SIGTERM, then close in order.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/kv_gpu.h"
+#include "kvstore/config.h"
+#include "kvstore/errors.h"
+#include "kvstore/log.h"
+#include "kvstore/server.h"
+#include "kvstore/store.h"
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	kv_log(KV_INFO, KV_LOG_MAIN, "%s: shutting down", strsignal((int)sig));
+	event_base_loopexit(base, NULL);
+}
+
+/* The socket's directory (./var by default) is created when missing. */
+static void make_socket_dir(const char *path)
+{
+	char dir[sizeof(((struct kv_config *)0)->socket)];
+	char *slash;
+
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		kv_log(KV_WARN, KV_LOG_MAIN, "cannot create '%s': %s", dir, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+	struct kv_config cfg;
+	struct kv_store_conf sc;
+	struct kv_server_conf vc;
+	struct kv_store *store = NULL;
+	struct kv_server *srv = NULL;
+	struct event_base *base;
+	struct event *sigint, *sigterm;
+	char err[512], why[128];
+	int ret, ngpu;
+
+	kv_config_defaults(&cfg);
+	ret = kv_config_args(&cfg, argc, argv, err, sizeof(err));
+	if (ret == 1)
+		return 0;
+	if (ret) {
+		fprintf(stderr, "kvstored: %s\n", err);
+		return 2;
+	}
+	if (cfg.max_uncommitted == 0)
+		cfg.max_uncommitted = cfg.dram_bytes / 2;
+	if (cfg.alloc_granule & (cfg.alloc_granule - 1) ||
+	    cfg.dram_bytes % cfg.alloc_granule) {
+		fprintf(stderr, "kvstored: alloc_granule %llu must be a power of two dividing dram_bytes\n",
+			(unsigned long long)cfg.alloc_granule);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	if (kv_gpu_available(&ngpu, why, sizeof(why)))
+		kv_log(KV_INFO, KV_LOG_GPU, "%d GPU(s) found; the HBM tier is not in this version",
+		       ngpu);
+	else
+		kv_log(KV_INFO, KV_LOG_GPU, "no GPU (%s): serving from DRAM", why);
+
+	sc = (struct kv_store_conf){
+		.dram_bytes = cfg.dram_bytes,
+		.align = cfg.alloc_granule,
+		.dram_policy = cfg.policy_dram,
+		.max_pins = (uint32_t)cfg.max_pins,
+		.max_uncommitted = cfg.max_uncommitted,
+	};
+	ret = kv_store_open(&store, &sc);
+	if (ret) {
+		fprintf(stderr, "kvstored: cannot open the store: %s\n", kv_strerror(ret));
+		return 1;
+	}
+	base = event_base_new();
+	if (!base) {
+		fprintf(stderr, "kvstored: cannot create the event loop\n");
+		kv_store_close(store);
+		return 1;
+	}
+	make_socket_dir(cfg.socket);
+	vc = (struct kv_server_conf){
+		.socket_path = cfg.socket,
+		.socket_group = cfg.socket_group,
+		.allow_uids = cfg.allow_uids,
+		.n_allow = cfg.n_allow_uids,
+		.max_conns = (uint32_t)cfg.max_conns,
+		.max_msg = (uint32_t)cfg.max_msg,
+		.max_batch = (uint32_t)cfg.max_batch,
+		.max_namespaces = (uint32_t)cfg.max_namespaces,
+		.max_pins = (uint32_t)cfg.max_pins,
+		.max_uncommitted = cfg.max_uncommitted,
+	};
+	ret = kv_server_open(&srv, &vc, store, base);
+	if (ret) {
+		fprintf(stderr, "kvstored: cannot serve on '%s': %s\n", cfg.socket,
+			kv_strerror(ret));
+		event_base_free(base);
+		kv_store_close(store);
+		return 1;
+	}
+	sigint = evsignal_new(base, SIGINT, on_signal, base);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	evsignal_add(sigint, NULL);
+	evsignal_add(sigterm, NULL);
+	kv_log(KV_INFO, KV_LOG_MAIN, "kvstored ready (pid %d)", (int)getpid());
+
+	event_base_dispatch(base);
+
+	kv_server_close(srv);
+	event_free(sigint);
+	event_free(sigterm);
+	event_base_free(base);
+	kv_store_close(store);
+	kv_log(KV_INFO, KV_LOG_MAIN, "stopped");
+	return 0;
+}

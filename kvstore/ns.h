@@ -1,0 +1,38 @@
+/*
+ * ns.h - the namespace table: names to small ids, each with an owner.
+ *
+ * A namespace (model, dtype, layout, parallel rank, chunk size, owner) is
+ * what makes two chunks comparable. The first user to register a name owns
+ * it; ids are dense, from 0, and never reused while the daemon runs.
+ * Locking: none; the loop thread owns it.
+ */
+#ifndef KV_NS_H
+#define KV_NS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct kv_ns_table;		/* opaque */
+
+/* Returns 0 and stores the table in *out, or -EINVAL (max 0). */
+int kv_ns_open(struct kv_ns_table **out, uint32_t max);
+void kv_ns_close(struct kv_ns_table *t);	/* accepts NULL */
+
+/*
+ * Register name (len bytes, 1..255, no NUL) for uid. Returns 0 and stores
+ * its id (new or existing) in *id, -EACCES when another uid owns it, or
+ * -KV_ENSLIMIT when the table is full.
+ */
+int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
+		   uid_t uid, uint32_t *id);
+
+/* The owner of id in *uid: 0, or -ENOENT for an id never handed out. */
+int kv_ns_owner(const struct kv_ns_table *t, uint32_t id, uid_t *uid);
+
+/* The name of id (NUL-terminated, borrowed), or NULL. */
+const char *kv_ns_name(const struct kv_ns_table *t, uint32_t id);
+
+uint32_t kv_ns_count(const struct kv_ns_table *t);
+
+#endif

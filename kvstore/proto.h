@@ -1,0 +1,343 @@
+/*
+ * proto.h - the control-plane wire protocol between kvstored and its clients.
+ *
+ * Self-contained: depends on nothing else of the daemon, so the client
+ * library and the fuzzer link it alone. docs/protocol.md is the prose version
+ * of this file; keep them in step.
+ *
+ * Framing: every message is a 24-byte header followed by hdr.len body bytes.
+ * Integers are little-endian (the only byte order kvstore builds for; both
+ * ends share one host). Every struct below has fixed-width fields, explicit
+ * padding and a size that is a multiple of 8, checked by _Static_assert, so
+ * a body is an array of them.
+ *
+ * Requests carry a request id that the reply echoes. A reply has
+ * KV_WIRE_REPLY in flags and a status: 0, or a positive error code
+ * (kvstore/errors.h) with an empty body. Batched operations answer status 0
+ * with one status per key in the body.
+ *
+ * Decoding: kv_proto_parse() checks a whole frame (header, body length
+ * against the op's layout, counts against the batch limit, string lengths)
+ * and fills a struct kv_req whose pointers point into the caller's buffer.
+ * Nothing in a frame is trusted before it has been through it.
+ */
+#ifndef KV_PROTO_H
+#define KV_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KV_PROTO_VERSION	1
+#define KV_PROTO_MAX_BATCH	1024		/* keys per message, hard cap */
+#define KV_PROTO_MAX_MSG	(1u << 20)	/* body bytes, hard cap */
+#define KV_PROTO_NS_MAX		255		/* namespace name bytes */
+#define KV_PROTO_NAME_MAX	32		/* client name bytes in HELLO */
+
+#define KV_NS_ALL		0xffffffffu	/* LS: every visible namespace */
+#define KV_TIER_HBM		0
+#define KV_TIER_DRAM		1
+#define KV_TIER_SSD		2
+#define KV_TIER_NONE		0xff		/* LOOKUP: absent; LS: any tier */
+#define KV_TIER_MAX		3
+
+enum kv_op {
+	KV_OP_ERROR	= 0,	/* reply only: an error not tied to a request */
+	KV_OP_HELLO	= 1,
+	KV_OP_NS_REGISTER = 2,
+	KV_OP_LOOKUP	= 3,
+	KV_OP_ALLOC	= 4,
+	KV_OP_COMMIT	= 5,
+	KV_OP_ABORT	= 6,
+	KV_OP_PIN	= 7,
+	KV_OP_RELEASE	= 8,
+	KV_OP_STATS	= 9,
+	KV_OP_LS	= 10,
+	KV_OP_INSPECT	= 11,
+	KV_OP_EVICT	= 12,
+	KV_OP_FLUSH	= 13,
+	KV_OP_PING	= 14,
+	KV_OP_MAX
+};
+
+enum kv_wire_flags {
+	KV_WIRE_REPLY	= 1 << 0,
+};
+
+struct kv_wire_hdr {
+	uint32_t len;		/* body bytes after this header */
+	uint16_t op;		/* enum kv_op */
+	uint16_t flags;		/* enum kv_wire_flags */
+	uint64_t req_id;	/* chosen by the client, echoed in the reply */
+	int32_t status;		/* replies: 0 or a positive error code */
+	uint32_t count;		/* items in the body (keys, entries, bytes) */
+};
+
+struct kv_wire_key {
+	uint64_t lo;
+	uint64_t hi;
+};
+
+/* HELLO: count 0. The reply carries the DRAM arena's memfd (SCM_RIGHTS). */
+struct kv_wire_hello {
+	uint32_t version;	/* KV_PROTO_VERSION */
+	uint32_t flags;		/* none defined: must be 0 */
+	uint64_t pid;		/* for the log */
+	char name[KV_PROTO_NAME_MAX];	/* client name for the log, NUL-padded */
+};
+
+enum kv_hello_flags {
+	KV_HELLO_FD	= 1 << 0,	/* reply: a memfd is attached */
+};
+
+struct kv_wire_hello_reply {
+	uint32_t version;
+	uint32_t flags;		/* enum kv_hello_flags */
+	uint64_t dram_bytes;	/* size of the arena behind the memfd */
+	uint32_t max_batch;	/* keys per message this daemon takes */
+	uint32_t max_msg;	/* body bytes per message this daemon takes */
+	uint32_t max_pins;	/* pins this connection may hold */
+	uint32_t pad;
+	uint64_t max_uncommitted;	/* uncommitted bytes it may hold */
+};
+
+/* NS_REGISTER: count = name length (1..KV_PROTO_NS_MAX), body = the name. */
+struct kv_wire_ns_reply {
+	uint32_t ns;		/* id for later messages on any connection */
+	uint32_t pad;
+	uint64_t salt;		/* XXH3-64 of the name: the key hash seed */
+};
+
+/*
+ * LOOKUP, COMMIT, ABORT, PIN, RELEASE, EVICT, INSPECT: a kv_wire_keys
+ * header, then count keys. INSPECT takes exactly one.
+ */
+struct kv_wire_keys {
+	uint32_t ns;
+	uint32_t pad;
+};
+
+/* LOOKUP reply: this, then count tier bytes (KV_TIER_NONE: absent), padded
+ * to a multiple of 8. */
+struct kv_wire_lookup_reply {
+	uint32_t leading;	/* how many leading keys are present */
+	uint32_t pad;
+};
+
+/* COMMIT, ABORT, RELEASE, EVICT replies: count int32 statuses (0 or a
+ * positive error code), padded to a multiple of 8. */
+
+/* PIN reply: count of these. */
+struct kv_wire_pin_reply {
+	int32_t status;		/* 0, ENOENT, KV_EPINS, ... */
+	uint8_t tier;
+	uint8_t pad[3];
+	uint64_t offset;	/* in the tier's shared arena */
+	uint64_t bytes;
+};
+
+/* ALLOC: a kv_wire_keys header, then count of these. */
+struct kv_wire_alloc {
+	struct kv_wire_key key;
+	struct kv_wire_key parent;
+	uint64_t bytes;		/* 1 .. tier capacity */
+	uint32_t tokens;
+	uint32_t position;	/* index of the chunk's first token */
+	uint32_t flags;		/* enum kv_alloc_flags */
+	uint32_t pad;
+};
+
+enum kv_alloc_flags {
+	KV_ALLOC_PARENT	= 1 << 0,	/* parent is set (a prefix key) */
+};
+
+struct kv_wire_alloc_reply {
+	int32_t status;		/* 0, EEXIST, KV_EFULL, ... */
+	uint32_t pad;
+	uint64_t offset;	/* where to write, in the DRAM arena */
+};
+
+/* STATS: empty request. Reply: this, then n_tiers kv_wire_tier_stats. */
+struct kv_wire_stats {
+	uint32_t n_tiers;
+	uint32_t connections;
+	uint64_t pinned_chunks;
+	uint64_t pending_chunks;	/* allocated, not yet committed */
+	uint64_t checksum_failures;
+	uint64_t uptime_ms;
+	uint64_t namespaces;
+};
+
+struct kv_wire_tier_stats {
+	char name[8];		/* "dram", NUL-padded */
+	uint64_t capacity_bytes;
+	uint64_t used_bytes;
+	uint64_t chunks;
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t evictions;
+	uint64_t promotions;
+	uint64_t demotions;
+	uint64_t alloc_failures;	/* ALLOCs refused for lack of space */
+	char policy[16];	/* eviction policy name, NUL-padded */
+};
+
+/* LS request. */
+struct kv_wire_ls {
+	uint32_t ns;		/* KV_NS_ALL or one id */
+	uint8_t tier;		/* KV_TIER_NONE: any */
+	uint8_t pad[3];
+	uint64_t cursor;	/* 0 to start; then the reply's next_cursor */
+	uint32_t limit;		/* entries wanted, 1 .. max_batch */
+	uint32_t pad2;
+};
+
+/* LS reply: this, then count kv_wire_entry. */
+struct kv_wire_ls_reply {
+	uint64_t next_cursor;	/* 0: the listing is complete */
+};
+
+struct kv_wire_entry {
+	struct kv_wire_key key;
+	struct kv_wire_key parent;
+	uint32_t ns;
+	uint8_t tier;
+	uint8_t has_parent;
+	uint8_t pad[2];
+	uint64_t bytes;
+	uint64_t offset;
+	uint32_t tokens;
+	uint32_t position;
+	uint32_t pins;
+	uint32_t children;	/* resident children */
+	uint64_t hits;
+	uint64_t age_ms;	/* since last use */
+};
+
+/* INSPECT reply: one kv_wire_entry (count 1). */
+
+/* FLUSH request. */
+struct kv_wire_flush {
+	uint8_t tier;		/* KV_TIER_NONE: every tier */
+	uint8_t pad[3];
+	uint32_t flags;		/* enum kv_flush_flags */
+};
+
+enum kv_flush_flags {
+	KV_FLUSH_DROP	= 1 << 0,	/* drop unpinned chunks instead */
+};
+
+struct kv_wire_flush_reply {
+	uint64_t chunks;	/* chunks written back (or dropped) */
+	uint64_t bytes;
+	uint64_t skipped;	/* pinned or unwritten, left alone */
+};
+
+/* PING: empty request. */
+struct kv_wire_ping_reply {
+	uint32_t version;
+	uint32_t pid;
+	uint64_t uptime_ms;
+};
+
+/*
+ * A decoded request. Pointers point into the buffer given to
+ * kv_proto_parse() and live as long as it does.
+ */
+struct kv_req {
+	struct kv_wire_hdr hdr;
+	union {
+		const struct kv_wire_hello *hello;
+		struct {
+			const char *name;
+			size_t len;
+		} ns_name;
+		struct {
+			uint32_t ns;
+			const struct kv_wire_key *keys;	/* hdr.count */
+		} keys;
+		struct {
+			uint32_t ns;
+			const struct kv_wire_alloc *items;	/* hdr.count */
+		} alloc;
+		const struct kv_wire_ls *ls;
+		const struct kv_wire_flush *flush;
+	} u;
+};
+
+/*
+ * Check a frame header (the first sizeof(struct kv_wire_hdr) bytes of buf)
+ * before its body has arrived. Returns 0 and copies it to *out, or
+ * -KV_EMSGSIZE (len over max_msg) or -KV_EPROTO (flags, op or count wrong).
+ */
+int kv_proto_check_hdr(const void *buf, uint32_t max_msg, struct kv_wire_hdr *out);
+
+/*
+ * Decode a whole request frame of len bytes at buf (8-byte aligned; the
+ * header plus exactly hdr.len body bytes). max_batch caps key counts
+ * (at most KV_PROTO_MAX_BATCH). Returns 0 and fills *out, or -KV_EPROTO
+ * (malformed), -KV_EBATCH (too many keys) or -KV_EMSGSIZE. On error
+ * out->hdr still holds the header when len covered one, so the caller can
+ * answer with the right request id.
+ */
+int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
+		   struct kv_req *out);
+
+/*
+ * Body sizes. Both sides use these, so a count can never make them
+ * disagree; they never overflow for counts up to KV_PROTO_MAX_BATCH.
+ */
+static inline size_t kv_proto_pad8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+static inline size_t kv_proto_keys_len(uint32_t count)
+{
+	return sizeof(struct kv_wire_keys) + (size_t)count * sizeof(struct kv_wire_key);
+}
+
+static inline size_t kv_proto_alloc_len(uint32_t count)
+{
+	return sizeof(struct kv_wire_keys) + (size_t)count * sizeof(struct kv_wire_alloc);
+}
+
+static inline size_t kv_proto_status_len(uint32_t count)
+{
+	return kv_proto_pad8((size_t)count * sizeof(int32_t));
+}
+
+static inline size_t kv_proto_lookup_reply_len(uint32_t count)
+{
+	return sizeof(struct kv_wire_lookup_reply) + kv_proto_pad8(count);
+}
+
+/* Name of an op for logs; "unknown" for anything else. */
+const char *kv_proto_op_name(unsigned op);
+
+_Static_assert(sizeof(struct kv_wire_hdr) == 24, "wire header layout");
+_Static_assert(sizeof(struct kv_wire_key) == 16, "wire key layout");
+_Static_assert(sizeof(struct kv_wire_hello) == 48, "hello layout");
+_Static_assert(sizeof(struct kv_wire_hello_reply) == 40, "hello reply layout");
+_Static_assert(sizeof(struct kv_wire_ns_reply) == 16, "ns reply layout");
+_Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
+_Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");
+_Static_assert(sizeof(struct kv_wire_alloc) == 56, "alloc layout");
+_Static_assert(sizeof(struct kv_wire_alloc_reply) == 16, "alloc reply layout");
+_Static_assert(sizeof(struct kv_wire_stats) == 48, "stats layout");
+_Static_assert(sizeof(struct kv_wire_tier_stats) == 96, "tier stats layout");
+_Static_assert(sizeof(struct kv_wire_ls) == 24, "ls layout");
+_Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");
+_Static_assert(sizeof(struct kv_wire_flush) == 8, "flush layout");
+_Static_assert(sizeof(struct kv_wire_flush_reply) == 24, "flush reply layout");
+_Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "the wire format is little-endian");
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,802 @@
+/*
+ * server.c - connections, framing and request dispatch on the loop thread.
+ *
+ * A connection reads into an evbuffer and handles whole frames as they
+ * complete; each frame is copied into an 8-byte-aligned buffer first, so
+ * kv_proto_parse() can hand out aligned pointers. Replies are built in one
+ * scratch buffer (large enough for the largest reply a valid request can
+ * ask for) and appended to the output evbuffer, which is written as the
+ * socket takes it. While a connection's output passes OUT_HIGH bytes, its
+ * input is not read (a client that does not read its replies cannot make
+ * the daemon buffer without bound).
+ *
+ * Failures: a frame that is malformed (or too large) gets an error reply,
+ * written once without waiting, and the connection is closed. A frame that
+ * is well formed but not allowed (unregistered namespace, batch too large)
+ * gets an error status and the connection stays.
+ *
+ * HELLO must come first; its reply carries the DRAM arena's memfd as
+ * SCM_RIGHTS ancillary data, sent with sendmsg() while the output buffer is
+ * still empty.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "kvstore/errors.h"
+#include "kvstore/log.h"
+#include "kvstore/ns.h"
+#include "kvstore/proto.h"
+#include "kvstore/server.h"
+#include "kvstore/store.h"
+#include "kvstore/util.h"
+
+#define OUT_HIGH	(8u << 20)	/* stop reading above this much output */
+#define READ_CHUNK	(64u << 10)
+#define HDR_LEN		sizeof(struct kv_wire_hdr)
+
+struct conn {
+	struct kv_server *srv;
+	struct conn *next;
+	struct conn *prev;
+	int fd;
+	uid_t uid;
+	pid_t pid;
+	bool hello;			/* HELLO answered */
+	bool reading;			/* read event enabled */
+	struct event *rev;
+	struct event *wev;
+	struct evbuffer *in;
+	struct evbuffer *out;
+	struct kv_owner *owner;
+	uint64_t *ns_bits;		/* namespaces registered here */
+	size_t ns_words;
+	uint64_t *frame;		/* aligned copy of the current frame */
+	size_t frame_cap;		/* bytes */
+	char name[KV_PROTO_NAME_MAX + 1];
+};
+
+struct kv_server {
+	struct kv_server_conf conf;
+	struct event_base *base;
+	struct kv_store *store;
+	struct kv_ns_table *ns;
+	struct event *lev;
+	int lfd;
+	char *path;
+	uid_t self_uid;
+	struct conn *conns;
+	uint32_t n_conns;
+	uint64_t *scratch;		/* reply body */
+	size_t scratch_cap;
+};
+
+static void conn_close(struct conn *c);
+static void conn_flush(struct conn *c);
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void put_hdr(struct kv_wire_hdr *h, uint16_t op, uint64_t req_id,
+		    int status, uint32_t count, uint32_t len)
+{
+	memset(h, 0, sizeof(*h));
+	h->len = len;
+	h->op = op;
+	h->flags = KV_WIRE_REPLY;
+	h->req_id = req_id;
+	h->status = status < 0 ? -status : status;
+	h->count = count;
+}
+
+static void reply(struct conn *c, const struct kv_wire_hdr *req, int status,
+		  uint32_t count, const void *body, size_t len)
+{
+	struct kv_wire_hdr h;
+
+	put_hdr(&h, req->op, req->req_id, status, count, (uint32_t)len);
+	evbuffer_add(c->out, &h, sizeof(h));
+	if (len)
+		evbuffer_add(c->out, body, len);
+}
+
+/*
+ * Answer with an error and close: one write attempt, no waiting (the
+ * reply is small and the client may never read).
+ */
+static void conn_fail(struct conn *c, uint16_t op, uint64_t req_id, int status)
+{
+	struct kv_wire_hdr h;
+
+	put_hdr(&h, op, req_id, status, 0, 0);
+	evbuffer_add(c->out, &h, sizeof(h));
+	evbuffer_write(c->out, c->fd);
+	conn_close(c);
+}
+
+/* ---- namespaces ----------------------------------------------------------- */
+
+static bool ns_registered(const struct conn *c, uint32_t ns)
+{
+	return ns / 64 < c->ns_words && (c->ns_bits[ns / 64] >> (ns % 64) & 1);
+}
+
+static void ns_mark(struct conn *c, uint32_t ns)
+{
+	size_t w = ns / 64;
+
+	if (w >= c->ns_words) {
+		size_t nw = w + 1;
+
+		c->ns_bits = kv_xrealloc(c->ns_bits, nw * sizeof(uint64_t));
+		memset(c->ns_bits + c->ns_words, 0, (nw - c->ns_words) * sizeof(uint64_t));
+		c->ns_words = nw;
+	}
+	c->ns_bits[w] |= 1ull << (ns % 64);
+}
+
+/* Namespaces a connection sees in a listing of all of them: its user's,
+ * or all for the daemon's own user and root. */
+static bool ns_visible(uint32_t ns, void *arg)
+{
+	struct conn *c = arg;
+	uid_t owner;
+
+	if (c->uid == 0 || c->uid == c->srv->self_uid)
+		return true;
+	return kv_ns_owner(c->srv->ns, ns, &owner) == 0 && owner == c->uid;
+}
+
+/* ---- handlers ------------------------------------------------------------- */
+
+static void *scratch(struct kv_server *srv, size_t len)
+{
+	if (len > srv->scratch_cap) {
+		free(srv->scratch);
+		srv->scratch = kv_xmalloc(len);
+		srv->scratch_cap = len;
+	}
+	memset(srv->scratch, 0, len);
+	return srv->scratch;
+}
+
+/* Returns false when the connection was closed. */
+static bool handle_hello(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_hello *h = r->u.hello;
+	struct {
+		struct kv_wire_hdr h;
+		struct kv_wire_hello_reply b;
+	} msg;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { &msg, sizeof(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	uint64_t dram_bytes;
+	int fd;
+	ssize_t n;
+
+	if (c->hello || h->version != KV_PROTO_VERSION || h->flags) {
+		kv_log(KV_WARN, KV_LOG_NET, "refused hello from pid %d: %s",
+		       (int)c->pid, c->hello ? "second hello" :
+		       h->flags ? "unknown flags" : "protocol version mismatch");
+		conn_fail(c, KV_OP_HELLO, r->hdr.req_id,
+			  c->hello || h->flags ? KV_EPROTO : KV_EVERSION);
+		return false;
+	}
+	memcpy(c->name, h->name, KV_PROTO_NAME_MAX);
+	c->name[KV_PROTO_NAME_MAX] = '\0';
+	for (char *p = c->name; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';	/* it goes into log lines */
+
+	fd = kv_store_dram_fd(srv->store, &dram_bytes);
+	memset(&msg, 0, sizeof(msg));
+	put_hdr(&msg.h, KV_OP_HELLO, r->hdr.req_id, 0, 0, sizeof(msg.b));
+	msg.b.version = KV_PROTO_VERSION;
+	msg.b.flags = KV_HELLO_FD;
+	msg.b.dram_bytes = dram_bytes;
+	msg.b.max_batch = srv->conf.max_batch;
+	msg.b.max_msg = srv->conf.max_msg;
+	msg.b.max_pins = srv->conf.max_pins;
+	msg.b.max_uncommitted = srv->conf.max_uncommitted;
+
+	memset(&cbuf, 0, sizeof(cbuf));
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = sizeof(cbuf.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+
+	/* HELLO is the first frame, so nothing is queued before this reply. */
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0) {
+		kv_log(KV_WARN, KV_LOG_NET, "cannot send hello reply to pid %d: %s",
+		       (int)c->pid, strerror(errno));
+		conn_close(c);
+		return false;
+	}
+	if ((size_t)n < sizeof(msg))
+		evbuffer_add(c->out, (char *)&msg + n, sizeof(msg) - n);
+	c->hello = true;
+	kv_log(KV_INFO, KV_LOG_NET, "client '%s' (pid %d, uid %u) connected",
+	       c->name, (int)c->pid, (unsigned)c->uid);
+	return true;
+}
+
+static void handle_ns_register(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_ns_reply rep = { 0 };
+	int ret;
+
+	ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
+			     c->uid, &rep.ns);
+	if (ret) {
+		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' refused to uid %u: %s",
+		       (int)r->u.ns_name.len, r->u.ns_name.name, (unsigned)c->uid,
+		       kv_strerror(ret));
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
+	ns_mark(c, rep.ns);
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+/* The ops that carry keys of one namespace. */
+static void handle_keys(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	struct kv_store *st = srv->store;
+	uint32_t n = r->hdr.count;
+	uint32_t ns = r->hdr.op == KV_OP_ALLOC ? r->u.alloc.ns : r->u.keys.ns;
+	const struct kv_wire_key *keys = r->u.keys.keys;
+	int32_t *status;
+	size_t len;
+
+	if (!ns_registered(c, ns)) {
+		reply(c, &r->hdr, KV_ENONS, 0, NULL, 0);
+		return;
+	}
+	switch (r->hdr.op) {
+	case KV_OP_LOOKUP: {
+		struct kv_wire_lookup_reply *lr;
+
+		len = kv_proto_lookup_reply_len(n);
+		lr = scratch(srv, len);
+		lr->leading = kv_store_lookup(st, ns, keys, n, (uint8_t *)(lr + 1));
+		reply(c, &r->hdr, 0, n, lr, len);
+		return;
+	}
+	case KV_OP_ALLOC: {
+		struct kv_wire_alloc_reply *ar;
+
+		len = (size_t)n * sizeof(*ar);
+		ar = scratch(srv, len);
+		for (uint32_t i = 0; i < n; i++)
+			ar[i].status = -kv_store_alloc(st, c->owner, ns,
+						       &r->u.alloc.items[i],
+						       &ar[i].offset);
+		reply(c, &r->hdr, 0, n, ar, len);
+		return;
+	}
+	case KV_OP_PIN: {
+		struct kv_wire_pin_reply *pr;
+
+		len = (size_t)n * sizeof(*pr);
+		pr = scratch(srv, len);
+		for (uint32_t i = 0; i < n; i++) {
+			int ret = kv_store_pin(st, c->owner, ns, &keys[i], &pr[i]);
+
+			pr[i].status = -ret;
+		}
+		reply(c, &r->hdr, 0, n, pr, len);
+		return;
+	}
+	case KV_OP_INSPECT: {
+		struct kv_wire_entry *e = scratch(srv, sizeof(*e));
+		int ret = kv_store_inspect(st, ns, &keys[0], e);
+
+		if (ret)
+			reply(c, &r->hdr, ret, 0, NULL, 0);
+		else
+			reply(c, &r->hdr, 0, 1, e, sizeof(*e));
+		return;
+	}
+	default:
+		break;
+	}
+
+	/* COMMIT, ABORT, RELEASE, EVICT: one status per key. */
+	len = kv_proto_status_len(n);
+	status = scratch(srv, len);
+	for (uint32_t i = 0; i < n; i++) {
+		int ret;
+
+		switch (r->hdr.op) {
+		case KV_OP_COMMIT:
+			ret = kv_store_commit(st, c->owner, ns, &keys[i]);
+			break;
+		case KV_OP_ABORT:
+			ret = kv_store_abort(st, c->owner, ns, &keys[i]);
+			break;
+		case KV_OP_RELEASE:
+			ret = kv_store_release(st, c->owner, ns, &keys[i]);
+			break;
+		default: /* KV_OP_EVICT */
+			ret = kv_store_evict(st, ns, &keys[i]);
+			break;
+		}
+		status[i] = -ret;
+	}
+	reply(c, &r->hdr, 0, n, status, len);
+}
+
+static void handle_stats(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	size_t len = sizeof(struct kv_wire_stats) +
+		     KV_TIER_MAX * sizeof(struct kv_wire_tier_stats);
+	struct kv_wire_stats *g = scratch(srv, len);
+	uint32_t n;
+
+	n = kv_store_stats(srv->store, g, (struct kv_wire_tier_stats *)(g + 1),
+			   KV_TIER_MAX);
+	g->connections = srv->n_conns;
+	g->namespaces = kv_ns_count(srv->ns);
+	reply(c, &r->hdr, 0, n, g,
+	      sizeof(*g) + n * sizeof(struct kv_wire_tier_stats));
+}
+
+static void handle_ls(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_ls *ls = r->u.ls;
+	struct kv_wire_ls_reply *lr;
+	uint64_t cursor = ls->cursor;
+	uint32_t n;
+
+	if (ls->ns != KV_NS_ALL && !ns_registered(c, ls->ns)) {
+		reply(c, &r->hdr, KV_ENONS, 0, NULL, 0);
+		return;
+	}
+	lr = scratch(srv, sizeof(*lr) + (size_t)ls->limit * sizeof(struct kv_wire_entry));
+	n = kv_store_ls(srv->store, ls->ns, ls->tier, ns_visible, c, &cursor,
+			(struct kv_wire_entry *)(lr + 1), ls->limit);
+	lr->next_cursor = cursor;
+	reply(c, &r->hdr, 0, n, lr, sizeof(*lr) + n * sizeof(struct kv_wire_entry));
+}
+
+static void handle_flush(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_flush_reply fr;
+	int ret;
+
+	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags, &fr);
+	if (ret) {
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks %s, %llu skipped",
+	       (int)c->pid, (unsigned long long)fr.chunks,
+	       r->u.flush->flags & KV_FLUSH_DROP ? "dropped" : "written back",
+	       (unsigned long long)fr.skipped);
+	reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+}
+
+static void handle_ping(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_stats g;
+	struct kv_wire_tier_stats t;
+	struct kv_wire_ping_reply pr = { 0 };
+
+	kv_store_stats(c->srv->store, &g, &t, 0);
+	pr.version = KV_PROTO_VERSION;
+	pr.pid = (uint32_t)getpid();
+	pr.uptime_ms = g.uptime_ms;
+	reply(c, &r->hdr, 0, 1, &pr, sizeof(pr));
+}
+
+/* Handle one whole frame, already in c->frame. Returns false when the
+ * connection was closed. */
+static bool handle_frame(struct conn *c, size_t len)
+{
+	struct kv_req r;
+	int ret;
+
+	ret = kv_proto_parse(c->frame, len, c->srv->conf.max_batch, &r);
+	/* The header was checked before the body was read: r.hdr is valid. */
+	if (!c->hello && r.hdr.op != KV_OP_HELLO) {
+		kv_log(KV_WARN, KV_LOG_NET, "%s before hello from pid %d; closing",
+		       kv_proto_op_name(r.hdr.op), (int)c->pid);
+		conn_fail(c, r.hdr.op, r.hdr.req_id, KV_EPROTO);
+		return false;
+	}
+	if (ret == -KV_EBATCH) {
+		reply(c, &r.hdr, ret, 0, NULL, 0);	/* well formed: keep going */
+		return true;
+	}
+	if (ret) {
+		kv_log(KV_WARN, KV_LOG_NET, "malformed %s message from pid %d: %s; closing",
+		       kv_proto_op_name(r.hdr.op), (int)c->pid, kv_strerror(ret));
+		conn_fail(c, r.hdr.op, r.hdr.req_id, ret);
+		return false;
+	}
+
+	switch (r.hdr.op) {
+	case KV_OP_HELLO:
+		return handle_hello(c, &r);
+	case KV_OP_NS_REGISTER:
+		handle_ns_register(c, &r);
+		break;
+	case KV_OP_STATS:
+		handle_stats(c, &r);
+		break;
+	case KV_OP_LS:
+		handle_ls(c, &r);
+		break;
+	case KV_OP_FLUSH:
+		handle_flush(c, &r);
+		break;
+	case KV_OP_PING:
+		handle_ping(c, &r);
+		break;
+	default:
+		handle_keys(c, &r);
+		break;
+	}
+	return true;
+}
+
+/* ---- connection I/O ------------------------------------------------------- */
+
+static void set_reading(struct conn *c, bool on)
+{
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(c->rev, NULL);
+	else
+		event_del(c->rev);
+}
+
+/* Handle every complete frame in the input buffer. Returns false when the
+ * connection was closed. */
+static bool process(struct conn *c)
+{
+	struct kv_server *srv = c->srv;
+
+	while (evbuffer_get_length(c->out) < OUT_HIGH) {
+		size_t have = evbuffer_get_length(c->in);
+		struct kv_wire_hdr h;
+		size_t total;
+		int ret;
+
+		if (have < HDR_LEN)
+			break;
+		evbuffer_copyout(c->in, &h, HDR_LEN);
+		ret = kv_proto_check_hdr(&h, srv->conf.max_msg, &h);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_NET, "bad frame header from pid %d (op %u, %u bytes): %s; closing",
+			       (int)c->pid, (unsigned)h.op, (unsigned)h.len,
+			       kv_strerror(ret));
+			conn_fail(c, h.op < KV_OP_MAX ? h.op : KV_OP_ERROR, h.req_id, ret);
+			return false;
+		}
+		total = HDR_LEN + h.len;
+		if (have < total)
+			break;
+		if (total > c->frame_cap) {
+			free(c->frame);
+			c->frame = kv_xmalloc(total);
+			c->frame_cap = total;
+		}
+		evbuffer_remove(c->in, c->frame, total);
+		if (!handle_frame(c, total))
+			return false;
+	}
+	set_reading(c, evbuffer_get_length(c->out) < OUT_HIGH);
+	return true;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int n;
+
+	n = evbuffer_read(c->in, fd, READ_CHUNK);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		kv_log(KV_INFO, KV_LOG_NET, "client '%s' (pid %d) disconnected",
+		       c->name, (int)c->pid);
+		conn_close(c);
+		return;
+	}
+	if (process(c))
+		conn_flush(c);
+}
+
+static void conn_flush(struct conn *c)
+{
+	if (evbuffer_get_length(c->out) == 0)
+		return;
+	if (evbuffer_write(c->out, c->fd) < 0 && errno != EAGAIN && errno != EINTR) {
+		kv_log(KV_INFO, KV_LOG_NET, "cannot write to pid %d: %s; closing",
+		       (int)c->pid, strerror(errno));
+		conn_close(c);
+		return;
+	}
+	if (evbuffer_get_length(c->out))
+		event_add(c->wev, NULL);
+	else if (!c->reading && process(c))
+		conn_flush(c);	/* output drained: take input again */
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	conn_flush(arg);
+}
+
+static void conn_close(struct conn *c)
+{
+	struct kv_server *srv = c->srv;
+
+	kv_store_owner_close(srv->store, c->owner);
+	event_free(c->rev);
+	event_free(c->wev);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	close(c->fd);
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->n_conns--;
+	free(c->ns_bits);
+	free(c->frame);
+	free(c);
+}
+
+/* ---- accepting ------------------------------------------------------------- */
+
+static bool uid_allowed(const struct kv_server *srv, uid_t uid)
+{
+	if (srv->conf.n_allow == 0)
+		return uid == srv->self_uid;
+	for (unsigned i = 0; i < srv->conf.n_allow; i++)
+		if (srv->conf.allow_uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* Refuse a connection with an error frame before closing it. */
+static void refuse(int fd, int status)
+{
+	struct kv_wire_hdr h;
+
+	put_hdr(&h, KV_OP_ERROR, 0, status, 0, 0);
+	if (send(fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the peer is gone already */
+	}
+	close(fd);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct kv_server *srv = arg;
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct conn *c;
+	int fd;
+
+	/* Take every pending connection, a few at a time per wakeup. */
+	for (int i = 0; i < 64; i++) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				kv_log_once(KV_WARN, KV_LOG_NET, "accept failed: %s",
+					    strerror(errno));
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			kv_log(KV_WARN, KV_LOG_NET, "cannot read peer credentials: %s",
+			       strerror(errno));
+			close(fd);
+			continue;
+		}
+		if (!uid_allowed(srv, cred.uid)) {
+			kv_log(KV_WARN, KV_LOG_NET, "refused connection from uid %u (pid %d): not on the allow-list",
+			       (unsigned)cred.uid, (int)cred.pid);
+			refuse(fd, KV_EPEER);
+			continue;
+		}
+		if (srv->n_conns >= srv->conf.max_conns) {
+			kv_log(KV_WARN, KV_LOG_NET, "refused connection from pid %d: limit of %u connections reached",
+			       (int)cred.pid, srv->conf.max_conns);
+			refuse(fd, KV_ECONNS);
+			continue;
+		}
+		c = kv_xcalloc(1, sizeof(*c));
+		c->srv = srv;
+		c->fd = fd;
+		c->uid = cred.uid;
+		c->pid = cred.pid;
+		strcpy(c->name, "?");
+		c->in = evbuffer_new();
+		c->out = evbuffer_new();
+		c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
+		c->wev = event_new(srv->base, fd, EV_WRITE, on_write, c);
+		if (!c->in || !c->out || !c->rev || !c->wev) {
+			kv_log(KV_ERR, KV_LOG_NET, "out of memory for a connection");
+			abort();
+		}
+		c->owner = kv_store_owner_open(srv->store);
+		c->next = srv->conns;
+		if (srv->conns)
+			srv->conns->prev = c;
+		srv->conns = c;
+		srv->n_conns++;
+		set_reading(c, true);
+	}
+}
+
+/*
+ * A socket file may be left over from a daemon that died. Connect to it:
+ * if someone answers, another daemon is serving there and we must not
+ * steal its path; if not, remove it.
+ */
+static int clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		kv_log(KV_ERR, KV_LOG_NET, "cannot use '%s': exists and is not a socket", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (ret == 0) {
+		kv_log(KV_ERR, KV_LOG_NET, "cannot use '%s': another kvstored is serving there",
+		       path);
+		return -EADDRINUSE;
+	}
+	kv_log(KV_INFO, KV_LOG_NET, "removing stale socket '%s'", path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int listen_socket(struct kv_server *srv)
+{
+	const char *path = srv->conf.socket_path;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t mode = 0600, old;
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		kv_log(KV_ERR, KV_LOG_NET, "socket path '%s' is longer than %zu bytes",
+		       path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	ret = clear_stale(path, &sa);
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* No window in which the socket exists with looser permissions. */
+	old = umask(0177);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (ret < 0) {
+		ret = -errno;
+		kv_log(KV_ERR, KV_LOG_NET, "cannot bind '%s': %s", path, strerror(-ret));
+		goto out_close;
+	}
+	if (srv->conf.socket_group && srv->conf.socket_group[0]) {
+		struct group *g = getgrnam(srv->conf.socket_group);
+
+		if (!g || chown(path, (uid_t)-1, g->gr_gid) < 0) {
+			ret = g ? -errno : -ENOENT;
+			kv_log(KV_ERR, KV_LOG_NET, "cannot give '%s' to group '%s': %s",
+			       path, srv->conf.socket_group, kv_strerror(ret));
+			goto out_unlink;
+		}
+		mode = 0660;
+	}
+	if (chmod(path, mode) < 0 || listen(fd, 512) < 0) {
+		ret = -errno;
+		kv_log(KV_ERR, KV_LOG_NET, "cannot listen on '%s': %s", path, strerror(-ret));
+		goto out_unlink;
+	}
+	srv->lfd = fd;
+	return 0;
+
+out_unlink:
+	unlink(path);
+out_close:
+	close(fd);
+	return ret;
+}
+
+int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
+		   struct kv_store *store, struct event_base *base)
+{
+	struct kv_server *srv;
+	int ret;
+
+	if (!conf->socket_path || !conf->max_conns || !conf->max_batch ||
+	    conf->max_batch > KV_PROTO_MAX_BATCH || conf->max_msg < 4096 ||
+	    conf->max_msg > KV_PROTO_MAX_MSG || !conf->max_namespaces)
+		return -EINVAL;
+	srv = kv_xcalloc(1, sizeof(*srv));
+	srv->conf = *conf;
+	srv->base = base;
+	srv->store = store;
+	srv->self_uid = getuid();
+	srv->path = kv_xstrdup(conf->socket_path);
+	srv->conf.socket_path = srv->path;
+	ret = kv_ns_open(&srv->ns, conf->max_namespaces);
+	if (ret)
+		goto out_free;
+	ret = listen_socket(srv);
+	if (ret)
+		goto out_ns;
+	srv->lev = event_new(base, srv->lfd, EV_READ | EV_PERSIST, on_accept, srv);
+	if (!srv->lev || event_add(srv->lev, NULL)) {
+		ret = -ENOMEM;
+		goto out_listen;
+	}
+	kv_log(KV_INFO, KV_LOG_NET, "listening on '%s'", srv->path);
+	*out = srv;
+	return 0;
+
+out_listen:
+	event_free(srv->lev);
+	close(srv->lfd);
+	unlink(srv->path);
+out_ns:
+	kv_ns_close(srv->ns);
+out_free:
+	free(srv->path);
+	free(srv);
+	return ret;
+}
+
+void kv_server_close(struct kv_server *srv)
+{
+	if (!srv)
+		return;
+	while (srv->conns)
+		conn_close(srv->conns);
+	event_free(srv->lev);
+	close(srv->lfd);
+	unlink(srv->path);
+	kv_ns_close(srv->ns);
+	free(srv->scratch);
+	free(srv->path);
+	free(srv);
+}

@@ -1,0 +1,136 @@
+/*
+ * store.h - the cache itself: chunks in tiers, two-phase puts, pins,
+ * eviction. What a request means, without the socket.
+ *
+ * The server (kvstore/server.c) turns each request into calls here on
+ * behalf of an owner (one per connection); everything an owner holds, pins
+ * and uncommitted allocations, is let go by kv_store_owner_close().
+ *
+ * Contracts:
+ * - A chunk is invisible until committed; a second ALLOC of a key that is
+ *   committed or being written answers -EEXIST.
+ * - A pinned chunk is neither moved nor evicted.
+ * - Eviction is leaf-first: a chunk whose children (by parent key) are
+ *   cached is not picked before them, since a child is unreachable without
+ *   its parent.
+ * - Hits and misses: every key of a LOOKUP or PIN counts once, as a hit in
+ *   the tier that holds it and a miss in each faster tier (every tier, when
+ *   no tier holds it).
+ *
+ * Locking: none; the daemon's loop thread owns the store.
+ */
+#ifndef KV_STORE_H
+#define KV_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kvstore/proto.h"
+
+struct kv_store;		/* opaque */
+struct kv_owner;		/* opaque: one client's holdings */
+
+struct kv_store_conf {
+	uint64_t dram_bytes;		/* DRAM tier capacity */
+	uint64_t align;			/* allocation granule */
+	const char *dram_policy;	/* eviction policy name */
+	uint32_t max_pins;		/* per owner */
+	uint64_t max_uncommitted;	/* bytes per owner */
+};
+
+/*
+ * Open the tiers and their policies. Returns 0 and stores the store in
+ * *out, or -EINVAL (bad conf, unknown policy) or a tier's error, with *out
+ * untouched.
+ */
+int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf);
+
+/* Free everything, owners included (their holdings are let go). Accepts
+ * NULL. */
+void kv_store_close(struct kv_store *s);
+
+/* A new owner with nothing held. Never fails. */
+struct kv_owner *kv_store_owner_open(struct kv_store *s);
+
+/* Release every pin and abort every uncommitted allocation of o, then free
+ * it. Accepts NULL. */
+void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
+
+/*
+ * Reserve room for a chunk in the DRAM tier, evicting by the tier's policy
+ * as needed. Returns 0 and the chunk's offset in the arena, or:
+ *   -EINVAL         bytes is 0
+ *   -EEXIST         the key is cached or being written
+ *   -KV_ETOOBIG     larger than the tier
+ *   -KV_EUNCOMMITTED the owner's uncommitted bytes would pass the limit
+ *   -KV_EFULL       nothing left to evict (all pinned or being written)
+ */
+int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		   const struct kv_wire_alloc *a, uint64_t *offset);
+
+/* Make the owner's allocation of key visible. 0 or -ENOENT (o has no
+ * uncommitted allocation of that key). */
+int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		    const struct kv_wire_key *key);
+
+/* Free the owner's allocation of key. 0 or -ENOENT. */
+int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		   const struct kv_wire_key *key);
+
+/*
+ * For n keys store each one's tier in tiers[i] (KV_TIER_NONE: absent) and
+ * return how many leading keys are present. Present chunks count as used,
+ * deepest first, so recency never ranks a parent behind its child.
+ */
+uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
+			 const struct kv_wire_key *keys, uint32_t n,
+			 uint8_t *tiers);
+
+/* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS. */
+int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc);
+
+/* Drop one of o's pins on a chunk. 0 or -ENOENT (o holds none). */
+int kv_store_release(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		     const struct kv_wire_key *key);
+
+/* Drop a chunk from the cache. 0, -ENOENT, or -EBUSY (pinned or being
+ * written). */
+int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *key);
+
+/*
+ * Write tier's chunks back to the tier below (tier KV_TIER_NONE: every
+ * tier); with KV_FLUSH_DROP, drop every unpinned committed chunk instead.
+ * A tier with nothing below reports 0 written. Returns 0 or -KV_ENOTIER.
+ */
+int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
+		   struct kv_wire_flush_reply *res);
+
+/*
+ * List committed chunks from *cursor (0 to start), at most max, of
+ * namespace ns (KV_NS_ALL: any for which visible(ns, arg) is true) and tier
+ * (KV_TIER_NONE: any). Returns how many were stored and advances *cursor
+ * (0 when done).
+ */
+uint32_t kv_store_ls(struct kv_store *s, uint32_t ns, uint8_t tier,
+		     bool (*visible)(uint32_t ns, void *arg), void *arg,
+		     uint64_t *cursor, struct kv_wire_entry *out, uint32_t max);
+
+/* A committed chunk's metadata. 0 or -ENOENT. */
+int kv_store_inspect(struct kv_store *s, uint32_t ns,
+		     const struct kv_wire_key *key, struct kv_wire_entry *out);
+
+/*
+ * Fill the global figures in *g (connections and namespaces are the
+ * server's to fill) and up to max tier entries; return how many tiers.
+ */
+uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
+			struct kv_wire_tier_stats *t, uint32_t max);
+
+/* The DRAM arena's memfd (borrowed) and size, for HELLO. */
+int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);
+
+/* The DRAM arena as the daemon maps it (for tests). */
+void *kv_store_dram_base(struct kv_store *s);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * harness.h - start and stop a real kvstored for integration tests and
+ * benchmarks.
+ *
+ * The daemon binary is $KVSTORED (tests/run.sh sets it to $O/kvstored),
+ * else build/kvstored. Each daemon gets a fresh directory under $TMPDIR
+ * (or /tmp) holding its socket and its log (stderr), removed by
+ * kvt_stop()/kvt_cleanup().
+ */
+#ifndef KVT_HARNESS_H
+#define KVT_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct kvt_daemon {
+	pid_t pid;
+	char dir[256];
+	char sock[320];
+	char log[320];
+};
+
+/*
+ * Start a daemon with --socket in a new directory, a small DRAM tier
+ * (--dram-bytes 64M unless args give one) and the extra flags in args (a
+ * NULL-terminated list, may be NULL). Waits up to 10 s for it to answer a
+ * ping. Returns 0, or -1 with the daemon's log copied to stderr.
+ */
+int kvt_start(struct kvt_daemon *d, const char *const *args);
+
+/* Like kvt_start(), but wait only until the socket accepts connections
+ * (for a daemon that will refuse this process). */
+int kvt_spawn(struct kvt_daemon *d, const char *const *args);
+
+/* SIGTERM, wait for exit, remove the directory. Returns the daemon's exit
+ * status (0 on a clean shutdown) or -1 if it had died by a signal. */
+int kvt_stop(struct kvt_daemon *d);
+
+/* SIGKILL and reap, keeping the directory (for a restart on it). */
+void kvt_kill(struct kvt_daemon *d);
+
+/* Is the daemon still running? */
+bool kvt_alive(struct kvt_daemon *d);
+
+/* Remove the directory of a daemon that is no longer running. */
+void kvt_cleanup(struct kvt_daemon *d);
+
+/* Copy the daemon's log to stderr (for a failing test). */
+void kvt_dump_log(const struct kvt_daemon *d);
+
+/* Does the daemon's log contain needle? */
+bool kvt_log_has(const struct kvt_daemon *d, const char *needle);
+
+/* Path of the kvstored binary under test. */
+const char *kvt_daemon_path(void);
+
+#endif

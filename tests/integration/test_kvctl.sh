@@ -1,0 +1,366 @@
+#!/bin/sh
+# test_kvctl.sh - kvctl end to end, against a real kvstored.
+#
+# Starts a daemon on a socket in a temporary directory, drives every kvctl
+# command through it and checks outputs and exit statuses. Prints
+# "ok - NAME" or "not ok - NAME" per case, then cmocka-style summary lines
+# for tests/run.sh; exits 1 if any case failed.
+#
+# Environment: KVSTORED, KVCTL (the binaries; default build/kvstored and
+# build/kvctl). Needs python3 to check the JSON output.
+# shellcheck disable=SC2317 # the cases run indirectly, through check()
+set -u
+
+KVSTORED=${KVSTORED:-build/kvstored}
+KVCTL=${KVCTL:-build/kvctl}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX") || exit 1
+sock="$tmp/kv.sock"
+pid=""
+pass=0
+fail=0
+failed=""
+
+cleanup()
+{
+	if [ -n "$pid" ]; then
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+# kv ARGS...: run kvctl on the test socket; stdout in $tmp/out, stderr in
+# $tmp/err, exit status in $rc. Every stderr is kept for the sanitizer check.
+kv()
+{
+	"$KVCTL" --socket "$sock" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	cat "$tmp/err" >>"$tmp/kvctl.err"
+}
+
+# check NAME FUNCTION: run one case and record it.
+check()
+{
+	if "$2"; then
+		echo "ok - $1"
+		pass=$((pass + 1))
+	else
+		echo "not ok - $1"
+		echo "#   last kvctl exit status: ${rc:-none}"
+		for f in out err; do
+			[ -s "$tmp/$f" ] && head -c 2000 "$tmp/$f" | head -n 20 | sed "s/^/#   $f: /"
+		done
+		fail=$((fail + 1))
+		failed="$failed
+[  FAILED  ] $1"
+	fi
+}
+
+summary()
+{
+	echo "[==========] $((pass + fail)) test(s) run."
+	echo "[  PASSED  ] $pass test(s)."
+	if [ "$fail" -ne 0 ]; then
+		echo "[  FAILED  ] $fail test(s), listed below:$failed"
+		exit 1
+	fi
+	exit 0
+}
+
+# json_check PYTHON-EXPR: evaluate EXPR with d = the JSON in $tmp/out.
+json_check()
+{
+	python3 -c '
+import json, sys
+try:
+	d = json.load(open(sys.argv[1]))
+except ValueError as e:
+	print("#   not JSON: %s" % e)
+	sys.exit(1)
+sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)
+' "$tmp/out" "$1"
+}
+
+nap()
+{
+	sleep 0.1 2>/dev/null || sleep 1
+}
+
+ns="test/kvctl"
+k1=0123456789abcdef0123456789abcdef
+k2=fedcba9876543210fedcba9876543210
+absent=ffffffffffffffffffffffffffffffff
+rc=""
+
+# ---- the daemon ------------------------------------------------------------
+
+t_start()
+{
+	"$KVSTORED" --socket "$sock" --dram-bytes 64M >"$tmp/daemon.log" 2>&1 &
+	pid=$!
+	i=0
+	while [ "$i" -lt 100 ]; do
+		kv health
+		[ "$rc" -eq 0 ] && return 0
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null
+			pid=""
+			break
+		fi
+		nap
+		i=$((i + 1))
+	done
+	sed 's/^/#   daemon: /' "$tmp/daemon.log" | tail -n 20
+	return 1
+}
+
+t_health()
+{
+	kv health
+	[ "$rc" -eq 0 ] && grep -q '^ok' "$tmp/out" || return 1
+	kv health --json
+	[ "$rc" -eq 0 ] && json_check 'd["status"] == "ok" and d["connections"] >= 1'
+}
+
+# ---- put and get -------------------------------------------------------------
+
+t_put_get_file()
+{
+	head -c 3145728 /dev/urandom >"$tmp/data" || return 1
+	kv put --ns "$ns" --key "$k1" --tokens 256 --position 0 "$tmp/data"
+	[ "$rc" -eq 0 ] || return 1
+	kv get --ns "$ns" --key "$k1" -o "$tmp/got"
+	[ "$rc" -eq 0 ] && cmp -s "$tmp/data" "$tmp/got"
+}
+
+t_get_stdout()
+{
+	kv get --ns "$ns" --key "$k1"
+	[ "$rc" -eq 0 ] && cmp -s "$tmp/data" "$tmp/out"
+}
+
+t_put_again()
+{
+	kv put --ns "$ns" --key "$k1" "$tmp/data"
+	[ "$rc" -eq 0 ] && grep -q 'already cached' "$tmp/out"
+}
+
+t_get_absent()
+{
+	kv get --ns "$ns" --key "$absent" -o "$tmp/absent"
+	[ "$rc" -eq 1 ] && grep -q 'miss' "$tmp/err" && [ ! -e "$tmp/absent" ]
+}
+
+t_put_stdin_parent()
+{
+	head -c 4096 /dev/urandom >"$tmp/small" || return 1
+	"$KVCTL" --socket "$sock" put --ns="$ns" --key="$k2" --parent="$k1" \
+		--tokens=256 --position=256 - <"$tmp/small" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	cat "$tmp/err" >>"$tmp/kvctl.err"
+	[ "$rc" -eq 0 ] || return 1
+	kv get --ns "$ns" --key "$k2"
+	[ "$rc" -eq 0 ] && cmp -s "$tmp/small" "$tmp/out"
+}
+
+# ---- stats, ls, inspect --------------------------------------------------------
+
+t_stats_json()
+{
+	kv stats --json
+	[ "$rc" -eq 0 ] || return 1
+	json_check '[t["chunks"] for t in d["tiers"] if t["name"] == "dram"] == [1] and
+all(k in d for k in ("connections", "pinned_chunks", "pending_chunks",
+	"checksum_failures", "namespaces", "uptime_ms"))'
+}
+
+t_stats_human()
+{
+	kv stats
+	[ "$rc" -eq 0 ] && grep -q 'dram' "$tmp/out" && grep -q 'hit ratio' "$tmp/out"
+}
+
+t_ls()
+{
+	kv ls
+	[ "$rc" -eq 0 ] && grep -q "$k1" "$tmp/out" || return 1
+	kv ls --ns "$ns" --tier dram
+	[ "$rc" -eq 0 ] && grep -q "$k1" "$tmp/out"
+}
+
+t_ls_json()
+{
+	kv ls --json
+	[ "$rc" -eq 0 ] &&
+	json_check '[c["bytes"] for c in d["chunks"] if c["key"] == "'"$k1"'"] == [3145728]'
+}
+
+t_ls_tier_filter()
+{
+	kv ls --ns "$ns" --tier ssd --json
+	[ "$rc" -eq 0 ] && json_check 'd["chunks"] == []'
+}
+
+t_inspect()
+{
+	kv inspect --ns "$ns" --key "$k1"
+	[ "$rc" -eq 0 ] && grep -q '3145728' "$tmp/out"
+}
+
+t_inspect_parent()
+{
+	kv inspect --ns "$ns" --key "$k2" --json
+	[ "$rc" -eq 0 ] && json_check 'd["has_parent"] is True and d["parent"] == "'"$k1"'" and
+d["bytes"] == 4096 and d["tokens"] == 256 and d["position"] == 256' || return 1
+	kv inspect --ns "$ns" --key "$k1" --json
+	[ "$rc" -eq 0 ] && json_check 'd["has_parent"] is False and d["bytes"] == 3145728'
+}
+
+t_inspect_absent()
+{
+	kv inspect --ns "$ns" --key "$absent"
+	[ "$rc" -eq 1 ] && grep -q 'not cached' "$tmp/err"
+}
+
+# ---- evict and flush -------------------------------------------------------------
+
+t_evict()
+{
+	kv evict --ns "$ns" --key "$k1"
+	[ "$rc" -eq 0 ] || return 1
+	kv get --ns "$ns" --key "$k1"
+	[ "$rc" -eq 1 ] || return 1
+	kv evict --ns "$ns" --key "$k1"
+	[ "$rc" -eq 1 ]
+}
+
+t_flush_drop()
+{
+	kv stats --json
+	[ "$rc" -eq 0 ] && json_check 'd["tiers"][0]["chunks"] > 0' || return 1
+	kv flush --drop
+	[ "$rc" -eq 0 ] && grep -q 'dropped' "$tmp/out" || return 1
+	kv stats --json
+	[ "$rc" -eq 0 ] && json_check '[t["chunks"] for t in d["tiers"] if t["name"] == "dram"] == [0]'
+}
+
+t_flush_writeback()
+{
+	kv flush --tier dram
+	[ "$rc" -eq 0 ] || return 1
+	kv flush --tier bogus
+	[ "$rc" -eq 2 ]
+}
+
+# ---- errors ------------------------------------------------------------------------
+
+t_bad_key()
+{
+	kv get --ns "$ns" --key 0123456789abcdef0123456789abcdeg
+	[ "$rc" -eq 2 ] && grep -q 'hex' "$tmp/err" || return 1
+	kv put --ns "$ns" --key 0123 "$tmp/small"
+	[ "$rc" -eq 2 ] && grep -q 'hex' "$tmp/err"
+}
+
+t_unknown_command()
+{
+	kv frobnicate
+	[ "$rc" -eq 2 ] && grep -q 'unknown command' "$tmp/err" && grep -q 'usage' "$tmp/err"
+}
+
+t_unknown_option()
+{
+	kv stats --frobnicate
+	[ "$rc" -eq 2 ] && grep -q 'usage' "$tmp/err" || return 1
+	kv get --key "$k1"
+	[ "$rc" -eq 2 ] && grep -q -- '--ns' "$tmp/err"
+}
+
+t_help()
+{
+	kv --help
+	[ "$rc" -eq 0 ] && grep -q 'usage' "$tmp/out" || return 1
+	kv put --help
+	[ "$rc" -eq 0 ] && grep -q -- '--parent' "$tmp/out"
+}
+
+t_no_daemon()
+{
+	"$KVCTL" --socket "$tmp/none.sock" health >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	cat "$tmp/err" >>"$tmp/kvctl.err"
+	[ "$rc" -eq 2 ] && grep -Fq "$tmp/none.sock" "$tmp/err"
+}
+
+t_daemon_stop()
+{
+	kill "$pid" 2>/dev/null || return 1
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do
+		nap
+		i=$((i + 1))
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "#   kvstored still running 10 s after SIGTERM"
+		return 1	# cleanup() kills it
+	fi
+	wait "$pid"
+	status=$?
+	pid=""
+	if [ "$status" -ne 0 ] || grep -Eq 'Sanitizer|runtime error' "$tmp/daemon.log"; then
+		echo "#   kvstored exit status $status"
+		tail -n 30 "$tmp/daemon.log" | sed 's/^/#   daemon: /'
+		return 1
+	fi
+}
+
+t_kvctl_clean()
+{
+	if grep -Eq 'Sanitizer|runtime error' "$tmp/kvctl.err"; then
+		grep -E -A 20 'Sanitizer|runtime error' "$tmp/kvctl.err" | head -n 40 | sed 's/^/#   /'
+		return 1
+	fi
+}
+
+: >"$tmp/kvctl.err"
+for bin in "$KVSTORED" "$KVCTL"; do
+	if [ ! -x "$bin" ]; then
+		echo "test_kvctl.sh: '$bin' is not an executable: build it first" >&2
+		exit 1
+	fi
+done
+if ! command -v python3 >/dev/null 2>&1; then
+	echo "test_kvctl.sh: python3 is needed to check the JSON output" >&2
+	exit 1
+fi
+
+check "daemon starts and kvctl health answers" t_start
+[ "$fail" -eq 0 ] || summary
+check "health and health --json" t_health
+check "put a 3 MiB file, get -o is byte-exact" t_put_get_file
+check "get to stdout is byte-exact" t_get_stdout
+check "second put of a key says already cached" t_put_again
+check "get of an absent key exits 1" t_get_absent
+check "stats --json is one object: dram tier, 1 chunk" t_stats_json
+check "stats human output" t_stats_human
+check "ls shows the key" t_ls
+check "ls --json is valid and lists the key" t_ls_json
+check "ls --tier ssd lists nothing" t_ls_tier_filter
+check "inspect shows the bytes" t_inspect
+check "put from stdin with --opt=value and --parent" t_put_stdin_parent
+check "inspect --json shows has_parent and parent" t_inspect_parent
+check "inspect of an absent key exits 1" t_inspect_absent
+check "evict removes the key, get then exits 1" t_evict
+check "flush --drop empties the tier" t_flush_drop
+check "flush --tier dram writes back, a bad tier exits 2" t_flush_writeback
+check "bad key hex exits 2 with a message" t_bad_key
+check "unknown command exits 2 with usage" t_unknown_command
+check "unknown option or missing --ns exits 2" t_unknown_option
+check "--help and COMMAND --help exit 0" t_help
+check "health with no daemon exits 2 naming the socket" t_no_daemon
+check "kvstored stops cleanly on SIGTERM" t_daemon_stop
+check "no sanitizer reports from kvctl" t_kvctl_clean
+summary
