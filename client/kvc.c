@@ -1,7 +1,9 @@
 /*
  * kvc.c - libkvc: the client side of the protocol, and the data path.
  *
- * One blocking request/reply exchange at a time per handle (the mutex);
+ * One request/reply exchange at a time per handle (the mutex); the one
+ * exception is the RELEASE that ends a get, whose reply is read at the
+ * start of the next exchange instead of waited for (replies are ordered);
  * batches larger than the daemon's per-message limits are split here, so
  * callers may pass any n. Chunk bytes move by memcpy between the caller's
  * memory and the DRAM arena, which this process maps once at connect.

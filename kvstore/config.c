@@ -6,7 +6,7 @@
  * line here (and one in docs/configuration.md).
  */
 #include <errno.h>
-#include <grp.h>
+#include <stdbool.h>
 #include <ini.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -202,13 +202,11 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_POLICY:
 		return set_policy(cfg, value, err, errlen);
 	case K_LOG:
-		if (kv_log_parse(value)) {
+		if (strlen(value) >= k->len || kv_log_parse(value)) {
 			snprintf(err, errlen, "log: bad value '%s' (LEVEL[:SUBSYS,...], LEVEL err|warn|info|debug)",
 				 value);
 			return -EINVAL;
 		}
-		if (strlen(value) >= k->len)
-			return -EINVAL;
 		strcpy(field, value);
 		return 0;
 	case K_UIDS:
@@ -231,6 +229,9 @@ static int on_ini_line(void *user, const char *section, const char *name,
 	struct ini_ctx *x = user;
 	char msg[256];
 	int ret;
+
+	if (x->ret)
+		return 0;	/* inih reads on; the first error is the one to report */
 
 	if (section[0] && strcmp(section, "kvstored")) {
 		snprintf(x->err, x->errlen, "%s: unknown section [%s]", x->path, section);
@@ -261,7 +262,7 @@ int kv_config_load(struct kv_config *cfg, const char *path, char *err,
 		return -ENOMEM;
 	}
 	if (x.ret) {
-		/* inih stops at the first handler error and reports its line. */
+		/* ini_parse() returns the line of the first error. */
 		size_t n = strlen(err);
 
 		snprintf(err + n, errlen - n, " (line %d)", line);
@@ -292,6 +293,12 @@ static void usage(FILE *f)
 		"  --help, --version\n");
 }
 
+/* "--config FILE" or "--config=FILE" (and nothing else that starts so). */
+static bool is_config_flag(const char *a)
+{
+	return !strcmp(a, "--config") || !strncmp(a, "--config=", 9);
+}
+
 int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		   size_t errlen)
 {
@@ -308,7 +315,7 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 			printf("kvstored (kvstore) protocol %d\n", KV_PROTO_VERSION);
 			return 1;
 		}
-		if (!strncmp(a, "--config=", 9) || !strcmp(a, "--config")) {
+		if (is_config_flag(a)) {
 			const char *path = a[8] ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
 
 			if (!path) {
@@ -325,7 +332,7 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		const char *a = argv[i], *value, *eq;
 		size_t len;
 
-		if (!strncmp(a, "--config", 8)) {
+		if (is_config_flag(a)) {
 			if (!a[8])
 				i++;
 			continue;

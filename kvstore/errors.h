@@ -3,8 +3,8 @@
  *
  * Every fallible function returns 0 or a negative code: -errno for what the
  * OS already names (ENOENT: no such chunk, EEXIST: already stored, EINVAL,
- * ENOMEM, EACCES, EBUSY: pinned), or -KV_E* below for what it does not. On
- * the wire a status is the same number, positive. The values are part of the
+ * ENOMEM, EACCES, EBUSY: pinned or being written), or -KV_E* below for what
+ * it does not. On the wire a status is the same number, positive. The values are part of the
  * protocol (docs/protocol.md) and of client/kvc.h, which mirrors them as
  * KVC_E*: never renumber one.
  */

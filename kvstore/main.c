@@ -25,7 +25,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(base, NULL);
 }
 
-/* The socket's directory (./var by default) is created when missing. */
+/*
+ * The socket's directory (./var by default) is created when missing, 0755:
+ * the socket's own mode (0600, or 0660 with socket_group) is the gate.
+ */
 static void make_socket_dir(const char *path)
 {
 	char dir[sizeof(((struct kv_config *)0)->socket)];
@@ -36,7 +39,7 @@ static void make_socket_dir(const char *path)
 	if (!slash || slash == dir)
 		return;
 	*slash = '\0';
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		kv_log(KV_WARN, KV_LOG_MAIN, "cannot create '%s': %s", dir, strerror(errno));
 }
 

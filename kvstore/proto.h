@@ -85,7 +85,7 @@ struct kv_wire_key {
 struct kv_wire_hello {
 	uint32_t version;	/* KV_PROTO_VERSION */
 	uint32_t flags;		/* none defined: must be 0 */
-	uint64_t pid;		/* for the log */
+	uint64_t pid;		/* informational; the daemon logs SO_PEERCRED's */
 	char name[KV_PROTO_NAME_MAX];	/* client name for the log, NUL-padded */
 };
 

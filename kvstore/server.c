@@ -302,6 +302,8 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 			int ret = kv_store_pin(st, c->owner, ns, &keys[i], &pr[i]);
 
 			pr[i].status = -ret;
+			if (ret)
+				pr[i].tier = KV_TIER_NONE;
 		}
 		reply(c, &r->hdr, 0, n, pr, len);
 		return;
@@ -373,6 +375,10 @@ static void handle_ls(struct conn *c, const struct kv_req *r)
 		reply(c, &r->hdr, KV_ENONS, 0, NULL, 0);
 		return;
 	}
+	if (!kv_store_has_tier(srv->store, ls->tier)) {
+		reply(c, &r->hdr, KV_ENOTIER, 0, NULL, 0);
+		return;
+	}
 	lr = scratch(srv, sizeof(*lr) + (size_t)ls->limit * sizeof(struct kv_wire_entry));
 	n = kv_store_ls(srv->store, ls->ns, ls->tier, ns_visible, c, &cursor,
 			(struct kv_wire_entry *)(lr + 1), ls->limit);
@@ -385,7 +391,8 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 	struct kv_wire_flush_reply fr;
 	int ret;
 
-	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags, &fr);
+	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
+			     ns_visible, c, &fr);
 	if (ret) {
 		reply(c, &r->hdr, ret, 0, NULL, 0);
 		return;

@@ -561,7 +561,13 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 	return 0;
 }
 
+bool kv_store_has_tier(const struct kv_store *s, uint8_t tier)
+{
+	return tier == KV_TIER_NONE || (tier < KV_TIER_MAX && s->tiers[tier].t.ops);
+}
+
 int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
+		   bool (*is_visible)(uint32_t ns, void *arg), void *arg,
 		   struct kv_wire_flush_reply *res)
 {
 	struct kv_chunk **drop = NULL;
@@ -570,7 +576,7 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	struct kv_chunk *c;
 
 	memset(res, 0, sizeof(*res));
-	if (tier != KV_TIER_NONE && (tier >= KV_TIER_MAX || !s->tiers[tier].t.ops))
+	if (!kv_store_has_tier(s, tier))
 		return -KV_ENOTIER;
 	/* Without KV_FLUSH_DROP a flush writes back to the tier below; no
 	 * configured tier has one yet, so there is nothing to write. */
@@ -578,7 +584,7 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 		return 0;
 	/* Collect first: the index walk must not see its chunks freed. */
 	while ((c = kv_index_next(s->idx, &cursor))) {
-		if (tier != KV_TIER_NONE && c->tier != tier)
+		if ((tier != KV_TIER_NONE && c->tier != tier) || !is_visible(c->ns, arg))
 			continue;
 		if (c->state != KV_CHUNK_COMMITTED || c->pins) {
 			res->skipped++;

@@ -100,11 +100,16 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 
 /*
  * Write tier's chunks back to the tier below (tier KV_TIER_NONE: every
- * tier); with KV_FLUSH_DROP, drop every unpinned committed chunk instead.
- * A tier with nothing below reports 0 written. Returns 0 or -KV_ENOTIER.
+ * tier); with KV_FLUSH_DROP, drop every unpinned committed chunk of a
+ * namespace for which visible(ns, arg) is true instead. A tier with nothing
+ * below reports 0 written. Returns 0 or -KV_ENOTIER.
  */
 int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
+		   bool (*visible)(uint32_t ns, void *arg), void *arg,
 		   struct kv_wire_flush_reply *res);
+
+/* Is tier (KV_TIER_NONE: any) one this store has? */
+bool kv_store_has_tier(const struct kv_store *s, uint8_t tier);
 
 /*
  * List committed chunks from *cursor (0 to start), at most max, of

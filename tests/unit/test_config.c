@@ -120,6 +120,13 @@ static void test_bad_flags_named(void **state)
 	assert_int_not_equal(args(&cfg, "--max-batch", "1025", NULL), 0);
 	assert_int_not_equal(args(&cfg, "--log", "loud", NULL), 0);
 	assert_non_null(strstr(err, "loud"));
+	/* Too long, though every part is valid: refused with a message. */
+	assert_int_not_equal(args(&cfg, "--log", "info:net,net,net,net,net,net,net,net,net,net,net,net,net,net,net,net,net,net",
+				  NULL), 0);
+	assert_non_null(strstr(err, "log"));
+	/* Only --config and --config=FILE read a file. */
+	assert_int_not_equal(args(&cfg, "--config-file=/x", NULL), 0);
+	assert_non_null(strstr(err, "config-file"));
 	assert_int_not_equal(args(&cfg, "--allow-uids", "root", NULL), 0);
 	assert_non_null(strstr(err, "root"));
 	assert_int_not_equal(args(&cfg, "--socket", NULL), 0);
@@ -171,6 +178,13 @@ static void test_ini_errors(void **state)
 	path = write_file("just some words\n");
 	assert_int_not_equal(kv_config_load(&cfg, path, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "line 1"));
+	unlink(path);
+	/* Two bad lines: the first one is reported, with its own line. */
+	path = write_file("socket = /tmp/d.sock\nfirst_bad = 1\nsecond_bad = 2\n");
+	assert_int_not_equal(kv_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "first_bad"));
+	assert_null(strstr(err, "second_bad"));
+	assert_non_null(strstr(err, "line 2"));
 	unlink(path);
 	assert_int_equal(kv_config_load(&cfg, "/nonexistent/kv.ini", err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/kv.ini"));

@@ -65,6 +65,11 @@ static void put(struct kv_store *s, struct kv_owner *o, const struct kv_wire_all
 	assert_int_equal(kv_store_commit(s, o, NS, &a->key), 0);
 }
 
+static bool all_ns(uint32_t ns, void *arg)
+{
+	return true;
+}
+
 static bool present(struct kv_store *s, uint64_t i)
 {
 	struct kv_wire_key k = K(i);
@@ -345,10 +350,10 @@ static void test_flush_drop(void **state)
 	}
 	assert_int_equal(kv_store_pin(s, o, NS, &k1, &loc), 0);
 	/* No tier below DRAM yet: a write-back flush has nothing to do. */
-	assert_int_equal(kv_store_flush(s, KV_TIER_DRAM, 0, &fr), 0);
+	assert_int_equal(kv_store_flush(s, KV_TIER_DRAM, 0, all_ns, NULL, &fr), 0);
 	assert_int_equal(fr.chunks, 0);
-	assert_int_equal(kv_store_flush(s, KV_TIER_SSD, 0, &fr), -KV_ENOTIER);
-	assert_int_equal(kv_store_flush(s, KV_TIER_NONE, KV_FLUSH_DROP, &fr), 0);
+	assert_int_equal(kv_store_flush(s, KV_TIER_SSD, 0, all_ns, NULL, &fr), -KV_ENOTIER);
+	assert_int_equal(kv_store_flush(s, KV_TIER_NONE, KV_FLUSH_DROP, all_ns, NULL, &fr), 0);
 	assert_int_equal(fr.chunks, 5);
 	assert_int_equal(fr.skipped, 1);
 	assert_int_equal(fr.bytes, 5 * MiB);
