@@ -114,7 +114,7 @@ HARNESS_OBJ := $(O)/tests/integration/harness.o
 BENCHES := $(O)/kvbench
 
 .SECONDARY:
-.PHONY: all test run asan tsan fuzz fuzz-run bench clean distclean check-style help FORCE
+.PHONY: all test run asan tsan fuzz fuzz-run bench trace clean distclean check-style help FORCE
 all: $(PROGS)
 
 # Rebuild everything when the flags change.
@@ -175,7 +175,18 @@ $(O)/kvbench: $(O)/tests/bench/kvbench.o $(HARNESS_OBJ) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
-TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES)
+# The trace replayer runs the daemon's own store (simulation) or a live
+# daemon through libkvc; the policy benchmark drives evict/ alone.
+$(O)/kvtrace: $(O)/tests/bench/kvtrace.o $(LIBKVD) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS) $(JSON_LIBS)
+
+$(O)/kvpolicybench: $(O)/tests/bench/policybench.o $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
+
+TOOLS := $(O)/kvtrace $(O)/kvpolicybench
+TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES) $(TOOLS)
 
 test: $(PROGS) $(TEST_BINS)
 	$(Q)O=$(O) tests/run.sh
@@ -191,8 +202,15 @@ asan:
 tsan:
 	$(MAKE) O=build-tsan SANITIZE=thread test
 
-bench: $(PROGS) $(BENCHES)
+bench: $(PROGS) $(BENCHES) $(TOOLS)
 	$(O)/kvbench --daemon $(O)/kvstored $(BENCH_ARGS)
+	$(O)/kvpolicybench
+
+# Hit ratio against capacity on the synthetic Mooncake trace (docs/eviction.md).
+TRACE ?= ../shared/traces/mooncake_synthetic_trace.jsonl
+trace: $(O)/kvtrace
+	$(O)/kvtrace --trace $(TRACE) --capacity-tokens 500000,3000000,8000000,32000000 \
+		--policies lru,gdsf,h2o,min
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_O := build-fuzz

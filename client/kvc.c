@@ -35,7 +35,8 @@
 
 _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 	       (int)KVC_ECORRUPT == (int)KV_ECORRUPT &&
-	       (int)KVC_ENOTIER == (int)KV_ENOTIER && KV_EMAX == KV_ECORRUPT + 1,
+	       (int)KVC_ENOTIER == (int)KV_ENOTIER &&
+	       (int)KVC_ENOPARENT == (int)KV_ENOPARENT && KV_EMAX == KV_ENOPARENT + 1,
 	       "kvc.h mirrors kvstore/errors.h");
 _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&
@@ -551,24 +552,28 @@ void *kvc_dram_base(struct kvc *c, size_t *bytes)
 
 /* ---- namespaces -------------------------------------------------------------- */
 
-int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns)
+static int ns_register(struct kvc *c, const char *name,
+		       const struct kv_wire_ns_model *model, uint32_t *ns)
 {
 	size_t len = name ? strlen(name) : 0;
+	size_t blen = kv_proto_pad8(len) + (model ? sizeof(*model) : 0);
 	const struct kv_wire_ns_reply *r;
 	struct kv_wire_hdr h;
 	char *body;
 	int ret;
 
-	if (len == 0 || len > KV_PROTO_NS_MAX)
+	if (len == 0 || len > KV_PROTO_NS_MAX || !ns)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	body = req_body(c, kv_proto_pad8(len));
+	body = req_body(c, blen);
 	if (!body) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	memcpy(body, name, len);
-	ret = rpc(c, KV_OP_NS_REGISTER, (uint32_t)len, kv_proto_pad8(len), &h);
+	if (model)
+		memcpy(body + kv_proto_pad8(len), model, sizeof(*model));
+	ret = rpc(c, KV_OP_NS_REGISTER, (uint32_t)len, blen, &h);
 	if (ret)
 		goto out;
 	if (h.len != sizeof(*r)) {
@@ -581,6 +586,21 @@ int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns)
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns)
+{
+	return ns_register(c, name, NULL, ns);
+}
+
+int kvc_ns_register_model(struct kvc *c, const char *name, uint32_t hidden,
+			  double a, double b, uint32_t *ns)
+{
+	struct kv_wire_ns_model m = { .hidden = hidden, .a = a, .b = b };
+
+	if (!hidden || !(a >= 0) || !(b >= 0))
+		return -EINVAL;
+	return ns_register(c, name, &m, ns);
 }
 
 /* ---- reading ------------------------------------------------------------------- */
@@ -1118,6 +1138,80 @@ int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 		res->chunks = r->chunks;
 		res->bytes = r->bytes;
 		res->skipped = r->skipped;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_score(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	      const float *scores, size_t n, int *status)
+{
+	uint32_t step;
+	int ok = 0, ret = 0;
+
+	if (n > INT32_MAX || (n && (!keys || !scores)))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	step = batch_of(c, sizeof(struct kv_wire_key) + sizeof(float));
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+		struct kv_wire_keys *k = req_body(c, kv_proto_score_len(m));
+		struct kv_wire_hdr h;
+		const int32_t *st;
+
+		if (!k) {
+			ret = -ENOMEM;
+			break;
+		}
+		k->ns = ns;
+		memcpy(k + 1, keys + i, (size_t)m * sizeof(*keys));
+		memcpy((char *)k + kv_proto_keys_len(m), scores + i, (size_t)m * sizeof(float));
+		ret = rpc(c, KV_OP_SCORE, m, kv_proto_score_len(m), &h);
+		if (!ret && (h.count != m || h.len != kv_proto_status_len(m))) {
+			conn_break(c);
+			ret = -KVC_EPROTO;
+		}
+		if (ret)
+			break;
+		st = (const int32_t *)c->rep;
+		for (uint32_t j = 0; j < m; j++) {
+			if (status)
+				status[i + j] = -st[j];
+			ok += st[j] == 0;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret ? ret : ok;
+}
+
+int kvc_policy(struct kvc *c, uint8_t tier, const char *set, char name[16])
+{
+	struct kv_wire_policy *p;
+	struct kv_wire_hdr h;
+	int ret;
+
+	if (set && (!*set || strlen(set) >= sizeof(p->name)))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	p = req_body(c, sizeof(*p));
+	if (!p) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	p->tier = tier;
+	if (set) {
+		p->set = 1;
+		memcpy(p->name, set, strlen(set));
+	}
+	ret = rpc(c, KV_OP_POLICY, 0, sizeof(*p), &h);
+	if (!ret && h.len != sizeof(*p)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (!ret && name) {
+		memcpy(name, ((const struct kv_wire_policy *)c->rep)->name, 15);
+		name[15] = '\0';
 	}
 out:
 	pthread_mutex_unlock(&c->lock);

@@ -55,6 +55,7 @@ enum kvc_error {
 	KVC_ENSLIMIT	= 20015,	/* the daemon's namespace table is full */
 	KVC_ENOTIER	= 20016,	/* no such tier */
 	KVC_ECORRUPT	= 20017,	/* stored data failed its checksum */
+	KVC_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
 };
 
 enum kvc_tier {
@@ -100,6 +101,17 @@ void kvc_close(struct kvc *c);
  * -KVC_ENSLIMIT.
  */
 int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
+
+/*
+ * kvc_ns_register() that also gives the namespace's model shape, for
+ * cost-aware eviction (GDSF): a chunk of n tokens at position p saves
+ * n * (b*d^2 + a*d*(2p + n)) of prefill work in a model of hidden size d.
+ * Llama-style models: a = 2, b = 26 (see docs/eviction.md). The first
+ * registration of a name decides its model. Returns as kvc_ns_register(),
+ * or -EINVAL for hidden 0 or a negative a or b.
+ */
+int kvc_ns_register_model(struct kvc *c, const char *name, uint32_t hidden,
+			  double a, double b, uint32_t *ns);
 
 /* The namespace's hash seed: XXH3-64 of its name. Pure function. */
 uint64_t kvc_ns_salt(const char *name);
@@ -320,6 +332,24 @@ struct kvc_flush_result {
  */
 int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 	      struct kvc_flush_result *res);
+
+/*
+ * Report attention scores (H2O): scores[i] in [0, 1] is the share of one
+ * request's attention that chunk keys[i]'s tokens received. status (may be
+ * NULL) gets 0, -ENOENT or -EINVAL per key. Returns how many were taken,
+ * or a negative error for the whole call.
+ */
+int kvc_score(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+	      const float *scores, size_t n, int *status);
+
+/*
+ * Read (set NULL) or switch (set a name: "lru", "gdsf", "h2o") the eviction
+ * policy of tier, and store the name it has afterwards in name[16]. A
+ * switch keeps the cached chunks and their history. Returns 0,
+ * -KVC_ENOTIER, -ENOENT (no such policy) or -EACCES (only root and the
+ * daemon's user may switch).
+ */
+int kvc_policy(struct kvc *c, uint8_t tier, const char *set, char name[16]);
 
 /* Round trip to the daemon: 0 and its uptime in *uptime_ms (may be NULL). */
 int kvc_ping(struct kvc *c, uint64_t *uptime_ms);

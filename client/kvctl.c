@@ -92,6 +92,8 @@ struct args {
 	const char *ns_name;
 	const char *out;		/* get -o */
 	const char *file;		/* put's operand */
+	char **ops;			/* the operands (policy) */
+	int n_ops;
 	struct kvc_key key;
 	struct kvc_key parent;
 	uint32_t tokens;
@@ -107,7 +109,7 @@ struct cmd {
 	const char *note;		/* more for COMMAND --help, or NULL */
 	unsigned opts;			/* besides --socket and --help */
 	unsigned required;
-	int operands;			/* exactly this many */
+	int operands;			/* exactly this many; -1: 1 to 3 */
 	bool self_connect;		/* run() gets c == NULL */
 	int (*run)(struct kvc *c, const struct args *a);
 };
@@ -755,6 +757,46 @@ static int cmd_health(struct kvc *unused, const struct args *a)
 	return RC_OK;
 }
 
+static int tier_of(const char *name, uint8_t *tier)
+{
+	static const char *const names[] = { "hbm", "dram", "ssd" };
+
+	for (uint8_t i = 0; i < 3; i++)
+		if (!strcmp(name, names[i])) {
+			*tier = i;
+			return 0;
+		}
+	fprintf(stderr, "kvctl: unknown tier '%s' (dram, ssd or hbm)\n", name);
+	return -EINVAL;
+}
+
+static int cmd_policy(struct kvc *c, const struct args *a)
+{
+	bool set = a->n_ops == 3 && !strcmp(a->ops[0], "set");
+	char name[16];
+	uint8_t tier;
+	int ret;
+
+	if (!(set || (a->n_ops == 2 && !strcmp(a->ops[0], "get")))) {
+		fprintf(stderr, "kvctl: policy: want 'get TIER' or 'set TIER NAME'\n");
+		return RC_ERR;
+	}
+	if (tier_of(a->ops[1], &tier))
+		return RC_ERR;
+	ret = kvc_policy(c, tier, set ? a->ops[2] : NULL, name);
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot %s the policy of tier '%s'%s%s: %s\n",
+			set ? "set" : "get", a->ops[1], set ? " to " : "",
+			set ? a->ops[2] : "",
+			ret == -ENOENT ? "no such policy" : kvc_strerror(ret));
+		return RC_ERR;
+	}
+	if (a->given & OPT_JSON)
+		return json_print(json_pack("{s:s, s:s}", "tier", a->ops[1], "policy", name));
+	printf("%s: %s\n", a->ops[1], name);
+	return RC_OK;
+}
+
 static const struct cmd cmds[] = {
 	{
 		.name = "stats", .usage = "[--json]",
@@ -791,6 +833,11 @@ static const struct cmd cmds[] = {
 		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop]",
 		.help = "write tiers back to the tier below, or drop their chunks",
 		.opts = OPT_TIER | OPT_DROP, .run = cmd_flush,
+	}, {
+		.name = "policy", .usage = "get TIER | set TIER NAME  [--json]",
+		.help = "show or switch a tier's eviction policy (lru, gdsf, h2o)",
+		.note = "A switch keeps the cached chunks and their history.",
+		.opts = OPT_JSON, .operands = -1, .run = cmd_policy,
 	}, {
 		.name = "health", .usage = "[--json]",
 		.help = "check that the daemon answers; exit 2 when it does not",
@@ -966,16 +1013,20 @@ int main(int argc, char **argv)
 		cmd_usage(stderr, cmd);
 		return RC_ERR;
 	}
-	if (argc - optind != cmd->operands) {
-		if (argc - optind > cmd->operands)
+	if (cmd->operands < 0 && argc - optind >= 1 && argc - optind <= 3) {
+		a.ops = argv + optind;
+		a.n_ops = argc - optind;
+	} else if (argc - optind != cmd->operands) {
+		if (cmd->operands >= 0 && argc - optind > cmd->operands)
 			fprintf(stderr, "kvctl: %s: unexpected argument '%s'\n",
 				cmd->name, argv[optind + cmd->operands]);
 		else
-			fprintf(stderr, "kvctl: %s: missing FILE\n", cmd->name);
+			fprintf(stderr, "kvctl: %s: missing %s\n", cmd->name,
+				cmd->operands < 0 ? "operands" : "FILE");
 		cmd_usage(stderr, cmd);
 		return RC_ERR;
 	}
-	if (cmd->operands)
+	if (cmd->operands > 0)
 		a.file = argv[optind];
 	missing = cmd->required & ~a.given;
 	if (missing) {

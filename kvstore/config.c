@@ -20,7 +20,8 @@
 #include "kvstore/proto.h"
 #include "kvstore/util.h"
 
-enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS };
+enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
+	     K_MODEL, K_COSTMODE };
 
 struct key {
 	const char *name;
@@ -61,6 +62,18 @@ static const struct key keys[] = {
 	  "log level and subsystems: LEVEL[:SUBSYS,...]" },
 	{ "allow_uids", K_UIDS, 0, 0, 0, 0,
 	  "users that may connect, comma-separated uids; empty: the daemon's own" },
+	{ "cost_mode", K_COSTMODE, F(cost_mode), S(cost_mode), 0, 0,
+	  "what a chunk's cost is for gdsf: compute (prefill work) or reload" },
+	{ "cost_model", K_MODEL, 0, 0, 0, 0,
+	  "default model shape for compute costs, HIDDEN:A:B (see docs/eviction.md)" },
+	{ "reload_bandwidth", K_SIZE, F(reload_bandwidth), 0, 1 << 20, 1ull << 40,
+	  "bytes/s of the tier below, for cost_mode reload" },
+	{ "reload_latency_us", K_U64, F(reload_latency_us), 0, 0, 10000000,
+	  "latency of a reload from the tier below, for cost_mode reload" },
+	{ "h2o_recent_fraction", K_FRACTION, F(h2o_recent_fraction), 0, 0, 0,
+	  "share of a tier h2o keeps as its recent (LRU) segment, (0, 1]" },
+	{ "h2o_half_life", K_U64, F(h2o_half_life), 0, 0, 1ull << 40,
+	  "h2o score half-life in cache operations; 0: the policy's default" },
 };
 
 void kv_config_defaults(struct kv_config *cfg)
@@ -77,6 +90,34 @@ void kv_config_defaults(struct kv_config *cfg)
 	cfg->max_batch = KV_PROTO_MAX_BATCH;
 	cfg->max_namespaces = 4096;
 	strcpy(cfg->log, "info");
+	strcpy(cfg->cost_mode, "compute");
+	cfg->cost_hidden = 4096;	/* KV_COST_MODEL_DEFAULT */
+	cfg->cost_a = 2;
+	cfg->cost_b = 26;
+	cfg->reload_bandwidth = 1ull << 30;
+	cfg->reload_latency_us = 100;
+	cfg->h2o_recent_fraction = 0.5;
+	cfg->h2o_half_life = 0;
+}
+
+static int set_model(struct kv_config *cfg, const char *value, char *err,
+		     size_t errlen)
+{
+	unsigned hidden;
+	double a, b;
+	char tail;
+
+	if (sscanf(value, "%u:%lf:%lf%c", &hidden, &a, &b, &tail) != 3 ||
+	    hidden == 0 || hidden > (1u << 20) || !(a >= 0 && a < 1e6) ||
+	    !(b >= 0 && b < 1e6)) {
+		snprintf(err, errlen, "cost_model: bad value '%s' (HIDDEN:A:B, e.g. 4096:2:26)",
+			 value);
+		return -EINVAL;
+	}
+	cfg->cost_hidden = hidden;
+	cfg->cost_a = a;
+	cfg->cost_b = b;
+	return 0;
 }
 
 static const struct key *find_key(const char *name)
@@ -211,6 +252,28 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		return 0;
 	case K_UIDS:
 		return set_uids(cfg, value, err, errlen);
+	case K_FRACTION: {
+		char *end;
+		double d = strtod(value, &end);
+
+		if (end == value || *end || !(d > 0 && d <= 1)) {
+			snprintf(err, errlen, "%s: bad value '%s' (a fraction in (0, 1])",
+				 k->name, value);
+			return -EINVAL;
+		}
+		memcpy(field, &d, sizeof(d));
+		return 0;
+	}
+	case K_MODEL:
+		return set_model(cfg, value, err, errlen);
+	case K_COSTMODE:
+		if (strcmp(value, "compute") && strcmp(value, "reload")) {
+			snprintf(err, errlen, "%s: bad value '%s' (compute or reload)",
+				 k->name, value);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -386,7 +449,14 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		switch (k->type) {
 		case K_STR:
 		case K_LOG:
+		case K_COSTMODE:
 			fprintf(f, "%s\n", field);
+			break;
+		case K_FRACTION:
+			fprintf(f, "%g\n", *(const double *)(const void *)field);
+			break;
+		case K_MODEL:
+			fprintf(f, "%u:%g:%g\n", cfg->cost_hidden, cfg->cost_a, cfg->cost_b);
 			break;
 		case K_POLICY:
 			fprintf(f, "dram=%s\n", field);

@@ -29,6 +29,14 @@ struct kv_config {
 	uint64_t max_batch;		/* keys per message */
 	uint64_t max_namespaces;
 	char log[64];
+	char cost_mode[16];		/* "compute" or "reload" */
+	uint32_t cost_hidden;		/* default cost model: d, a, b */
+	double cost_a;
+	double cost_b;
+	uint64_t reload_bandwidth;	/* bytes/s, for cost_mode reload */
+	uint64_t reload_latency_us;
+	double h2o_recent_fraction;
+	uint64_t h2o_half_life;		/* operations; 0: the policy's default */
 	uid_t allow_uids[KV_CONF_MAX_UIDS];
 	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
 };

@@ -34,6 +34,7 @@ enum kv_error {
 	KV_ENSLIMIT	= 20015,	/* namespace table full */
 	KV_ENOTIER	= 20016,	/* no such tier in this daemon */
 	KV_ECORRUPT	= 20017,	/* stored bytes failed their checksum */
+	KV_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
 	KV_EMAX
 };
 

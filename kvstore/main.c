@@ -85,6 +85,13 @@ int main(int argc, char **argv)
 		.dram_policy = cfg.policy_dram,
 		.max_pins = (uint32_t)cfg.max_pins,
 		.max_uncommitted = cfg.max_uncommitted,
+		.cost_mode = strcmp(cfg.cost_mode, "reload") ? KV_COST_COMPUTE :
+							       KV_COST_RELOAD,
+		.cost_model = { cfg.cost_hidden, cfg.cost_a, cfg.cost_b },
+		.reload_bw = (double)cfg.reload_bandwidth,
+		.reload_latency = (double)cfg.reload_latency_us / 1e6,
+		.recent_fraction = cfg.h2o_recent_fraction,
+		.half_life = (double)cfg.h2o_half_life,
 	};
 	ret = kv_store_open(&store, &sc);
 	if (ret) {

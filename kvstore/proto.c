@@ -30,6 +30,8 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_EVICT]		= "evict",
 	[KV_OP_FLUSH]		= "flush",
 	[KV_OP_PING]		= "ping",
+	[KV_OP_SCORE]		= "score",
+	[KV_OP_POLICY]		= "policy",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -119,13 +121,35 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 		out->u.hello = (const struct kv_wire_hello *)body;
 		return 0;
 	case KV_OP_NS_REGISTER:
-		if (h->count == 0 || h->count > KV_PROTO_NS_MAX ||
-		    blen != kv_proto_pad8(h->count))
+		if (h->count == 0 || h->count > KV_PROTO_NS_MAX)
+			return -KV_EPROTO;
+		if (blen == kv_proto_pad8(h->count) + sizeof(struct kv_wire_ns_model))
+			out->u.ns_name.model = (const struct kv_wire_ns_model *)
+				(body + kv_proto_pad8(h->count));
+		else if (blen != kv_proto_pad8(h->count))
 			return -KV_EPROTO;
 		if (memchr(body, '\0', h->count))
 			return -KV_EPROTO;
 		out->u.ns_name.name = body;
 		out->u.ns_name.len = h->count;
+		return 0;
+	case KV_OP_SCORE:
+		if (h->count > max_batch)
+			return -KV_EBATCH;
+		if (blen != kv_proto_score_len(h->count))
+			return -KV_EPROTO;
+		ret = parse_keys(body, kv_proto_keys_len(h->count), h->count,
+				 max_batch, out);
+		if (ret)
+			return ret;
+		out->u.score.scores = (const float *)(body + kv_proto_keys_len(h->count));
+		return 0;
+	case KV_OP_POLICY:
+		if (h->count != 0 || blen != sizeof(struct kv_wire_policy))
+			return -KV_EPROTO;
+		out->u.policy = (const struct kv_wire_policy *)body;
+		if (out->u.policy->set > 1)
+			return -KV_EPROTO;
 		return 0;
 	case KV_OP_INSPECT:
 		if (h->count != 1)

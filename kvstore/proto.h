@@ -60,6 +60,8 @@ enum kv_op {
 	KV_OP_EVICT	= 12,
 	KV_OP_FLUSH	= 13,
 	KV_OP_PING	= 14,
+	KV_OP_SCORE	= 15,
+	KV_OP_POLICY	= 16,
 	KV_OP_MAX
 };
 
@@ -104,7 +106,18 @@ struct kv_wire_hello_reply {
 	uint64_t max_uncommitted;	/* uncommitted bytes it may hold */
 };
 
-/* NS_REGISTER: count = name length (1..KV_PROTO_NS_MAX), body = the name. */
+/*
+ * NS_REGISTER: count = name length (1..KV_PROTO_NS_MAX), body = the name,
+ * padded to 8, optionally followed by a kv_wire_ns_model: the cost model
+ * GDSF uses for the namespace's chunks (the first registration decides).
+ */
+struct kv_wire_ns_model {
+	uint32_t hidden;	/* d: the model's hidden size */
+	uint32_t pad;
+	double a;		/* attention FLOPs per (d x token pair) */
+	double b;		/* dense FLOPs per (d^2 x token) */
+};
+
 struct kv_wire_ns_reply {
 	uint32_t ns;		/* id for later messages on any connection */
 	uint32_t pad;
@@ -236,6 +249,22 @@ struct kv_wire_flush_reply {
 	uint64_t skipped;	/* pinned or unwritten, left alone */
 };
 
+/*
+ * SCORE: a kv_wire_keys header, count keys, then count float32 scores in
+ * [0, 1] padded to 8: each chunk's share of one request's attention.
+ * Reply: count int32 statuses (0, ENOENT, EINVAL). Its length:
+ * kv_proto_score_len() below.
+ */
+
+/* POLICY: get (set 0) or set a tier's eviction policy. Reply: the name the
+ * tier has afterwards (a kv_wire_policy with set 0). */
+struct kv_wire_policy {
+	uint8_t tier;
+	uint8_t set;		/* 1: switch to name */
+	uint8_t pad[6];
+	char name[16];		/* NUL-padded */
+};
+
 /* PING: empty request. */
 struct kv_wire_ping_reply {
 	uint32_t version;
@@ -254,6 +283,7 @@ struct kv_req {
 		struct {
 			const char *name;
 			size_t len;
+			const struct kv_wire_ns_model *model;	/* or NULL */
 		} ns_name;
 		struct {
 			uint32_t ns;
@@ -263,8 +293,14 @@ struct kv_req {
 			uint32_t ns;
 			const struct kv_wire_alloc *items;	/* hdr.count */
 		} alloc;
+		struct {
+			uint32_t ns;
+			const struct kv_wire_key *keys;	/* hdr.count */
+			const float *scores;		/* hdr.count */
+		} score;
 		const struct kv_wire_ls *ls;
 		const struct kv_wire_flush *flush;
+		const struct kv_wire_policy *policy;
 	} u;
 };
 
@@ -315,6 +351,11 @@ static inline size_t kv_proto_lookup_reply_len(uint32_t count)
 	return sizeof(struct kv_wire_lookup_reply) + kv_proto_pad8(count);
 }
 
+static inline size_t kv_proto_score_len(uint32_t count)
+{
+	return kv_proto_keys_len(count) + kv_proto_pad8((size_t)count * sizeof(float));
+}
+
 /* Name of an op for logs; "unknown" for anything else. */
 const char *kv_proto_op_name(unsigned op);
 
@@ -334,6 +375,9 @@ _Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");
 _Static_assert(sizeof(struct kv_wire_flush) == 8, "flush layout");
 _Static_assert(sizeof(struct kv_wire_flush_reply) == 24, "flush reply layout");
 _Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
+_Static_assert(sizeof(struct kv_wire_ns_model) == 24, "ns model layout");
+_Static_assert(sizeof(struct kv_wire_policy) == 24, "policy layout");
+_Static_assert(sizeof(float) == 4, "scores are float32");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the wire format is little-endian");
 

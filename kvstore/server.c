@@ -251,6 +251,18 @@ static void handle_ns_register(struct conn *c, const struct kv_req *r)
 		reply(c, &r->hdr, ret, 0, NULL, 0);
 		return;
 	}
+	if (r->u.ns_name.model) {
+		const struct kv_wire_ns_model *wm = r->u.ns_name.model;
+		struct kv_cost_model m = { wm->hidden, wm->a, wm->b };
+
+		ret = kv_store_set_model(c->srv->store, rep.ns, &m);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s': bad cost model from pid %d",
+			       (int)r->u.ns_name.len, r->u.ns_name.name, (int)c->pid);
+			reply(c, &r->hdr, ret, 0, NULL, 0);
+			return;
+		}
+	}
 	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
 	ns_mark(c, rep.ns);
 	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
@@ -322,7 +334,7 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 		break;
 	}
 
-	/* COMMIT, ABORT, RELEASE, EVICT: one status per key. */
+	/* COMMIT, ABORT, RELEASE, SCORE, EVICT: one status per key. */
 	len = kv_proto_status_len(n);
 	status = scratch(srv, len);
 	for (uint32_t i = 0; i < n; i++) {
@@ -337,6 +349,9 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 			break;
 		case KV_OP_RELEASE:
 			ret = kv_store_release(st, c->owner, ns, &keys[i]);
+			break;
+		case KV_OP_SCORE:
+			ret = kv_store_score(st, ns, &keys[i], r->u.score.scores[i]);
 			break;
 		default: /* KV_OP_EVICT */
 			ret = kv_store_evict(st, ns, &keys[i]);
@@ -404,6 +419,42 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 	reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
 }
 
+/* Any allowed peer may read a tier's policy; only root and the daemon's
+ * own user may switch it, since it changes the cache for every tenant. */
+static void handle_policy(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_policy *p = r->u.policy;
+	struct kv_wire_policy rep = { .tier = p->tier };
+	const char *cur = kv_store_policy(c->srv->store, p->tier);
+	char name[sizeof(p->name) + 1];
+	int ret;
+
+	if (!cur) {
+		reply(c, &r->hdr, KV_ENOTIER, 0, NULL, 0);
+		return;
+	}
+	if (p->set) {
+		memcpy(name, p->name, sizeof(p->name));
+		name[sizeof(p->name)] = '\0';
+		if (c->uid != 0 && c->uid != c->srv->self_uid)
+			ret = -EACCES;
+		else
+			ret = kv_store_set_policy(c->srv->store, p->tier, name);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_EVICT, "policy '%s' refused to pid %d: %s",
+			       name, (int)c->pid,
+			       ret == -ENOENT ? "no such policy" : kv_strerror(ret));
+			reply(c, &r->hdr, ret, 0, NULL, 0);
+			return;
+		}
+		kv_log(KV_INFO, KV_LOG_EVICT, "tier %u policy: %s -> %s (by pid %d)",
+		       (unsigned)p->tier, cur, name, (int)c->pid);
+		cur = kv_store_policy(c->srv->store, p->tier);
+	}
+	memcpy(rep.name, cur, strnlen(cur, sizeof(rep.name)));
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
 static void handle_ping(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_stats g;
@@ -460,6 +511,9 @@ static bool handle_frame(struct conn *c, size_t len)
 		break;
 	case KV_OP_PING:
 		handle_ping(c, &r);
+		break;
+	case KV_OP_POLICY:
+		handle_policy(c, &r);
 		break;
 	default:
 		handle_keys(c, &r);

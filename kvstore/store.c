@@ -61,6 +61,9 @@ struct stier {
 
 struct kv_store {
 	struct kv_index *idx;
+	struct kv_store_conf conf;
+	struct kv_cost_model *models;	/* by namespace id; hidden 0: unset */
+	uint32_t n_models;
 	struct stier tiers[KV_TIER_MAX];
 	struct kv_owner *owners;
 	uint64_t pinned_chunks;
@@ -83,15 +86,58 @@ static bool chunk_evictable(const struct kv_evict_node *n, void *arg)
 	return c->pins == 0 && c->children == 0;
 }
 
+/*
+ * A committed chunk's evictability just changed (a pin count or a
+ * children count crossed zero): tell its tier's policy.
+ */
+static void hold_changed(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[c->tier];
+
+	if (c->state == KV_CHUNK_COMMITTED && st->pol->on_hold)
+		st->pol->on_hold(st->pstate, &c->node, !chunk_evictable(&c->node, s));
+}
+
+static void policy_conf(const struct kv_store *s, const struct stier *st,
+			struct kv_evict_conf *ec)
+{
+	*ec = (struct kv_evict_conf){
+		.capacity = st->capacity,
+		.evictable = chunk_evictable,
+		.arg = (void *)s,
+		.recent_fraction = s->conf.recent_fraction,
+		.half_life = s->conf.half_life,
+	};
+}
+
+static double chunk_cost(const struct kv_store *s, const struct kv_chunk *c,
+			 uint64_t size)
+{
+	const struct kv_cost_model *m = &s->conf.cost_model;
+	double cost;
+
+	if (s->conf.cost_mode == KV_COST_RELOAD)
+		return s->conf.reload_latency + (double)size / s->conf.reload_bw;
+	if (c->ns < s->n_models && s->models[c->ns].hidden)
+		m = &s->models[c->ns];
+	cost = kv_cost_compute(m, c->tokens, c->position);
+	/* A chunk of no tokens (an opaque blob) still costs its bytes. */
+	return cost > 0 ? cost : (double)size / 1e12 + 1e-12;
+}
+
+double kv_cost_compute(const struct kv_cost_model *m, uint32_t tokens,
+		       uint32_t position)
+{
+	double n = tokens, p = position, d = m->hidden;
+
+	return n * (m->b * d * d + m->a * d * (2 * p + n)) / 1e12;
+}
+
 static int tier_open(struct kv_store *s, unsigned id, const char *name,
 		     const char *policy, const struct kv_tier_conf *tc)
 {
 	struct stier *st = &s->tiers[id];
-	struct kv_evict_conf ec = {
-		.capacity = tc->bytes,
-		.evictable = chunk_evictable,
-		.arg = s,
-	};
+	struct kv_evict_conf ec;
 	int ret;
 
 	st->pol = kv_evict_find(policy);
@@ -102,12 +148,13 @@ static int tier_open(struct kv_store *s, unsigned id, const char *name,
 	ret = kv_tier_open(&st->t, name, tc);
 	if (ret)
 		return ret;
+	st->capacity = tc->bytes;
+	policy_conf(s, st, &ec);
 	ret = st->pol->init(&st->pstate, &ec);
 	if (ret) {
 		kv_tier_close(&st->t);
 		return ret;
 	}
-	st->capacity = tc->bytes;
 	return 0;
 }
 
@@ -121,9 +168,18 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	int ret;
 
 	if (!conf->dram_bytes || !conf->align || !conf->dram_policy ||
-	    !conf->max_pins || !conf->max_uncommitted)
+	    !conf->max_pins || !conf->max_uncommitted ||
+	    conf->recent_fraction < 0 || conf->recent_fraction > 1 ||
+	    conf->half_life < 0 ||
+	    (conf->cost_mode == KV_COST_RELOAD && !(conf->reload_bw > 0)))
 		return -EINVAL;
 	s = kv_xcalloc(1, sizeof(*s));
+	s->conf = *conf;
+	s->conf.dram_policy = NULL;	/* borrowed: not kept */
+	if (!s->conf.cost_model.hidden)
+		s->conf.cost_model = KV_COST_MODEL_DEFAULT;
+	if (s->conf.recent_fraction == 0)
+		s->conf.recent_fraction = 0.5;
 	ret = kv_index_open(&s->idx, 12);
 	if (ret)
 		goto out_free;
@@ -143,9 +199,28 @@ out_free:
 	return ret;
 }
 
+int kv_store_set_model(struct kv_store *s, uint32_t ns,
+		       const struct kv_cost_model *m)
+{
+	if (!m->hidden || !(m->a >= 0) || !(m->b >= 0) ||
+	    m->a > 1e9 || m->b > 1e9 || ns >= (1u << 24))
+		return -EINVAL;
+	if (ns >= s->n_models) {
+		uint32_t n = ns + 1 > 2 * s->n_models ? ns + 1 : 2 * s->n_models;
+
+		s->models = kv_xrealloc(s->models, n * sizeof(*s->models));
+		memset(s->models + s->n_models, 0,
+		       (n - s->n_models) * sizeof(*s->models));
+		s->n_models = n;
+	}
+	if (!s->models[ns].hidden)
+		s->models[ns] = *m;
+	return 0;
+}
+
 /* ---- chunk removal ---------------------------------------------------- */
 
-static void unlink_parent(struct kv_chunk *c)
+static void unlink_parent(struct kv_store *s, struct kv_chunk *c)
 {
 	struct kv_chunk *p = c->up;
 
@@ -159,6 +234,8 @@ static void unlink_parent(struct kv_chunk *c)
 		c->sib_next->sib_prev = c->sib_prev;
 	p->children--;
 	c->up = c->sib_next = c->sib_prev = NULL;
+	if (p->children == 0 && p->pins == 0)
+		hold_changed(s, p);	/* a leaf again */
 }
 
 static void orphan_children(struct kv_chunk *c)
@@ -195,12 +272,12 @@ static void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 {
 	struct stier *st = &s->tiers[c->tier];
 
+	unlink_parent(s, c);
+	orphan_children(c);
 	if (c->state == KV_CHUNK_PENDING) {
 		writer_unlink(c);
 		s->pending_chunks--;
 	} else {
-		unlink_parent(c);
-		orphan_children(c);
 		st->pol->on_remove(st->pstate, &c->node);
 		st->chunks--;
 	}
@@ -275,8 +352,11 @@ static void pin_free(struct kv_store *s, struct kv_pin *p)
 		p->onext->oprev = p->oprev;
 	c->pins -= p->count;
 	o->n_pins -= p->count;
-	if (c->pins == 0)
+	if (c->pins == 0) {
 		s->pinned_chunks--;
+		if (c->children == 0)
+			hold_changed(s, c);
+	}
 	free(p);
 }
 
@@ -319,10 +399,25 @@ void kv_store_close(struct kv_store *s)
 		kv_tier_close(&st->t);
 	}
 	kv_index_close(s->idx);
+	free(s->models);
 	free(s);
 }
 
 /* ---- puts ---------------------------------------------------------------- */
+
+static void link_parent(struct kv_store *s, struct kv_chunk *c,
+			struct kv_chunk *p)
+{
+	if (!p)
+		return;
+	c->up = p;
+	c->sib_next = p->first_child;
+	if (p->first_child)
+		p->first_child->sib_prev = c;
+	p->first_child = c;
+	if (p->children++ == 0 && p->pins == 0)
+		hold_changed(s, p);	/* no longer a leaf */
+}
 
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		   const struct kv_wire_alloc *a, uint64_t *offset)
@@ -332,6 +427,8 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	struct kv_chunk *c;
 	int ret;
 
+	struct kv_chunk *parent = NULL;
+
 	if (a->bytes == 0)
 		return -EINVAL;
 	if (kv_index_find(s->idx, ns, &a->key))
@@ -340,7 +437,18 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -KV_ETOOBIG;
 	if (o->uncommitted + a->bytes > s->max_uncommitted)
 		return -KV_EUNCOMMITTED;
+	if (a->flags & KV_ALLOC_PARENT) {
+		parent = kv_index_find(s->idx, ns, &a->parent);
+		if (!parent || parent->tier != KV_TIER_DRAM)
+			return -KV_ENOPARENT;
+	}
+	/* The parent must stay while we make room: hold it by a pin of the
+	 * store's own for the duration. */
+	if (parent && parent->pins++ == 0 && parent->children == 0)
+		hold_changed(s, parent);
 	ret = tier_alloc_evicting(s, st, a->bytes, &ext);
+	if (parent && --parent->pins == 0 && parent->children == 0)
+		hold_changed(s, parent);
 	if (ret)
 		return ret;
 
@@ -361,6 +469,9 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	o->pending = c;
 	o->uncommitted += a->bytes;
 	s->pending_chunks++;
+	/* Linked now, pending or not: a parent with a child being written is
+	 * no leaf, so no allocation can evict it from under the child. */
+	link_parent(s, c, parent);
 	*offset = kv_extent_offset(ext);
 	return 0;
 }
@@ -373,23 +484,6 @@ static struct kv_chunk *owned_pending(struct kv_store *s, struct kv_owner *o,
 	if (!c || c->state != KV_CHUNK_PENDING || c->writer != o)
 		return NULL;
 	return c;
-}
-
-static void link_parent(struct kv_store *s, struct kv_chunk *c)
-{
-	struct kv_chunk *p;
-
-	if (!c->has_parent)
-		return;
-	p = kv_index_find(s->idx, c->ns, &c->parent);
-	if (!p || p->state != KV_CHUNK_COMMITTED || p->tier != c->tier)
-		return;
-	c->up = p;
-	c->sib_next = p->first_child;
-	if (p->first_child)
-		p->first_child->sib_prev = c;
-	p->first_child = c;
-	p->children++;
 }
 
 int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
@@ -405,11 +499,11 @@ int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	s->pending_chunks--;
 	c->state = KV_CHUNK_COMMITTED;
 	c->last_used_ns = kv_now_ns();
-	link_parent(s, c);
-	memset(&c->node, 0, sizeof(c->node));
+	memset(&c->node, 0, sizeof(c->node));	/* a new chunk: no history */
 	c->node.tokens = c->tokens;
 	c->node.position = c->position;
 	c->node.size = kv_extent_size(c->ext);
+	c->node.cost = chunk_cost(s, c, c->node.size);
 	st->pol->on_insert(st->pstate, &c->node);
 	st->chunks++;
 	return 0;
@@ -513,11 +607,14 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 			o->pins->oprev = p;
 		o->pins = p;
 	}
-	if (c->pins++ == 0)
-		s->pinned_chunks++;
 	p->count++;
 	o->n_pins++;
 	touch(s, c);
+	if (c->pins++ == 0) {
+		s->pinned_chunks++;
+		if (c->children == 0)
+			hold_changed(s, c);
+	}
 	loc->status = 0;
 	loc->tier = c->tier;
 	loc->offset = kv_extent_offset(c->ext);
@@ -558,6 +655,75 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 	if (c->state != KV_CHUNK_COMMITTED || c->pins)
 		return -EBUSY;
 	chunk_evict(s, c);
+	return 0;
+}
+
+static int by_last_use(const void *a, const void *b)
+{
+	const struct kv_chunk *x = *(struct kv_chunk *const *)a;
+	const struct kv_chunk *y = *(struct kv_chunk *const *)b;
+
+	return (x->last_used_ns > y->last_used_ns) - (x->last_used_ns < y->last_used_ns);
+}
+
+int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name)
+{
+	const struct kv_evict_ops *ops = kv_evict_find(name);
+	struct stier *st;
+	struct kv_evict_conf ec;
+	struct kv_chunk **v, *c;
+	uint64_t cursor = 0;
+	size_t n = 0;
+	void *pstate;
+	int ret;
+
+	if (tier >= KV_TIER_MAX || !s->tiers[tier].t.ops)
+		return -KV_ENOTIER;
+	if (!ops)
+		return -ENOENT;
+	st = &s->tiers[tier];
+	policy_conf(s, st, &ec);
+	ret = ops->init(&pstate, &ec);
+	if (ret)
+		return ret;
+	v = kv_xmalloc((st->chunks ? st->chunks : 1) * sizeof(*v));
+	while ((c = kv_index_next(s->idx, &cursor)))
+		if (c->tier == tier && c->state == KV_CHUNK_COMMITTED)
+			v[n++] = c;
+	/* Oldest first, so the new policy's idea of recency is the old one. */
+	qsort(v, n, sizeof(*v), by_last_use);
+	for (size_t i = 0; i < n; i++)
+		st->pol->on_remove(st->pstate, &v[i]->node);	/* carried fields current */
+	st->pol->fini(st->pstate);
+	st->pol = ops;
+	st->pstate = pstate;
+	for (size_t i = 0; i < n; i++)
+		ops->on_insert(pstate, &v[i]->node);
+	free(v);
+	return 0;
+}
+
+const char *kv_store_policy(const struct kv_store *s, uint8_t tier)
+{
+	if (tier >= KV_TIER_MAX || !s->tiers[tier].t.ops)
+		return NULL;
+	return s->tiers[tier].pol->name;
+}
+
+int kv_store_score(struct kv_store *s, uint32_t ns,
+		   const struct kv_wire_key *key, float score)
+{
+	struct kv_chunk *c;
+	struct stier *st;
+
+	if (!(score >= 0.0f && score <= 1.0f))
+		return -EINVAL;	/* NaN too */
+	c = visible(s, ns, key);
+	if (!c)
+		return -ENOENT;
+	st = &s->tiers[c->tier];
+	if (st->pol->on_score)
+		st->pol->on_score(st->pstate, &c->node, score);
 	return 0;
 }
 

@@ -30,12 +30,42 @@
 struct kv_store;		/* opaque */
 struct kv_owner;		/* opaque: one client's holdings */
 
+/*
+ * What keeping a chunk saves, for cost-aware eviction (GDSF's C). In
+ * COMPUTE mode: the prefill work of its n tokens at position p in a model
+ * of hidden size d, n * (b*d^2 + a*d*(2p + n)) (dense layers, then
+ * attention over the context so far), in units of 1e12. In RELOAD mode:
+ * the seconds to read it back from the tier below, latency + bytes / bw.
+ */
+enum kv_cost_mode {
+	KV_COST_COMPUTE,
+	KV_COST_RELOAD,
+};
+
+struct kv_cost_model {
+	uint32_t hidden;		/* d */
+	double a;			/* attention FLOPs per (d * token pair) */
+	double b;			/* dense FLOPs per (d^2 * token) */
+};
+
+/* Llama-3-8B-like: d 4096, a 2, b 26 (see docs/eviction.md). */
+#define KV_COST_MODEL_DEFAULT ((struct kv_cost_model){ 4096, 2.0, 26.0 })
+
+/* COMPUTE-mode cost of n tokens at position p (the formula above). */
+double kv_cost_compute(const struct kv_cost_model *m, uint32_t n, uint32_t p);
+
 struct kv_store_conf {
 	uint64_t dram_bytes;		/* DRAM tier capacity */
 	uint64_t align;			/* allocation granule */
 	const char *dram_policy;	/* eviction policy name */
 	uint32_t max_pins;		/* per owner */
 	uint64_t max_uncommitted;	/* bytes per owner */
+	enum kv_cost_mode cost_mode;
+	struct kv_cost_model cost_model;	/* for namespaces without one */
+	double reload_bw;		/* RELOAD: bytes/s of the tier below */
+	double reload_latency;		/* RELOAD: seconds */
+	double recent_fraction;		/* H2O's recent segment; 0: 0.5 */
+	double half_life;		/* H2O's score half-life; 0: its default */
 };
 
 /*
@@ -61,6 +91,8 @@ void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
  * as needed. Returns 0 and the chunk's offset in the arena, or:
  *   -EINVAL         bytes is 0
  *   -EEXIST         the key is cached or being written
+ *   -KV_ENOPARENT   it has a parent key that is neither cached nor being
+ *                   written (it would be unreachable)
  *   -KV_ETOOBIG     larger than the tier
  *   -KV_EUNCOMMITTED the owner's uncommitted bytes would pass the limit
  *   -KV_EFULL       nothing left to evict (all pinned or being written)
@@ -131,6 +163,31 @@ int kv_store_inspect(struct kv_store *s, uint32_t ns,
  */
 uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 			struct kv_wire_tier_stats *t, uint32_t max);
+
+/*
+ * Set namespace ns's cost model (the first registration decides). Returns
+ * 0 or -EINVAL (hidden 0, a or b negative or not finite).
+ */
+int kv_store_set_model(struct kv_store *s, uint32_t ns,
+		       const struct kv_cost_model *m);
+
+/*
+ * Switch tier's eviction policy at run time: the resident chunks move to
+ * the new policy in the order they were last used, keeping their history
+ * (frequency, score). Returns 0, -ENOENT (no such policy) or -KV_ENOTIER.
+ */
+int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name);
+
+/* The name of tier's policy, or NULL for a tier the store lacks. */
+const char *kv_store_policy(const struct kv_store *s, uint8_t tier);
+
+/*
+ * Report a chunk's share of one request's attention (0..1) to its tier's
+ * policy (H2O uses it; others ignore it). 0, -ENOENT, or -EINVAL for a
+ * score outside [0, 1].
+ */
+int kv_store_score(struct kv_store *s, uint32_t ns,
+		   const struct kv_wire_key *key, float score);
 
 /* The DRAM arena's memfd (borrowed) and size, for HELLO. */
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);

@@ -21,6 +21,7 @@ if [ -z "${TESTS:-}" ]; then
 		"$O"/tests/regress/issue_* 2>/dev/null | grep -v '\.[od]$')
 	TESTS="$TESTS $(ls tests/integration/*.sh tests/unit/*.sh 2>/dev/null)"
 	[ -x "$O/kvbench" ] && TESTS="$TESTS bench:$O/kvbench"
+	[ -x "$O/kvpolicybench" ] && TESTS="$TESTS quick:$O/kvpolicybench"
 fi
 
 pass=0 fail=0 skip=0
@@ -31,6 +32,7 @@ trap 'rm -f "$log"' EXIT
 for t in $TESTS; do
 	case "$t" in
 	bench:*) cmd="${t#bench:} --quick --daemon $KVSTORED"; name="${t#bench:} --quick" ;;
+	quick:*) cmd="${t#quick:} --quick"; name="$cmd" ;;
 	*) cmd="$t"; name="$t" ;;
 	esac
 	start=$(date +%s)

@@ -44,11 +44,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
+#include "kvstore/proto.h"
 #include "tests/integration/harness.h"
 
 #define KIB (1ull << 10)
@@ -107,6 +110,10 @@ struct lookup_res {
 	double p999_us;
 	double keys_per_s;
 	size_t calls;
+	/* ceiling: a bare socket round trip of the same sizes, no daemon */
+	double pp_p50_us;
+	double pp_p99_us;
+	double pp_p999_us;
 };
 
 /* Heap memory for the cold-source ceiling: n chunks of the largest size. */
@@ -618,6 +625,80 @@ out_free:
 
 /* ---- 64-key lookup ------------------------------------------------------------- */
 
+static bool read_full(int fd, char *buf, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, buf, n);
+
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+/*
+ * The LOOKUP ceiling: the same exchange with no daemon behind it. A child
+ * process echoes, over a socketpair, a reply of a 64-key LOOKUP's size
+ * (header + 8 + 64 bytes) for each request of its size (header + 8 + 64
+ * keys); we time each round trip as the lookup loop does.
+ */
+static int bench_pingpong(size_t calls, struct lookup_res *res)
+{
+	enum {
+		REQ = sizeof(struct kv_wire_hdr) + sizeof(struct kv_wire_keys) +
+		      LK_KEYS * sizeof(struct kv_wire_key),
+		REP = sizeof(struct kv_wire_hdr) + sizeof(struct kv_wire_lookup_reply) +
+		      LK_KEYS,
+	};
+	char req[REQ], rep[REP];
+	size_t warm = calls / 10 + 1;
+	double *lat = malloc(calls * sizeof(*lat));
+	int sv[2], ret = -1;
+	pid_t pid;
+
+	if (!lat || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		free(lat);
+		return fail(-errno, "cannot set up the ping-pong ceiling");
+	}
+	memset(req, 1, sizeof(req));
+	memset(rep, 2, sizeof(rep));
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		while (read_full(sv[1], req, sizeof(req)))
+			if (write(sv[1], rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	if (pid < 0)
+		goto out;
+	for (size_t i = 0; i < warm + calls; i++) {
+		uint64_t t0 = now_ns();
+
+		if (write(sv[0], req, sizeof(req)) != (ssize_t)sizeof(req) ||
+		    !read_full(sv[0], rep, sizeof(rep))) {
+			fail(-EPIPE, "ping-pong ceiling: echo process gone");
+			goto out;
+		}
+		if (i >= warm)
+			lat[i - warm] = (double)(now_ns() - t0);
+	}
+	qsort(lat, calls, sizeof(*lat), cmp_double);
+	res->pp_p50_us = pct(lat, calls, 0.50) / 1e3;
+	res->pp_p99_us = pct(lat, calls, 0.99) / 1e3;
+	res->pp_p999_us = pct(lat, calls, 0.999) / 1e3;
+	ret = 0;
+out:
+	close(sv[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	free(lat);
+	return ret;
+}
+
 static int bench_lookup(const char *sock, const struct opts *o,
 			struct lookup_res *res)
 {
@@ -689,7 +770,7 @@ static int bench_lookup(const char *sock, const struct opts *o,
 	res->p50_us = pct(lat, o->lookup_calls, 0.50) / 1e3;
 	res->p99_us = pct(lat, o->lookup_calls, 0.99) / 1e3;
 	res->p999_us = pct(lat, o->lookup_calls, 0.999) / 1e3;
-	ret = 0;
+	ret = bench_pingpong(o->lookup_calls, res);
 
 out_evict:
 	err = kvc_evict(c, ns, keys, LK_KEYS, NULL);
@@ -862,27 +943,33 @@ static void print_report(const struct opts *o, const char *sock, bool started,
 		       s[i].flt_cold_get, s[i].flt_put, s[i].flt_get);
 	printf("lookup64 p50 %.1f us  p99 %.1f us  p99.9 %.1f us  %.2f Mkeys/s  (%zu calls)\n",
 	       lk->p50_us, lk->p99_us, lk->p999_us, lk->keys_per_s / 1e6, lk->calls);
+	printf("ceiling  socket round trip of the same sizes, no daemon: p50 %.1f us  "
+	       "p99 %.1f us  p99.9 %.1f us\n", lk->pp_p50_us, lk->pp_p99_us, lk->pp_p999_us);
 	printf("figure: 4 MiB put %.2f, get %.2f of memcpy; get %.2f of uncached memcpy\n",
 	       ratio(s4->put_gbps, s4->memcpy_gbps), ratio(s4->get_gbps, s4->memcpy_gbps),
 	       ratio(s4->get_gbps, s4->memcpy_cold_gbps));
 	printf("figure: 32 MiB put %.2f, get %.2f of memcpy (target: get >= 0.80)\n",
 	       ratio(s32->put_gbps, s32->memcpy_gbps), ratio(s32->get_gbps, s32->memcpy_gbps));
-	printf("figure: lookup64 p99 %.1f us (target <= 25), %.2f Mkeys/s\n",
-	       lk->p99_us, lk->keys_per_s / 1e6);
+	printf("figure: lookup64 p50 %.1f us (%.2f x socket round trip), p99 %.1f us "
+	       "(%.2f x; target <= 25), %.2f Mkeys/s\n",
+	       lk->p50_us, ratio(lk->p50_us, lk->pp_p50_us), lk->p99_us,
+	       ratio(lk->p99_us, lk->pp_p99_us), lk->keys_per_s / 1e6);
 	printf("kvbench {\"memcpy_gbps_4m\":%.3f,\"put_gbps_4m\":%.3f,\"get_gbps_4m\":%.3f,"
 	       "\"memcpy_gbps_32m\":%.3f,\"put_gbps_32m\":%.3f,\"get_gbps_32m\":%.3f,"
 	       "\"get_ratio_32m\":%.3f,\"lookup64_p50_us\":%.2f,\"lookup64_p99_us\":%.2f,"
 	       "\"lookup64_keys_per_s\":%.0f,\"put_ratio_32m\":%.3f,\"get_ratio_4m\":%.3f,"
 	       "\"memcpy_cold_gbps_4m\":%.3f,\"memcpy_cold_gbps_32m\":%.3f,"
 	       "\"get_p50_us_4m\":%.1f,\"get_batch_gbps_4m\":%.3f,"
-	       "\"get_batch_memcpy_gbps_4m\":%.3f,\"lookup64_p999_us\":%.2f}\n",
+	       "\"get_batch_memcpy_gbps_4m\":%.3f,\"lookup64_p999_us\":%.2f,"
+	       "\"pingpong_p50_us\":%.2f,\"pingpong_p99_us\":%.2f}\n",
 	       s4->memcpy_gbps, s4->put_gbps, s4->get_gbps,
 	       s32->memcpy_gbps, s32->put_gbps, s32->get_gbps,
 	       ratio(s32->get_gbps, s32->memcpy_gbps), lk->p50_us, lk->p99_us,
 	       lk->keys_per_s, ratio(s32->put_gbps, s32->memcpy_gbps),
 	       ratio(s4->get_gbps, s4->memcpy_gbps),
 	       s4->memcpy_cold_gbps, s32->memcpy_cold_gbps,
-	       s4->get_p50_us, s4->batch_gbps, s4->batch_memcpy_gbps, lk->p999_us);
+	       s4->get_p50_us, s4->batch_gbps, s4->batch_memcpy_gbps, lk->p999_us,
+	       lk->pp_p50_us, lk->pp_p99_us);
 }
 
 /*

@@ -825,6 +825,68 @@ static void test_ns_register_fields(void **state)
 	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), 0);
 }
 
+/* SCORE, POLICY and NS_REGISTER's optional cost model (issue 3). */
+static void test_score_policy_model(void **state)
+{
+	struct kv_wire_ns_model *m;
+	struct kv_wire_policy *pol;
+	struct kv_req r;
+	float *sc;
+	size_t len;
+
+	/* SCORE: keys, then float32 scores padded to 8 */
+	len = mk(KV_OP_SCORE, 3, kv_proto_score_len(3));
+	((struct kv_wire_keys *)body())->ns = NS_ID;
+	sc = (float *)(body() + kv_proto_keys_len(3));
+	sc[0] = 0.5f;
+	sc[2] = 1.0f;
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	assert_int_equal(r.u.score.ns, NS_ID);
+	assert_ptr_equal(r.u.score.keys, body() + sizeof(struct kv_wire_keys));
+	assert_ptr_equal(r.u.score.scores, sc);
+	assert_true(r.u.score.scores[2] == 1.0f);
+	assert_int_equal(parse_copy(len - 8, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	hdr()->len -= 8;	/* scores missing */
+	assert_int_equal(parse_copy(len - 8, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	len = mk(KV_OP_SCORE, 8, kv_proto_score_len(8));
+	assert_int_equal(parse_copy(len, 7), -KV_EBATCH);
+	len = mk(KV_OP_SCORE, 2, kv_proto_keys_len(2) + 8);	/* exactly padded */
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), 0);
+
+	/* POLICY */
+	len = mk(KV_OP_POLICY, 0, sizeof(*pol));
+	pol = (struct kv_wire_policy *)body();
+	pol->tier = KV_TIER_DRAM;
+	pol->set = 1;
+	memcpy(pol->name, "gdsf", 4);
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	assert_ptr_equal(r.u.policy, pol);
+	pol->set = 2;
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	pol->set = 0;
+	hdr()->count = 1;
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	len = mk(KV_OP_POLICY, 0, sizeof(*pol) + 8);
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+
+	/* NS_REGISTER with a model after the padded name, or without */
+	len = mk(KV_OP_NS_REGISTER, 5, 8 + sizeof(*m));
+	memcpy(body(), "llama", 5);
+	m = (struct kv_wire_ns_model *)(body() + 8);
+	m->hidden = 2048;
+	m->a = 2;
+	m->b = 26;
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	assert_ptr_equal(r.u.ns_name.model, m);
+	assert_int_equal(r.u.ns_name.len, 5);
+	len = mk_ns("llama", 5);
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	assert_null(r.u.ns_name.model);
+	len = mk(KV_OP_NS_REGISTER, 5, 8 + 16);	/* a truncated model */
+	memcpy(body(), "llama", 5);
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+}
+
 static void test_inspect_count(void **state)
 {
 	static const uint32_t counts[] = { 0, 2, 3, KV_PROTO_MAX_BATCH };
@@ -983,6 +1045,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_hello),
+		cmocka_unit_test(test_score_policy_model),
 		cmocka_unit_test(test_valid_ns_register),
 		cmocka_unit_test(test_valid_key_ops),
 		cmocka_unit_test(test_valid_inspect),

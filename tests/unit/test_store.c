@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evict/policy.h"
 #include "kvstore/errors.h"
 #include "kvstore/store.h"
 #include "kvstore/log.h"
@@ -486,6 +487,179 @@ static void test_random_model(void **state)
 	kv_store_close(s);
 }
 
+static void test_pending_child_holds_parent(void **state)
+{
+	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
+	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_wire_alloc a;
+	uint64_t off;
+
+	a = A(1, MiB);
+	put(s, o, &a);			/* the parent, oldest */
+	a = A(2, MiB);
+	put(s, o, &a);			/* unrelated */
+	a = child_of(3, 1, MiB);
+	assert_int_equal(kv_store_alloc(s, o, NS, &a, &off), 0);	/* pending */
+	/* The tier is full after 4; room for 8 means one eviction: not the
+	 * parent of a chunk being written, though it is the least recently
+	 * used. */
+	a = A(4, MiB);
+	put(s, o, &a);
+	a = A(8, MiB);
+	put(s, o, &a);
+	assert_true(present(s, 1));
+	assert_false(present(s, 2));
+	assert_true(present(s, 4));
+	a = child_of(3, 1, MiB);
+	assert_int_equal(kv_store_commit(s, o, NS, &a.key), 0);
+	assert_true(present(s, 3));
+	/* A chunk whose parent is not cached would be unreachable. */
+	a = child_of(5, 99, MiB);
+	assert_int_equal(kv_store_alloc(s, o, NS, &a, &off), -KV_ENOPARENT);
+	/* A pending parent is enough: a batch allocates a chain at once. */
+	a = A(4, MiB);
+	assert_int_equal(kv_store_evict(s, NS, &a.key), 0);
+	a = A(6, 4096);
+	assert_int_equal(kv_store_alloc(s, o, NS, &a, &off), 0);
+	a = child_of(7, 6, 4096);
+	assert_int_equal(kv_store_alloc(s, o, NS, &a, &off), 0);
+	/* Aborting the parent orphans nothing visible: the child is still
+	 * pending and commits unlinked. */
+	a = A(6, 4096);
+	assert_int_equal(kv_store_abort(s, o, NS, &a.key), 0);
+	a = child_of(7, 6, 4096);
+	assert_int_equal(kv_store_commit(s, o, NS, &a.key), 0);
+	kv_store_close(s);
+}
+
+static void test_switch_policy(void **state)
+{
+	const struct kv_evict_ops *const *pols;
+	size_t npol = kv_evict_list(&pols);
+	struct kv_store *s = open_store(8 * MiB, 64, 8 * MiB);
+	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_wire_pin_reply loc;
+	struct kv_wire_alloc a;
+
+	for (int i = 0; i < 8; i++) {
+		a = i ? child_of(i, i - 1, MiB) : A(0, MiB);
+		put(s, o, &a);
+	}
+	a = A(3, MiB);
+	assert_int_equal(kv_store_pin(s, o, NS, &a.key, &loc), 0);
+	assert_int_equal(kv_store_set_policy(s, KV_TIER_DRAM, "nope"), -ENOENT);
+	assert_int_equal(kv_store_set_policy(s, KV_TIER_SSD, "lru"), -KV_ENOTIER);
+	assert_null(kv_store_policy(s, KV_TIER_SSD));
+	for (size_t p = 0; p < npol; p++) {
+		assert_int_equal(kv_store_set_policy(s, KV_TIER_DRAM, pols[p]->name), 0);
+		assert_string_equal(kv_store_policy(s, KV_TIER_DRAM), pols[p]->name);
+		for (int i = 0; i < 8; i++)
+			assert_true(present(s, i));
+	}
+	/* Still leaf-first and still pin-respecting after the switches: new
+	 * chunks push out the chain from its leaf, never the pinned 3 or
+	 * anything above it. */
+	for (int i = 0; i < 6; i++) {
+		a = A(100 + i, MiB);
+		put(s, o, &a);
+	}
+	for (int i = 0; i <= 3; i++)
+		assert_true(present(s, i));
+	for (int i = 4; i < 8; i++)
+		assert_false(present(s, i));
+	kv_store_close(s);
+}
+
+static void test_scores(void **state)
+{
+	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
+	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_wire_alloc a = A(1, 4096);
+
+	put(s, o, &a);
+	assert_int_equal(kv_store_score(s, NS, &a.key, 0.25f), 0);
+	assert_int_equal(kv_store_score(s, NS, &a.key, 1.5f), -EINVAL);
+	assert_int_equal(kv_store_score(s, NS, &a.key, -0.1f), -EINVAL);
+	assert_int_equal(kv_store_score(s, NS, &a.key, 0.0f / 0.0f), -EINVAL);
+	a = A(2, 4096);
+	assert_int_equal(kv_store_score(s, NS, &a.key, 0.5f), -ENOENT);
+	kv_store_close(s);
+}
+
+/*
+ * Property: with every registered policy, a replay of prompts sharing
+ * prefixes (the traffic of a chat service) never leaves a cached chunk
+ * whose parent is gone. Checked after every request over every chunk.
+ */
+static void check_prefix_closed(struct kv_store *s)
+{
+	struct kv_wire_entry e[64], pe;
+	uint64_t cursor = 0;
+	uint32_t n;
+
+	do {
+		n = kv_store_ls(s, NS, KV_TIER_NONE, NULL, NULL, &cursor, e, 64);
+		for (uint32_t i = 0; i < n; i++)
+			if (e[i].has_parent)
+				assert_int_equal(kv_store_inspect(s, NS, &e[i].parent, &pe), 0);
+	} while (cursor);
+}
+
+static void test_prefix_closed_replay(void **state)
+{
+	const struct kv_evict_ops *const *pols;
+	size_t npol = kv_evict_list(&pols);
+
+	for (size_t p = 0; p < npol; p++) {
+		struct kv_store_conf conf = {
+			.dram_bytes = 2 * MiB, .align = 4096,
+			.dram_policy = pols[p]->name, .max_pins = 1000,
+			.max_uncommitted = 2 * MiB,
+		};
+		struct kv_owner *o, *reader;
+		struct kv_store *s;
+
+		assert_int_equal(kv_store_open(&s, &conf), 0);
+		o = kv_store_owner_open(s);
+		reader = kv_store_owner_open(s);
+		srand(5 + (unsigned)p);
+		for (int req = 0; req < 3000; req++) {
+			/* 8 system prompts, each followed by a private tail */
+			uint64_t sys = (uint64_t)rand() % 8, chain[40];
+			int len = 2 + rand() % 38, pinned = -1;
+			struct kv_wire_key keys[40];
+			struct kv_wire_pin_reply loc;
+			uint8_t tiers[40];
+			uint32_t hit;
+
+			for (int i = 0; i < len; i++) {
+				chain[i] = i < 4 ? sys * 1000 + (uint64_t)i :
+						   1000000 + (uint64_t)req * 64 + (uint64_t)i;
+				keys[i] = K(chain[i]);
+			}
+			hit = kv_store_lookup(s, NS, keys, (uint32_t)len, tiers);
+			if (hit && rand() % 4 == 0) {	/* a reader holds one */
+				pinned = rand() % (int)hit;
+				assert_int_equal(kv_store_pin(s, reader, NS, &keys[pinned], &loc), 0);
+			}
+			for (int i = (int)hit; i < len; i++) {
+				struct kv_wire_alloc a = i ? child_of(chain[i], chain[i - 1], 4096 * 16)
+							   : A(chain[i], 4096 * 16);
+				uint64_t off;
+				int ret = kv_store_alloc(s, o, NS, &a, &off);
+
+				if (ret)
+					break;	/* no room, or the chain was cut */
+				assert_int_equal(kv_store_commit(s, o, NS, &a.key), 0);
+			}
+			if (pinned >= 0)
+				assert_int_equal(kv_store_release(s, reader, NS, &keys[pinned]), 0);
+			check_prefix_closed(s);
+		}
+		kv_store_close(s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -500,6 +674,10 @@ int main(void)
 		cmocka_unit_test(test_flush_drop),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_random_model),
+		cmocka_unit_test(test_pending_child_holds_parent),
+		cmocka_unit_test(test_switch_policy),
+		cmocka_unit_test(test_scores),
+		cmocka_unit_test(test_prefix_closed_replay),
 	};
 
 	kv_log_level = KV_WARN;
