@@ -185,7 +185,9 @@ $(O)/kvpolicybench: $(O)/tests/bench/policybench.o $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
-TOOLS := $(O)/kvtrace $(O)/kvpolicybench
+TOOLS := \
+	$(if $(wildcard tests/bench/kvtrace.c),$(O)/kvtrace) \
+	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench)
 TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES) $(TOOLS)
 
 test: $(PROGS) $(TEST_BINS)
