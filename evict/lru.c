@@ -64,14 +64,19 @@ static void lru_fini(void *state)
 	free(state);
 }
 
+/* LRU ranks by recency alone, but keeps the carried use count current,
+ * so a chunk that moves to a frequency-aware tier brings its history. */
 static void lru_insert(void *state, struct kv_evict_node *n)
 {
+	if (n->freq == 0)
+		n->freq = 1;
 	list_add_mru(state, n);
 }
 
 static void lru_access(void *state, struct kv_evict_node *n)
 {
 	assert(n->prev && n->next);
+	n->freq++;
 	list_unlink(n);
 	list_add_mru(state, n);
 }

@@ -16,6 +16,8 @@
 
 static const struct kv_evict_ops *const policies[] = {
 	&kv_evict_lru,
+	&kv_evict_gdsf,
+	&kv_evict_h2o,
 };
 
 const struct kv_evict_ops *kv_evict_find(const char *name)

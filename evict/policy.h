@@ -27,6 +27,7 @@ struct kv_evict_node {
 	struct kv_evict_node *next;
 	double prio;
 	uint64_t heap_idx;
+	uint64_t stamp;		/* H2O: last use, in the policy's own clock */
 	uint32_t flags;
 	/*
 	 * carried: the chunk's history, kept by the core when the chunk moves
@@ -39,8 +40,10 @@ struct kv_evict_node {
 	/* core: set before on_insert() and kept up to date */
 	uint32_t tokens;	/* tokens in the chunk */
 	uint32_t position;	/* index of the chunk's first token in its prompt */
-	uint64_t size;		/* bytes the chunk takes in this tier */
-	double cost;		/* what keeping it saves (GDSF's C), > 0 */
+	uint64_t size;		/* bytes the chunk takes in this tier; fixed
+				 * while the node is inserted */
+	double cost;		/* what keeping it saves (GDSF's C), > 0, in
+				 * any unit: policies compare costs only */
 };
 
 struct kv_evict_conf {
@@ -50,8 +53,9 @@ struct kv_evict_conf {
 	void *arg;		/* passed to evictable() */
 	/* H2O: share of capacity (bytes) kept as the recent segment, (0, 1]. */
 	double recent_fraction;
-	/* H2O: half-life of a score, in the policy's own clock of
-	 * on_insert()/on_access() calls; 0 picks a default. */
+	/* H2O: half-life of a score, in the policy's own clock, which counts
+	 * on_insert() and on_access() calls (scores do not advance it); 0
+	 * picks a default. */
 	double half_life;
 };
 

@@ -25,8 +25,6 @@
 #include "kvstore/util.h"
 #include "tiers/tier.h"
 
-#define PICK_BATCH 16
-
 struct kv_pin {
 	struct kv_chunk *chunk;
 	struct kv_owner *owner;
@@ -298,27 +296,27 @@ static void chunk_evict(struct kv_store *s, struct kv_chunk *c)
 	chunk_drop(s, c);
 }
 
-/* Allocate in a tier, evicting the policy's victims until it fits. */
+/*
+ * Allocate in a tier, evicting the policy's victim until it fits. The
+ * policy is asked again after each eviction: only its first answer is its
+ * ranked choice (a heap policy lists the rest in heap order), and evicting
+ * a leaf may make its parent the best victim.
+ */
 static int tier_alloc_evicting(struct kv_store *s, struct stier *st,
 			       uint64_t bytes, struct kv_extent **ext)
 {
-	struct kv_evict_node *victims[PICK_BATCH];
-	size_t n = 0, next = 0;
+	struct kv_evict_node *victim;
 	int ret;
 
 	for (;;) {
 		ret = st->t.ops->alloc(st->t.priv, bytes, ext);
 		if (ret != -ENOMEM)
 			return ret;
-		if (next == n) {
-			n = st->pol->pick(st->pstate, victims, PICK_BATCH);
-			next = 0;
-			if (n == 0) {
-				st->alloc_failures++;
-				return -KV_EFULL;
-			}
+		if (st->pol->pick(st->pstate, &victim, 1) == 0) {
+			st->alloc_failures++;
+			return -KV_EFULL;
 		}
-		chunk_evict(s, node_chunk(victims[next++]));
+		chunk_evict(s, node_chunk(victim));
 	}
 }
 
