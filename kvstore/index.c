@@ -4,10 +4,18 @@
  * Cursor encoding for kv_index_next(): (bucket << 20 | position in chain)
  * plus one, so 0 means "start". Chains stay far shorter than 2^20 at load
  * factor 1.
+ *
+ * Keys come from clients: they are hashes when clients behave, but nothing
+ * makes them so. A bucket is therefore a keyed hash (XXH3-64 with a seed
+ * drawn at open) of (namespace, key), so no client can choose keys that
+ * pile into one chain.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <xxhash.h>
 
 #include "kvstore/index.h"
 #include "kvstore/util.h"
@@ -16,6 +24,7 @@ struct kv_index {
 	struct kv_chunk **buckets;
 	uint64_t mask;			/* buckets - 1 */
 	uint64_t count;
+	uint64_t seed;			/* keys the bucket hash */
 };
 
 #define CURSOR_POS_BITS 20
@@ -23,9 +32,9 @@ struct kv_index {
 static uint64_t bucket_of(const struct kv_index *idx, uint32_t ns,
 			  const struct kv_wire_key *key)
 {
-	/* The key is a hash already; mix in the namespace so equal keys of
-	 * two namespaces do not share a chain. */
-	return (key->lo ^ key->hi ^ ((uint64_t)ns * 0x9e3779b97f4a7c15ull)) & idx->mask;
+	uint64_t buf[3] = { key->lo, key->hi, ns };
+
+	return XXH3_64bits_withSeed(buf, sizeof(buf), idx->seed) & idx->mask;
 }
 
 int kv_index_open(struct kv_index **out, unsigned hash_bits)
@@ -37,6 +46,8 @@ int kv_index_open(struct kv_index **out, unsigned hash_bits)
 	idx = kv_xcalloc(1, sizeof(*idx));
 	idx->buckets = kv_xcalloc((size_t)1 << hash_bits, sizeof(*idx->buckets));
 	idx->mask = ((uint64_t)1 << hash_bits) - 1;
+	if (getrandom(&idx->seed, sizeof(idx->seed), GRND_NONBLOCK) != sizeof(idx->seed))
+		idx->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)idx;
 	*out = idx;
 	return 0;
 }

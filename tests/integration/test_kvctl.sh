@@ -14,23 +14,8 @@ set -u
 KVSTORED=${KVSTORED:-build/kvstored}
 KVCTL=${KVCTL:-build/kvctl}
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_kvctl.XXXXXX") || exit 1
-sock="$tmp/kv.sock"
-pid=""
-pass=0
-fail=0
-failed=""
-
-cleanup()
-{
-	if [ -n "$pid" ]; then
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
+. "$(dirname "$0")/lib.sh"
+t_init test_kvctl kvctl
 
 # kv ARGS...: run kvctl on the test socket; stdout in $tmp/out, stderr in
 # $tmp/err, exit status in $rc. Every stderr is kept for the sanitizer check.
@@ -39,35 +24,6 @@ kv()
 	"$KVCTL" --socket "$sock" "$@" >"$tmp/out" 2>"$tmp/err"
 	rc=$?
 	cat "$tmp/err" >>"$tmp/kvctl.err"
-}
-
-# check NAME FUNCTION: run one case and record it.
-check()
-{
-	if "$2"; then
-		echo "ok - $1"
-		pass=$((pass + 1))
-	else
-		echo "not ok - $1"
-		echo "#   last kvctl exit status: ${rc:-none}"
-		for f in out err; do
-			[ -s "$tmp/$f" ] && head -c 2000 "$tmp/$f" | head -n 20 | sed "s/^/#   $f: /"
-		done
-		fail=$((fail + 1))
-		failed="$failed
-[  FAILED  ] $1"
-	fi
-}
-
-summary()
-{
-	echo "[==========] $((pass + fail)) test(s) run."
-	echo "[  PASSED  ] $pass test(s)."
-	if [ "$fail" -ne 0 ]; then
-		echo "[  FAILED  ] $fail test(s), listed below:$failed"
-		exit 1
-	fi
-	exit 0
 }
 
 # json_check PYTHON-EXPR: evaluate EXPR with d = the JSON in $tmp/out.
@@ -84,16 +40,10 @@ sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)
 ' "$tmp/out" "$1"
 }
 
-nap()
-{
-	sleep 0.1 2>/dev/null || sleep 1
-}
-
 ns="test/kvctl"
 k1=0123456789abcdef0123456789abcdef
 k2=fedcba9876543210fedcba9876543210
 absent=ffffffffffffffffffffffffffffffff
-rc=""
 
 # ---- the daemon ------------------------------------------------------------
 
@@ -301,24 +251,7 @@ t_no_daemon()
 
 t_daemon_stop()
 {
-	kill "$pid" 2>/dev/null || return 1
-	i=0
-	while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do
-		nap
-		i=$((i + 1))
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		echo "#   kvstored still running 10 s after SIGTERM"
-		return 1	# cleanup() kills it
-	fi
-	wait "$pid"
-	status=$?
-	pid=""
-	if [ "$status" -ne 0 ] || grep -Eq 'Sanitizer|runtime error' "$tmp/daemon.log"; then
-		echo "#   kvstored exit status $status"
-		tail -n 30 "$tmp/daemon.log" | sed 's/^/#   daemon: /'
-		return 1
-	fi
+	daemon_stop
 }
 
 t_kvctl_clean()

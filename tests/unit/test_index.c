@@ -121,6 +121,33 @@ static void test_walk(void **state)
 	free(seen);
 }
 
+/*
+ * Keys are client input: 4096 keys with equal lo ^ hi (which all shared a
+ * chain when the bucket came from the key's bits) must still spread. The
+ * walk's cursor carries each chunk's place in its chain.
+ */
+static void test_chosen_keys_spread(void **state)
+{
+	struct kv_index *idx;
+	uint64_t cursor = 0, longest = 0;
+
+	assert_int_equal(kv_index_open(&idx, 12), 0);
+	for (uint64_t i = 0; i < 4096; i++) {
+		struct kv_wire_key k = { .lo = i << 20, .hi = i << 20 };
+
+		kv_index_add(idx, 1, &k);
+	}
+	while (kv_index_next(idx, &cursor)) {
+		uint64_t place = (cursor - 1) & ((1u << 20) - 1);
+
+		if (place > longest)
+			longest = place;
+	}
+	print_message("longest chain: %llu\n", (unsigned long long)longest);
+	assert_true(longest <= 12);	/* a random spread of 4096 in 4096: ~6 */
+	kv_index_close(idx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +155,7 @@ int main(void)
 		cmocka_unit_test(test_model),
 		cmocka_unit_test(test_namespaces_apart),
 		cmocka_unit_test(test_walk),
+		cmocka_unit_test(test_chosen_keys_spread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -640,14 +640,17 @@ static void test_prefix_closed_replay(void **state)
 			hit = kv_store_lookup(s, NS, keys, (uint32_t)len, tiers);
 			if (hit && rand() % 4 == 0) {	/* a reader holds one */
 				pinned = rand() % (int)hit;
-				assert_int_equal(kv_store_pin(s, reader, NS, &keys[pinned], &loc), 0);
+				assert_int_equal(kv_store_pin(s, reader, NS, &keys[pinned],
+							      &loc), 0);
 			}
 			for (int i = (int)hit; i < len; i++) {
-				struct kv_wire_alloc a = i ? child_of(chain[i], chain[i - 1], 4096 * 16)
-							   : A(chain[i], 4096 * 16);
+				struct kv_wire_alloc a = A(chain[i], 4096 * 16);
 				uint64_t off;
-				int ret = kv_store_alloc(s, o, NS, &a, &off);
+				int ret;
 
+				if (i)
+					a = child_of(chain[i], chain[i - 1], 4096 * 16);
+				ret = kv_store_alloc(s, o, NS, &a, &off);
 				if (ret)
 					break;	/* no room, or the chain was cut */
 				assert_int_equal(kv_store_commit(s, o, NS, &a.key), 0);
