@@ -334,10 +334,16 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 		break;
 	}
 
-	/* COMMIT, ABORT, RELEASE, SCORE, EVICT: one status per key. */
+	/*
+	 * COMMIT, ABORT, RELEASE, SCORE, EVICT: one status per key. A COMMIT
+	 * runs from the last key to the first: a put names a prompt's chunks
+	 * in order, and committing the deepest first leaves each parent more
+	 * recent than its child (DESIGN.md section 5).
+	 */
 	len = kv_proto_status_len(n);
 	status = scratch(srv, len);
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = r->hdr.op == KV_OP_COMMIT ? n - 1 - k : k;
 		int ret;
 
 		switch (r->hdr.op) {

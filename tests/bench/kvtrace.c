@@ -1027,7 +1027,8 @@ static int store_request(struct kv_store *s, struct kv_owner *o,
 			rb->ok[k] = ret == 0;
 			tally(res, ret);
 		}
-		for (uint32_t k = j; k < j + m; k++) {
+		/* The daemon commits a message's keys deepest first. */
+		for (uint32_t k = j + m; k-- > j;) {
 			int ret;
 
 			if (!rb->ok[k])

@@ -29,6 +29,11 @@ static int setup(void **state)
 	return kvt_start(&d, args);
 }
 
+static const char *d_sock(void)
+{
+	return d.sock;
+}
+
 static int teardown(void **state)
 {
 	return kvt_stop(&d) == 0 ? 0 : -1;
@@ -129,12 +134,61 @@ static void test_scores_and_models(void **state)
 	kvc_close(c);
 }
 
+/*
+ * A put commits its chunks deepest first, so each parent ends up more
+ * recent than its child and than anything after it in the same put. Put
+ * [A, B child of A, C] in one batch: under LRU the least recent leaf is
+ * then C (committed first), not B.
+ */
+static void test_put_commits_deepest_first(void **state)
+{
+	static char mib[1u << 20];
+	struct kvc_put_desc d[3];
+	struct kvc_key abc[3];
+	struct kvc_stats st;
+	uint8_t tiers[3];
+	char name[16];
+	struct kvc *c;
+	uint32_t ns;
+
+	assert_int_equal(kvc_connect(d_sock(), &c), 0);
+	assert_int_equal(kvc_policy(c, KVC_TIER_DRAM, "lru", name), 0);
+	/* Earlier tests' connections may still hold pins for a moment. */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(kvc_stats(c, &st), 0);
+		if (st.pinned_chunks == 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(kvc_flush(c, KVC_TIER_NONE, KVC_FLUSH_DROP, NULL), 0);
+	assert_int_equal(kvc_ns_register(c, "order", &ns), 0);
+	memset(d, 0, sizeof(d));
+	for (int i = 0; i < 3; i++) {
+		abc[i] = d[i].key = (struct kvc_key){ (uint64_t)i + 1, 5 };
+		d[i].data = mib;
+		d[i].bytes = sizeof(mib);
+	}
+	d[1].parent = d[0].key;
+	d[1].has_parent = 1;
+	assert_int_equal(kvc_put_batch(c, ns, d, 3), 3);
+	/* Five more 1 MiB chunks fill the 8 MiB tier; a sixth evicts one. */
+	for (uint64_t i = 0; i < 6; i++) {
+		struct kvc_key x = { 100 + i, 5 };
+
+		assert_int_equal(kvc_put(c, ns, &x, NULL, 1, 0, mib, sizeof(mib)), 0);
+	}
+	assert_int_equal(kvc_lookup(c, ns, abc, 3, tiers), 2);
+	assert_int_equal(tiers[2], KVC_TIER_NONE);	/* C went, not B */
+	kvc_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_switch_keeps_chunks),
 		cmocka_unit_test(test_only_admin_switches),
 		cmocka_unit_test(test_scores_and_models),
+		cmocka_unit_test(test_put_commits_deepest_first),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
