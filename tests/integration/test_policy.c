@@ -19,24 +19,24 @@
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
 
-static struct kvt_daemon d;
+static struct kvt_daemon kvd;
 
 static int setup(void **state)
 {
 	const char *args[] = { "--dram-bytes", "8M", "--allow-uids", "0,65534",
 			       "--log", "warn", NULL };
 
-	return kvt_start(&d, args);
+	return kvt_start(&kvd, args);
 }
 
 static const char *d_sock(void)
 {
-	return d.sock;
+	return kvd.sock;
 }
 
 static int teardown(void **state)
 {
-	return kvt_stop(&d) == 0 ? 0 : -1;
+	return kvt_stop(&kvd) == 0 ? 0 : -1;
 }
 
 static void test_switch_keeps_chunks(void **state)
@@ -49,7 +49,7 @@ static void test_switch_keeps_chunks(void **state)
 	uint32_t ns;
 	char buf[65536] = { 1 };
 
-	assert_int_equal(kvc_connect(d.sock, &c), 0);
+	assert_int_equal(kvc_connect(kvd.sock, &c), 0);
 	assert_int_equal(kvc_ns_register(c, "switch", &ns), 0);
 	assert_int_equal(kvc_policy(c, KVC_TIER_DRAM, NULL, name), 0);
 	assert_string_equal(name, "lru");
@@ -94,13 +94,13 @@ static void test_only_admin_switches(void **state)
 
 	if (geteuid() != 0)
 		skip();
-	chmod(d.dir, 0755);
-	chmod(d.sock, 0666);
+	chmod(kvd.dir, 0755);
+	chmod(kvd.sock, 0666);
 	pid = fork();
 	if (pid == 0) {
 		if (setgid(65534) || setuid(65534))
 			_exit(99);
-		_exit(nobody_switch(d.sock));
+		_exit(nobody_switch(kvd.sock));
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
@@ -116,7 +116,7 @@ static void test_scores_and_models(void **state)
 	uint32_t ns, ns2;
 	uint64_t v = 1;
 
-	assert_int_equal(kvc_connect(d.sock, &c), 0);
+	assert_int_equal(kvc_connect(kvd.sock, &c), 0);
 	assert_int_equal(kvc_ns_register_model(c, "model/2048", 2048, 2, 26, &ns), 0);
 	/* The first registration decides; a second, other model is fine. */
 	assert_int_equal(kvc_ns_register_model(c, "model/2048", 4096, 2, 26, &ns2), 0);
