@@ -85,9 +85,30 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 	case KV_OP_NS_REGISTER:
 		check(n >= 1 && n <= KV_PROTO_NS_MAX);
 		check(r->u.ns_name.name == body && r->u.ns_name.len == n);
-		check(blen == kv_proto_pad8(n));
 		check(!memchr(r->u.ns_name.name, '\0', r->u.ns_name.len));
 		sum += touch(buf, size, r->u.ns_name.name, r->u.ns_name.len);
+		if (r->u.ns_name.model) {	/* an optional cost model follows */
+			check(blen == kv_proto_pad8(n) + sizeof(*r->u.ns_name.model));
+			check((const char *)r->u.ns_name.model == body + kv_proto_pad8(n));
+			sum += touch(buf, size, r->u.ns_name.model,
+				     sizeof(*r->u.ns_name.model));
+		} else {
+			check(blen == kv_proto_pad8(n));
+		}
+		break;
+	case KV_OP_SCORE:
+		check(n <= cap);
+		check(blen == kv_proto_score_len(n));
+		check((const char *)r->u.score.keys == body + sizeof(struct kv_wire_keys));
+		check((const char *)r->u.score.scores == body + kv_proto_keys_len(n));
+		sum += touch(buf, size, r->u.score.keys, (size_t)n * sizeof(*r->u.score.keys));
+		sum += touch(buf, size, r->u.score.scores, (size_t)n * sizeof(float));
+		break;
+	case KV_OP_POLICY:
+		check(n == 0);
+		check((const char *)r->u.policy == body && blen == sizeof(*r->u.policy));
+		check(r->u.policy->set <= 1);
+		sum += touch(buf, size, r->u.policy, sizeof(*r->u.policy));
 		break;
 	case KV_OP_LOOKUP:
 	case KV_OP_COMMIT:
@@ -380,6 +401,22 @@ int main(int argc, char **argv)
 	fl->tier = KV_TIER_DRAM;
 	fl->flags = KV_FLUSH_DROP;
 	err |= seed_write(dir, "flush-drop");
+
+	seed_start(KV_OP_SCORE, 3, kv_proto_score_len(3));
+	((struct kv_wire_keys *)seed_body())->ns = 1;
+	((float *)(seed_body() + kv_proto_keys_len(3)))[1] = 0.5f;
+	err |= seed_write(dir, "score");
+
+	seed_start(KV_OP_POLICY, 0, sizeof(struct kv_wire_policy));
+	((struct kv_wire_policy *)seed_body())->tier = KV_TIER_DRAM;
+	((struct kv_wire_policy *)seed_body())->set = 1;
+	memcpy(((struct kv_wire_policy *)seed_body())->name, "gdsf", 4);
+	err |= seed_write(dir, "policy");
+
+	seed_start(KV_OP_NS_REGISTER, 5, 8 + sizeof(struct kv_wire_ns_model));
+	memcpy(seed_body(), "model", 5);
+	((struct kv_wire_ns_model *)(seed_body() + 8))->hidden = 4096;
+	err |= seed_write(dir, "ns-model");
 
 	seed_start(KV_OP_STATS, 0, 0);
 	err |= seed_write(dir, "stats");
