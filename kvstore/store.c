@@ -62,6 +62,8 @@ struct kv_store {
 	struct kv_store_conf conf;
 	struct kv_cost_model *models;	/* by namespace id; hidden 0: unset */
 	uint32_t n_models;
+	struct kv_chunk **found;	/* kv_store_lookup()'s scratch */
+	uint32_t found_cap;
 	struct stier tiers[KV_TIER_MAX];
 	struct kv_owner *owners;
 	uint64_t pinned_chunks;
@@ -398,6 +400,7 @@ void kv_store_close(struct kv_store *s)
 	}
 	kv_index_close(s->idx);
 	free(s->models);
+	free(s->found);
 	free(s);
 }
 
@@ -543,12 +546,12 @@ static void count_ref(struct kv_store *s, const struct kv_chunk *c)
 	}
 }
 
-static void touch(struct kv_store *s, struct kv_chunk *c)
+static void touch(struct kv_store *s, struct kv_chunk *c, uint64_t now)
 {
 	struct stier *st = &s->tiers[c->tier];
 
 	c->hits++;
-	c->last_used_ns = kv_now_ns();
+	c->last_used_ns = now;
 	st->pol->on_access(st->pstate, &c->node);
 }
 
@@ -556,12 +559,19 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			 const struct kv_wire_key *keys, uint32_t n,
 			 uint8_t *tiers)
 {
+	uint64_t now = kv_now_ns();
 	uint32_t leading = 0;
 	bool run = true;
 
+	/* Each key is found once; the second pass reuses what the first found. */
+	if (n > s->found_cap) {
+		s->found = kv_xrealloc(s->found, (size_t)n * sizeof(*s->found));
+		s->found_cap = n;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct kv_chunk *c = visible(s, ns, &keys[i]);
 
+		s->found[i] = c;
 		tiers[i] = c ? c->tier : KV_TIER_NONE;
 		count_ref(s, c);
 		if (run && c)
@@ -570,14 +580,9 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			run = false;
 	}
 	/* Deepest first, so a parent ends up more recent than its child. */
-	for (uint32_t i = n; i-- > 0;) {
-		struct kv_chunk *c;
-
-		if (tiers[i] == KV_TIER_NONE)
-			continue;
-		c = visible(s, ns, &keys[i]);
-		touch(s, c);
-	}
+	for (uint32_t i = n; i-- > 0;)
+		if (s->found[i])
+			touch(s, s->found[i], now);
 	return leading;
 }
 
@@ -607,7 +612,7 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	}
 	p->count++;
 	o->n_pins++;
-	touch(s, c);
+	touch(s, c, kv_now_ns());
 	if (c->pins++ == 0) {
 		s->pinned_chunks++;
 		if (c->children == 0)
