@@ -97,7 +97,8 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(O)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(O)/%.o)
 
-DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(XXH_LIBS) $(GPU_LIBS) -lm
+DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(URING_LIBS) $(LMDB_LIBS) $(ZSTD_LIBS) \
+	$(XXH_LIBS) $(GPU_LIBS) -lm
 CLIENT_LIBS := $(XXH_LIBS)
 
 # libkvd.a: every daemon module, so a unit test links just the ones it uses.

@@ -56,6 +56,7 @@ enum kvc_error {
 	KVC_ENOTIER	= 20016,	/* no such tier */
 	KVC_ECORRUPT	= 20017,	/* stored data failed its checksum */
 	KVC_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
+	KVC_EFORMAT	= 20019,	/* data directory of another on-disk format */
 };
 
 enum kvc_tier {

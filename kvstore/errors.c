@@ -24,6 +24,7 @@ static const char *const kv_errnames[] = {
 	[KV_ENOTIER - KV_EBASE]		= "no such tier",
 	[KV_ECORRUPT - KV_EBASE]	= "stored data failed its checksum",
 	[KV_ENOPARENT - KV_EBASE]	= "parent chunk not cached",
+	[KV_EFORMAT - KV_EBASE]		= "data directory has another on-disk format",
 };
 
 _Static_assert(sizeof(kv_errnames) / sizeof(kv_errnames[0]) == KV_EMAX - KV_EBASE,

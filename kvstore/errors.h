@@ -35,6 +35,7 @@ enum kv_error {
 	KV_ENOTIER	= 20016,	/* no such tier in this daemon */
 	KV_ECORRUPT	= 20017,	/* stored bytes failed their checksum */
 	KV_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
+	KV_EFORMAT	= 20019,	/* data directory of another on-disk format */
 	KV_EMAX
 };
 

@@ -2,6 +2,7 @@
  * util.c - allocation, parsing, clocks and fault injection.
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,10 +115,10 @@ uint64_t kv_now_ns(void)
 }
 
 static const char *const fault_names[KV_FAULT_MAX] = {
-	"arena", "io", "meta", "gpu",
+	"arena", "io", "meta", "gpu", "uring", "short", "crash",
 };
-static unsigned fault_countdown[KV_FAULT_MAX];
-static bool fault_env_read;
+static _Atomic unsigned fault_countdown[KV_FAULT_MAX];
+static _Atomic bool fault_env_read;
 
 void kv_fault_arm(enum kv_fault f, unsigned nth)
 {
@@ -130,20 +131,30 @@ static void fault_read_env(void)
 	const char *env = getenv("KV_FAULT");
 	char name[16];
 	unsigned n;
+	int used;
 
 	fault_env_read = true;
-	if (!env || sscanf(env, "%15[a-z]:%u", name, &n) != 2)
-		return;
-	for (int i = 0; i < KV_FAULT_MAX; i++)
-		if (!strcmp(name, fault_names[i]))
-			fault_countdown[i] = n;
+	while (env && sscanf(env, "%15[a-z]:%u%n", name, &n, &used) == 2) {
+		for (int i = 0; i < KV_FAULT_MAX; i++)
+			if (!strcmp(name, fault_names[i]))
+				fault_countdown[i] = n;
+		env += used;
+		if (*env != ',')
+			break;
+		env++;
+	}
 }
 
 bool kv_fault_hit(enum kv_fault f)
 {
 	if (!fault_env_read)
 		fault_read_env();
-	if (!fault_countdown[f])
-		return false;
-	return --fault_countdown[f] == 0;
+	unsigned n = atomic_load(&fault_countdown[f]);
+
+	/* Exactly one caller takes the count from 1 to 0. */
+	while (n) {
+		if (atomic_compare_exchange_weak(&fault_countdown[f], &n, n - 1))
+			return n == 1;
+	}
+	return false;
 }

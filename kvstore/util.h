@@ -43,14 +43,17 @@ uint64_t kv_now_ns(void);	/* CLOCK_MONOTONIC */
  * Fault injection on slow paths (STYLE.md section 10). A test arms a point
  * to fail on its N-th hit from now (N >= 1); kv_fault_hit() returns true
  * exactly once, on that hit. Also armed from the environment at the first
- * call: KV_FAULT=NAME:N, e.g. KV_FAULT=arena:1. Not thread-safe: points sit
- * on the loop thread.
+ * call: KV_FAULT=NAME:N[,NAME:N...], e.g. KV_FAULT=arena:1. Thread-safe
+ * (the SSD tier's I/O thread hits points too); arm before threads start.
  */
 enum kv_fault {
 	KV_FAULT_ARENA,		/* arena allocation (tiers) */
 	KV_FAULT_IO,		/* I/O submission */
 	KV_FAULT_META,		/* metadata commit */
 	KV_FAULT_GPU,		/* device allocation */
+	KV_FAULT_URING,		/* io_uring setup: behave as if refused */
+	KV_FAULT_SHORT,		/* an I/O request transfers less than asked */
+	KV_FAULT_CRASH,		/* SSD write: tear it and the unsynced, then die */
 	KV_FAULT_MAX
 };
 
