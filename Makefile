@@ -6,6 +6,7 @@
 #   make asan       the tests under ASan + UBSan (in build-asan/)
 #   make fuzz       the libFuzzer harnesses (clang), make fuzz-run runs them
 #   make bench      build and run the benchmarks
+#   make soak       the kill -9 soak with 1000 kills (SOAK_KILLS=N)
 #
 # Knobs: O=DIR (build directory), CUDA=auto|0|1, DEVELOPER=1 (-Werror and
 # more warnings), DEBUG=1 (-O0, kv_trace on), SANITIZE=address,undefined,
@@ -15,6 +16,7 @@
 # build directory is configured ($(O)/deps.mk).
 
 O ?= build
+.DEFAULT_GOAL := all
 CUDA ?= auto
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
@@ -115,7 +117,7 @@ HARNESS_OBJ := $(O)/tests/integration/harness.o
 BENCHES := $(O)/kvbench
 
 .SECONDARY:
-.PHONY: all test run asan tsan fuzz fuzz-run bench trace clean distclean check-style help FORCE
+.PHONY: all test run asan tsan fuzz fuzz-run bench soak trace clean distclean check-style help FORCE
 all: $(PROGS)
 
 # Rebuild everything when the flags change.
@@ -186,9 +188,14 @@ $(O)/kvpolicybench: $(O)/tests/bench/policybench.o $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
+$(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
+
 TOOLS := \
 	$(if $(wildcard tests/bench/kvtrace.c),$(O)/kvtrace) \
-	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench)
+	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench) \
+	$(if $(wildcard tests/bench/codecbench.c),$(O)/kvcodecbench)
 TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES) $(TOOLS)
 
 test: $(PROGS) $(TEST_BINS)
@@ -204,6 +211,11 @@ asan:
 
 tsan:
 	$(MAKE) O=build-tsan SANITIZE=thread test
+
+# The kill -9 soak at full length (make test runs 20 kills).
+SOAK_KILLS ?= 1000
+soak: $(PROGS) $(O)/tests/integration/test_soak
+	KVSTORED=$(O)/kvstored KVT_KILLS=$(SOAK_KILLS) $(O)/tests/integration/test_soak
 
 bench: $(PROGS) $(BENCHES) $(TOOLS)
 	$(O)/kvbench --daemon $(O)/kvstored $(BENCH_ARGS)

@@ -1113,6 +1113,19 @@ int kvc_evict(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
 	return ret;
 }
 
+int kvc_prefetch(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		 size_t n, int *status)
+{
+	int ret;
+
+	if (n && !keys)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = status_op(c, KV_OP_PREFETCH, ns, keys, n, status);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
 int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 	      struct kvc_flush_result *res)
 {

@@ -315,6 +315,16 @@ int kvc_inspect(struct kvc *c, uint32_t ns, const struct kvc_key *key,
 int kvc_evict(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
 	      int *status);
 
+/*
+ * Start moving n chunks up into DRAM (those on SSD), and return at once:
+ * an engine calls it while a request waits in its queue, so the later
+ * kvc_get() finds them in DRAM. status (may be NULL) gets 0 (in DRAM, or
+ * on its way) or -ENOENT per key. Returns how many were found or a
+ * negative error.
+ */
+int kvc_prefetch(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		 size_t n, int *status);
+
 enum kvc_flush_flags {
 	KVC_FLUSH_DROP	= 1 << 0,	/* drop unpinned chunks instead of writing back */
 };

@@ -708,10 +708,11 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 				tier_name(a->tier), kvc_strerror(ret));
 		return RC_ERR;
 	}
-	printf("%s %" PRIu64 " chunk%s, %s; skipped %" PRIu64
-	       " pinned or uncommitted\n", drop ? "dropped" : "wrote back",
-	       res.chunks, res.chunks == 1 ? "" : "s",
-	       fmt_size(sz, sizeof(sz), res.bytes), res.skipped);
+	printf("%s %" PRIu64 " chunk%s, %s; %s %" PRIu64 "\n",
+	       drop ? "dropped" : "wrote back (durable)", res.chunks,
+	       res.chunks == 1 ? "" : "s", fmt_size(sz, sizeof(sz), res.bytes),
+	       drop ? "skipped, pinned or uncommitted:" : "refused by the tier below:",
+	       res.skipped);
 	return RC_OK;
 }
 

@@ -19,9 +19,10 @@
 #include "kvstore/log.h"
 #include "kvstore/proto.h"
 #include "kvstore/util.h"
+#include "tiers/codec.h"
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
-	     K_MODEL, K_COSTMODE };
+	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE };
 
 struct key {
 	const char *name;
@@ -45,7 +46,7 @@ static const struct key keys[] = {
 	{ "alloc_granule", K_SIZE, F(alloc_granule), 0, 64, 1 << 24,
 	  "allocation granule in the arenas (a power of two)" },
 	{ "policy", K_POLICY, F(policy_dram), S(policy_dram), 0, 0,
-	  "eviction policy per tier: TIER=NAME[,TIER=NAME] (tiers: dram)" },
+	  "eviction policy per tier: TIER=NAME[,TIER=NAME] (tiers: dram, ssd)" },
 	{ "max_conns", K_U64, F(max_conns), 0, 1, 1 << 20,
 	  "most client connections at once" },
 	{ "max_pins", K_U64, F(max_pins), 0, 1, 1u << 31,
@@ -74,6 +75,24 @@ static const struct key keys[] = {
 	  "share of a tier h2o keeps as its recent (LRU) segment, (0, 1]" },
 	{ "h2o_half_life", K_U64, F(h2o_half_life), 0, 0, 1ull << 40,
 	  "h2o score half-life in cache operations; 0: the policy's default" },
+	{ "ssd_dir", K_STR, F(ssd_dir), S(ssd_dir), 0, 0,
+	  "directory of the SSD tier; empty: no SSD tier" },
+	{ "ssd_bytes", K_SIZE, F(ssd_bytes), 0, 1 << 20, 1ull << 50,
+	  "SSD tier capacity" },
+	{ "ssd_codec", K_CODEC, F(ssd_codec), S(ssd_codec), 0, 0,
+	  "how chunks are stored on SSD: none, zstd or shuffle+zstd" },
+	{ "ssd_level", K_U64, F(ssd_level), 0, 1, 19,
+	  "zstd level of the SSD codecs" },
+	{ "ssd_queue_depth", K_U64, F(ssd_queue_depth), 0, 1, 4096,
+	  "SSD I/O requests in flight" },
+	{ "ssd_writes", K_U64, F(ssd_writes), 0, 1, 4096,
+	  "chunks being written back to SSD at once" },
+	{ "ssd_sync", K_U64, F(ssd_sync), 0, 0, 1,
+	  "1: fdatasync the data before each index commit (survives power loss)" },
+	{ "ssd_io", K_IOMODE, F(ssd_io), S(ssd_io), 0, 0,
+	  "uring, or sync (pread/pwrite; also the fallback when io_uring is refused)" },
+	{ "shutdown_flush_ms", K_U64, F(shutdown_flush_ms), 0, 0, 3600000,
+	  "on SIGTERM, how long to spend writing DRAM back to SSD" },
 };
 
 void kv_config_defaults(struct kv_config *cfg)
@@ -98,6 +117,15 @@ void kv_config_defaults(struct kv_config *cfg)
 	cfg->reload_latency_us = 100;
 	cfg->h2o_recent_fraction = 0.5;
 	cfg->h2o_half_life = 0;
+	cfg->ssd_bytes = 8ull << 30;
+	strcpy(cfg->policy_ssd, "lru");
+	strcpy(cfg->ssd_codec, "none");
+	cfg->ssd_level = 1;
+	cfg->ssd_queue_depth = 32;
+	cfg->ssd_writes = 8;
+	cfg->ssd_sync = 1;
+	strcpy(cfg->ssd_io, "uring");
+	cfg->shutdown_flush_ms = 30000;
 }
 
 static int set_model(struct kv_config *cfg, const char *value, char *err,
@@ -149,6 +177,7 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 	strcpy(buf, value);
 	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');
+		char *dst;
 
 		if (!eq) {
 			snprintf(err, errlen, "policy: '%s' is not TIER=NAME", item);
@@ -159,12 +188,16 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 			snprintf(err, errlen, "policy: unknown eviction policy '%s'", eq + 1);
 			return -EINVAL;
 		}
-		if (strcmp(item, "dram")) {
-			snprintf(err, errlen, "policy: unknown tier '%s' (this version has: dram)",
+		if (!strcmp(item, "dram")) {
+			dst = cfg->policy_dram;
+		} else if (!strcmp(item, "ssd")) {
+			dst = cfg->policy_ssd;
+		} else {
+			snprintf(err, errlen, "policy: unknown tier '%s' (this version has: dram, ssd)",
 				 item);
 			return -EINVAL;
 		}
-		snprintf(cfg->policy_dram, sizeof(cfg->policy_dram), "%s", eq + 1);
+		snprintf(dst, sizeof(cfg->policy_dram), "%s", eq + 1);
 	}
 	return 0;
 }
@@ -266,6 +299,22 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	}
 	case K_MODEL:
 		return set_model(cfg, value, err, errlen);
+	case K_CODEC:
+		if (kv_codec_parse(value) < 0) {
+			snprintf(err, errlen, "%s: bad value '%s' (none, zstd or shuffle+zstd)",
+				 k->name, value);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
+	case K_IOMODE:
+		if (strcmp(value, "uring") && strcmp(value, "sync")) {
+			snprintf(err, errlen, "%s: bad value '%s' (uring or sync)",
+				 k->name, value);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
 	case K_COSTMODE:
 		if (strcmp(value, "compute") && strcmp(value, "reload")) {
 			snprintf(err, errlen, "%s: bad value '%s' (compute or reload)",
@@ -450,6 +499,8 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		case K_STR:
 		case K_LOG:
 		case K_COSTMODE:
+		case K_CODEC:
+		case K_IOMODE:
 			fprintf(f, "%s\n", field);
 			break;
 		case K_FRACTION:
@@ -459,7 +510,7 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 			fprintf(f, "%u:%g:%g\n", cfg->cost_hidden, cfg->cost_a, cfg->cost_b);
 			break;
 		case K_POLICY:
-			fprintf(f, "dram=%s\n", field);
+			fprintf(f, "dram=%s,ssd=%s\n", cfg->policy_dram, cfg->policy_ssd);
 			break;
 		case K_SIZE:
 		case K_U64:

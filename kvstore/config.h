@@ -37,6 +37,16 @@ struct kv_config {
 	uint64_t reload_latency_us;
 	double h2o_recent_fraction;
 	uint64_t h2o_half_life;		/* operations; 0: the policy's default */
+	char ssd_dir[256];		/* "": no SSD tier */
+	uint64_t ssd_bytes;
+	char policy_ssd[16];
+	char ssd_codec[16];		/* none, zstd, shuffle+zstd */
+	uint64_t ssd_level;		/* zstd level */
+	uint64_t ssd_queue_depth;
+	uint64_t ssd_writes;		/* write-backs in flight */
+	uint64_t ssd_sync;		/* 0 or 1 */
+	char ssd_io[16];		/* uring or sync */
+	uint64_t shutdown_flush_ms;	/* SIGTERM: time to write DRAM back */
 	uid_t allow_uids[KV_CONF_MAX_UIDS];
 	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
 };

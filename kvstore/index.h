@@ -53,7 +53,28 @@ struct kv_chunk {
 	struct kv_chunk *first_child;	/* children linked to it */
 	struct kv_chunk *sib_next;	/* up's children list */
 	struct kv_chunk *sib_prev;
-	struct kv_evict_node node;	/* COMMITTED: the tier policy's node */
+	struct kv_evict_node node;	/* COMMITTED, in DRAM: its policy's node */
+	/* The SSD tier (kvstore/store.c): a committed chunk is in DRAM (ext),
+	 * on SSD (ssd_ext), or both; tier says the fastest. */
+	struct kv_extent *ssd_ext;	/* the copy on SSD, or NULL */
+	struct kv_extent *io_ext;	/* the extent an I/O in flight fills */
+	uint64_t ssd_stored;		/* bytes on the disk (after the codec) */
+	uint64_t ssd_checksum;
+	uint8_t ssd_codec;
+	uint8_t io;			/* KV_IO_*: a job in flight on it */
+	bool wb_queued;			/* on the store's write-back queue */
+	bool no_wb;			/* not to be written back (SSD declined) */
+	bool dram_held;			/* what the policies were last told */
+	bool ssd_held;
+	struct kv_chunk *wb_next;	/* write-back queue */
+	struct kv_chunk *wb_prev;
+	struct kv_evict_node ssd_node;	/* on SSD: its policy's node */
+};
+
+enum kv_chunk_io {
+	KV_IO_NONE,
+	KV_IO_WRITE,			/* being written back to SSD */
+	KV_IO_READ,			/* being promoted into DRAM */
 };
 
 /*

@@ -16,13 +16,57 @@
 #include "kvstore/log.h"
 #include "kvstore/server.h"
 #include "kvstore/store.h"
+#include "kvstore/util.h"
+#include "tiers/codec.h"
+
+/*
+ * Shutting down with an SSD tier: write the DRAM tier back first, so the
+ * next start comes back warm, for at most shutdown_flush_ms. The loop
+ * keeps running meanwhile (SSD completions arrive through it).
+ */
+struct shutdown {
+	struct event_base *base;
+	struct kv_store *store;
+	struct event *timer;
+	uint64_t deadline_ns;
+	uint64_t written0;
+	uint64_t bytes0;
+	bool started;
+};
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct shutdown *sd = arg;
+	uint64_t written, bytes, failed;
+	int ret = kv_store_writeback(sd->store, &written, &bytes, &failed);
+
+	if (ret == -EINPROGRESS && kv_now_ns() < sd->deadline_ns)
+		return;
+	if (ret == -EINPROGRESS)
+		kv_log(KV_WARN, KV_LOG_MAIN, "shutdown: DRAM write-back cut short after shutdown_flush_ms");
+	kv_log(KV_INFO, KV_LOG_MAIN, "shutdown: %llu chunks (%llu bytes) written back to SSD",
+	       (unsigned long long)(written - sd->written0),
+	       (unsigned long long)(bytes - sd->bytes0));
+	event_base_loopexit(sd->base, NULL);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct event_base *base = arg;
+	struct shutdown *sd = arg;
+	uint64_t failed;
+	struct timeval tick = { 0, 10000 };
 
 	kv_log(KV_INFO, KV_LOG_MAIN, "%s: shutting down", strsignal((int)sig));
-	event_base_loopexit(base, NULL);
+	if (sd->started || kv_store_writeback(sd->store, &sd->written0, &sd->bytes0,
+					      &failed) == -KV_ENOTIER) {
+		event_base_loopexit(sd->base, NULL);	/* a second signal: now */
+		return;
+	}
+	sd->started = true;
+	sd->deadline_ns = kv_now_ns() + sd->deadline_ns * 1000000ull;
+	sd->timer = event_new(sd->base, -1, EV_PERSIST, on_drain, sd);
+	event_add(sd->timer, &tick);
+	on_drain(-1, 0, sd);
 }
 
 /*
@@ -52,6 +96,7 @@ int main(int argc, char **argv)
 	struct kv_server *srv = NULL;
 	struct event_base *base;
 	struct event *sigint, *sigterm;
+	struct shutdown sd = { 0 };
 	char err[512], why[128];
 	int ret, ngpu;
 
@@ -92,6 +137,15 @@ int main(int argc, char **argv)
 		.reload_latency = (double)cfg.reload_latency_us / 1e6,
 		.recent_fraction = cfg.h2o_recent_fraction,
 		.half_life = (double)cfg.h2o_half_life,
+		.ssd_dir = cfg.ssd_dir[0] ? cfg.ssd_dir : NULL,
+		.ssd_bytes = cfg.ssd_bytes,
+		.ssd_policy = cfg.policy_ssd,
+		.ssd_queue_depth = (unsigned)cfg.ssd_queue_depth,
+		.ssd_writes = (unsigned)cfg.ssd_writes,
+		.ssd_codec = (uint8_t)kv_codec_parse(cfg.ssd_codec),
+		.ssd_level = (int)cfg.ssd_level,
+		.ssd_sync = cfg.ssd_sync != 0,
+		.ssd_io_sync = !strcmp(cfg.ssd_io, "sync"),
 	};
 	ret = kv_store_open(&store, &sc);
 	if (ret) {
@@ -125,8 +179,11 @@ int main(int argc, char **argv)
 		kv_store_close(store);
 		return 1;
 	}
-	sigint = evsignal_new(base, SIGINT, on_signal, base);
-	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	sd.base = base;
+	sd.store = store;
+	sd.deadline_ns = cfg.shutdown_flush_ms;	/* made absolute at the signal */
+	sigint = evsignal_new(base, SIGINT, on_signal, &sd);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, &sd);
 	evsignal_add(sigint, NULL);
 	evsignal_add(sigterm, NULL);
 	kv_log(KV_INFO, KV_LOG_MAIN, "kvstored ready (pid %d)", (int)getpid());
@@ -134,6 +191,8 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 
 	kv_server_close(srv);
+	if (sd.timer)
+		event_free(sd.timer);
 	event_free(sigint);
 	event_free(sigterm);
 	event_base_free(base);

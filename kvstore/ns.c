@@ -67,6 +67,27 @@ int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
 	return 0;
 }
 
+int kv_ns_restore(struct kv_ns_table *t, uint32_t id, uid_t uid, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (id < t->n || len == 0 || len > 255)
+		return -EINVAL;
+	if (id >= t->max)
+		return -KV_ENSLIMIT;
+	while (t->n < id) {	/* lost: a name no one can register (len 0) */
+		t->v[t->n].name = kv_xstrdup("");
+		t->v[t->n].len = 0;
+		t->v[t->n].owner = (uid_t)-1;
+		t->n++;
+	}
+	t->v[t->n].name = kv_xstrdup(name);
+	t->v[t->n].len = len;
+	t->v[t->n].owner = uid;
+	t->n++;
+	return 0;
+}
+
 int kv_ns_owner(const struct kv_ns_table *t, uint32_t id, uid_t *uid)
 {
 	if (id >= t->n)

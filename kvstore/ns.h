@@ -27,6 +27,13 @@ void kv_ns_close(struct kv_ns_table *t);	/* accepts NULL */
 int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
 		   uid_t uid, uint32_t *id);
 
+/*
+ * Put back a namespace recorded before a restart, under the same id (ids
+ * in increasing order; ids skipped become unusable placeholders). Returns
+ * 0, -EINVAL (id not above the last, a bad name) or -KV_ENSLIMIT.
+ */
+int kv_ns_restore(struct kv_ns_table *t, uint32_t id, uid_t uid, const char *name);
+
 /* The owner of id in *uid: 0, or -ENOENT for an id never handed out. */
 int kv_ns_owner(const struct kv_ns_table *t, uint32_t id, uid_t *uid);
 

@@ -32,6 +32,7 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_PING]		= "ping",
 	[KV_OP_SCORE]		= "score",
 	[KV_OP_POLICY]		= "policy",
+	[KV_OP_PREFETCH]	= "prefetch",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -161,6 +162,7 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 	case KV_OP_PIN:
 	case KV_OP_RELEASE:
 	case KV_OP_EVICT:
+	case KV_OP_PREFETCH:
 		return parse_keys(body, blen, h->count, max_batch, out);
 	case KV_OP_ALLOC:
 		return parse_alloc(body, blen, h->count, max_batch, out);

@@ -62,6 +62,7 @@ enum kv_op {
 	KV_OP_PING	= 14,
 	KV_OP_SCORE	= 15,
 	KV_OP_POLICY	= 16,
+	KV_OP_PREFETCH	= 17,	/* start promotions to DRAM; one status per key */
 	KV_OP_MAX
 };
 

@@ -62,6 +62,18 @@ struct conn {
 	uint64_t *frame;		/* aligned copy of the current frame */
 	size_t frame_cap;		/* bytes */
 	char name[KV_PROTO_NAME_MAX + 1];
+	/*
+	 * Parked: the current frame waits for the SSD (a PIN of chunks on
+	 * their way up, an ALLOC waiting for write-backs, a FLUSH). Nothing
+	 * more is read until it is answered, so replies keep their order.
+	 */
+	bool parked;
+	size_t park_len;		/* the frame's length in frame */
+	uint32_t park_next;		/* ALLOC: the next item to allocate */
+	void *park_reply;		/* ALLOC: the replies so far */
+	uint64_t flush_base[3];		/* FLUSH: write-back counters at start */
+	bool flush_started;
+	struct conn *pnext;		/* the server's parked list */
 };
 
 struct kv_server {
@@ -77,10 +89,20 @@ struct kv_server {
 	uint32_t n_conns;
 	uint64_t *scratch;		/* reply body */
 	size_t scratch_cap;
+	struct event *ioev;		/* the store's SSD completions */
+	struct conn *parked;		/* connections parked on the SSD */
 };
 
 static void conn_close(struct conn *c);
 static void conn_flush(struct conn *c);
+static bool process(struct conn *c);
+
+static void park(struct conn *c)
+{
+	c->parked = true;
+	c->pnext = c->srv->parked;
+	c->srv->parked = c;
+}
 
 /* ---- replies ------------------------------------------------------------- */
 
@@ -242,8 +264,13 @@ static void handle_ns_register(struct conn *c, const struct kv_req *r)
 	struct kv_wire_ns_reply rep = { 0 };
 	int ret;
 
+	uint32_t before = kv_ns_count(c->srv->ns);
+
 	ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
 			     c->uid, &rep.ns);
+	if (!ret && kv_ns_count(c->srv->ns) != before)	/* new: keep it */
+		kv_store_ns_added(c->srv->store, rep.ns, c->uid,
+				  kv_ns_name(c->srv->ns, rep.ns));
 	if (ret) {
 		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' refused to uid %u: %s",
 		       (int)r->u.ns_name.len, r->u.ns_name.name, (unsigned)c->uid,
@@ -295,19 +322,40 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 	}
 	case KV_OP_ALLOC: {
 		struct kv_wire_alloc_reply *ar;
+		uint32_t i = 0;
 
 		len = (size_t)n * sizeof(*ar);
 		ar = scratch(srv, len);
-		for (uint32_t i = 0; i < n; i++)
-			ar[i].status = -kv_store_alloc(st, c->owner, ns,
-						       &r->u.alloc.items[i],
-						       &ar[i].offset);
+		if (c->park_reply) {	/* resumed: carry on where it stopped */
+			memcpy(ar, c->park_reply, len);
+			free(c->park_reply);
+			c->park_reply = NULL;
+			i = c->park_next;
+		}
+		for (; i < n; i++) {
+			int ret = kv_store_alloc(st, c->owner, ns, &r->u.alloc.items[i],
+						 &ar[i].offset);
+
+			if (ret == -EINPROGRESS) {	/* room comes with write-backs */
+				c->park_reply = kv_xmalloc(len);
+				memcpy(c->park_reply, ar, len);
+				c->park_next = i;
+				park(c);
+				return;
+			}
+			ar[i].status = -ret;
+		}
 		reply(c, &r->hdr, 0, n, ar, len);
 		return;
 	}
 	case KV_OP_PIN: {
 		struct kv_wire_pin_reply *pr;
 
+		/* Chunks on SSD come up first; the pins are taken when all are. */
+		if (kv_store_prefetch(st, ns, keys, n, NULL)) {
+			park(c);
+			return;
+		}
 		len = (size_t)n * sizeof(*pr);
 		pr = scratch(srv, len);
 		for (uint32_t i = 0; i < n; i++) {
@@ -359,6 +407,9 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 		case KV_OP_SCORE:
 			ret = kv_store_score(st, ns, &keys[i], r->u.score.scores[i]);
 			break;
+		case KV_OP_PREFETCH:
+			kv_store_prefetch(st, ns, &keys[i], 1, status + i);
+			continue;
 		default: /* KV_OP_EVICT */
 			ret = kv_store_evict(st, ns, &keys[i]);
 			break;
@@ -410,8 +461,34 @@ static void handle_ls(struct conn *c, const struct kv_req *r)
 static void handle_flush(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_flush_reply fr;
+	uint64_t *base = c->flush_base;
+	uint8_t tier = r->u.flush->tier;
 	int ret;
 
+	/* A write-back of DRAM (to the SSD) is answered when it is durable. */
+	if (!(r->u.flush->flags & KV_FLUSH_DROP) &&
+	    (tier == KV_TIER_DRAM || tier == KV_TIER_NONE) &&
+	    kv_store_has_tier(c->srv->store, KV_TIER_SSD)) {
+		uint64_t w, b, f;
+
+		ret = kv_store_writeback(c->srv->store, &w, &b, &f);
+		if (!c->flush_started) {
+			c->flush_started = true;
+			base[0] = w;
+			base[1] = b;
+			base[2] = f;
+		}
+		if (ret == -EINPROGRESS) {
+			park(c);
+			return;
+		}
+		c->flush_started = false;
+		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1], f - base[2] };
+		kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu failed",
+		       (int)c->pid, (unsigned long long)fr.chunks, (unsigned long long)fr.skipped);
+		reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+		return;
+	}
 	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
 			     ns_visible, c, &fr);
 	if (ret) {
@@ -547,7 +624,7 @@ static bool process(struct conn *c)
 {
 	struct kv_server *srv = c->srv;
 
-	while (evbuffer_get_length(c->out) < OUT_HIGH) {
+	while (!c->parked && evbuffer_get_length(c->out) < OUT_HIGH) {
 		size_t have = evbuffer_get_length(c->in);
 		struct kv_wire_hdr h;
 		size_t total;
@@ -573,10 +650,11 @@ static bool process(struct conn *c)
 			c->frame_cap = total;
 		}
 		evbuffer_remove(c->in, c->frame, total);
+		c->park_len = total;
 		if (!handle_frame(c, total))
 			return false;
 	}
-	set_reading(c, evbuffer_get_length(c->out) < OUT_HIGH);
+	set_reading(c, !c->parked && evbuffer_get_length(c->out) < OUT_HIGH);
 	return true;
 }
 
@@ -608,7 +686,7 @@ static void conn_flush(struct conn *c)
 	}
 	if (evbuffer_get_length(c->out))
 		event_add(c->wev, NULL);
-	else if (!c->reading && process(c))
+	else if (!c->reading && !c->parked && process(c))
 		conn_flush(c);	/* output drained: take input again */
 }
 
@@ -621,6 +699,14 @@ static void conn_close(struct conn *c)
 {
 	struct kv_server *srv = c->srv;
 
+	if (c->parked) {
+		struct conn **pp = &srv->parked;
+
+		while (*pp != c)
+			pp = &(*pp)->pnext;
+		*pp = c->pnext;
+	}
+	free(c->park_reply);
 	kv_store_owner_close(srv->store, c->owner);
 	event_free(c->rev);
 	event_free(c->wev);
@@ -809,6 +895,34 @@ out_close:
 	return ret;
 }
 
+static int ns_restore(void *arg, uint32_t id, uid_t uid, const char *name)
+{
+	return kv_ns_restore(arg, id, uid, name);
+}
+
+/*
+ * SSD jobs finished: let the store take them in, then ask again for every
+ * parked request (each parks again if it still waits).
+ */
+static void on_store_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct kv_server *srv = arg;
+	struct conn *list, *c, *next;
+
+	kv_store_reap(srv->store);
+	list = srv->parked;
+	srv->parked = NULL;
+	for (c = list; c; c = next) {
+		next = c->pnext;
+		c->parked = false;
+		c->pnext = NULL;
+		if (!handle_frame(c, c->park_len))
+			continue;	/* closed */
+		if (!c->parked && process(c))
+			conn_flush(c);
+	}
+}
+
 int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
 		   struct kv_store *store, struct event_base *base)
 {
@@ -829,6 +943,19 @@ int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
 	ret = kv_ns_open(&srv->ns, conf->max_namespaces);
 	if (ret)
 		goto out_free;
+	ret = kv_store_namespaces(store, ns_restore, srv->ns);
+	if (ret) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "cannot restore the namespaces: %s", kv_strerror(ret));
+		goto out_ns;
+	}
+	if (kv_store_event_fd(store) >= 0) {
+		srv->ioev = event_new(base, kv_store_event_fd(store), EV_READ | EV_PERSIST,
+				      on_store_io, srv);
+		if (!srv->ioev || event_add(srv->ioev, NULL)) {
+			ret = -ENOMEM;
+			goto out_ns;
+		}
+	}
 	ret = listen_socket(srv);
 	if (ret)
 		goto out_ns;
@@ -846,6 +973,8 @@ out_listen:
 	close(srv->lfd);
 	unlink(srv->path);
 out_ns:
+	if (srv->ioev)
+		event_free(srv->ioev);
 	kv_ns_close(srv->ns);
 out_free:
 	free(srv->path);
@@ -859,6 +988,8 @@ void kv_server_close(struct kv_server *srv)
 		return;
 	while (srv->conns)
 		conn_close(srv->conns);
+	if (srv->ioev)
+		event_free(srv->ioev);
 	event_free(srv->lev);
 	close(srv->lfd);
 	unlink(srv->path);

@@ -12,8 +12,24 @@
  * chunk with children, which makes eviction leaf-first. A child committed
  * before its parent stays unlinked (NEEDSWORK: link orphans when the parent
  * arrives; engines put prefixes in order, so it is rare).
+ *
+ * The SSD tier (docs/ssd.md): a committed chunk is in DRAM, on SSD, or in
+ * both; each tier's policy holds the chunks with a copy there. Write-back
+ * is eager: a commit queues the chunk for the SSD, and a DRAM chunk is
+ * evictable only once it has an SSD copy (then eviction just drops the
+ * DRAM copy: a demotion), so eviction never waits for the disk unless the
+ * puts outrun it. A chunk the SSD declined (full of held chunks, an I/O
+ * error, or its copy evicted there) is marked no_wb and may be dropped
+ * from DRAM like a chunk of a daemon without SSD. Evictability per tier:
+ *   DRAM: no pins, no I/O, and an SSD copy (a demotion keeps it reachable)
+ *         or, when it would leave the cache (no SSD tier, or no_wb), no
+ *         children;
+ *   SSD:  no pins, no I/O, and a DRAM copy or no children at all (an
+ *         SSD-only chunk with children is their only way in).
+ * refresh_hold() recomputes both after any change and tells the policies.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +39,8 @@
 #include "kvstore/log.h"
 #include "kvstore/store.h"
 #include "kvstore/util.h"
+#include "tiers/codec.h"
+#include "tiers/ssd.h"
 #include "tiers/tier.h"
 
 struct kv_pin {
@@ -72,6 +90,17 @@ struct kv_store {
 	uint64_t start_ns;
 	uint32_t max_pins;
 	uint64_t max_uncommitted;
+	/* the SSD tier */
+	struct kv_ssd *ssd;		/* tiers[KV_TIER_SSD].t.priv, or NULL */
+	struct kv_chunk *wb_head;	/* write-back queue, oldest first */
+	struct kv_chunk *wb_tail;
+	uint64_t wb_queued;
+	unsigned wb_inflight;
+	unsigned wb_max;
+	uint64_t wb_written;		/* write-backs done, ever */
+	uint64_t wb_bytes;
+	uint64_t wb_failed;
+	uint64_t io_failures;		/* promotions lost to read errors */
 };
 
 static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
@@ -79,23 +108,71 @@ static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
 	return kv_container_of(n, struct kv_chunk, node);
 }
 
-static bool chunk_evictable(const struct kv_evict_node *n, void *arg)
+static struct kv_chunk *ssd_node_chunk(const struct kv_evict_node *n)
 {
-	const struct kv_chunk *c = node_chunk(n);
+	return kv_container_of(n, struct kv_chunk, ssd_node);
+}
 
-	return c->pins == 0 && c->children == 0;
+static struct kv_evict_node *tier_node(struct kv_chunk *c, unsigned tier)
+{
+	return tier == KV_TIER_SSD ? &c->ssd_node : &c->node;
 }
 
 /*
- * A committed chunk's evictability just changed (a pin count or a
- * children count crossed zero): tell its tier's policy.
+ * Out of DRAM, a chunk with an SSD copy is demoted and stays reachable, so
+ * only a chunk that would leave the cache must be a leaf.
  */
-static void hold_changed(struct kv_store *s, struct kv_chunk *c)
+static bool dram_evictable(const struct kv_store *s, const struct kv_chunk *c)
 {
-	struct stier *st = &s->tiers[c->tier];
+	return c->pins == 0 && c->io == KV_IO_NONE &&
+	       (c->ssd_ext || ((!s->ssd || c->no_wb) && c->children == 0));
+}
 
-	if (c->state == KV_CHUNK_COMMITTED && st->pol->on_hold)
-		st->pol->on_hold(st->pstate, &c->node, !chunk_evictable(&c->node, s));
+static bool ssd_evictable(const struct kv_chunk *c)
+{
+	return c->pins == 0 && c->io == KV_IO_NONE && (c->ext || c->children == 0);
+}
+
+static bool chunk_evictable(const struct kv_evict_node *n, void *arg)
+{
+	return dram_evictable(arg, node_chunk(n));
+}
+
+static bool ssd_chunk_evictable(const struct kv_evict_node *n, void *arg)
+{
+	return ssd_evictable(ssd_node_chunk(n));
+}
+
+/*
+ * Something that decides a committed chunk's evictability changed (pins,
+ * children, I/O, copies): tell each tier's policy whose answer moved.
+ */
+static void refresh_hold(struct kv_store *s, struct kv_chunk *c)
+{
+	bool held;
+
+	if (c->state != KV_CHUNK_COMMITTED)
+		return;
+	if (c->ext) {
+		struct stier *st = &s->tiers[KV_TIER_DRAM];
+
+		held = !dram_evictable(s, c);
+		if (held != c->dram_held) {
+			c->dram_held = held;
+			if (st->pol->on_hold)
+				st->pol->on_hold(st->pstate, &c->node, held);
+		}
+	}
+	if (c->ssd_ext) {
+		struct stier *st = &s->tiers[KV_TIER_SSD];
+
+		held = !ssd_evictable(c);
+		if (held != c->ssd_held) {
+			c->ssd_held = held;
+			if (st->pol->on_hold)
+				st->pol->on_hold(st->pstate, &c->ssd_node, held);
+		}
+	}
 }
 
 static void policy_conf(const struct kv_store *s, const struct stier *st,
@@ -103,7 +180,8 @@ static void policy_conf(const struct kv_store *s, const struct stier *st,
 {
 	*ec = (struct kv_evict_conf){
 		.capacity = st->capacity,
-		.evictable = chunk_evictable,
+		.evictable = st == &s->tiers[KV_TIER_SSD] ? ssd_chunk_evictable :
+							      chunk_evictable,
 		.arg = (void *)s,
 		.recent_fraction = s->conf.recent_fraction,
 		.half_life = s->conf.half_life,
@@ -158,6 +236,97 @@ static int tier_open(struct kv_store *s, unsigned id, const char *name,
 	return 0;
 }
 
+static void link_parent(struct kv_store *s, struct kv_chunk *c,
+			struct kv_chunk *p);
+static void ssd_insert(struct kv_store *s, struct kv_chunk *c);
+
+/* A chunk record found on the SSD at open: back into the index. */
+static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
+		     const struct kv_ssd_rec *rec, struct kv_extent *ext)
+{
+	struct kv_store *s = arg;
+	struct kv_chunk *c;
+
+	if (kv_index_find(s->idx, ns, key))
+		return -EEXIST;
+	c = kv_index_add(s->idx, ns, key);
+	c->state = KV_CHUNK_COMMITTED;
+	c->has_parent = rec->has_parent;
+	c->parent = rec->parent;
+	c->tokens = rec->tokens;
+	c->position = rec->position;
+	c->bytes = rec->bytes;
+	c->hits = rec->hits;
+	c->node.freq = rec->freq;
+	c->node.score = rec->score;
+	c->ssd_ext = ext;
+	c->ssd_stored = rec->stored;
+	c->ssd_codec = rec->codec;
+	c->ssd_checksum = rec->checksum;
+	c->last_used_ns = kv_now_ns();
+	return 0;
+}
+
+/* After a restart: policy membership and the prefix links, which need
+ * every chunk present first. */
+static void ssd_rebuild(struct kv_store *s)
+{
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+
+	while ((c = kv_index_next(s->idx, &cursor)))
+		if (c->has_parent)
+			link_parent(s, c, kv_index_find(s->idx, c->ns, &c->parent));
+	cursor = 0;
+	while ((c = kv_index_next(s->idx, &cursor)))
+		ssd_insert(s, c);
+}
+
+static int ssd_open(struct kv_store *s, const struct kv_store_conf *conf)
+{
+	struct stier *st = &s->tiers[KV_TIER_SSD];
+	struct kv_ssd_conf sc = {
+		.dir = conf->ssd_dir,
+		.bytes = conf->ssd_bytes,
+		.queue_depth = conf->ssd_queue_depth ? conf->ssd_queue_depth : 32,
+		.level = conf->ssd_level ? conf->ssd_level : KV_CODEC_LEVEL_DEFAULT,
+		.sync = conf->ssd_sync,
+		.io_sync = conf->ssd_io_sync,
+		.dram_base = kv_store_dram_base(s),
+		.dram_bytes = conf->dram_bytes,
+	};
+	const char *policy = conf->ssd_policy ? conf->ssd_policy : conf->dram_policy;
+	struct kv_evict_conf ec;
+	struct kv_alloc_stats as;
+	int ret;
+
+	if (conf->ssd_codec >= KV_CODEC_MAX)
+		return -EINVAL;
+	st->pol = kv_evict_find(policy);
+	if (!st->pol) {
+		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", policy);
+		return -EINVAL;
+	}
+	ret = kv_ssd_open(&s->ssd, &sc, ssd_found, s);
+	if (ret)
+		return ret;
+	kv_ssd_stats(s->ssd, &as, NULL);
+	st->t.ops = &kv_tier_ssd;
+	st->t.priv = s->ssd;
+	st->capacity = as.size;
+	policy_conf(s, st, &ec);
+	ret = st->pol->init(&st->pstate, &ec);
+	if (ret) {
+		kv_ssd_close(s->ssd);
+		s->ssd = NULL;
+		st->t.ops = NULL;
+		return ret;
+	}
+	s->wb_max = conf->ssd_writes ? conf->ssd_writes : 8;
+	ssd_rebuild(s);
+	return 0;
+}
+
 int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 {
 	struct kv_tier_conf dram = {
@@ -171,11 +340,14 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	    !conf->max_pins || !conf->max_uncommitted ||
 	    conf->recent_fraction < 0 || conf->recent_fraction > 1 ||
 	    conf->half_life < 0 ||
-	    (conf->cost_mode == KV_COST_RELOAD && !(conf->reload_bw > 0)))
+	    (conf->cost_mode == KV_COST_RELOAD && !(conf->reload_bw > 0)) ||
+	    (conf->ssd_dir && !conf->ssd_bytes))
 		return -EINVAL;
 	s = kv_xcalloc(1, sizeof(*s));
 	s->conf = *conf;
 	s->conf.dram_policy = NULL;	/* borrowed: not kept */
+	s->conf.ssd_policy = NULL;
+	s->conf.ssd_dir = NULL;
 	if (!s->conf.cost_model.hidden)
 		s->conf.cost_model = KV_COST_MODEL_DEFAULT;
 	if (s->conf.recent_fraction == 0)
@@ -189,6 +361,13 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->max_pins = conf->max_pins;
 	s->max_uncommitted = conf->max_uncommitted;
 	s->start_ns = kv_now_ns();
+	if (conf->ssd_dir) {
+		ret = ssd_open(s, conf);
+		if (ret) {
+			kv_store_close(s);
+			return ret;
+		}
+	}
 	*out = s;
 	return 0;
 
@@ -218,6 +397,127 @@ int kv_store_set_model(struct kv_store *s, uint32_t ns,
 	return 0;
 }
 
+/* ---- tier membership ----------------------------------------------------- */
+
+static void dram_insert(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_DRAM];
+
+	c->node.prev = c->node.next = NULL;	/* policy-private: fresh */
+	c->node.prio = 0;
+	c->node.heap_idx = 0;
+	c->node.flags = 0;
+	c->node.stamp = 0;
+	c->node.tokens = c->tokens;
+	c->node.position = c->position;
+	c->node.size = kv_extent_size(c->ext);
+	c->node.cost = chunk_cost(s, c, c->node.size);
+	c->dram_held = !dram_evictable(s, c);
+	st->pol->on_insert(st->pstate, &c->node);
+	st->chunks++;
+	c->tier = KV_TIER_DRAM;
+}
+
+static void ssd_insert(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_SSD];
+	struct kv_evict_node *n = &c->ssd_node;
+
+	n->prev = n->next = NULL;
+	n->prio = 0;
+	n->heap_idx = 0;
+	n->flags = 0;
+	n->stamp = 0;
+	n->freq = c->node.freq;			/* carried from DRAM */
+	n->score = c->node.score;
+	n->tokens = c->tokens;
+	n->position = c->position;
+	n->size = kv_extent_size(c->ssd_ext);
+	n->cost = chunk_cost(s, c, n->size);
+	c->ssd_held = !ssd_evictable(c);
+	st->pol->on_insert(st->pstate, n);
+	st->chunks++;
+	if (!c->ext)
+		c->tier = KV_TIER_SSD;
+}
+
+/* Drop the DRAM copy (the chunk stays where else it is). */
+static void dram_out(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_DRAM];
+
+	if (c->state == KV_CHUNK_COMMITTED) {
+		st->pol->on_remove(st->pstate, &c->node);
+		st->chunks--;
+	}
+	st->t.ops->free(st->t.priv, c->ext);
+	c->ext = NULL;
+	c->tier = KV_TIER_SSD;
+}
+
+static void ssd_forget(struct kv_store *s, struct kv_chunk *c)
+{
+	struct kv_ssd_job *j = kv_xcalloc(1, sizeof(*j));
+
+	j->op = KV_SSD_FORGET;
+	j->ns = c->ns;
+	j->key = c->key;
+	kv_ssd_submit(s->ssd, j);
+}
+
+/* Drop the SSD copy and its index record. */
+static void ssd_out(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_SSD];
+
+	st->pol->on_remove(st->pstate, &c->ssd_node);
+	st->chunks--;
+	c->node.freq = c->ssd_node.freq;	/* carry what the SSD saw */
+	c->node.score = c->ssd_node.score;
+	kv_ssd_free(s->ssd, c->ssd_ext);
+	c->ssd_ext = NULL;
+	ssd_forget(s, c);
+}
+
+static void wb_unlink(struct kv_store *s, struct kv_chunk *c)
+{
+	if (c->wb_prev)
+		c->wb_prev->wb_next = c->wb_next;
+	else
+		s->wb_head = c->wb_next;
+	if (c->wb_next)
+		c->wb_next->wb_prev = c->wb_prev;
+	else
+		s->wb_tail = c->wb_prev;
+	c->wb_next = c->wb_prev = NULL;
+	c->wb_queued = false;
+	s->wb_queued--;
+}
+
+/* Queue a DRAM chunk without an SSD copy for write-back. */
+static void wb_enqueue(struct kv_store *s, struct kv_chunk *c, bool urgent)
+{
+	if (!s->ssd || c->wb_queued || c->ssd_ext || !c->ext || c->io)
+		return;
+	c->wb_queued = true;
+	s->wb_queued++;
+	if (urgent) {
+		c->wb_next = s->wb_head;
+		if (s->wb_head)
+			s->wb_head->wb_prev = c;
+		else
+			s->wb_tail = c;
+		s->wb_head = c;
+	} else {
+		c->wb_prev = s->wb_tail;
+		if (s->wb_tail)
+			s->wb_tail->wb_next = c;
+		else
+			s->wb_head = c;
+		s->wb_tail = c;
+	}
+}
+
 /* ---- chunk removal ---------------------------------------------------- */
 
 static void unlink_parent(struct kv_store *s, struct kv_chunk *c)
@@ -234,8 +534,7 @@ static void unlink_parent(struct kv_store *s, struct kv_chunk *c)
 		c->sib_next->sib_prev = c->sib_prev;
 	p->children--;
 	c->up = c->sib_next = c->sib_prev = NULL;
-	if (p->children == 0 && p->pins == 0)
-		hold_changed(s, p);	/* a leaf again */
+	refresh_hold(s, p);	/* perhaps a leaf again */
 }
 
 static void orphan_children(struct kv_chunk *c)
@@ -267,46 +566,57 @@ static void writer_unlink(struct kv_chunk *c)
 	c->writer = NULL;
 }
 
-/* Free a chunk's space and record. It must hold no pins. */
+/* Free a chunk's copies and record. It must hold no pins and no I/O. */
 static void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 {
-	struct stier *st = &s->tiers[c->tier];
-
 	unlink_parent(s, c);
 	orphan_children(c);
 	if (c->state == KV_CHUNK_PENDING) {
 		writer_unlink(c);
 		s->pending_chunks--;
-	} else {
-		st->pol->on_remove(st->pstate, &c->node);
-		st->chunks--;
 	}
-	st->t.ops->free(st->t.priv, c->ext);
+	if (c->wb_queued)
+		wb_unlink(s, c);
+	if (c->ext)
+		dram_out(s, c);
+	if (c->ssd_ext)
+		ssd_out(s, c);
 	kv_index_del(s->idx, c);
 }
 
 /*
- * Move a chunk out of its tier: to the next tier down when there is one,
- * otherwise out of the cache.
+ * Move a chunk out of a tier: out of DRAM, a chunk with an SSD copy keeps
+ * that (a demotion); out of SSD, a chunk in DRAM keeps that and will not
+ * be written back again. A chunk with no other copy leaves the cache.
  */
-static void chunk_evict(struct kv_store *s, struct kv_chunk *c)
+static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
 {
-	struct stier *st = &s->tiers[c->tier];
-
-	/* Only DRAM exists yet: nothing below it, so eviction drops. */
-	st->evictions++;
-	chunk_drop(s, c);
+	s->tiers[tier].evictions++;
+	if (tier == KV_TIER_DRAM && c->ssd_ext) {
+		dram_out(s, c);
+		s->tiers[KV_TIER_DRAM].demotions++;
+		refresh_hold(s, c);
+	} else if (tier == KV_TIER_SSD && c->ext) {
+		ssd_out(s, c);
+		c->no_wb = true;
+		refresh_hold(s, c);
+	} else {
+		chunk_drop(s, c);
+	}
 }
 
 /*
  * Allocate in a tier, evicting the policy's victim until it fits. The
  * policy is asked again after each eviction: only its first answer is its
  * ranked choice (a heap policy lists the rest in heap order), and evicting
- * a leaf may make its parent the best victim.
+ * a leaf may make its parent the best victim. When nothing is evictable in
+ * DRAM but write-backs are queued or under way, room will come:
+ * -EINPROGRESS.
  */
-static int tier_alloc_evicting(struct kv_store *s, struct stier *st,
+static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 			       uint64_t bytes, struct kv_extent **ext)
 {
+	struct stier *st = &s->tiers[tier];
 	struct kv_evict_node *victim;
 	int ret;
 
@@ -315,11 +625,180 @@ static int tier_alloc_evicting(struct kv_store *s, struct stier *st,
 		if (ret != -ENOMEM)
 			return ret;
 		if (st->pol->pick(st->pstate, &victim, 1) == 0) {
+			if (tier == KV_TIER_DRAM && (s->wb_inflight || s->wb_queued))
+				return -EINPROGRESS;
 			st->alloc_failures++;
 			return -KV_EFULL;
 		}
-		chunk_evict(s, node_chunk(victim));
+		chunk_evict(s, tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
+						      node_chunk(victim), tier);
 	}
+}
+
+/* ---- the SSD tier: write-back and promotion --------------------------------- */
+
+static void job_rec(const struct kv_chunk *c, struct kv_ssd_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->magic = KV_SSD_REC_MAGIC;
+	r->has_parent = c->has_parent;
+	r->tokens = c->tokens;
+	r->position = c->position;
+	r->parent = c->parent;
+	r->bytes = c->bytes;
+	r->hits = c->hits;
+	r->freq = c->node.freq;
+	r->score = c->node.score;
+}
+
+/* Start write-backs from the queue, as many as may be in flight. */
+static void wb_pump(struct kv_store *s)
+{
+	while (s->wb_head && s->wb_inflight < s->wb_max) {
+		struct kv_chunk *c = s->wb_head;
+		struct kv_ssd_job *j;
+		struct kv_extent *e;
+		int ret;
+
+		wb_unlink(s, c);
+		/* Its parent must not leave the SSD while it is being written:
+		 * c is linked under it, so it is no SSD leaf. */
+		c->io = KV_IO_WRITE;	/* held from both tiers meanwhile */
+		refresh_hold(s, c);
+		ret = tier_alloc_evicting(s, KV_TIER_SSD, c->bytes, &e);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_TIER, "write-back of a %llu-byte chunk refused: %s",
+			       (unsigned long long)c->bytes, kv_strerror(ret));
+			c->io = KV_IO_NONE;
+			c->no_wb = true;
+			s->wb_failed++;
+			refresh_hold(s, c);
+			continue;
+		}
+		j = kv_xcalloc(1, sizeof(*j));
+		j->op = KV_SSD_WRITE;
+		j->codec = s->conf.ssd_codec;
+		j->ns = c->ns;
+		j->key = c->key;
+		job_rec(c, &j->rec);
+		j->rec.offset = kv_extent_offset(e);
+		j->ssd_len = kv_extent_size(e);
+		j->dram_off = kv_extent_offset(c->ext);
+		j->dram_len = kv_extent_size(c->ext);
+		j->cookie = c;
+		c->io_ext = e;
+		s->wb_inflight++;
+		kv_ssd_submit(s->ssd, j);
+	}
+}
+
+static void wb_done(struct kv_store *s, struct kv_ssd_job *j)
+{
+	struct kv_chunk *c = j->cookie;
+
+	s->wb_inflight--;
+	c->io = KV_IO_NONE;
+	if (j->result) {
+		kv_ssd_free(s->ssd, c->io_ext);
+		c->no_wb = true;
+		s->wb_failed++;
+	} else {
+		kv_ssd_trim(s->ssd, c->io_ext, j->rec.stored);
+		c->ssd_ext = c->io_ext;
+		c->ssd_stored = j->rec.stored;
+		c->ssd_codec = j->rec.codec;
+		c->ssd_checksum = j->rec.checksum;
+		ssd_insert(s, c);
+		s->wb_written++;
+		s->wb_bytes += c->bytes;
+	}
+	c->io_ext = NULL;
+	refresh_hold(s, c);
+}
+
+/* Start reading an SSD-only chunk into DRAM. -EINPROGRESS, or why not. */
+static int promote(struct kv_store *s, struct kv_chunk *c)
+{
+	struct kv_ssd_job *j;
+	struct kv_extent *e;
+	int ret;
+
+	if (c->io == KV_IO_READ)
+		return -EINPROGRESS;
+	c->io = KV_IO_READ;	/* not an SSD victim while DRAM makes room */
+	refresh_hold(s, c);
+	ret = tier_alloc_evicting(s, KV_TIER_DRAM, c->bytes, &e);
+	if (ret) {
+		c->io = KV_IO_NONE;
+		refresh_hold(s, c);
+		return ret;
+	}
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_READ;
+	j->ns = c->ns;
+	j->key = c->key;
+	job_rec(c, &j->rec);
+	j->rec.offset = kv_extent_offset(c->ssd_ext);
+	j->rec.stored = c->ssd_stored;
+	j->rec.codec = c->ssd_codec;
+	j->rec.checksum = c->ssd_checksum;
+	j->dram_off = kv_extent_offset(e);
+	j->dram_len = kv_extent_size(e);
+	j->cookie = c;
+	c->io_ext = e;
+	kv_ssd_submit(s->ssd, j);
+	return -EINPROGRESS;
+}
+
+static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
+{
+	struct kv_chunk *c = j->cookie;
+	struct stier *st = &s->tiers[KV_TIER_SSD];
+
+	c->io = KV_IO_NONE;
+	if (j->result) {
+		/* Bad bytes are never shown: the chunk leaves the cache. */
+		s->tiers[KV_TIER_DRAM].t.ops->free(s->tiers[KV_TIER_DRAM].t.priv, c->io_ext);
+		c->io_ext = NULL;
+		if (j->result == -KV_ECORRUPT)
+			s->checksum_failures++;
+		else
+			s->io_failures++;
+		if (c->pins == 0)
+			chunk_drop(s, c);
+		return;
+	}
+	c->ext = c->io_ext;
+	c->io_ext = NULL;
+	dram_insert(s, c);
+	st->promotions++;
+	st->pol->on_access(st->pstate, &c->ssd_node);
+	refresh_hold(s, c);
+}
+
+int kv_store_event_fd(const struct kv_store *s)
+{
+	return s->ssd ? kv_ssd_event_fd(s->ssd) : -1;
+}
+
+unsigned kv_store_reap(struct kv_store *s)
+{
+	struct kv_ssd_job *j, *next;
+	unsigned n = 0;
+
+	if (!s->ssd)
+		return 0;
+	for (j = kv_ssd_reap(s->ssd); j; j = next) {
+		next = j->next;
+		if (j->op == KV_SSD_WRITE)
+			wb_done(s, j);
+		else if (j->op == KV_SSD_READ)
+			promote_done(s, j);
+		free(j);
+		n++;
+	}
+	wb_pump(s);
+	return n;
 }
 
 /* ---- owners ------------------------------------------------------------ */
@@ -354,8 +833,7 @@ static void pin_free(struct kv_store *s, struct kv_pin *p)
 	o->n_pins -= p->count;
 	if (c->pins == 0) {
 		s->pinned_chunks--;
-		if (c->children == 0)
-			hold_changed(s, c);
+		refresh_hold(s, c);
 	}
 	free(p);
 }
@@ -383,6 +861,14 @@ void kv_store_close(struct kv_store *s)
 		return;
 	while (s->owners)
 		kv_store_owner_close(s, s->owners);
+	/* The I/O thread finishes what it has first (jobs name chunks and
+	 * extents); what it finishes is not reaped. */
+	if (s->ssd) {
+		kv_ssd_close(s->ssd);
+		s->tiers[KV_TIER_SSD].t.ops = NULL;
+		s->ssd = NULL;
+		s->tiers[KV_TIER_SSD].pol->fini(s->tiers[KV_TIER_SSD].pstate);
+	}
 	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
 		struct stier *st = &s->tiers[t];
 		uint64_t cursor = 0;
@@ -416,8 +902,8 @@ static void link_parent(struct kv_store *s, struct kv_chunk *c,
 	if (p->first_child)
 		p->first_child->sib_prev = c;
 	p->first_child = c;
-	if (p->children++ == 0 && p->pins == 0)
-		hold_changed(s, p);	/* no longer a leaf */
+	p->children++;
+	refresh_hold(s, p);	/* no longer a leaf */
 }
 
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
@@ -440,16 +926,16 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -KV_EUNCOMMITTED;
 	if (a->flags & KV_ALLOC_PARENT) {
 		parent = kv_index_find(s->idx, ns, &a->parent);
-		if (!parent || parent->tier != KV_TIER_DRAM)
+		if (!parent)
 			return -KV_ENOPARENT;
 	}
 	/* The parent must stay while we make room: hold it by a pin of the
 	 * store's own for the duration. */
-	if (parent && parent->pins++ == 0 && parent->children == 0)
-		hold_changed(s, parent);
-	ret = tier_alloc_evicting(s, st, a->bytes, &ext);
-	if (parent && --parent->pins == 0 && parent->children == 0)
-		hold_changed(s, parent);
+	if (parent && parent->pins++ == 0)
+		refresh_hold(s, parent);
+	ret = tier_alloc_evicting(s, KV_TIER_DRAM, a->bytes, &ext);
+	if (parent && --parent->pins == 0)
+		refresh_hold(s, parent);
 	if (ret)
 		return ret;
 
@@ -491,22 +977,19 @@ int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		    const struct kv_wire_key *key)
 {
 	struct kv_chunk *c = owned_pending(s, o, ns, key);
-	struct stier *st;
 
 	if (!c)
 		return -ENOENT;
-	st = &s->tiers[c->tier];
 	writer_unlink(c);
 	s->pending_chunks--;
 	c->state = KV_CHUNK_COMMITTED;
 	c->last_used_ns = kv_now_ns();
 	memset(&c->node, 0, sizeof(c->node));	/* a new chunk: no history */
-	c->node.tokens = c->tokens;
-	c->node.position = c->position;
-	c->node.size = kv_extent_size(c->ext);
-	c->node.cost = chunk_cost(s, c, c->node.size);
-	st->pol->on_insert(st->pstate, &c->node);
-	st->chunks++;
+	dram_insert(s, c);
+	if (s->ssd) {
+		wb_enqueue(s, c, false);
+		wb_pump(s);
+	}
 	return 0;
 }
 
@@ -552,7 +1035,7 @@ static void touch(struct kv_store *s, struct kv_chunk *c, uint64_t now)
 
 	c->hits++;
 	c->last_used_ns = now;
-	st->pol->on_access(st->pstate, &c->node);
+	st->pol->on_access(st->pstate, tier_node(c, c->tier));
 }
 
 uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
@@ -597,6 +1080,8 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -ENOENT;
 	if (o->n_pins >= s->max_pins)
 		return -KV_EPINS;
+	if (!c->ext)
+		return promote(s, c);	/* on SSD: pin it once it is up */
 	for (p = c->pin_list; p && p->owner != o; p = p->cnext)
 		;
 	if (!p) {
@@ -615,8 +1100,7 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	touch(s, c, kv_now_ns());
 	if (c->pins++ == 0) {
 		s->pinned_chunks++;
-		if (c->children == 0)
-			hold_changed(s, c);
+		refresh_hold(s, c);
 	}
 	loc->status = 0;
 	loc->tier = c->tier;
@@ -655,9 +1139,9 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 
 	if (!c)
 		return -ENOENT;
-	if (c->state != KV_CHUNK_COMMITTED || c->pins)
+	if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io)
 		return -EBUSY;
-	chunk_evict(s, c);
+	chunk_evict(s, c, c->tier);
 	return 0;
 }
 
@@ -691,17 +1175,18 @@ int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name)
 		return ret;
 	v = kv_xmalloc((st->chunks ? st->chunks : 1) * sizeof(*v));
 	while ((c = kv_index_next(s->idx, &cursor)))
-		if (c->tier == tier && c->state == KV_CHUNK_COMMITTED)
+		if (c->state == KV_CHUNK_COMMITTED &&
+		    (tier == KV_TIER_SSD ? c->ssd_ext != NULL : c->ext != NULL))
 			v[n++] = c;
 	/* Oldest first, so the new policy's idea of recency is the old one. */
 	qsort(v, n, sizeof(*v), by_last_use);
-	for (size_t i = 0; i < n; i++)
-		st->pol->on_remove(st->pstate, &v[i]->node);	/* carried fields current */
+	for (size_t i = 0; i < n; i++)	/* carried fields current */
+		st->pol->on_remove(st->pstate, tier_node(v[i], tier));
 	st->pol->fini(st->pstate);
 	st->pol = ops;
 	st->pstate = pstate;
 	for (size_t i = 0; i < n; i++)
-		ops->on_insert(pstate, &v[i]->node);
+		ops->on_insert(pstate, tier_node(v[i], tier));
 	free(v);
 	return 0;
 }
@@ -726,7 +1211,7 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
 		return -ENOENT;
 	st = &s->tiers[c->tier];
 	if (st->pol->on_score)
-		st->pol->on_score(st->pstate, &c->node, score);
+		st->pol->on_score(st->pstate, tier_node(c, c->tier), score);
 	return 0;
 }
 
@@ -747,15 +1232,16 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	memset(res, 0, sizeof(*res));
 	if (!kv_store_has_tier(s, tier))
 		return -KV_ENOTIER;
-	/* Without KV_FLUSH_DROP a flush writes back to the tier below; no
-	 * configured tier has one yet, so there is nothing to write. */
+	/* Without KV_FLUSH_DROP a flush writes back to the tier below: the
+	 * server does that with kv_store_writeback(); the SSD has nothing
+	 * below it. */
 	if (!(flags & KV_FLUSH_DROP))
 		return 0;
 	/* Collect first: the index walk must not see its chunks freed. */
 	while ((c = kv_index_next(s->idx, &cursor))) {
 		if ((tier != KV_TIER_NONE && c->tier != tier) || !is_visible(c->ns, arg))
 			continue;
-		if (c->state != KV_CHUNK_COMMITTED || c->pins) {
+		if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io) {
 			res->skipped++;
 			continue;
 		}
@@ -785,7 +1271,7 @@ static void fill_entry(const struct kv_chunk *c, struct kv_wire_entry *e)
 	e->tier = c->tier;
 	e->has_parent = c->has_parent;
 	e->bytes = c->bytes;
-	e->offset = kv_extent_offset(c->ext);
+	e->offset = kv_extent_offset(c->ext ? c->ext : c->ssd_ext);
 	e->tokens = c->tokens;
 	e->position = c->position;
 	e->pins = c->pins;
@@ -874,4 +1360,78 @@ void *kv_store_dram_base(struct kv_store *s)
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
 
 	return st->t.ops->base(st->t.priv);
+}
+
+uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
+			   const struct kv_wire_key *keys, uint32_t n,
+			   int32_t *status)
+{
+	uint32_t pending = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct kv_chunk *c = visible(s, ns, &keys[i]);
+		int ret = 0;
+
+		if (!c)
+			ret = -ENOENT;
+		else if (!c->ext)
+			ret = promote(s, c);
+		if (ret == -EINPROGRESS) {
+			pending++;
+			ret = 0;
+		}
+		if (status)
+			status[i] = -ret;
+	}
+	return pending;
+}
+
+int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
+		       uint64_t *failed)
+{
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+
+	if (!s->ssd)
+		return -KV_ENOTIER;
+	*written = s->wb_written;
+	*bytes = s->wb_bytes;
+	*failed = s->wb_failed;
+	if (s->wb_queued || s->wb_inflight)
+		return -EINPROGRESS;
+	/* Anything still without an SSD copy: queue it (once more, if the
+	 * SSD declined it before). */
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->state != KV_CHUNK_COMMITTED || !c->ext || c->ssd_ext ||
+		    c->io || c->wb_queued)
+			continue;
+		c->no_wb = false;
+		wb_enqueue(s, c, false);
+		refresh_hold(s, c);
+	}
+	if (!s->wb_queued)
+		return 0;
+	wb_pump(s);
+	return -EINPROGRESS;
+}
+
+int kv_store_namespaces(struct kv_store *s,
+			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
+			void *arg)
+{
+	return s->ssd ? kv_ssd_namespaces(s->ssd, fn, arg) : 0;
+}
+
+void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
+{
+	struct kv_ssd_job *j;
+
+	if (!s->ssd)
+		return;
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_NS;
+	j->ns = id;
+	j->uid = uid;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	kv_ssd_submit(s->ssd, j);
 }

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kvstore/proto.h"
 
@@ -66,6 +67,16 @@ struct kv_store_conf {
 	double reload_latency;		/* RELOAD: seconds */
 	double recent_fraction;		/* H2O's recent segment; 0: 0.5 */
 	double half_life;		/* H2O's score half-life; 0: its default */
+	/* The SSD tier: absent when ssd_dir is NULL. */
+	const char *ssd_dir;
+	uint64_t ssd_bytes;
+	const char *ssd_policy;		/* NULL: the DRAM tier's */
+	unsigned ssd_queue_depth;	/* I/O requests in flight */
+	unsigned ssd_writes;		/* write-backs in flight at most */
+	uint8_t ssd_codec;		/* enum kv_codec, for namespaces without one */
+	int ssd_level;			/* zstd level */
+	bool ssd_sync;			/* fdatasync before index commits */
+	bool ssd_io_sync;		/* pread/pwrite instead of io_uring */
 };
 
 /*
@@ -89,6 +100,8 @@ void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
 /*
  * Reserve room for a chunk in the DRAM tier, evicting by the tier's policy
  * as needed. Returns 0 and the chunk's offset in the arena, or:
+ *   -EINPROGRESS    room comes when SSD write-backs finish: ask again
+ *                   after kv_store_reap()
  *   -EINVAL         bytes is 0
  *   -EEXIST         the key is cached or being written
  *   -KV_ENOPARENT   it has a parent key that is neither cached nor being
@@ -118,7 +131,8 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			 const struct kv_wire_key *keys, uint32_t n,
 			 uint8_t *tiers);
 
-/* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS. */
+/* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS, or
+ * -EINPROGRESS: it is on SSD and on its way up (kv_store_prefetch()). */
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc);
 
@@ -188,6 +202,46 @@ const char *kv_store_policy(const struct kv_store *s, uint8_t tier);
  */
 int kv_store_score(struct kv_store *s, uint32_t ns,
 		   const struct kv_wire_key *key, float score);
+
+/*
+ * The SSD tier's moving parts. Everything that waits for the disk returns
+ * -EINPROGRESS and finishes when the server, seeing kv_store_event_fd()
+ * readable, calls kv_store_reap(); the server then asks again.
+ */
+
+/* Readable when SSD jobs finished, or -1 without an SSD tier. */
+int kv_store_event_fd(const struct kv_store *s);
+
+/* Take in finished SSD jobs and start queued ones. Returns how many
+ * finished. */
+unsigned kv_store_reap(struct kv_store *s);
+
+/*
+ * Start promoting the SSD-resident keys among n into DRAM. status[i]: 0
+ * (in DRAM already, or promotion under way), ENOENT, or the error that
+ * stopped its promotion (KV_EFULL). Returns how many are still on their
+ * way up: 0 means every present key is in DRAM now.
+ */
+uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
+			   const struct kv_wire_key *keys, uint32_t n,
+			   int32_t *status);
+
+/*
+ * Write every DRAM chunk without an SSD copy to the SSD. Returns 0 when
+ * all of them (and any committed meanwhile) are durable, -EINPROGRESS
+ * while writes are under way (call again after kv_store_reap()), or
+ * -KV_ENOTIER without an SSD tier. *written and *failed count write-backs
+ * finished since the store opened: subtract to get one flush's figures.
+ */
+int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
+		       uint64_t *failed);
+
+/* Namespaces recorded on the SSD at open, in id order (nothing without an
+ * SSD tier); and recording a new one. */
+int kv_store_namespaces(struct kv_store *s,
+			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
+			void *arg);
+void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
 
 /* The DRAM arena's memfd (borrowed) and size, for HELLO. */
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);

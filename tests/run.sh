@@ -22,6 +22,7 @@ if [ -z "${TESTS:-}" ]; then
 	TESTS="$TESTS $(ls tests/integration/test_*.sh tests/unit/test_*.sh 2>/dev/null)"
 	[ -x "$O/kvbench" ] && TESTS="$TESTS bench:$O/kvbench"
 	[ -x "$O/kvpolicybench" ] && TESTS="$TESTS quick:$O/kvpolicybench"
+	[ -x "$O/kvcodecbench" ] && TESTS="$TESTS quick:$O/kvcodecbench"
 fi
 
 pass=0 fail=0 skip=0

@@ -66,6 +66,7 @@ struct kv_alloc {
 	struct kv_extent *bins[FL_COUNT][SL_COUNT];
 	struct kv_extent *first;	/* offset 0; lives as long as a */
 	struct kv_extent *spare;	/* recycled records, via fnext */
+	struct kv_extent *hint;		/* the last claim: claims go upward */
 	uint64_t used;
 	uint64_t requested;
 	uint64_t extents;
@@ -106,6 +107,8 @@ static struct kv_extent *rec_get(struct kv_alloc *a)
 static void rec_put(struct kv_alloc *a, struct kv_extent *e)
 {
 	e->req = 0;	/* a second put of e then trips put's assert */
+	if (a->hint == e)
+		a->hint = NULL;
 	e->fnext = a->spare;
 	a->spare = e;
 }
@@ -201,6 +204,36 @@ static struct kv_extent *find_exact(struct kv_alloc *a, uint64_t n)
 	return NULL;
 }
 
+/* Split free-or-used extent e at byte len (< e->len): the tail becomes a
+ * new record after it, returned unbinned and marked free. */
+static struct kv_extent *split_tail(struct kv_alloc *a, struct kv_extent *e,
+				    uint64_t len)
+{
+	struct kv_extent *rest = rec_get(a);
+
+	rest->off = e->off + len;
+	rest->len = e->len - len;
+	rest->prev = e;
+	rest->next = e->next;
+	if (e->next)
+		e->next->prev = rest;
+	e->next = rest;
+	e->len = len;
+	return rest;
+}
+
+/* Fold e->next into e and recycle its record. */
+static void merge_next(struct kv_alloc *a, struct kv_extent *e)
+{
+	struct kv_extent *n = e->next;
+
+	e->len += n->len;
+	e->next = n->next;
+	if (n->next)
+		n->next->prev = e;
+	rec_put(a, n);
+}
+
 int kv_alloc_open(struct kv_alloc **out, const struct kv_alloc_conf *conf)
 {
 	struct kv_alloc *a;
@@ -246,7 +279,6 @@ void kv_alloc_close(struct kv_alloc *a)
 int kv_alloc_get(struct kv_alloc *a, uint64_t bytes, struct kv_extent **out)
 {
 	struct kv_extent *e;
-	struct kv_extent *rest;
 	uint64_t len;
 
 	if (kv_fault_hit(KV_FAULT_ARENA))
@@ -263,36 +295,14 @@ int kv_alloc_get(struct kv_alloc *a, uint64_t bytes, struct kv_extent **out)
 		return -ENOMEM;
 
 	bin_remove(a, e);
-	if (e->len > len) {
-		rest = rec_get(a);
-		rest->off = e->off + len;
-		rest->len = e->len - len;
-		rest->prev = e;
-		rest->next = e->next;
-		if (e->next)
-			e->next->prev = rest;
-		e->next = rest;
-		e->len = len;
-		bin_insert(a, rest);
-	}
+	if (e->len > len)
+		bin_insert(a, split_tail(a, e, len));
 	e->req = bytes;
 	a->used += len;
 	a->requested += bytes;
 	a->extents++;
 	*out = e;
 	return 0;
-}
-
-/* Fold e->next into e and recycle its record. */
-static void merge_next(struct kv_alloc *a, struct kv_extent *e)
-{
-	struct kv_extent *n = e->next;
-
-	e->len += n->len;
-	e->next = n->next;
-	if (n->next)
-		n->next->prev = e;
-	rec_put(a, n);
 }
 
 void kv_alloc_put(struct kv_alloc *a, struct kv_extent *e)
@@ -314,6 +324,60 @@ void kv_alloc_put(struct kv_alloc *a, struct kv_extent *e)
 		merge_next(a, e);
 	}
 	bin_insert(a, e);
+}
+
+int kv_alloc_claim(struct kv_alloc *a, uint64_t off, uint64_t bytes,
+		   struct kv_extent **out)
+{
+	struct kv_extent *e = a->hint && a->hint->off <= off ? a->hint : a->first;
+	uint64_t len;
+
+	if (!bytes || off % a->align || off >= a->size || bytes > a->size - off)
+		return -EINVAL;
+	len = (bytes + a->align - 1) & ~(a->align - 1);
+	while (e && e->off + e->len <= off)
+		e = e->next;
+	if (!e || !e->free || e->off + e->len < off + len)
+		return -EEXIST;
+	bin_remove(a, e);
+	if (e->off < off) {		/* keep the free head */
+		struct kv_extent *mid = split_tail(a, e, off - e->off);
+
+		bin_insert(a, e);
+		e = mid;
+	}
+	if (e->len > len)
+		bin_insert(a, split_tail(a, e, len));
+	e->free = false;
+	e->req = bytes;
+	a->used += len;
+	a->requested += bytes;
+	a->extents++;
+	a->hint = e;
+	*out = e;
+	return 0;
+}
+
+void kv_alloc_trim(struct kv_alloc *a, struct kv_extent *e, uint64_t bytes)
+{
+	uint64_t len = (bytes + a->align - 1) & ~(a->align - 1);
+	struct kv_extent *rest;
+
+	assert(!e->free && bytes);
+	if (bytes < e->req)
+		a->requested -= e->req - bytes;
+	else
+		a->requested += bytes - e->req;
+	e->req = bytes;
+	if (len >= e->len)
+		return;
+	a->used -= e->len - len;
+	rest = split_tail(a, e, len);
+	if (rest->next && rest->next->free) {
+		bin_remove(a, rest->next);
+		merge_next(a, rest);
+	}
+	bin_insert(a, rest);
 }
 
 uint64_t kv_extent_offset(const struct kv_extent *e)

@@ -59,6 +59,21 @@ void kv_alloc_close(struct kv_alloc *a);
  */
 int kv_alloc_get(struct kv_alloc *a, uint64_t bytes, struct kv_extent **out);
 
+/*
+ * Take the extent at off (granule-aligned) of bytes out of the free space:
+ * for rebuilding an allocator's state from a record of what was in use
+ * (the SSD tier's index at start). Fastest in ascending offset order.
+ * Returns 0 and the handle in *out, -EINVAL (misaligned, out of range) or
+ * -EEXIST (some of it is in use already).
+ */
+int kv_alloc_claim(struct kv_alloc *a, uint64_t off, uint64_t bytes,
+		   struct kv_extent **out);
+
+/* Shrink an extent to bytes (> 0, rounded up to the granule); the tail
+ * becomes free. Growing is not possible: bytes beyond its size only
+ * change what it counts as requested. */
+void kv_alloc_trim(struct kv_alloc *a, struct kv_extent *e, uint64_t bytes);
+
 /* Give an extent back; it coalesces with free neighbours. */
 void kv_alloc_put(struct kv_alloc *a, struct kv_extent *e);
 

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kvstore/proto.h"
 
@@ -122,6 +123,20 @@ uint64_t kv_ssd_seed(uint32_t ns, const struct kv_wire_key *key);
 /* Fill r->rec_check; true when an existing r->rec_check is right. */
 void kv_ssd_rec_seal(struct kv_ssd_rec *r);
 bool kv_ssd_rec_valid(const struct kv_ssd_rec *r);
+
+/* Replace the stored geometry (after kv_ssd_meta_clear()). 0 or -EIO. */
+int kv_ssd_meta_set_geom(struct kv_ssd_meta *m, const struct kv_ssd_geom *g);
+
+/*
+ * Namespaces, so that ids mean the same after a restart: record one
+ * (id, owner, name of 1..255 bytes) in its own transaction, and call fn
+ * for each recorded one in id order. 0, fn's value, -EINVAL or -EIO.
+ */
+int kv_ssd_meta_ns_put(struct kv_ssd_meta *m, uint32_t id, uid_t uid,
+		       const char *name);
+int kv_ssd_meta_ns_load(struct kv_ssd_meta *m,
+			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
+			void *arg);
 
 /* Records in the index now (an LMDB stat). */
 uint64_t kv_ssd_meta_count(struct kv_ssd_meta *m);

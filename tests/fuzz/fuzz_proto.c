@@ -116,6 +116,7 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 	case KV_OP_PIN:
 	case KV_OP_RELEASE:
 	case KV_OP_EVICT:
+	case KV_OP_PREFETCH:
 	case KV_OP_INSPECT:
 		check(n <= cap);
 		check(r->hdr.op != KV_OP_INSPECT || n == 1);
@@ -322,7 +323,7 @@ int main(int argc, char **argv)
 {
 	static const unsigned key_ops[] = {
 		KV_OP_LOOKUP, KV_OP_COMMIT, KV_OP_ABORT, KV_OP_PIN,
-		KV_OP_RELEASE, KV_OP_EVICT,
+		KV_OP_RELEASE, KV_OP_EVICT, KV_OP_PREFETCH,
 	};
 	/* around the fuzzer's small batch limit, and a bigger batch */
 	static const uint32_t counts[] = { 1, SMALL_BATCH, SMALL_BATCH + 1, 64 };

@@ -1,0 +1,850 @@
+/*
+ * ssd.c - the SSD tier: files, space, and the I/O thread (see ssd.h).
+ *
+ * Two threads touch a struct kv_ssd. The loop thread owns the allocator,
+ * submits jobs and reaps them; the I/O thread owns the I/O engine, the
+ * codec context and, once started, the LMDB index. They meet only at the
+ * two job queues (in: submitted, out: finished), under one mutex, and the
+ * eventfd that tells the loop thread something finished.
+ *
+ * The I/O thread's cycle: take the submitted jobs in order; a FORGET or NS
+ * becomes an index change; a WRITE first commits any FORGET before it (so
+ * no record points at space it is about to overwrite), then is encoded,
+ * checksummed and queued; a READ is queued. Then it runs the engine, and
+ * after each round commits the index records of every write that
+ * completed in it, in one transaction (after fdatasync when sync is on),
+ * and only then reports those writes: a chunk counts as on the SSD once
+ * its record is committed, never before.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "kvstore/errors.h"
+#include "kvstore/log.h"
+#include "kvstore/util.h"
+#include "tiers/codec.h"
+#include "tiers/ssd.h"
+#include "tiers/ssd_io.h"
+
+#define FILE_BYTES_MAX	(1ull << 30)	/* data files are at most 1 GiB */
+#define SEG_DEFAULT	(1u << 20)
+
+struct kv_ssd {
+	struct kv_ssd_conf conf;
+	char *dir;
+	int *fds;
+	unsigned n_files;
+	uint64_t file_bytes;
+	uint64_t space;			/* n_files * file_bytes */
+	uint32_t block;
+	uint32_t mem_align;
+	struct kv_alloc *alloc;		/* loop thread */
+	struct kv_ssd_meta *meta;	/* I/O thread once started */
+	struct kv_io *io;		/* I/O thread once started */
+	struct kv_codec_ctx *cx;	/* I/O thread */
+	char *dram;			/* the DRAM arena */
+	uint64_t dram_bytes;
+
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	struct kv_ssd_job *in_head;	/* submitted, not taken; lock */
+	struct kv_ssd_job *in_tail;
+	struct kv_ssd_job *out_head;	/* finished, not reaped; lock */
+	struct kv_ssd_job *out_tail;
+	bool stop;			/* lock */
+	int efd;			/* finished jobs wait */
+	unsigned busy;			/* loop thread: submitted - reaped */
+
+	/* I/O thread only */
+	struct kv_ssd_op *ops;		/* index changes not yet committed */
+	size_t n_ops;
+	size_t cap_ops;
+	bool forget_pending;		/* ops holds a FORGET */
+	struct kv_ssd_job *committing;	/* writes done, records in ops */
+	struct kv_ssd_job *in_flight;	/* writes queued on the engine */
+
+	_Atomic uint64_t bytes_written;
+	_Atomic uint64_t raw_written;
+	_Atomic uint64_t bytes_read;
+	_Atomic uint64_t checksum_failures;
+	_Atomic uint64_t io_errors;
+};
+
+static uint64_t round_up(uint64_t n, uint64_t a)
+{
+	return (n + a - 1) / a * a;
+}
+
+static void key_str(const struct kv_ssd_job *j, char *buf, size_t len)
+{
+	snprintf(buf, len, "ns %u key %016llx%016llx", (unsigned)j->ns,
+		 (unsigned long long)j->key.hi, (unsigned long long)j->key.lo);
+}
+
+/* ---- job queues -------------------------------------------------------- */
+
+static void finish(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	uint64_t one = 1;
+
+	free(j->bounce);
+	j->bounce = NULL;
+	j->next = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->out_tail)
+		s->out_tail->next = j;
+	else
+		s->out_head = j;
+	s->out_tail = j;
+	pthread_mutex_unlock(&s->lock);
+	if (write(s->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: eventfd write: %s", strerror(errno));
+}
+
+void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	j->next = NULL;
+	j->result = 0;
+	j->bounce = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->in_tail)
+		s->in_tail->next = j;
+	else
+		s->in_head = j;
+	s->in_tail = j;
+	pthread_mutex_unlock(&s->lock);
+	s->busy++;
+	kv_io_wake(s->io);
+}
+
+struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s)
+{
+	struct kv_ssd_job *list, *j;
+	uint64_t n;
+
+	if (read(s->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: eventfd read: %s", strerror(errno));
+	pthread_mutex_lock(&s->lock);
+	list = s->out_head;
+	s->out_head = s->out_tail = NULL;
+	pthread_mutex_unlock(&s->lock);
+	for (j = list; j; j = j->next)
+		s->busy--;
+	return list;
+}
+
+int kv_ssd_event_fd(const struct kv_ssd *s)
+{
+	return s->efd;
+}
+
+unsigned kv_ssd_busy(const struct kv_ssd *s)
+{
+	return s->busy;
+}
+
+/* ---- the I/O thread ------------------------------------------------------ */
+
+static void op_add(struct kv_ssd *s, const struct kv_ssd_op *op)
+{
+	if (s->n_ops == s->cap_ops) {
+		s->cap_ops = s->cap_ops ? 2 * s->cap_ops : 64;
+		s->ops = kv_xrealloc(s->ops, s->cap_ops * sizeof(*s->ops));
+	}
+	s->ops[s->n_ops++] = *op;
+}
+
+/*
+ * Commit the index changes gathered so far, then report the writes they
+ * record. With sync on, the data is made durable first, so a record never
+ * reaches the disk before its bytes.
+ */
+static void commit(struct kv_ssd *s)
+{
+	struct kv_ssd_job *j, *next;
+	int ret = 0;
+
+	if (!s->n_ops && !s->committing)
+		return;
+	if (s->committing && s->conf.sync)
+		ret = kv_io_sync(s->io);
+	if (!ret && s->n_ops)
+		ret = kv_ssd_meta_apply(s->meta, s->ops, s->n_ops);
+	if (ret) {
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: index commit of %zu changes failed: %s",
+		       s->n_ops, kv_strerror(ret));
+		atomic_fetch_add(&s->io_errors, 1);
+	}
+	s->n_ops = 0;
+	s->forget_pending = false;
+	for (j = s->committing; j; j = next) {
+		next = j->wnext;
+		j->result = ret;
+		if (!ret) {
+			atomic_fetch_add(&s->bytes_written, j->rec.stored);
+			atomic_fetch_add(&s->raw_written, j->rec.bytes);
+		}
+		finish(s, j);
+	}
+	s->committing = NULL;
+}
+
+/*
+ * The crash test (KV_FAULT_CRASH): die as a power cut would leave the
+ * disk, with this write torn and every write not yet committed garbled,
+ * then SIGKILL ourselves before any record of them is written.
+ */
+static void crash_now(struct kv_ssd *s, struct kv_ssd_job *torn)
+{
+	size_t len = s->block;
+	void *junk = NULL;
+
+	if (posix_memalign(&junk, s->mem_align > 4096 ? s->mem_align : 4096, len))
+		abort();
+	memset(junk, 0xa5, len);
+	for (int pass = 0; pass < 3; pass++) {
+		struct kv_ssd_job *j = pass == 0 ? torn : pass == 1 ? s->in_flight : s->committing;
+
+		for (; j; j = pass == 0 ? NULL : j->wnext) {
+			uint64_t at = j->rec.offset + (pass == 0 ? round_up(j->io_len / 2, len) : 0);
+
+			if (at >= s->space)
+				continue;
+			if (pwrite(s->fds[at / s->file_bytes], junk, len,
+				   (off_t)(at % s->file_bytes)) < 0)
+				kv_log(KV_WARN, KV_LOG_TIER, "ssd: crash test: %s", strerror(errno));
+		}
+	}
+	kv_log(KV_WARN, KV_LOG_TIER, "ssd: KV_FAULT_CRASH: dying mid-write");
+	raise(SIGKILL);
+}
+
+static void start_write(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	const char *raw = s->dram + j->dram_off;
+	const void *stored = raw;
+	uint64_t bytes = j->rec.bytes;
+	char ks[64];
+	int ret;
+
+	j->rec.codec = KV_CODEC_NONE;
+	j->rec.stored = bytes;
+	if (j->codec != KV_CODEC_NONE && j->codec < KV_CODEC_MAX) {
+		size_t cap = kv_codec_bound(j->codec, bytes);
+		ssize_t n;
+
+		if (posix_memalign(&j->bounce, s->mem_align, round_up(cap, s->block))) {
+			j->bounce = NULL;
+			goto nomem;
+		}
+		n = kv_codec_encode(s->cx, j->codec, raw, bytes, j->bounce, cap);
+		if (n > 0) {
+			stored = j->bounce;
+			j->rec.stored = (uint64_t)n;
+			j->rec.codec = j->codec;
+		} else {
+			free(j->bounce);	/* does not compress: store it raw */
+			j->bounce = NULL;
+		}
+	}
+	j->io_len = round_up(j->rec.stored, s->block);
+	if (stored == raw && (((uintptr_t)raw % s->mem_align) || j->io_len > j->dram_len)) {
+		if (posix_memalign(&j->bounce, s->mem_align, j->io_len)) {
+			j->bounce = NULL;
+			goto nomem;
+		}
+		memcpy(j->bounce, raw, bytes);
+		stored = j->bounce;
+	}
+	if (stored == j->bounce)	/* no stale heap bytes on the disk */
+		memset((char *)j->bounce + j->rec.stored, 0, j->io_len - j->rec.stored);
+	if (j->io_len > j->ssd_len) {
+		key_str(j, ks, sizeof(ks));
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: write of %s: %llu bytes for a %llu-byte extent",
+		       ks, (unsigned long long)j->io_len, (unsigned long long)j->ssd_len);
+		j->result = -EINVAL;
+		finish(s, j);
+		return;
+	}
+	j->rec.checksum = XXH3_64bits_withSeed(stored, j->rec.stored,
+					       kv_ssd_seed(j->ns, &j->key));
+	if (kv_fault_hit(KV_FAULT_CRASH))
+		crash_now(s, j);
+	ret = kv_io_queue(s->io, true, j->rec.offset, (void *)stored, j->io_len, j);
+	if (ret) {
+		j->result = ret;
+		finish(s, j);
+		return;
+	}
+	j->wnext = s->in_flight;
+	s->in_flight = j;
+	return;
+
+nomem:
+	j->result = -ENOMEM;	/* data-plane memory: fail the job, not the daemon */
+	finish(s, j);
+}
+
+static void start_read(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	char *dst = s->dram + j->dram_off;
+	void *buf = dst;
+	int ret;
+
+	j->io_len = round_up(j->rec.stored, s->block);
+	if (j->rec.bytes > j->dram_len || j->rec.offset + j->io_len > s->space) {
+		j->result = -EINVAL;
+		finish(s, j);
+		return;
+	}
+	if (j->rec.codec != KV_CODEC_NONE || ((uintptr_t)dst % s->mem_align) ||
+	    j->io_len > j->dram_len) {
+		if (posix_memalign(&j->bounce, s->mem_align, j->io_len)) {
+			j->bounce = NULL;
+			j->result = -ENOMEM;
+			finish(s, j);
+			return;
+		}
+		buf = j->bounce;
+	}
+	ret = kv_io_queue(s->io, false, j->rec.offset, buf, j->io_len, j);
+	if (ret) {
+		j->result = ret;
+		finish(s, j);
+	}
+}
+
+/* A read is in: check it, decode it into the DRAM extent. */
+static void end_read(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	char *dst = s->dram + j->dram_off;
+	const char *got = j->bounce ? j->bounce : dst;
+	char ks[64];
+
+	atomic_fetch_add(&s->bytes_read, j->io_len);
+	if (XXH3_64bits_withSeed(got, j->rec.stored, kv_ssd_seed(j->ns, &j->key)) !=
+	    j->rec.checksum) {
+		key_str(j, ks, sizeof(ks));
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: checksum mismatch on %s at offset %llu: dropped",
+		       ks, (unsigned long long)j->rec.offset);
+		atomic_fetch_add(&s->checksum_failures, 1);
+		j->result = -KV_ECORRUPT;
+	} else if (j->rec.codec != KV_CODEC_NONE) {
+		if (kv_codec_decode(s->cx, j->rec.codec, got, j->rec.stored, dst,
+				    j->rec.bytes)) {
+			key_str(j, ks, sizeof(ks));
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: %s does not decode (%s): dropped",
+			       ks, kv_codec_name(j->rec.codec));
+			atomic_fetch_add(&s->checksum_failures, 1);
+			j->result = -KV_ECORRUPT;
+		}
+	} else if (j->bounce) {
+		memcpy(dst, j->bounce, j->rec.bytes);
+	}
+	finish(s, j);
+}
+
+static void unlink_in_flight(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	struct kv_ssd_job **pp = &s->in_flight;
+
+	while (*pp && *pp != j)
+		pp = &(*pp)->wnext;
+	if (*pp)
+		*pp = j->wnext;
+	j->wnext = NULL;
+}
+
+static void io_done(void *arg, void *tag, int res)
+{
+	struct kv_ssd *s = arg;
+	struct kv_ssd_job *j = tag;
+	char ks[64];
+
+	if (res) {
+		key_str(j, ks, sizeof(ks));
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: %s of %s at offset %llu failed: %s",
+		       j->op == KV_SSD_WRITE ? "write" : "read", ks,
+		       (unsigned long long)j->rec.offset, kv_strerror(res));
+		atomic_fetch_add(&s->io_errors, 1);
+	}
+	if (j->op == KV_SSD_READ) {
+		if (res) {
+			j->result = res;
+			finish(s, j);
+		} else {
+			end_read(s, j);
+		}
+		return;
+	}
+	unlink_in_flight(s, j);
+	if (res) {
+		j->result = res;
+		finish(s, j);
+		return;
+	}
+	/* Done on the disk: its record goes in with this round's commit. */
+	op_add(s, &(struct kv_ssd_op){ .ns = j->ns, .key = j->key, .rec = j->rec });
+	j->wnext = s->committing;
+	s->committing = j;
+}
+
+static void take_job(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	int ret;
+
+	switch (j->op) {
+	case KV_SSD_FORGET:
+		op_add(s, &(struct kv_ssd_op){ .del = true, .ns = j->ns, .key = j->key });
+		s->forget_pending = true;
+		finish(s, j);
+		return;
+	case KV_SSD_NS:
+		ret = kv_ssd_meta_ns_put(s->meta, j->ns, j->uid, j->name);
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot record namespace '%s': %s",
+			       j->name, kv_strerror(ret));
+		j->result = ret;
+		finish(s, j);
+		return;
+	case KV_SSD_WRITE:
+		/* Space freed by an eviction may be reused by this write:
+		 * the eviction's FORGET must be on the disk first. */
+		if (s->forget_pending)
+			commit(s);
+		start_write(s, j);
+		return;
+	case KV_SSD_READ:
+		start_read(s, j);
+		return;
+	default:
+		j->result = -EINVAL;
+		finish(s, j);
+	}
+}
+
+static void *io_thread(void *arg)
+{
+	struct kv_ssd *s = arg;
+
+	for (;;) {
+		struct kv_ssd_job *list, *next;
+		bool stop;
+		int ret;
+
+		pthread_mutex_lock(&s->lock);
+		list = s->in_head;
+		s->in_head = s->in_tail = NULL;
+		stop = s->stop;
+		pthread_mutex_unlock(&s->lock);
+		for (; list; list = next) {
+			next = list->next;
+			take_job(s, list);
+		}
+		if (stop && !kv_io_pending(s->io) && !s->committing && !s->n_ops)
+			break;
+		/* Block for a completion or a new job; while stopping, only
+		 * while I/O is still out. */
+		ret = kv_io_run(s->io, !stop || kv_io_pending(s->io), io_done, s);
+		if (ret < 0) {
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: the I/O engine failed: %s; the I/O thread stops",
+			       kv_strerror(ret));
+			break;
+		}
+		/* A round is over: what it completed becomes durable now, in
+		 * one transaction. */
+		commit(s);
+	}
+	commit(s);
+	return NULL;
+}
+
+/* ---- open and close -------------------------------------------------------- */
+
+static int open_files(struct kv_ssd *s)
+{
+	bool direct = true;
+
+	s->fds = kv_xcalloc(s->n_files, sizeof(*s->fds));
+	for (unsigned i = 0; i < s->n_files; i++)
+		s->fds[i] = -1;
+	for (unsigned i = 0; i < s->n_files; i++) {
+		char path[4096];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/data.%u", s->dir, i);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (direct ? O_DIRECT : 0), 0600);
+		if (fd < 0 && errno == EINVAL && direct) {
+			kv_log(KV_WARN, KV_LOG_TIER, "ssd: %s cannot do O_DIRECT; using the page cache",
+			       s->dir);
+			direct = false;
+			fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		}
+		if (fd < 0) {
+			int ret = -errno;
+
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot open %s: %s", path, strerror(errno));
+			return ret;
+		}
+		s->fds[i] = fd;
+		if (fallocate(fd, 0, 0, (off_t)s->file_bytes) < 0 &&
+		    ftruncate(fd, (off_t)s->file_bytes) < 0) {
+			int ret = -errno;
+
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot size %s to %llu bytes: %s",
+			       path, (unsigned long long)s->file_bytes, strerror(errno));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+struct found {
+	uint32_t ns;
+	struct kv_wire_key key;
+	struct kv_ssd_rec rec;
+};
+
+struct load_ctx {
+	struct found *v;
+	size_t n;
+	size_t cap;
+	uint64_t bad;
+};
+
+static int collect(void *arg, uint32_t ns, const struct kv_wire_key *key,
+		   const struct kv_ssd_rec *rec)
+{
+	struct load_ctx *lc = arg;
+
+	if (lc->n == lc->cap) {
+		lc->cap = lc->cap ? 2 * lc->cap : 1024;
+		lc->v = kv_xrealloc(lc->v, lc->cap * sizeof(*lc->v));
+	}
+	lc->v[lc->n++] = (struct found){ ns, *key, *rec };
+	return 0;
+}
+
+/* Does a record fit the space as configured now, and decode sanely? */
+static bool rec_fits(const struct kv_ssd *s, const struct kv_ssd_rec *rec)
+{
+	return rec->offset % s->block == 0 && rec->offset < s->space &&
+	       rec->stored && round_up(rec->stored, s->block) <= s->space - rec->offset &&
+	       rec->codec < KV_CODEC_MAX && rec->bytes && rec->bytes <= s->dram_bytes &&
+	       (rec->codec != KV_CODEC_NONE || rec->stored == rec->bytes);
+}
+
+static int by_offset(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+
+	return (x->rec.offset > y->rec.offset) - (x->rec.offset < y->rec.offset);
+}
+
+/*
+ * Rebuild from the index: claim each record's space in offset order and
+ * hand it to the store. Records that do not fit, overlap, or that the
+ * store refuses are deleted from the index before anything is written.
+ */
+static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
+{
+	struct load_ctx lc = { 0 };
+	struct kv_ssd_op *drop = NULL;
+	size_t n_drop = 0;
+	uint64_t bad_rec = 0;
+	int ret;
+
+	ret = kv_ssd_meta_load(s->meta, collect, &lc, &bad_rec);
+	if (ret)
+		goto out;
+	qsort(lc.v, lc.n, sizeof(*lc.v), by_offset);
+	drop = kv_xcalloc(lc.n ? lc.n : 1, sizeof(*drop));
+	for (size_t i = 0; i < lc.n; i++) {
+		struct found *f = &lc.v[i];
+		struct kv_extent *e = NULL;
+
+		if (!rec_fits(s, &f->rec))
+			lc.bad++;
+		else if (kv_alloc_claim(s->alloc, f->rec.offset,
+					round_up(f->rec.stored, s->block), &e))
+			e = NULL;
+		else if (found(arg, f->ns, &f->key, &f->rec, e)) {
+			kv_alloc_put(s->alloc, e);
+			e = NULL;
+		} else {
+			continue;
+		}
+		drop[n_drop++] = (struct kv_ssd_op){ .del = true, .ns = f->ns, .key = f->key };
+	}
+	if (n_drop || bad_rec)
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records dropped at start (damaged: %llu, outside the tier: %llu, overlapping or refused: %llu)",
+		       (unsigned long long)(n_drop + bad_rec), (unsigned long long)bad_rec,
+		       (unsigned long long)lc.bad, (unsigned long long)(n_drop - lc.bad));
+	else if (lc.n)
+		kv_log(KV_INFO, KV_LOG_TIER, "ssd: %zu chunks found in the index", lc.n);
+	/* A failure here leaves records that the next start drops again. */
+	if (n_drop && kv_ssd_meta_apply(s->meta, drop, n_drop))
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot delete the dropped records yet");
+out:
+	free(lc.v);
+	free(drop);
+	return ret;
+}
+
+/*
+ * Open the index; a damaged one (or, with damaged, the one just opened) is
+ * kept aside for a post-mortem and the tier starts empty: the data files
+ * are then only space.
+ */
+static int open_index(struct kv_ssd *s, const struct kv_ssd_meta_conf *mc,
+		      struct kv_ssd_geom *stored, bool damaged)
+{
+	char from[4096], to[4200];
+	int ret = damaged ? -EIO : kv_ssd_meta_open(&s->meta, mc, stored);
+
+	if (ret != -EIO)
+		return ret;
+	snprintf(from, sizeof(from), "%s/index", s->dir);
+	snprintf(to, sizeof(to), "%s/index.damaged.%lld", s->dir,
+		 (long long)(kv_now_ns() / 1000000));
+	if (rename(from, to) < 0)
+		return ret;
+	kv_log(KV_ERR, KV_LOG_TIER, "ssd: the index is damaged: moved to %s; the tier starts empty",
+	       to);
+	return kv_ssd_meta_open(&s->meta, mc, stored);
+}
+
+int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
+		kv_ssd_found_fn *found, void *arg)
+{
+	struct kv_ssd_meta_conf mc;
+	struct kv_ssd_geom geom, stored;
+	struct kv_alloc_conf ac;
+	struct kv_io_conf ic;
+	struct kv_ssd *s;
+	uint32_t mem_align, block;
+	int ret;
+
+	if (!conf->dir || !conf->bytes || !conf->queue_depth || !conf->dram_base)
+		return -EINVAL;
+	if (mkdir(conf->dir, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot make %s: %s", conf->dir, strerror(errno));
+		return ret;
+	}
+	s = kv_xcalloc(1, sizeof(*s));
+	s->conf = *conf;
+	s->dir = kv_xstrdup(conf->dir);
+	s->conf.dir = s->dir;
+	s->dram = conf->dram_base;
+	s->dram_bytes = conf->dram_bytes;
+	s->efd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+
+	/* The geometry: the block from the first file's O_DIRECT rules. */
+	s->block = 4096;
+	s->file_bytes = conf->file_bytes ? conf->file_bytes :
+			conf->bytes < FILE_BYTES_MAX ? conf->bytes : FILE_BYTES_MAX;
+	s->file_bytes -= s->file_bytes % s->block;
+	if (s->file_bytes < s->block) {
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: ssd_bytes %llu is smaller than a block",
+		       (unsigned long long)conf->bytes);
+		ret = -EINVAL;
+		goto fail;
+	}
+	s->n_files = (unsigned)(conf->bytes / s->file_bytes);
+	s->space = s->n_files * s->file_bytes;
+	ret = open_files(s);
+	if (ret)
+		goto fail;
+	ret = kv_io_dio_align(s->fds[0], &mem_align, &block);
+	if (ret)
+		mem_align = block = 512;	/* page cache: anything goes */
+	s->mem_align = mem_align < 64 ? 64 : mem_align;
+	if (block > s->block) {
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: %s wants %u-byte O_DIRECT blocks; more than 4096 is not supported",
+		       s->dir, block);
+		ret = -EINVAL;
+		goto fail;
+	}
+
+	geom = (struct kv_ssd_geom){ s->space, s->block, s->file_bytes };
+	mc = (struct kv_ssd_meta_conf){ .dir = s->dir, .geom = geom, .sync = conf->sync };
+	ret = open_index(s, &mc, &stored, false);
+	if (ret)
+		goto fail;
+	if (stored.block != geom.block || stored.file_bytes != geom.file_bytes) {
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %s was made with %llu-byte files of %llu-byte blocks, now %llu and %llu: starting the tier empty",
+		       s->dir, (unsigned long long)stored.file_bytes,
+		       (unsigned long long)stored.block, (unsigned long long)geom.file_bytes,
+		       (unsigned long long)geom.block);
+		ret = kv_ssd_meta_clear(s->meta);
+		if (!ret)
+			ret = kv_ssd_meta_set_geom(s->meta, &geom);
+		if (ret)
+			goto fail;
+	}
+	ac = (struct kv_alloc_conf){ .size = s->space, .align = s->block };
+	ret = kv_alloc_open(&s->alloc, &ac);
+	if (ret)
+		goto fail;
+	ret = load(s, found, arg);
+	if (ret == -EIO) {	/* damaged beyond what load() can skip */
+		kv_ssd_meta_close(s->meta);
+		s->meta = NULL;
+		ret = open_index(s, &mc, &stored, true);
+		if (!ret)
+			ret = load(s, found, arg);
+	}
+	if (ret)
+		goto fail;
+
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	s->cx = kv_codec_ctx_new(conf->level);
+	ic = (struct kv_io_conf){
+		.fds = s->fds,
+		.n_files = s->n_files,
+		.file_bytes = s->file_bytes,
+		.block = s->block,
+		.mem_align = s->mem_align,
+		.queue_depth = conf->queue_depth,
+		.seg_bytes = conf->seg_bytes ? conf->seg_bytes : SEG_DEFAULT,
+		.reg_base = conf->dram_base,
+		.reg_len = conf->dram_bytes,
+		.sync = conf->io_sync,
+	};
+	ret = kv_io_open(&s->io, &ic);
+	if (ret)
+		goto fail;
+	ret = pthread_create(&s->thread, NULL, io_thread, s);
+	if (ret) {
+		ret = -ret;
+		goto fail;
+	}
+	s->started = true;
+	kv_log(KV_INFO, KV_LOG_TIER, "ssd tier: %s, %llu bytes in %u files, %u-byte blocks, %s, queue depth %u",
+	       s->dir, (unsigned long long)s->space, s->n_files, s->block,
+	       kv_io_uring(s->io) ? "io_uring" : "pread/pwrite", conf->queue_depth);
+	*out = s;
+	return 0;
+
+fail:
+	kv_ssd_close(s);
+	return ret;
+}
+
+int kv_ssd_namespaces(struct kv_ssd *s, kv_ssd_ns_fn *fn, void *arg)
+{
+	/* Before the I/O thread takes the index: only at open. */
+	return kv_ssd_meta_ns_load(s->meta, fn, arg);
+}
+
+void kv_ssd_close(struct kv_ssd *s)
+{
+	struct kv_ssd_job *j, *next;
+
+	if (!s)
+		return;
+	if (s->started) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		pthread_mutex_unlock(&s->lock);
+		kv_io_wake(s->io);
+		pthread_join(s->thread, NULL);
+	}
+	kv_io_close(s->io);
+	for (j = s->out_head; j; j = next) {	/* never reaped */
+		next = j->next;
+		free(j);
+	}
+	kv_codec_ctx_free(s->cx);
+	kv_ssd_meta_close(s->meta);
+	kv_alloc_close(s->alloc);
+	for (unsigned i = 0; s->fds && i < s->n_files; i++)
+		if (s->fds[i] >= 0)
+			close(s->fds[i]);
+	if (s->efd >= 0)
+		close(s->efd);
+	pthread_mutex_destroy(&s->lock);
+	free(s->ops);
+	free(s->fds);
+	free(s->dir);
+	free(s);
+}
+
+/* ---- space and statistics (loop thread) -------------------------------------- */
+
+int kv_ssd_alloc(struct kv_ssd *s, uint64_t bytes, struct kv_extent **out)
+{
+	return kv_alloc_get(s->alloc, bytes, out);
+}
+
+void kv_ssd_free(struct kv_ssd *s, struct kv_extent *e)
+{
+	kv_alloc_put(s->alloc, e);
+}
+
+void kv_ssd_trim(struct kv_ssd *s, struct kv_extent *e, uint64_t bytes)
+{
+	kv_alloc_trim(s->alloc, e, round_up(bytes, s->block));
+}
+
+void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,
+		  struct kv_ssd_stats *st)
+{
+	if (as)
+		kv_alloc_stats(s->alloc, as);
+	if (!st)
+		return;
+	st->bytes_written = atomic_load(&s->bytes_written);
+	st->bytes_raw_written = atomic_load(&s->raw_written);
+	st->bytes_read = atomic_load(&s->bytes_read);
+	st->checksum_failures = atomic_load(&s->checksum_failures);
+	st->io_errors = atomic_load(&s->io_errors);
+	st->uring = kv_io_uring(s->io);
+}
+
+/* The generic tier table: the store opens this tier with kv_ssd_open(). */
+static int ssd_alloc_op(void *priv, uint64_t bytes, struct kv_extent **out)
+{
+	return kv_ssd_alloc(priv, bytes, out);
+}
+
+static void ssd_free_op(void *priv, struct kv_extent *e)
+{
+	kv_ssd_free(priv, e);
+}
+
+static void ssd_stats_op(void *priv, struct kv_alloc_stats *st)
+{
+	kv_ssd_stats(priv, st, NULL);
+}
+
+static void ssd_close_op(void *priv)
+{
+	kv_ssd_close(priv);
+}
+
+const struct kv_tier_ops kv_tier_ssd = {
+	.name		= "ssd",
+	.id		= KV_TIER_SSD,
+	.close		= ssd_close_op,
+	.alloc		= ssd_alloc_op,
+	.free		= ssd_free_op,
+	.stats		= ssd_stats_op,
+};

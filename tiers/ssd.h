@@ -1,0 +1,144 @@
+/*
+ * ssd.h - the SSD tier: chunks in preallocated O_DIRECT files, an LMDB
+ * index, checksums and codecs, worked by one I/O thread.
+ *
+ * The store (kvstore/store.c) keeps deciding everything on the loop
+ * thread: which chunk goes down or up, where in the tier's space it goes
+ * (the tier's extent allocator, kv_tier_ssd.alloc), what is evicted. This
+ * module moves the bytes and keeps the index: the store hands it jobs and
+ * reaps them when they are done (kv_ssd_event_fd() becomes readable).
+ *
+ *   WRITE   encode the chunk's DRAM bytes (codec), checksum them, write them
+ *           to the extent the store allocated, then (batched with other
+ *           writes) fdatasync the files and commit the index record. The job
+ *           comes back with the record as stored; the extent's tail beyond
+ *           the stored length is the store's to trim (kv_ssd_trim).
+ *   READ    read a chunk's stored bytes, check the checksum, decode them
+ *           into the DRAM extent. -KV_ECORRUPT on a checksum or decode
+ *           failure: the DRAM extent then holds garbage and must not be
+ *           shown to anyone.
+ *   FORGET  delete a chunk's index record. Jobs run in submission order as
+ *           far as the index goes: a FORGET is committed before any later
+ *           WRITE's data reaches the disk, so space freed by an eviction is
+ *           never overwritten while a record still points at it.
+ *   NS      record a namespace (id, owner, name), so ids mean the same after
+ *           a restart.
+ *
+ * On-disk layout (docs/ssd.md): DIR/data.N (N from 0), each file_bytes long
+ * and fallocated at open; DIR/index/ (LMDB, tiers/ssd_meta.h).
+ *
+ * Locking: everything here is called on the loop thread; the I/O thread is
+ * internal. Jobs belong to the tier from kv_ssd_submit() to kv_ssd_reap().
+ */
+#ifndef KV_SSD_H
+#define KV_SSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kvstore/proto.h"
+#include "tiers/ssd_meta.h"
+#include "tiers/tier.h"
+
+struct kv_ssd_conf {
+	const char *dir;
+	uint64_t bytes;			/* capacity; rounded down to the block */
+	uint64_t file_bytes;		/* per data file; 0: min(bytes, 16 GiB) */
+	unsigned queue_depth;		/* I/O requests in flight */
+	uint32_t seg_bytes;		/* largest I/O request; 0: 1 MiB */
+	int level;			/* zstd level */
+	bool sync;			/* fdatasync before each index commit */
+	bool io_sync;			/* pread/pwrite instead of io_uring */
+	void *dram_base;		/* the DRAM arena (jobs address it) */
+	uint64_t dram_bytes;
+};
+
+enum kv_ssd_job_op {
+	KV_SSD_WRITE,
+	KV_SSD_READ,
+	KV_SSD_FORGET,
+	KV_SSD_NS,
+};
+
+struct kv_ssd_job {
+	struct kv_ssd_job *next;	/* the tier's queues, then the reap list */
+	uint8_t op;			/* enum kv_ssd_job_op */
+	uint8_t codec;			/* WRITE: the codec wanted */
+	int result;			/* at reap: 0 or a negative error */
+	uint32_t ns;
+	struct kv_wire_key key;
+	struct kv_ssd_rec rec;		/* WRITE: in, the chunk's fields; out,
+					 * offset, stored, codec, checksum.
+					 * READ: the chunk's record. */
+	uint64_t dram_off;		/* WRITE: source; READ: destination */
+	uint64_t dram_len;		/* that DRAM extent's size */
+	uint64_t ssd_len;		/* WRITE: the SSD extent's size (its
+					 * offset is rec.offset) */
+	void *cookie;			/* the store's: its chunk */
+	uid_t uid;			/* NS */
+	char name[256];			/* NS: NUL-terminated */
+	/* the tier's own, while the job is in the tier */
+	void *bounce;			/* aligned staging buffer, or NULL */
+	uint64_t io_len;		/* bytes moved: stored, block-padded */
+	struct kv_ssd_job *wnext;	/* writes in flight or to commit */
+};
+
+struct kv_ssd;			/* opaque: the tier's private state */
+
+/* What kv_ssd_open() found on the disk, for the store to rebuild. */
+typedef int kv_ssd_found_fn(void *arg, uint32_t ns, const struct kv_wire_key *key,
+			    const struct kv_ssd_rec *rec, struct kv_extent *ext);
+typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
+
+/*
+ * Open the tier: make the directory and files, open the index, claim the
+ * space of every chunk record that fits (records that do not, or overlap
+ * another, are forgotten) and hand it to found() with its extent, then
+ * start the I/O thread. Returns 0 and
+ * the tier in *out, or -KV_EFORMAT (another format: nothing touched),
+ * -EIO, -errno; everything is logged.
+ */
+int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
+		kv_ssd_found_fn *found, void *arg);
+
+/* Namespaces recorded by NS jobs, in id order. 0 or fn's value. */
+int kv_ssd_namespaces(struct kv_ssd *s, kv_ssd_ns_fn *fn, void *arg);
+
+/* Stop the I/O thread after the jobs already submitted, then free
+ * everything. Jobs not reaped are freed. Accepts NULL. */
+void kv_ssd_close(struct kv_ssd *s);
+
+/* Hand a job to the I/O thread. */
+void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j);
+
+/* Readable when finished jobs wait. */
+int kv_ssd_event_fd(const struct kv_ssd *s);
+
+/* Take every finished job (a list through ->next, oldest first), or NULL. */
+struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s);
+
+/* Jobs submitted and not yet reaped. */
+unsigned kv_ssd_busy(const struct kv_ssd *s);
+
+/* The tier's space: kv_tier_ops-style allocation (loop thread). */
+int kv_ssd_alloc(struct kv_ssd *s, uint64_t bytes, struct kv_extent **out);
+void kv_ssd_free(struct kv_ssd *s, struct kv_extent *e);
+/* Give back the tail of an extent beyond bytes (rounded to the block). */
+void kv_ssd_trim(struct kv_ssd *s, struct kv_extent *e, uint64_t bytes);
+
+/* Statistics beyond the allocator's. */
+struct kv_ssd_stats {
+	uint64_t bytes_written;		/* stored bytes */
+	uint64_t bytes_raw_written;	/* chunk bytes those stood for */
+	uint64_t bytes_read;
+	uint64_t checksum_failures;
+	uint64_t io_errors;
+	bool uring;			/* false: the pread/pwrite path */
+};
+void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,
+		  struct kv_ssd_stats *st);
+
+extern const struct kv_tier_ops kv_tier_ssd;
+
+#endif
