@@ -22,7 +22,7 @@
 #include "tiers/codec.h"
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
-	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE };
+	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS };
 
 struct key {
 	const char *name;
@@ -81,6 +81,8 @@ static const struct key keys[] = {
 	  "SSD tier capacity" },
 	{ "ssd_codec", K_CODEC, F(ssd_codec), S(ssd_codec), 0, 0,
 	  "how chunks are stored on SSD: none, zstd or shuffle+zstd" },
+	{ "ssd_codec_ns", K_CODECNS, F(ssd_codec_ns), S(ssd_codec_ns), 0, 0,
+	  "codec per namespace: PREFIX=CODEC[,PREFIX=CODEC] (first match wins)" },
 	{ "ssd_level", K_U64, F(ssd_level), 0, 1, 19,
 	  "zstd level of the SSD codecs" },
 	{ "ssd_queue_depth", K_U64, F(ssd_queue_depth), 0, 1, 4096,
@@ -307,6 +309,14 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		}
 		strcpy(field, value);
 		return 0;
+	case K_CODECNS:
+		if (strlen(value) >= k->len || kv_codec_for(value, NULL, 0) == -EINVAL) {
+			snprintf(err, errlen, "%s: bad value '%s' (PREFIX=CODEC[,...], CODEC none, zstd or shuffle+zstd)",
+				 k->name, value);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
 	case K_IOMODE:
 		if (strcmp(value, "uring") && strcmp(value, "sync")) {
 			snprintf(err, errlen, "%s: bad value '%s' (uring or sync)",
@@ -500,6 +510,7 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		case K_LOG:
 		case K_COSTMODE:
 		case K_CODEC:
+		case K_CODECNS:
 		case K_IOMODE:
 			fprintf(f, "%s\n", field);
 			break;

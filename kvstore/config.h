@@ -41,6 +41,7 @@ struct kv_config {
 	uint64_t ssd_bytes;
 	char policy_ssd[16];
 	char ssd_codec[16];		/* none, zstd, shuffle+zstd */
+	char ssd_codec_ns[256];		/* PREFIX=CODEC,...: per namespace */
 	uint64_t ssd_level;		/* zstd level */
 	uint64_t ssd_queue_depth;
 	uint64_t ssd_writes;		/* write-backs in flight */

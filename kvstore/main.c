@@ -170,6 +170,7 @@ int main(int argc, char **argv)
 		.max_namespaces = (uint32_t)cfg.max_namespaces,
 		.max_pins = (uint32_t)cfg.max_pins,
 		.max_uncommitted = cfg.max_uncommitted,
+		.codec_ns = cfg.ssd_codec_ns[0] ? cfg.ssd_codec_ns : NULL,
 	};
 	ret = kv_server_open(&srv, &vc, store, base);
 	if (ret) {

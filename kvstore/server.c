@@ -38,6 +38,7 @@
 #include "kvstore/server.h"
 #include "kvstore/store.h"
 #include "kvstore/util.h"
+#include "tiers/codec.h"
 
 #define OUT_HIGH	(8u << 20)	/* stop reading above this much output */
 #define READ_CHUNK	(64u << 10)
@@ -271,6 +272,13 @@ static void handle_ns_register(struct conn *c, const struct kv_req *r)
 	if (!ret && kv_ns_count(c->srv->ns) != before)	/* new: keep it */
 		kv_store_ns_added(c->srv->store, rep.ns, c->uid,
 				  kv_ns_name(c->srv->ns, rep.ns));
+	if (!ret && c->srv->conf.codec_ns) {
+		int codec = kv_codec_for(c->srv->conf.codec_ns, r->u.ns_name.name,
+					 r->u.ns_name.len);
+
+		if (codec >= 0)
+			kv_store_set_codec(c->srv->store, rep.ns, (unsigned)codec);
+	}
 	if (ret) {
 		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' refused to uid %u: %s",
 		       (int)r->u.ns_name.len, r->u.ns_name.name, (unsigned)c->uid,

@@ -31,6 +31,8 @@ struct kv_server_conf {
 	uint32_t max_namespaces;
 	uint32_t max_pins;		/* reported in HELLO */
 	uint64_t max_uncommitted;	/* reported in HELLO */
+	const char *codec_ns;		/* SSD codec per namespace name prefix
+					 * (kv_codec_for()); NULL: none */
 };
 
 /*

@@ -80,6 +80,8 @@ struct kv_store {
 	struct kv_store_conf conf;
 	struct kv_cost_model *models;	/* by namespace id; hidden 0: unset */
 	uint32_t n_models;
+	uint8_t *codecs;		/* by namespace id: codec + 1; 0: default */
+	uint32_t n_codecs;
 	struct kv_chunk **found;	/* kv_store_lookup()'s scratch */
 	uint32_t found_cap;
 	struct stier tiers[KV_TIER_MAX];
@@ -677,7 +679,8 @@ static void wb_pump(struct kv_store *s)
 		}
 		j = kv_xcalloc(1, sizeof(*j));
 		j->op = KV_SSD_WRITE;
-		j->codec = s->conf.ssd_codec;
+		j->codec = c->ns < s->n_codecs && s->codecs[c->ns] ?
+			   s->codecs[c->ns] - 1 : s->conf.ssd_codec;
 		j->ns = c->ns;
 		j->key = c->key;
 		job_rec(c, &j->rec);
@@ -886,6 +889,7 @@ void kv_store_close(struct kv_store *s)
 	}
 	kv_index_close(s->idx);
 	free(s->models);
+	free(s->codecs);
 	free(s->found);
 	free(s);
 }
@@ -1413,6 +1417,21 @@ int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
 		return 0;
 	wb_pump(s);
 	return -EINPROGRESS;
+}
+
+int kv_store_set_codec(struct kv_store *s, uint32_t ns, unsigned codec)
+{
+	if (codec >= KV_CODEC_MAX || ns >= (1u << 24))
+		return -EINVAL;
+	if (ns >= s->n_codecs) {
+		uint32_t n = ns + 1 > 2 * s->n_codecs ? ns + 1 : 2 * s->n_codecs;
+
+		s->codecs = kv_xrealloc(s->codecs, n);
+		memset(s->codecs + s->n_codecs, 0, n - s->n_codecs);
+		s->n_codecs = n;
+	}
+	s->codecs[ns] = (uint8_t)(codec + 1);
+	return 0;
 }
 
 int kv_store_namespaces(struct kv_store *s,

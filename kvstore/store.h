@@ -236,6 +236,10 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
 		       uint64_t *failed);
 
+/* Store namespace ns's chunks on SSD with codec (enum kv_codec) instead of
+ * the default. 0 or -EINVAL. */
+int kv_store_set_codec(struct kv_store *s, uint32_t ns, unsigned codec);
+
 /* Namespaces recorded on the SSD at open, in id order (nothing without an
  * SSD tier); and recording a new one. */
 int kv_store_namespaces(struct kv_store *s,

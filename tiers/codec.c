@@ -71,6 +71,33 @@ int kv_codec_parse(const char *name)
 	return -EINVAL;
 }
 
+int kv_codec_for(const char *list, const char *name, size_t len)
+{
+	int found = -ENOENT;
+
+	while (*list) {
+		size_t n = strcspn(list, ",");
+		const char *eq = memchr(list, '=', n);
+		char codec[16];
+		int c;
+
+		if (!eq || eq == list || (size_t)(list + n - eq - 1) >= sizeof(codec))
+			return -EINVAL;
+		memcpy(codec, eq + 1, (size_t)(list + n - eq - 1));
+		codec[list + n - eq - 1] = '\0';
+		c = kv_codec_parse(codec);
+		if (c < 0)
+			return -EINVAL;
+		if (found == -ENOENT && name && (size_t)(eq - list) <= len &&
+		    !memcmp(name, list, (size_t)(eq - list)))
+			found = c;
+		list += n;
+		if (*list == ',')
+			list++;
+	}
+	return found;
+}
+
 const char *kv_codec_name(unsigned codec)
 {
 	return codec < KV_CODEC_MAX ? codec_names[codec] : "?";

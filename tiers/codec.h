@@ -36,6 +36,13 @@ enum kv_codec {
 /* "none", "zstd", "shuffle+zstd" -> enum kv_codec, or -EINVAL. */
 int kv_codec_parse(const char *name);
 
+/*
+ * The codec a list "PREFIX=CODEC[,PREFIX=CODEC...]" gives the name of len
+ * bytes (the first prefix that matches; a name NULL only checks the list).
+ * Returns the codec, -ENOENT (no prefix matches) or -EINVAL (a bad list).
+ */
+int kv_codec_for(const char *list, const char *name, size_t len);
+
 /* The codec's name, or "?" for a value out of range. */
 const char *kv_codec_name(unsigned codec);
 

@@ -568,7 +568,8 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 	ret = kv_ssd_meta_load(s->meta, collect, &lc, &bad_rec);
 	if (ret)
 		goto out;
-	qsort(lc.v, lc.n, sizeof(*lc.v), by_offset);
+	if (lc.n)
+		qsort(lc.v, lc.n, sizeof(*lc.v), by_offset);
 	drop = kv_xcalloc(lc.n ? lc.n : 1, sizeof(*drop));
 	for (size_t i = 0; i < lc.n; i++) {
 		struct found *f = &lc.v[i];

@@ -217,6 +217,55 @@ static void test_chain(void **state)
 	assert_int_equal(kvt_stop(&d), 0);
 }
 
+/* A codec per namespace: bf16 data takes less room where it is shuffled. */
+static void test_codec_per_ns(void **state)
+{
+	struct kvc_flush_result fr;
+	struct kvt_daemon d;
+	struct kvc_stats st;
+	uint64_t raw, packed;
+	struct kvc *c;
+	uint32_t ns[2];
+	void *buf = malloc(MIB), *got = malloc(MIB);
+
+	fresh_dir();
+	start(&d, "--ssd-codec-ns", "kv-bf16=shuffle+zstd,kv-z=zstd");
+	assert_int_equal(kvc_connect(d.sock, &c), 0);
+	assert_int_equal(kvc_ns_register(c, "plain", &ns[0]), 0);
+	assert_int_equal(kvc_ns_register(c, "kv-bf16-llama", &ns[1]), 0);
+	for (int n = 0; n < 2; n++) {
+		for (uint64_t i = 0; i < 6; i++) {
+			struct kvc_key k = key_of(i);
+
+			fill_bf16(buf, MIB, i);
+			assert_int_equal(kvc_put(c, ns[n], &k, NULL, 16, 0, buf, MIB), 0);
+		}
+		assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), 0);
+		assert_int_equal(kvc_stats(c, &st), 0);
+		if (n == 0)
+			raw = tier(&st, "ssd")->used_bytes;
+		else
+			packed = tier(&st, "ssd")->used_bytes - raw;
+	}
+	assert_int_equal(raw, 6 * MIB);
+	assert_true(packed < raw * 3 / 4);
+	printf("figure: shuffle+zstd stored 6 MiB of bf16-like chunks in %.2f MiB\n",
+	       (double)packed / MIB);
+	for (uint64_t i = 0; i < 6; i++) {	/* and they come back exact */
+		struct kvc_key k = key_of(i);
+		size_t n;
+
+		assert_int_equal(kvc_evict(c, ns[1], &k, 1, NULL), 1);
+		assert_int_equal(kvc_get(c, ns[1], &k, got, MIB, &n), 0);
+		fill_bf16(buf, MIB, i);
+		assert_memory_equal(got, buf, MIB);
+	}
+	kvc_close(c);
+	free(buf);
+	free(got);
+	assert_int_equal(kvt_stop(&d), 0);
+}
+
 /* After flush --tier dram, kill -9: everything flushed comes back. */
 static void test_kill9_restart(void **state)
 {
@@ -378,6 +427,50 @@ static void test_corrupt_index(void **state)
 	assert_int_equal(kvt_stop(&d2), 0);
 }
 
+/*
+ * Fault injection on the slow paths (TESTING.md plan 9): the N-th I/O
+ * request, index commit or arena allocation fails, N = 1..3. Every chunk
+ * is then exact or a miss, the failure is logged, and the daemon still
+ * shuts down cleanly (under ASan: without a leak).
+ */
+static void test_faults(void **state)
+{
+	static const char *const points[] = { "io", "meta", "arena" };
+	static const char *const logged[] = { "failed", "index commit", NULL };
+
+	for (int p = 0; p < 3; p++) {
+		for (int n = 1; n <= 3; n++) {
+			struct kvt_daemon d;
+			struct kvc *c;
+			uint32_t ns;
+			char spec[32];
+			unsigned exact;
+
+			fresh_dir();
+			snprintf(spec, sizeof(spec), "%s:%d", points[p], n);
+			setenv("KV_FAULT", spec, 1);
+			start(&d, NULL, NULL);
+			unsetenv("KV_FAULT");
+			assert_int_equal(kvc_connect(d.sock, &c), 0);
+			assert_int_equal(kvc_ns_register(c, "faults", &ns), 0);
+			for (uint64_t i = 0; i < 16; i++) {	/* a failed put is fine */
+				struct kvc_key k = key_of(i);
+				void *buf = malloc(MIB);
+
+				fill(buf, MIB, i);
+				kvc_put(c, ns, &k, NULL, 16, 0, buf, MIB);
+				free(buf);
+			}
+			exact = check_range(c, ns, 0, 16, MIB);
+			assert_true(exact >= 8);
+			if (logged[p])
+				assert_true(kvt_log_has(&d, logged[p]));
+			kvc_close(c);
+			assert_int_equal(kvt_stop(&d), 0);
+		}
+	}
+}
+
 /* io_uring refused: pread/pwrite, said once in the log, same results. */
 static void test_uring_refused(void **state)
 {
@@ -469,10 +562,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_demote_promote),
 		cmocka_unit_test(test_chain),
+		cmocka_unit_test(test_codec_per_ns),
 		cmocka_unit_test(test_kill9_restart),
 		cmocka_unit_test(test_sigterm_warm),
 		cmocka_unit_test(test_corrupt_data),
 		cmocka_unit_test(test_corrupt_index),
+		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_uring_refused),
 		cmocka_unit_test(test_short_io),
 		cmocka_unit_test(test_torn_crash),
