@@ -445,6 +445,64 @@ static void test_coalesce(void **state)
 	}
 }
 
+/*
+ * Claims rebuild an allocator from records (the SSD index at start): in
+ * any order, overlapping or misaligned ones refused; the space between
+ * stays free and usable; trim gives a tail back and merges it.
+ */
+static void test_claim_trim(void **state)
+{
+	const uint64_t size = 1 * MIB;
+	struct kv_extent *e[8], *x;
+	struct kv_alloc_stats st;
+	struct kv_alloc *a = open_or_fail(size, 4096);
+	/* offsets in a scrambled order, 16 KiB each, with gaps between */
+	static const uint64_t at[8] = { 5, 0, 7, 2, 6, 1, 3, 4 };
+
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(kv_alloc_claim(a, at[i] * 64 * 1024, 16 * 1024, &e[i]), 0);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(kv_extent_offset(e[i]), at[i] * 64 * 1024);
+		assert_int_equal(kv_extent_size(e[i]), 16 * 1024);
+	}
+	kv_alloc_stats(a, &st);
+	assert_int_equal(st.used, 8 * 16 * 1024);
+	assert_int_equal(st.extents, 8);
+	assert_int_equal(st.free_extents, 8);	/* 7 gaps of 48 KiB and the tail */
+	/* overlapping, misaligned, out of range */
+	assert_int_equal(kv_alloc_claim(a, 0, 4096, &x), -EEXIST);
+	assert_int_equal(kv_alloc_claim(a, 60 * 1024, 8192, &x), -EEXIST);
+	assert_int_equal(kv_alloc_claim(a, 100, 4096, &x), -EINVAL);
+	assert_int_equal(kv_alloc_claim(a, size, 4096, &x), -EINVAL);
+	assert_int_equal(kv_alloc_claim(a, size - 4096, 8192, &x), -EINVAL);
+	/* the gaps serve gets: 7 x 48 KiB, then the tail */
+	for (int i = 0; i < 7; i++) {
+		assert_int_equal(kv_alloc_get(a, 48 * 1024, &x), 0);
+		assert_int_equal(kv_extent_offset(x) % (64 * 1024), 16 * 1024);
+	}
+	/* trim: 16 KiB -> 4 KiB gives 12 KiB back, and it merges when freed */
+	kv_alloc_trim(a, e[1], 4096);
+	assert_int_equal(kv_extent_size(e[1]), 4096);
+	assert_int_equal(kv_alloc_get(a, 12 * 1024, &x), 0);
+	assert_int_equal(kv_extent_offset(x), 4096);
+	kv_alloc_put(a, x);
+	kv_alloc_trim(a, e[1], 8192);	/* cannot grow: only the request changes */
+	assert_int_equal(kv_extent_size(e[1]), 4096);
+	kv_alloc_close(a);
+
+	/* A fresh one: claim everything in pieces, put it all back, whole again. */
+	a = open_or_fail(size, 4096);
+	for (uint64_t off = 0; off < size; off += 128 * 1024)
+		assert_int_equal(kv_alloc_claim(a, off, 128 * 1024, &e[off / (128 * 1024)]), 0);
+	assert_int_equal(kv_alloc_get(a, 1, &x), -ENOMEM);
+	for (int i = 0; i < 8; i++) {
+		kv_alloc_trim(a, e[i], 64 * 1024);
+		kv_alloc_put(a, e[i]);
+	}
+	check_empty(a, size);
+	kv_alloc_close(a);
+}
+
 static void test_exhaust_fault(void **state)
 {
 	struct kv_extent *sentinel = (struct kv_extent *)&not_a_handle;
@@ -603,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_rounding),
 		cmocka_unit_test(test_stress),
 		cmocka_unit_test(test_coalesce),
+		cmocka_unit_test(test_claim_trim),
 		cmocka_unit_test(test_exhaust_fault),
 		cmocka_unit_test(test_utilization),
 	};
