@@ -151,8 +151,9 @@ int kvc_key_from_hex(const char *hex, struct kvc_key *out);
 /* ---- reading ---------------------------------------------------------- */
 
 /*
- * For n keys of namespace ns, store each one's tier in tiers[i]
- * (KVC_TIER_NONE: not cached; tiers may be NULL) and return how many
+ * For n keys of namespace ns, store each one's fastest tier in tiers[i]
+ * (KVC_TIER_DRAM, KVC_TIER_SSD: kvc_prefetch() it early; KVC_TIER_NONE:
+ * not cached; tiers may be NULL) and return how many
  * leading keys are cached (0..n), or a negative error. Present chunks count
  * as used for eviction, deepest first.
  */
@@ -162,7 +163,7 @@ int kvc_lookup(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 /* Where a pinned chunk is. */
 struct kvc_loc {
 	int status;		/* 0, -ENOENT (not cached), -KVC_EPINS, ... */
-	uint8_t tier;		/* KVC_TIER_DRAM today */
+	uint8_t tier;		/* KVC_TIER_DRAM (SSD chunks come up first) */
 	uint64_t offset;	/* in the tier's arena */
 	uint64_t bytes;
 	const void *ptr;	/* the chunk in this process's arena mapping */
@@ -170,7 +171,9 @@ struct kvc_loc {
 
 /*
  * Pin n chunks: each present chunk is held in place (neither moved nor
- * evicted) until kvc_release() or kvc_close(). Fills locs[i] for each key.
+ * evicted) until kvc_release() or kvc_close(). A chunk on SSD is read back
+ * into DRAM first, all of them at once; the call returns when they are in.
+ * One that fails its checksum reads as a miss. Fills locs[i] for each key.
  * Returns 0 (per-key results in locs[i].status) or a negative error for
  * the call as a whole.
  */
