@@ -114,10 +114,10 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(wildcard tests/unit/
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/integration/%,$(wildcard tests/integration/test_*.c))
 REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard tests/regress/issue_*.c))
 HARNESS_OBJ := $(O)/tests/integration/harness.o
-BENCHES := $(O)/kvbench
+BENCHES := $(O)/kvbench $(O)/kvssdbench
 
 .SECONDARY:
-.PHONY: all test run asan tsan fuzz fuzz-run bench soak trace clean distclean check-style help FORCE
+.PHONY: all test run asan tsan fuzz fuzz-run bench ssdbench soak trace clean distclean check-style help FORCE
 all: $(PROGS)
 
 # Rebuild everything when the flags change.
@@ -178,6 +178,10 @@ $(O)/kvbench: $(O)/tests/bench/kvbench.o $(HARNESS_OBJ) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
+$(O)/kvssdbench: $(O)/tests/bench/ssdbench.o $(HARNESS_OBJ) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
+
 # The trace replayer runs the daemon's own store (simulation) or a live
 # daemon through libkvc; the policy benchmark drives evict/ alone.
 $(O)/kvtrace: $(O)/tests/bench/kvtrace.o $(LIBKVD) $(LIBKVC_A)
@@ -220,6 +224,12 @@ soak: $(PROGS) $(O)/tests/integration/test_soak
 bench: $(PROGS) $(BENCHES) $(TOOLS)
 	$(O)/kvbench --daemon $(O)/kvstored $(BENCH_ARGS)
 	$(O)/kvpolicybench
+
+# SSD-tier gets against fio O_DIRECT random reads, every size, depth and
+# codec (tests/bench/ssdbench.sh; SSDBENCH_DIR: a directory on the disk
+# under test, default /var/tmp).
+ssdbench: $(O)/kvstored $(O)/kvssdbench
+	KVSTORED=$(O)/kvstored KVSSDBENCH=$(O)/kvssdbench tests/bench/ssdbench.sh $(SSDBENCH_DIR)
 
 # Hit ratio against capacity on the synthetic Mooncake trace (docs/eviction.md).
 TRACE ?= ../shared/traces/mooncake_synthetic_trace.jsonl

@@ -23,6 +23,7 @@ if [ -z "${TESTS:-}" ]; then
 	[ -x "$O/kvbench" ] && TESTS="$TESTS bench:$O/kvbench"
 	[ -x "$O/kvpolicybench" ] && TESTS="$TESTS quick:$O/kvpolicybench"
 	[ -x "$O/kvcodecbench" ] && TESTS="$TESTS quick:$O/kvcodecbench"
+	[ -x "$O/kvssdbench" ] && TESTS="$TESTS quick:$O/kvssdbench"
 fi
 
 pass=0 fail=0 skip=0

@@ -39,6 +39,12 @@
 #define FILE_BYTES_MAX	(1ull << 30)	/* data files are at most 1 GiB */
 #define SEG_DEFAULT	(1u << 20)
 
+struct ssd_ns {
+	uint32_t id;
+	uid_t uid;
+	char *name;
+};
+
 struct kv_ssd {
 	struct kv_ssd_conf conf;
 	char *dir;
@@ -65,6 +71,10 @@ struct kv_ssd {
 	bool stop;			/* lock */
 	int efd;			/* finished jobs wait */
 	unsigned busy;			/* loop thread: submitted - reaped */
+
+	/* the namespaces found at open (the index is the I/O thread's after) */
+	struct ssd_ns *ns;
+	size_t n_ns;
 
 	/* I/O thread only */
 	struct kv_ssd_op *ops;		/* index changes not yet committed */
@@ -603,6 +613,15 @@ out:
 	return ret;
 }
 
+static int keep_ns(void *arg, uint32_t id, uid_t uid, const char *name)
+{
+	struct kv_ssd *s = arg;
+
+	s->ns = kv_xrealloc(s->ns, (s->n_ns + 1) * sizeof(*s->ns));
+	s->ns[s->n_ns++] = (struct ssd_ns){ id, uid, kv_xstrdup(name) };
+	return 0;
+}
+
 /*
  * Open the index; a damaged one (or, with damaged, the one just opened) is
  * kept aside for a post-mortem and the tier starts empty: the data files
@@ -711,6 +730,10 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	if (ret)
 		goto fail;
 
+	/* Read now: once the I/O thread runs, the index is its alone. */
+	ret = kv_ssd_meta_ns_load(s->meta, keep_ns, s);
+	if (ret)
+		goto fail;
 	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->efd < 0) {
 		ret = -errno;
@@ -751,8 +774,13 @@ fail:
 
 int kv_ssd_namespaces(struct kv_ssd *s, kv_ssd_ns_fn *fn, void *arg)
 {
-	/* Before the I/O thread takes the index: only at open. */
-	return kv_ssd_meta_ns_load(s->meta, fn, arg);
+	for (size_t i = 0; i < s->n_ns; i++) {
+		int ret = fn(arg, s->ns[i].id, s->ns[i].uid, s->ns[i].name);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 void kv_ssd_close(struct kv_ssd *s)
@@ -782,6 +810,9 @@ void kv_ssd_close(struct kv_ssd *s)
 	if (s->efd >= 0)
 		close(s->efd);
 	pthread_mutex_destroy(&s->lock);
+	for (size_t i = 0; i < s->n_ns; i++)
+		free(s->ns[i].name);
+	free(s->ns);
 	free(s->ops);
 	free(s->fds);
 	free(s->dir);

@@ -102,7 +102,8 @@ typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
 int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 		kv_ssd_found_fn *found, void *arg);
 
-/* Namespaces recorded by NS jobs, in id order. 0 or fn's value. */
+/* Namespaces recorded by NS jobs, as found at open, in id order. 0 or
+ * fn's value. */
 int kv_ssd_namespaces(struct kv_ssd *s, kv_ssd_ns_fn *fn, void *arg);
 
 /* Stop the I/O thread after the jobs already submitted, then free

@@ -57,9 +57,9 @@
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
 
-#define KIB (1ull << 10)
-#define MIB (1ull << 20)
-#define GIB (1ull << 30)
+#define KIB ((uint64_t)1 << 10)
+#define MIB ((uint64_t)1 << 20)
+#define GIB ((uint64_t)1 << 30)
 
 #define MAX_QDS		2		/* depths measured in one run */
 #define MIN_BATCHES	2		/* timed batches, whatever --seconds says */
@@ -766,37 +766,79 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 		   uint64_t dram, const struct put_res *pr, bool direct, bool uring,
 		   const struct meas *ms)
 {
-	double raw = (double)o->data, stored_ratio = pr->ssd_used ? raw / (double)pr->ssd_used : 0;
-	double fio_gbps = o->fio_mbps / 1e3;
-	char sz[24], ds[24], dr[24];
+	double raw = (double)o->data;
+	double stored = pr->ssd_used ? raw / (double)pr->ssd_used : 0;
+	double fio = o->fio_mbps / 1e3;
+	char sz[24], ds[24], dr[24], vb[24], fs[16], rs[16];
 
 	size_name(o->size, sz, sizeof(sz));
-	printf("kvssdbench: SSD-tier gets (promote to DRAM, copy out) against fio O_DIRECT randread\n");
-	printf("daemon: %s; DRAM tier %s; SSD tier in %s, %s, %s, %s, queue depth 64\n",
+	printf("kvssdbench: SSD-tier gets (promote to DRAM, copy out) against fio O_DIRECT "
+	       "randread\n");
+	printf("daemon: %s; DRAM tier %s; SSD tier in %s: %s, %s, codec %s, queue depth 64\n",
 	       kvt_daemon_path(), size_name(dram, dr, sizeof(dr)), ssd_dir,
-	       direct ? "O_DIRECT" : "PAGE CACHE (no O_DIRECT here)",
+	       direct ? "O_DIRECT" : "PAGE CACHE (no O_DIRECT there)",
 	       uring ? "io_uring" : "pread/pwrite", o->codec);
 	printf("data: %" PRIu64 " chunks of %s (%s), bf16-like; put %.2f s + flush %.2f s "
-	       "(%.2f GB/s raw to SSD); stored %" PRIu64 " bytes: ratio %.3f\n",
+	       "(%.2f GB/s raw to SSD); SSD used %" PRIu64 " bytes: stored ratio %.3f\n",
 	       b->n, sz, size_name(o->data, ds, sizeof(ds)), pr->put_s, pr->flush_s,
-	       gbps(raw, (pr->put_s + pr->flush_s) * 1e9), pr->ssd_used, stored_ratio);
-	printf("method: kvc_get_batch of qd keys in random order, each on SSD only "
-	       "(checked); GB/s = decoded bytes / sum of get_batch times\n");
-	printf("size     qd  codec         store GB/s  fio GB/s  ratio  stored  batch p50 ms "
-	       "(min-max)  batches  verified\n");
+	       gbps(raw, (pr->put_s + pr->flush_s) * 1e9), pr->ssd_used, stored);
+	printf("method: kvc_get_batch of qd keys in random order, each on SSD only (checked "
+	       "before); GB/s = 1e9 B/s of decoded bytes over the sum of get_batch times\n");
+	printf("size      qd  codec         store GB/s  fio GB/s  ratio  stored  batch p50 ms "
+	       "(min-max)        batches  verified\n");
 	for (unsigned i = 0; i < o->n_qds; i++) {
 		const struct meas *m = &ms[i];
 		double g = gbps((double)m->bytes, m->ns);
-		char vb[24];
 
-		printf("%-8s %3u  %-12s  %10.3f  %8s  %5s  %6.3f  %12.2f (%.2f-%.2f)  %7zu  %s\n",
-		       sz, m->qd, o->codec, g, fio_gbps > 0 ? "" : "-", fio_gbps > 0 ? "" : "-",
-		       stored_ratio, m->p50_ms, m->min_ms, m->max_ms, m->batches,
-		       size_name(m->verified, vb, sizeof(vb)));
-		if (fio_gbps > 0)
-			printf("\033[0m");
+		strcpy(fs, "-");
+		strcpy(rs, "-");
+		if (fio > 0) {
+			snprintf(fs, sizeof(fs), "%.3f", fio);
+			snprintf(rs, sizeof(rs), "%.3f", g / fio);
+		}
+		printf("%-8s %4u  %-12s  %10.3f  %8s  %5s  %6.3f  %12.2f (%.2f-%.2f)  %7zu  %s\n",
+		       sz, m->qd, o->codec, g, fs, rs, stored, m->p50_ms, m->min_ms,
+		       m->max_ms, m->batches, size_name(m->verified, vb, sizeof(vb)));
 	}
-	(void)0;
+	for (unsigned i = 0; i < o->n_qds; i++) {
+		const struct meas *m = &ms[i];
+		double batch = (double)m->qd * (double)o->size;
+
+		printf("breakdown qd %u (%zu batches, per batch): pin (promote: read, check, "
+		       "decode) %.2f ms = %.3f GB/s; copy out %.2f ms = %.3f GB/s; "
+		       "release %.2f ms\n", m->qd, m->break_batches, m->pin_ns / 1e6,
+		       gbps(batch, m->pin_ns), m->copy_ns / 1e6, gbps(batch, m->copy_ns),
+		       m->release_ns / 1e6);
+	}
+	for (unsigned i = 0; i < o->n_qds; i++) {
+		const struct meas *m = &ms[i];
+		double g = gbps((double)m->bytes, m->ns);
+
+		if (fio > 0)
+			printf("figure: SSD get %s qd %u %s: %.3f GB/s, %.2f of fio randread "
+			       "%.3f GB/s%s\n", sz, m->qd, o->codec, g, g / fio, fio,
+			       strcmp(o->codec, "none") ? "" : " (target >= 0.90)");
+		else
+			printf("figure: SSD get %s qd %u %s: %.3f GB/s (no fio ceiling given)\n",
+			       sz, m->qd, o->codec, g);
+	}
+	printf("result: quick=%d codec=%s size=%" PRIu64 " data=%" PRIu64 " chunks=%" PRIu64
+	       " stored_ratio=%.4f ssd_used=%" PRIu64 " put_gbps=%.3f direct=%d uring=%d",
+	       o->quick, o->codec, o->size, o->data, b->n, stored, pr->ssd_used,
+	       gbps(raw, (pr->put_s + pr->flush_s) * 1e9), direct, uring);
+	for (unsigned i = 0; i < o->n_qds; i++) {
+		const struct meas *m = &ms[i];
+		double g = gbps((double)m->bytes, m->ns);
+		double batch = (double)m->qd * (double)o->size;
+
+		printf(" qd%u_gbps=%.4f qd%u_fio_gbps=%.4f qd%u_ratio=%.4f qd%u_bytes=%" PRIu64
+		       " qd%u_batches=%zu qd%u_p50_ms=%.3f qd%u_pin_gbps=%.4f qd%u_copy_gbps=%.4f"
+		       " qd%u_verified=%" PRIu64,
+		       m->qd, g, m->qd, fio, m->qd, fio > 0 ? g / fio : 0, m->qd, m->bytes,
+		       m->qd, m->batches, m->qd, m->p50_ms, m->qd, gbps(batch, m->pin_ns),
+		       m->qd, gbps(batch, m->copy_ns), m->qd, m->verified);
+	}
+	printf("\n");
 }
 
 int main(int argc, char **argv)
@@ -807,7 +849,7 @@ int main(int argc, char **argv)
 	struct put_res pr = { 0 };
 	struct meas ms[MAX_QDS];
 	char ssd_dir[512], dram_s[32], ssd_s[32], name[64];
-	uint64_t dram, ssd_bytes, raw;
+	uint64_t dram, ssd_bytes;
 	bool started = false, made_dir = false, direct, uring;
 	unsigned qd_max;
 	int status = 1;
@@ -815,8 +857,10 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &o))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (o.daemon && setenv("KVSTORED", o.daemon, 1))
-		return fail(-errno, "setenv") ? 1 : 1;
+	if (o.daemon && setenv("KVSTORED", o.daemon, 1)) {
+		fail(-errno, "setenv");
+		return 1;
+	}
 	if (bench_alloc(&b, &o))
 		goto out_free;
 
@@ -842,7 +886,7 @@ int main(int argc, char **argv)
 	{
 		const char *args[] = { "--dram-bytes", dram_s, "--ssd-dir", ssd_dir,
 				       "--ssd-bytes", ssd_s, "--ssd-codec", o.codec,
-				       "--ssd-queue-depth", "64", "--log", "info:tier", NULL };
+				       "--ssd-queue-depth", "64", "--log", "warn", NULL };
 
 		if (kvt_start(&d, args)) {
 			fail(0, "cannot start '%s'", kvt_daemon_path());
@@ -873,8 +917,6 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < o.n_qds; i++)
 		if (measure(&b, o.qds[i], &ms[i]))
 			goto out_close;
-	raw = o.data;
-	(void)raw;
 	report(&o, &b, ssd_dir, dram, &pr, direct, uring, ms);
 	status = 0;
 
