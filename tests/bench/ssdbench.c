@@ -111,6 +111,7 @@ struct bench {
 	unsigned char *bufs;		/* qd_max destinations */
 	struct kvc_get_desc *d;
 	struct kvc_key *keys;
+	struct kvc_key *dram_keys;	/* scratch: KVC_MAX_BATCH keys */
 	struct kvc_loc *locs;
 	uint8_t *tiers;
 	int *status;
@@ -284,19 +285,38 @@ static const struct kvc_tier_stats *tier_stats(const struct kvc_stats *st,
 	return NULL;
 }
 
-/* Drop the DRAM copies of keys[0..n): each must go (it has an SSD copy). */
-static int evict_keys(struct bench *b, const struct kvc_key *keys, size_t n)
+/*
+ * Drop the DRAM copies of keys[0..n). kvc_evict drops a chunk from the
+ * cache altogether unless it has a copy in DRAM (then it drops just that),
+ * so only chunks that kvc_lookup finds in DRAM are evicted, and each of
+ * those must go.
+ */
+static int drop_dram(struct bench *b, const struct kvc_key *keys, size_t n)
 {
+	struct kvc_key *in_dram = b->dram_keys;
+
 	for (size_t i = 0; i < n; i += KVC_MAX_BATCH) {
-		size_t m = n - i < KVC_MAX_BATCH ? n - i : KVC_MAX_BATCH;
-		int ret = kvc_evict(b->c, b->ns, keys + i, m, b->status);
+		size_t m = n - i < KVC_MAX_BATCH ? n - i : KVC_MAX_BATCH, k = 0;
+		int ret = kvc_lookup(b->c, b->ns, keys + i, m, b->tiers);
 
 		if (ret < 0)
-			return fail(ret, "evict of %zu chunks", m);
-		for (size_t j = 0; j < m; j++)
+			return fail(ret, "lookup of %zu chunks", m);
+		for (size_t j = 0; j < m; j++) {
+			if (b->tiers[j] == KVC_TIER_DRAM)
+				in_dram[k++] = keys[i + j];
+			else if (b->tiers[j] != KVC_TIER_SSD)
+				return fail(0, "chunk %" PRIu64 " is gone (tier %u)",
+					    keys[i + j].lo, b->tiers[j]);
+		}
+		if (!k)
+			continue;
+		ret = kvc_evict(b->c, b->ns, in_dram, k, b->status);
+		if (ret < 0)
+			return fail(ret, "evict of %zu chunks", k);
+		for (size_t j = 0; j < k; j++)
 			if (b->status[j])
 				return fail(b->status[j], "evict of chunk %" PRIu64,
-					    keys[i + j].lo);
+					    in_dram[j].lo);
 	}
 	return 0;
 }
@@ -372,7 +392,7 @@ static int load(struct bench *b, struct put_res *pr)
 
 	for (uint64_t i = 0; i < b->n; i++)
 		b->keys[i] = key_of(b, i);
-	if (evict_keys(b, b->keys, b->n) || check_on_ssd(b, b->keys, b->n))
+	if (drop_dram(b, b->keys, b->n) || check_on_ssd(b, b->keys, b->n))
 		return -1;
 	return 0;
 }
@@ -493,7 +513,7 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 			fail(0, "get_batch copied %d of %u chunks", n, qd);
 			goto out;
 		}
-		if (evict_keys(b, b->keys, qd))
+		if (drop_dram(b, b->keys, qd))
 			goto out;
 		lat[m->batches++] = (double)(t1 - t0);
 		m->bytes += qd * size;
@@ -539,7 +559,7 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 				goto out_ret;
 			}
 		}
-		if (evict_keys(b, b->keys, qd))
+		if (drop_dram(b, b->keys, qd))
 			goto out;
 		m->pin_ns += (double)(t1 - t0);
 		m->copy_ns += (double)(t2 - t1);
@@ -733,13 +753,14 @@ static int bench_alloc(struct bench *b, const struct opts *o)
 	b->want = malloc(o->size);
 	b->d = calloc(qd, sizeof(*b->d));
 	b->keys = calloc(b->n, sizeof(*b->keys));
+	b->dram_keys = calloc(KVC_MAX_BATCH, sizeof(*b->dram_keys));
 	b->locs = calloc(qd, sizeof(*b->locs));
 	b->tiers = calloc(KVC_MAX_BATCH, 1);
 	b->status = calloc(KVC_MAX_BATCH, sizeof(*b->status));
 	b->perm = calloc(b->n, sizeof(*b->perm));
 	if (posix_memalign((void **)&b->bufs, 4096, qd * o->size))
 		b->bufs = NULL;
-	if (!b->pool || !b->want || !b->d || !b->keys || !b->locs || !b->tiers ||
+	if (!b->pool || !b->want || !b->d || !b->keys || !b->dram_keys || !b->locs || !b->tiers ||
 	    !b->status || !b->perm || !b->bufs)
 		return fail(-ENOMEM, "cannot allocate the buffers");
 	fill_bf16(b->pool, b->pool_bytes, 0xb16);
@@ -753,6 +774,7 @@ static void bench_free(struct bench *b)
 	free(b->want);
 	free(b->d);
 	free(b->keys);
+	free(b->dram_keys);
 	free(b->locs);
 	free(b->tiers);
 	free(b->status);

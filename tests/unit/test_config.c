@@ -16,6 +16,7 @@
 #include "kvstore/config.h"
 #include "kvstore/log.h"
 #include "kvstore/util.h"
+#include "tiers/codec.h"
 
 static char err[512];
 
@@ -97,6 +98,23 @@ static void test_flags(void **state)
 	assert_int_equal(kv_log_level, KV_DEBUG);
 	assert_int_equal(kv_log_mask, KV_LOG_NET | KV_LOG_TIER);
 	kv_log_parse("warn");
+
+	/* The SSD tier's keys. */
+	assert_int_equal(args(&cfg, "--ssd-dir", "/var/ssd", "--ssd-bytes", "2G",
+			      "--policy", "dram=gdsf,ssd=h2o", "--ssd-codec", "shuffle+zstd",
+			      "--ssd-codec-ns", "llama=zstd,qwen=none", "--ssd-io", "sync",
+			      "--ssd-sync", "0", NULL), 0);
+	assert_string_equal(cfg.ssd_dir, "/var/ssd");
+	assert_int_equal(cfg.ssd_bytes, 2ull << 30);
+	assert_string_equal(cfg.policy_dram, "gdsf");
+	assert_string_equal(cfg.policy_ssd, "h2o");
+	assert_string_equal(cfg.ssd_codec, "shuffle+zstd");
+	assert_string_equal(cfg.ssd_io, "sync");
+	assert_int_equal(cfg.ssd_sync, 0);
+	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "llama-8b", 8), KV_CODEC_ZSTD);
+	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "qwen", 4), KV_CODEC_NONE);
+	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "mistral", 7), -ENOENT);
+	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "lla", 3), -ENOENT);
 }
 
 static void test_bad_flags_named(void **state)
@@ -115,6 +133,16 @@ static void test_bad_flags_named(void **state)
 	assert_non_null(strstr(err, "fifo"));
 	assert_int_not_equal(args(&cfg, "--policy", "tape=lru", NULL), 0);
 	assert_non_null(strstr(err, "tape"));
+	assert_int_not_equal(args(&cfg, "--ssd-codec", "lz4", NULL), 0);
+	assert_non_null(strstr(err, "lz4"));
+	assert_int_not_equal(args(&cfg, "--ssd-codec-ns", "llama", NULL), 0);
+	assert_non_null(strstr(err, "ssd_codec_ns"));
+	assert_int_not_equal(args(&cfg, "--ssd-codec-ns", "a=zstd,=none", NULL), 0);
+	assert_int_not_equal(args(&cfg, "--ssd-codec-ns", "a=brotli", NULL), 0);
+	assert_int_not_equal(args(&cfg, "--ssd-io", "aio", NULL), 0);
+	assert_non_null(strstr(err, "aio"));
+	assert_int_not_equal(args(&cfg, "--ssd-sync", "2", NULL), 0);
+	assert_int_not_equal(args(&cfg, "--ssd-bytes", "1K", NULL), 0);
 	assert_int_not_equal(args(&cfg, "--max-conns", "0", NULL), 0);
 	assert_non_null(strstr(err, "max_conns"));
 	assert_int_not_equal(args(&cfg, "--max-batch", "1025", NULL), 0);
