@@ -38,12 +38,13 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct shutdown *sd = arg;
 	uint64_t written, bytes, failed;
-	int ret = kv_store_writeback(sd->store, &written, &bytes, &failed);
+	int ret = kv_store_writeback(sd->store, false);
 
 	if (ret == -EINPROGRESS && kv_now_ns() < sd->deadline_ns)
 		return;
 	if (ret == -EINPROGRESS)
 		kv_log(KV_WARN, KV_LOG_MAIN, "shutdown: DRAM write-back cut short after shutdown_flush_ms");
+	kv_store_wb_counters(sd->store, &written, &bytes, &failed);
 	kv_log(KV_INFO, KV_LOG_MAIN, "shutdown: %llu chunks (%llu bytes) written back to SSD",
 	       (unsigned long long)(written - sd->written0),
 	       (unsigned long long)(bytes - sd->bytes0));
@@ -57,8 +58,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct timeval tick = { 0, 10000 };
 
 	kv_log(KV_INFO, KV_LOG_MAIN, "%s: shutting down", strsignal((int)sig));
-	if (sd->started || kv_store_writeback(sd->store, &sd->written0, &sd->bytes0,
-					      &failed) == -KV_ENOTIER) {
+	kv_store_wb_counters(sd->store, &sd->written0, &sd->bytes0, &failed);
+	if (sd->started || kv_store_writeback(sd->store, true) == -KV_ENOTIER) {
 		event_base_loopexit(sd->base, NULL);	/* a second signal: now */
 		return;
 	}

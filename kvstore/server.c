@@ -478,19 +478,18 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 	    (tier == KV_TIER_DRAM || tier == KV_TIER_NONE) &&
 	    kv_store_has_tier(c->srv->store, KV_TIER_SSD)) {
 		uint64_t w, b, f;
+		bool start = !c->flush_started;
 
-		ret = kv_store_writeback(c->srv->store, &w, &b, &f);
-		if (!c->flush_started) {
+		if (start) {
+			kv_store_wb_counters(c->srv->store, &base[0], &base[1], &base[2]);
 			c->flush_started = true;
-			base[0] = w;
-			base[1] = b;
-			base[2] = f;
 		}
-		if (ret == -EINPROGRESS) {
+		if (kv_store_writeback(c->srv->store, start) == -EINPROGRESS) {
 			park(c);
 			return;
 		}
 		c->flush_started = false;
+		kv_store_wb_counters(c->srv->store, &w, &b, &f);
 		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1], f - base[2] };
 		kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu failed",
 		       (int)c->pid, (unsigned long long)fr.chunks, (unsigned long long)fr.skipped);

@@ -1390,22 +1390,25 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 	return pending;
 }
 
-int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
-		       uint64_t *failed)
+void kv_store_wb_counters(const struct kv_store *s, uint64_t *written,
+			  uint64_t *bytes, uint64_t *failed)
+{
+	*written = s->wb_written;
+	*bytes = s->wb_bytes;
+	*failed = s->wb_failed;
+}
+
+int kv_store_writeback(struct kv_store *s, bool start)
 {
 	uint64_t cursor = 0;
 	struct kv_chunk *c;
 
 	if (!s->ssd)
 		return -KV_ENOTIER;
-	*written = s->wb_written;
-	*bytes = s->wb_bytes;
-	*failed = s->wb_failed;
-	if (s->wb_queued || s->wb_inflight)
-		return -EINPROGRESS;
-	/* Anything still without an SSD copy: queue it (once more, if the
-	 * SSD declined it before). */
-	while ((c = kv_index_next(s->idx, &cursor))) {
+	/* Starting: queue every DRAM chunk still without an SSD copy, once
+	 * more even if the SSD declined it before (only now: a flush must
+	 * end even when the SSD keeps declining). */
+	while (start && (c = kv_index_next(s->idx, &cursor))) {
 		if (c->state != KV_CHUNK_COMMITTED || !c->ext || c->ssd_ext ||
 		    c->io || c->wb_queued)
 			continue;
@@ -1413,10 +1416,11 @@ int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
 		wb_enqueue(s, c, false);
 		refresh_hold(s, c);
 	}
-	if (!s->wb_queued)
-		return 0;
-	wb_pump(s);
-	return -EINPROGRESS;
+	if (start)
+		wb_pump(s);
+	/* After a pump, a queued chunk means writes in flight: a completion
+	 * is coming to ask again. */
+	return s->wb_queued || s->wb_inflight ? -EINPROGRESS : 0;
 }
 
 int kv_store_set_codec(struct kv_store *s, uint32_t ns, unsigned codec)

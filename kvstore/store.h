@@ -227,14 +227,18 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 			   int32_t *status);
 
 /*
- * Write every DRAM chunk without an SSD copy to the SSD. Returns 0 when
- * all of them (and any committed meanwhile) are durable, -EINPROGRESS
- * while writes are under way (call again after kv_store_reap()), or
- * -KV_ENOTIER without an SSD tier. *written and *failed count write-backs
- * finished since the store opened: subtract to get one flush's figures.
+ * Write every DRAM chunk without an SSD copy to the SSD: start (true) queues
+ * them, then calls without start ask how it goes. Returns 0 when all of
+ * them (and any committed meanwhile) are durable or refused, -EINPROGRESS
+ * while writes are under way (ask again after kv_store_reap()), or
+ * -KV_ENOTIER without an SSD tier.
  */
-int kv_store_writeback(struct kv_store *s, uint64_t *written, uint64_t *bytes,
-		       uint64_t *failed);
+int kv_store_writeback(struct kv_store *s, bool start);
+
+/* Write-backs finished (written, their bytes, refused) since the store
+ * opened: subtract two readings to get one flush's figures. */
+void kv_store_wb_counters(const struct kv_store *s, uint64_t *written,
+			  uint64_t *bytes, uint64_t *failed);
 
 /* Store namespace ns's chunks on SSD with codec (enum kv_codec) instead of
  * the default. 0 or -EINVAL. */

@@ -471,6 +471,31 @@ static void test_faults(void **state)
 	}
 }
 
+/* Chunks the SSD cannot take: a flush still ends, and says so. */
+static void test_flush_refused(void **state)
+{
+	const char *args[] = { "--dram-bytes", "8M", "--ssd-dir", ssd_dir,
+			       "--ssd-bytes", "1M", "--log", "warn", NULL };
+	struct kvc_flush_result fr;
+	struct kvt_daemon d;
+	struct kvc *c;
+	uint32_t ns;
+
+	fresh_dir();
+	assert_int_equal(kvt_start(&d, args), 0);
+	assert_int_equal(kvc_connect(d.sock, &c), 0);
+	assert_int_equal(kvc_ns_register(c, "big", &ns), 0);
+	put_range(c, ns, 0, 2, 2 * MIB);	/* each larger than the SSD */
+	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), 0);
+	assert_int_equal(fr.chunks, 0);
+	assert_int_equal(fr.skipped, 2);
+	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), 0);	/* again */
+	assert_int_equal(fr.skipped, 2);
+	assert_int_equal(check_range(c, ns, 0, 2, 2 * MIB), 2);	/* still in DRAM */
+	kvc_close(c);
+	assert_int_equal(kvt_stop(&d), 0);
+}
+
 /* io_uring refused: pread/pwrite, said once in the log, same results. */
 static void test_uring_refused(void **state)
 {
@@ -568,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_data),
 		cmocka_unit_test(test_corrupt_index),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_flush_refused),
 		cmocka_unit_test(test_uring_refused),
 		cmocka_unit_test(test_short_io),
 		cmocka_unit_test(test_torn_crash),
