@@ -80,6 +80,7 @@ struct kv_ssd_job {
 	char name[256];			/* NS: NUL-terminated */
 	/* the tier's own, while the job is in the tier */
 	void *bounce;			/* aligned staging buffer, or NULL */
+	uint64_t bounce_cap;		/* its size */
 	uint64_t io_len;		/* bytes moved: stored, block-padded */
 	struct kv_ssd_job *wnext;	/* writes in flight or to commit */
 };

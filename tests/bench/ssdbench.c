@@ -46,6 +46,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -63,10 +64,12 @@
 
 #define MAX_QDS		2		/* depths measured in one run */
 #define MIN_BATCHES	2		/* timed batches, whatever --seconds says */
-#define BREAK_BATCHES	2		/* batches of the breakdown */
+#define BREAK_BYTES	(256 * MIB)	/* the breakdown reads this much, */
+#define BREAK_BATCHES	64		/* in at most this many batches */
 #define CHANNELS	128		/* a head dimension: its own scale each */
 #define POOL_EXTRA	(1 * MIB)	/* pool = chunk + this: window offsets */
 #define ALIGN		(2 * MIB)
+#define DATA_MIN	(512 * MIB)	/* the default data set, or one batch */
 #define STAMP		0x6b7673736462656eull	/* "kvssdben" */
 #define POISON		0xa5
 
@@ -128,6 +131,8 @@ static uint64_t now_ns(void)
 }
 
 /* Print "kvssdbench: <what>: <error name>" and return -1. */
+static int fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static int fail(int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -525,7 +530,8 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 	m->max_ms = lat[m->batches - 1] / 1e6;
 
 	/* The breakdown: what get_batch does, one step at a time. */
-	for (size_t k = 0; k < BREAK_BATCHES; k++) {
+	for (uint64_t done = 0; m->break_batches < BREAK_BATCHES &&
+	     (o->quick ? m->break_batches < 2 : done < BREAK_BYTES); done += qd * size) {
 		uint64_t t0, t1, t2, t3;
 
 		next_batch(b, qd, &pos);
@@ -536,12 +542,12 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 		t1 = now_ns();
 		if (ret) {
 			fail(ret, "pin of %u chunks", qd);
-			goto out_ret;
+			goto out;
 		}
 		for (unsigned i = 0; i < qd; i++) {
 			if (b->locs[i].status || !b->locs[i].ptr || b->locs[i].bytes != size) {
 				fail(b->locs[i].status, "pin of chunk %" PRIu64, b->keys[i].lo);
-				goto out_ret;
+				goto out;
 			}
 			memcpy(b->bufs + i * size, b->locs[i].ptr, size);
 		}
@@ -550,13 +556,13 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 		t3 = now_ns();
 		if (ret) {
 			fail(ret, "release of %u chunks", qd);
-			goto out_ret;
+			goto out;
 		}
 		for (unsigned i = 0; i < qd; i++) {
 			if (!stamp_ok(b->bufs + i * size, size, b->keys[i].lo)) {
 				fail(0, "pinned chunk %" PRIu64 " holds another chunk's bytes",
 				     b->keys[i].lo);
-				goto out_ret;
+				goto out;
 			}
 		}
 		if (drop_dram(b, b->keys, qd))
@@ -569,8 +575,10 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 	m->pin_ns /= (double)m->break_batches;
 	m->copy_ns /= (double)m->break_batches;
 	m->release_ns /= (double)m->break_batches;
+	ret = 0;
+	goto out_ret;
 out:
-	ret = m->break_batches == BREAK_BATCHES ? 0 : -1;
+	ret = -1;
 out_ret:
 	free(lat);
 	return ret;
@@ -588,7 +596,7 @@ static void usage(FILE *f)
 		"  --codec C       none, zstd or shuffle+zstd (default none)\n"
 		"  --size BYTES    chunk size (default 32M)\n"
 		"  --qd N          chunks per kvc_get_batch, all promoted at once (default 32)\n"
-		"  --data BYTES    data set on SSD (default the larger of 1G and 2 x qd chunks)\n"
+		"  --data BYTES    data set on SSD (default the larger of 512M and qd chunks)\n"
 		"  --total BYTES   bytes read per measurement (default the data set)\n"
 		"  --seconds S     stop a measurement after S seconds (default 10)\n"
 		"  --fio-mbps X    the ceiling: fio randread MB/s (1e6 B/s) at this size and qd\n"
@@ -680,9 +688,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->qds[0] = (unsigned)v;
 	}
 	if (!o->quick) {
-		uint64_t two = 2ull * o->qds[0] * o->size;
+		uint64_t batch = (uint64_t)o->qds[0] * o->size;
 
-		o->data = two > GIB ? two : GIB;
+		o->data = batch > DATA_MIN ? batch : DATA_MIN;
 	}
 	if (data && parse_size(data, &o->data)) {
 		fprintf(stderr, "kvssdbench: --data '%s': give a size\n", data);
@@ -764,8 +772,18 @@ static int bench_alloc(struct bench *b, const struct opts *o)
 	    !b->status || !b->perm || !b->bufs)
 		return fail(-ENOMEM, "cannot allocate the buffers");
 	fill_bf16(b->pool, b->pool_bytes, 0xb16);
-	memset(b->bufs, POISON, qd * o->size);	/* pre-faulted */
 	return 0;
+}
+
+/*
+ * Fault in the buffers the timed region writes. After kvt_start(): its
+ * fork write-protects every page of this process (copy-on-write until the
+ * child's exec), and the first write to each page after it faults.
+ */
+static void touch_buffers(struct bench *b)
+{
+	memset(b->bufs, POISON, (size_t)b->o->qds[b->o->n_qds - 1] * b->o->size);
+	memset(b->want, 0, b->o->size);
 }
 
 static void bench_free(struct bench *b)
@@ -788,8 +806,8 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 		   uint64_t dram, const struct put_res *pr, bool direct, bool uring,
 		   const struct meas *ms)
 {
-	double raw = (double)o->data;
-	double stored = pr->ssd_used ? raw / (double)pr->ssd_used : 0;
+	double put = (double)o->data;
+	double stored = pr->ssd_used ? put / (double)pr->ssd_used : 0;
 	double fio = o->fio_mbps / 1e3;
 	char sz[24], ds[24], dr[24], vb[24], fs[16], rs[16];
 
@@ -803,7 +821,7 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 	printf("data: %" PRIu64 " chunks of %s (%s), bf16-like; put %.2f s + flush %.2f s "
 	       "(%.2f GB/s raw to SSD); SSD used %" PRIu64 " bytes: stored ratio %.3f\n",
 	       b->n, sz, size_name(o->data, ds, sizeof(ds)), pr->put_s, pr->flush_s,
-	       gbps(raw, (pr->put_s + pr->flush_s) * 1e9), pr->ssd_used, stored);
+	       gbps(put, (pr->put_s + pr->flush_s) * 1e9), pr->ssd_used, stored);
 	printf("method: kvc_get_batch of qd keys in random order, each on SSD only (checked "
 	       "before); GB/s = 1e9 B/s of decoded bytes over the sum of get_batch times\n");
 	printf("size      qd  codec         store GB/s  fio GB/s  ratio  stored  batch p50 ms "
@@ -847,7 +865,7 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 	printf("result: quick=%d codec=%s size=%" PRIu64 " data=%" PRIu64 " chunks=%" PRIu64
 	       " stored_ratio=%.4f ssd_used=%" PRIu64 " put_gbps=%.3f direct=%d uring=%d",
 	       o->quick, o->codec, o->size, o->data, b->n, stored, pr->ssd_used,
-	       gbps(raw, (pr->put_s + pr->flush_s) * 1e9), direct, uring);
+	       gbps(put, (pr->put_s + pr->flush_s) * 1e9), direct, uring);
 	for (unsigned i = 0; i < o->n_qds; i++) {
 		const struct meas *m = &ms[i];
 		double g = gbps((double)m->bytes, m->ns);
@@ -870,7 +888,7 @@ int main(int argc, char **argv)
 	struct kvt_daemon d;
 	struct put_res pr = { 0 };
 	struct meas ms[MAX_QDS];
-	char ssd_dir[512], dram_s[32], ssd_s[32], name[64];
+	char top[512], ssd_dir[540], dram_s[32], ssd_s[32], name[64];
 	uint64_t dram, ssd_bytes;
 	bool started = false, made_dir = false, direct, uring;
 	unsigned qd_max;
@@ -879,6 +897,8 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &o))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A reader that goes away must not leave the daemon running. */
+	signal(SIGPIPE, SIG_IGN);
 	if (o.daemon && setenv("KVSTORED", o.daemon, 1)) {
 		fail(-errno, "setenv");
 		return 1;
@@ -886,19 +906,21 @@ int main(int argc, char **argv)
 	if (bench_alloc(&b, &o))
 		goto out_free;
 
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvssdbench.XXXXXX", o.dir);
-	if (!mkdtemp(ssd_dir)) {
+	/* top/tier: the SSD tier's directory. */
+	snprintf(top, sizeof(top), "%s/kvssdbench.XXXXXX", o.dir);
+	if (!mkdtemp(top)) {
 		fail(-errno, "cannot make a directory under '%s'", o.dir);
 		goto out_free;
 	}
 	made_dir = true;
+	snprintf(ssd_dir, sizeof(ssd_dir), "%s/tier", top);
+	qd_max = o.qds[o.n_qds - 1];
 
 	/*
 	 * DRAM: the promotions of a batch at once, plus slack. SSD: the data
 	 * set stored raw, plus slack, in whole data files (1 GiB each, and a
 	 * tier over 1 GiB uses whole files only).
 	 */
-	qd_max = o.qds[o.n_qds - 1];
 	dram = round_up(qd_max * round_up(o.size, 4096) + 4 * o.size + 32 * MIB, ALIGN);
 	ssd_bytes = round_up(o.data + o.data / 8 + 64 * MIB, MIB);
 	if (ssd_bytes > GIB)
@@ -934,6 +956,7 @@ int main(int argc, char **argv)
 		}
 	}
 	touch_arena(b.c);
+	touch_buffers(&b);
 	if (load(&b, &pr))
 		goto out_close;
 	for (unsigned i = 0; i < o.n_qds; i++)
@@ -955,7 +978,7 @@ out_stop:
 	}
 out_dir:
 	if (made_dir)
-		rm_tree(ssd_dir);
+		rm_tree(top);
 out_free:
 	bench_free(&b);
 	return status;
