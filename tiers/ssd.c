@@ -92,6 +92,11 @@ struct kv_ssd {
 	uint64_t idle_cap[BOUNCE_SLOTS];
 	unsigned n_idle;
 	uint64_t idle_bytes;
+	/* Staging memory held by jobs in flight is bounded too: past
+	 * BOUNCE_KEEP, jobs that need it wait here, in order. */
+	uint64_t bounce_out;
+	struct kv_ssd_job *stalled;
+	struct kv_ssd_job *stalled_tail;
 
 	_Atomic uint64_t bytes_written;
 	_Atomic uint64_t raw_written;
@@ -125,6 +130,7 @@ static int bounce_get(struct kv_ssd *s, struct kv_ssd_job *j, uint64_t len)
 	if (best < s->n_idle) {
 		j->bounce = s->idle[best];
 		j->bounce_cap = s->idle_cap[best];
+		s->bounce_out += j->bounce_cap;
 		s->idle_bytes -= s->idle_cap[best];
 		s->n_idle--;
 		s->idle[best] = s->idle[s->n_idle];
@@ -137,6 +143,7 @@ static int bounce_get(struct kv_ssd *s, struct kv_ssd_job *j, uint64_t len)
 		return -ENOMEM;
 	}
 	j->bounce_cap = len;
+	s->bounce_out += len;
 	return 0;
 }
 
@@ -144,6 +151,7 @@ static void bounce_put(struct kv_ssd *s, struct kv_ssd_job *j)
 {
 	if (!j->bounce)
 		return;
+	s->bounce_out -= j->bounce_cap;
 	if (s->n_idle < BOUNCE_SLOTS && s->idle_bytes + j->bounce_cap <= BOUNCE_KEEP) {
 		s->idle[s->n_idle] = j->bounce;
 		s->idle_cap[s->n_idle++] = j->bounce_cap;
@@ -455,7 +463,35 @@ static void io_done(void *arg, void *tag, int res)
 	s->committing = j;
 }
 
+/* Will this job stage its bytes (a codec)? Then it may have to wait. */
+static bool staged(const struct kv_ssd_job *j)
+{
+	return (j->op == KV_SSD_WRITE && j->codec != KV_CODEC_NONE) ||
+	       (j->op == KV_SSD_READ && j->rec.codec != KV_CODEC_NONE);
+}
+
+static bool staging_full(const struct kv_ssd *s)
+{
+	return s->bounce_out > 0 && s->bounce_out >= BOUNCE_KEEP;
+}
+
+static void start_job(struct kv_ssd *s, struct kv_ssd_job *j);
+
 static void take_job(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	if (staged(j) && (s->stalled || staging_full(s))) {
+		j->next = NULL;
+		if (s->stalled_tail)
+			s->stalled_tail->next = j;
+		else
+			s->stalled = j;
+		s->stalled_tail = j;
+		return;
+	}
+	start_job(s, j);
+}
+
+static void start_job(struct kv_ssd *s, struct kv_ssd_job *j)
 {
 	int ret;
 
@@ -503,11 +539,21 @@ static void *io_thread(void *arg)
 		s->in_head = s->in_tail = NULL;
 		stop = s->stop;
 		pthread_mutex_unlock(&s->lock);
-		for (; list; list = next) {
+		/* What waited for staging memory goes first, in order. */
+		while (s->stalled && !staging_full(s)) {
+			struct kv_ssd_job *j = s->stalled;
+
+			s->stalled = j->next;
+			if (!s->stalled)
+				s->stalled_tail = NULL;
+			start_job(s, j);
+		}
+		for (; list; list = next) {	/* staged ones queue behind */
 			next = list->next;
 			take_job(s, list);
 		}
-		if (stop && !kv_io_pending(s->io) && !s->committing && !s->n_ops)
+		if (stop && !kv_io_pending(s->io) && !s->committing && !s->n_ops &&
+		    !s->stalled)
 			break;
 		/* Block for a completion or a new job; while stopping, only
 		 * while I/O is still out. */
