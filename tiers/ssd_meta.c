@@ -5,7 +5,8 @@
  *   "chunks"  key: ns (4 bytes) | key.lo (8) | key.hi (8), all big-endian,
  *             so a cursor walk visits a namespace's records together;
  *             value: struct kv_ssd_rec, host order, sealed by rec_check.
- *   "meta"    "format" -> struct fmt: magic "KVSI", KV_SSD_FORMAT, geometry.
+ *   "meta"    "format" -> struct fmt: magic "KVSI", KV_SSD_FORMAT, geometry;
+ *             "ns" + id (4 bytes, big-endian) -> uid, name length, name.
  *
  * Every write goes through meta_write(): one write transaction running a
  * body, aborted on any error (LMDB poisons a transaction after a failed
