@@ -263,9 +263,8 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 static void handle_ns_register(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_ns_reply rep = { 0 };
-	int ret;
-
 	uint32_t before = kv_ns_count(c->srv->ns);
+	int ret;
 
 	ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
 			     c->uid, &rep.ns);
