@@ -286,13 +286,16 @@ static void crash_now(struct kv_ssd *s, struct kv_ssd_job *torn)
 		struct kv_ssd_job *j = pass == 0 ? torn : pass == 1 ? s->in_flight : s->committing;
 
 		for (; j; j = pass == 0 ? NULL : j->wnext) {
-			uint64_t at = j->rec.offset + (pass == 0 ? round_up(j->io_len / 2, len) : 0);
+			uint64_t at = j->rec.offset;
 
+			if (pass == 0)	/* torn: its second half */
+				at += round_up(j->io_len / 2, len);
 			if (at >= s->space)
 				continue;
 			if (pwrite(s->fds[at / s->file_bytes], junk, len,
 				   (off_t)(at % s->file_bytes)) < 0)
-				kv_log(KV_WARN, KV_LOG_TIER, "ssd: crash test: %s", strerror(errno));
+				kv_log(KV_WARN, KV_LOG_TIER, "ssd: crash test: %s",
+				       strerror(errno));
 		}
 	}
 	kv_log(KV_WARN, KV_LOG_TIER, "ssd: KV_FAULT_CRASH: dying mid-write");
@@ -596,7 +599,8 @@ static int open_files(struct kv_ssd *s)
 		if (fd < 0) {
 			int ret = -errno;
 
-			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot open %s: %s", path, strerror(errno));
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot open %s: %s", path,
+			       strerror(errno));
 			return ret;
 		}
 		s->fds[i] = fd;
