@@ -71,7 +71,7 @@ struct conn {
 	bool parked;
 	size_t park_len;		/* the frame's length in frame */
 	uint32_t park_next;		/* ALLOC: the next item to allocate */
-	void *park_reply;		/* ALLOC: the replies so far */
+	void *park_reply;		/* ALLOC, PIN: the replies so far */
 	uint64_t flush_base[3];		/* FLUSH: write-back counters at start */
 	bool flush_started;
 	struct conn *pnext;		/* the server's parked list */
@@ -357,20 +357,42 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 	}
 	case KV_OP_PIN: {
 		struct kv_wire_pin_reply *pr;
+		bool again = c->park_reply != NULL;
+		uint32_t waiting = 0;
 
-		/* Chunks on SSD come up first; the pins are taken when all are. */
-		if (kv_store_prefetch(st, ns, keys, n, NULL)) {
-			park(c);
-			return;
-		}
+		/*
+		 * A chunk on SSD answers -EINPROGRESS and starts up; the others
+		 * are pinned at once, and hold while the rest arrive. Each time
+		 * promotions finish, the keys still waiting are asked again;
+		 * the reply goes when none is.
+		 */
 		len = (size_t)n * sizeof(*pr);
 		pr = scratch(srv, len);
+		if (again) {
+			memcpy(pr, c->park_reply, len);
+			free(c->park_reply);
+			c->park_reply = NULL;
+		}
 		for (uint32_t i = 0; i < n; i++) {
-			int ret = kv_store_pin(st, c->owner, ns, &keys[i], &pr[i]);
+			int ret;
 
+			if (again && pr[i].status != EINPROGRESS)
+				continue;
+			ret = kv_store_pin_again(st, c->owner, ns, &keys[i], &pr[i], again);
+			if (ret == -EINPROGRESS) {
+				pr[i].status = EINPROGRESS;
+				waiting++;
+				continue;
+			}
 			pr[i].status = -ret;
 			if (ret)
 				pr[i].tier = KV_TIER_NONE;
+		}
+		if (waiting) {
+			c->park_reply = kv_xmalloc(len);
+			memcpy(c->park_reply, pr, len);
+			park(c);
+			return;
 		}
 		reply(c, &r->hdr, 0, n, pr, len);
 		return;

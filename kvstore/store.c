@@ -1076,10 +1076,18 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc)
 {
+	return kv_store_pin_again(s, o, ns, key, loc, false);
+}
+
+int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
+		       bool again)
+{
 	struct kv_chunk *c = visible(s, ns, key);
 	struct kv_pin *p;
 
-	count_ref(s, c);
+	if (!again)
+		count_ref(s, c);
 	if (!c)
 		return -ENOENT;
 	if (o->n_pins >= s->max_pins)

@@ -132,9 +132,14 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			 uint8_t *tiers);
 
 /* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS, or
- * -EINPROGRESS: it is on SSD and on its way up (kv_store_prefetch()). */
+ * -EINPROGRESS: it is on SSD and on its way up (ask again after
+ * kv_store_reap(), with kv_store_pin_again(), which does not count the
+ * reference a second time). */
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc);
+int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
+		       bool again);
 
 /* Drop one of o's pins on a chunk. 0 or -ENOENT (o holds none). */
 int kv_store_release(struct kv_store *s, struct kv_owner *o, uint32_t ns,
