@@ -85,6 +85,7 @@ struct opts {
 	double seconds;			/* cap per measurement */
 	double fio_mbps;		/* the ceiling; 0: none */
 	bool quick;
+	bool pipeline;			/* prefetch the next batch during this one */
 };
 
 struct meas {
@@ -464,6 +465,135 @@ static int check_batch(struct bench *b, unsigned qd, bool full, uint64_t *verifi
 }
 
 /*
+ * The next qd keys of one half of the data set (even or odd chunks), in a
+ * random order per half: consecutive batches of a pipeline come from
+ * different halves, so the batch being prefetched never overlaps the one
+ * being read, whatever the shuffles do.
+ */
+static void next_half(struct bench *b, unsigned half, unsigned qd, uint64_t *perm,
+		      uint64_t *pos, struct kvc_key *out)
+{
+	uint64_t n = b->n / 2;
+
+	if (*pos + qd > n) {
+		for (uint64_t i = 0; i < n; i++)
+			perm[i] = 2 * i + half;
+		for (uint64_t i = n - 1; i > 0; i--) {
+			uint64_t j = rnd(&b->rng) % (i + 1), t = perm[i];
+
+			perm[i] = perm[j];
+			perm[j] = t;
+		}
+		*pos = 0;
+	}
+	for (unsigned i = 0; i < qd; i++)
+		out[i] = key_of(b, perm[*pos + i]);
+	*pos += qd;
+}
+
+/*
+ * --pipeline: as an engine does with kvc_prefetch() while a request waits
+ * in its queue. Batch k+1 is prefetched (its reads start) before batch k
+ * is got and copied out, so the disk never waits for the copy. GB/s is
+ * over the whole loop's time, lookups and evictions included.
+ */
+static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
+{
+	const struct opts *o = b->o;
+	const uint64_t size = o->size;
+	uint64_t *perm[2], pos[2] = { UINT64_MAX / 2, UINT64_MAX / 2 };
+	struct kvc_key *cur = malloc(qd * sizeof(*cur));
+	struct kvc_key *nxt = malloc(qd * sizeof(*nxt));
+	size_t cap = (size_t)(o->total / (qd * size)) + MIN_BATCHES + 1;
+	double *lat = malloc(cap * sizeof(*lat));
+	uint64_t start;
+	unsigned half = 0;
+	int ret = -1;
+
+	perm[0] = malloc((b->n / 2 + 1) * sizeof(uint64_t));
+	perm[1] = malloc((b->n / 2 + 1) * sizeof(uint64_t));
+	if (!cur || !nxt || !lat || !perm[0] || !perm[1]) {
+		fail(-ENOMEM, "cannot allocate the pipeline");
+		goto out;
+	}
+	memset(m, 0, sizeof(*m));
+	m->qd = qd;
+	b->rng = 0x9195 ^ qd;
+	next_half(b, half, qd, perm[half], &pos[half], cur);
+	if (check_on_ssd(b, cur, qd))
+		goto out;
+	start = now_ns();
+	if ((ret = kvc_prefetch(b->c, b->ns, cur, qd, NULL)) < 0) {
+		fail(ret, "prefetch of %u chunks", qd);
+		goto out;
+	}
+	ret = -1;
+	for (;;) {
+		bool last = m->batches + 1 >= cap ||
+			    (m->batches + 1 >= MIN_BATCHES &&
+			     (m->bytes + qd * size >= o->total ||
+			      (double)(now_ns() - start) / 1e9 >= o->seconds));
+		bool full = m->batches == 0;
+		uint64_t t0, t1;
+		int n;
+
+		if (!last) {	/* the next batch's reads start now */
+			half ^= 1;
+			next_half(b, half, qd, perm[half], &pos[half], nxt);
+			if (check_on_ssd(b, nxt, qd))
+				goto out;
+			n = kvc_prefetch(b->c, b->ns, nxt, qd, NULL);
+			if (n < 0) {
+				fail(n, "prefetch of %u chunks", qd);
+				goto out;
+			}
+		}
+		memcpy(b->keys, cur, qd * sizeof(*cur));
+		for (unsigned i = 0; i < qd; i++)
+			b->d[i] = (struct kvc_get_desc){
+				.key = cur[i],
+				.buf = b->bufs + i * size,
+				.cap = size,
+			};
+		if (full)
+			memset(b->bufs, POISON, qd * size);
+		t0 = now_ns();
+		n = kvc_get_batch(b->c, b->ns, b->d, qd);
+		t1 = now_ns();
+		if (n < 0) {
+			fail(n, "get_batch of %u chunks", qd);
+			goto out;
+		}
+		if (check_batch(b, qd, full, &m->verified))
+			goto out;
+		if ((unsigned)n != qd) {
+			fail(0, "get_batch copied %d of %u chunks", n, qd);
+			goto out;
+		}
+		if (drop_dram(b, cur, qd))
+			goto out;
+		lat[m->batches++] = (double)(t1 - t0);
+		m->bytes += qd * size;
+		if (last)
+			break;
+		memcpy(cur, nxt, qd * sizeof(*cur));
+	}
+	m->ns = (double)(now_ns() - start);
+	qsort(lat, m->batches, sizeof(*lat), cmp_double);
+	m->p50_ms = lat[(m->batches - 1) / 2] / 1e6;
+	m->min_ms = lat[0] / 1e6;
+	m->max_ms = lat[m->batches - 1] / 1e6;
+	ret = 0;
+out:
+	free(cur);
+	free(nxt);
+	free(lat);
+	free(perm[0]);
+	free(perm[1]);
+	return ret;
+}
+
+/*
  * Timed batches until --total bytes were read (or --seconds passed, after
  * MIN_BATCHES), then the breakdown.
  */
@@ -478,6 +608,10 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 
 	if (!lat)
 		return fail(-ENOMEM, "cannot allocate %zu samples", cap);
+	if (o->pipeline) {
+		free(lat);
+		return measure_pipelined(b, qd, m);
+	}
 	memset(m, 0, sizeof(*m));
 	m->qd = qd;
 	b->rng = 0x51ed ^ qd;
@@ -601,7 +735,8 @@ static void usage(FILE *f)
 		"  --seconds S     stop a measurement after S seconds (default 10)\n"
 		"  --fio-mbps X    the ceiling: fio randread MB/s (1e6 B/s) at this size and qd\n"
 		"  --daemon PATH   kvstored to start (default: $KVSTORED or build/kvstored)\n"
-		"  --quick         256 KiB chunks, 4 MiB, qd 1 and 4, all bytes checked (CI)\n");
+		"  --quick         256 KiB chunks, 4 MiB, qd 1 and 4, all bytes checked (CI)\n"
+		"  --pipeline      prefetch batch k+1 while batch k is got (an engine's use)\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -622,6 +757,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			exit(0);
 		} else if (!strcmp(a, "--quick")) {
 			o->quick = true;
+			continue;
+		} else if (!strcmp(a, "--pipeline")) {
+			o->pipeline = true;
 			continue;
 		} else if (!strcmp(a, "--dir")) {
 			val = &o->dir;
@@ -688,7 +826,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->qds[0] = (unsigned)v;
 	}
 	if (!o->quick) {
-		uint64_t batch = (uint64_t)o->qds[0] * o->size;
+		uint64_t batch = (uint64_t)o->qds[0] * o->size * (o->pipeline ? 2 : 1);
 
 		o->data = batch > DATA_MIN ? batch : DATA_MIN;
 	}
@@ -697,8 +835,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return -1;
 	}
 	o->data = o->data / o->size * o->size;
-	if (o->data < o->qds[o->n_qds - 1] * o->size) {
-		fprintf(stderr, "kvssdbench: the data set must hold at least qd chunks\n");
+	if (o->data < o->qds[o->n_qds - 1] * o->size * (o->pipeline ? 2 : 1)) {
+		fprintf(stderr, "kvssdbench: the data set must hold at least qd chunks "
+			"(2 qd with --pipeline)\n");
 		return -1;
 	}
 	if (!o->quick)
@@ -822,8 +961,13 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 	       "(%.2f GB/s raw to SSD); SSD used %" PRIu64 " bytes: stored ratio %.3f\n",
 	       b->n, sz, size_name(o->data, ds, sizeof(ds)), pr->put_s, pr->flush_s,
 	       gbps(put, (pr->put_s + pr->flush_s) * 1e9), pr->ssd_used, stored);
-	printf("method: kvc_get_batch of qd keys in random order, each on SSD only (checked "
-	       "before); GB/s = 1e9 B/s of decoded bytes over the sum of get_batch times\n");
+	if (o->pipeline)
+		printf("method: pipelined: kvc_prefetch of batch k+1, then kvc_get_batch of batch k "
+		       "(qd keys, each on SSD only); GB/s = 1e9 B/s of decoded bytes over the "
+		       "whole loop\n");
+	else
+		printf("method: kvc_get_batch of qd keys in random order, each on SSD only (checked "
+		       "before); GB/s = 1e9 B/s of decoded bytes over the sum of get_batch times\n");
 	printf("size      qd  codec         store GB/s  fio GB/s  ratio  stored  batch p50 ms "
 	       "(min-max)        batches  verified\n");
 	for (unsigned i = 0; i < o->n_qds; i++) {
@@ -844,6 +988,8 @@ static void report(const struct opts *o, const struct bench *b, const char *ssd_
 		const struct meas *m = &ms[i];
 		double batch = (double)m->qd * (double)o->size;
 
+		if (!m->break_batches)	/* --pipeline measures no breakdown */
+			continue;
 		printf("breakdown qd %u (%zu batches, per batch): pin (promote: read, check, "
 		       "decode) %.2f ms = %.3f GB/s; copy out %.2f ms = %.3f GB/s; "
 		       "release %.2f ms\n", m->qd, m->break_batches, m->pin_ns / 1e6,
@@ -921,7 +1067,8 @@ int main(int argc, char **argv)
 	 * set stored raw, plus slack, in whole data files (1 GiB each, and a
 	 * tier over 1 GiB uses whole files only).
 	 */
-	dram = round_up(qd_max * round_up(o.size, 4096) + 4 * o.size + 32 * MIB, ALIGN);
+	dram = round_up((o.pipeline ? 2 : 1) * qd_max * round_up(o.size, 4096) +
+			4 * o.size + 32 * MIB, ALIGN);
 	ssd_bytes = round_up(o.data + o.data / 8 + 64 * MIB, MIB);
 	if (ssd_bytes > GIB)
 		ssd_bytes = round_up(ssd_bytes, GIB);
