@@ -405,12 +405,7 @@ static void dram_insert(struct kv_store *s, struct kv_chunk *c)
 {
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
 
-	c->node.prev = c->node.next = NULL;	/* policy-private: fresh */
-	c->node.prio = 0;
-	c->node.heap_idx = 0;
-	c->node.flags = 0;
-	c->node.stamp = 0;
-	c->node.tokens = c->tokens;
+	c->node.tokens = c->tokens;	/* policy-private fields: any value */
 	c->node.position = c->position;
 	c->node.size = kv_extent_size(c->ext);
 	c->node.cost = chunk_cost(s, c, c->node.size);
@@ -425,11 +420,6 @@ static void ssd_insert(struct kv_store *s, struct kv_chunk *c)
 	struct stier *st = &s->tiers[KV_TIER_SSD];
 	struct kv_evict_node *n = &c->ssd_node;
 
-	n->prev = n->next = NULL;
-	n->prio = 0;
-	n->heap_idx = 0;
-	n->flags = 0;
-	n->stamp = 0;
 	n->freq = c->node.freq;			/* carried from DRAM */
 	n->score = c->node.score;
 	n->tokens = c->tokens;

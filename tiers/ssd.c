@@ -72,7 +72,6 @@ struct kv_ssd {
 	struct kv_ssd_job *out_tail;
 	bool stop;			/* lock */
 	int efd;			/* finished jobs wait */
-	unsigned busy;			/* loop thread: submitted - reaped */
 
 	/* the namespaces found at open (the index is the I/O thread's after) */
 	struct ssd_ns *ns;
@@ -193,13 +192,12 @@ void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j)
 		s->in_head = j;
 	s->in_tail = j;
 	pthread_mutex_unlock(&s->lock);
-	s->busy++;
 	kv_io_wake(s->io);
 }
 
 struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s)
 {
-	struct kv_ssd_job *list, *j;
+	struct kv_ssd_job *list;
 	uint64_t n;
 
 	if (read(s->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
@@ -208,19 +206,12 @@ struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s)
 	list = s->out_head;
 	s->out_head = s->out_tail = NULL;
 	pthread_mutex_unlock(&s->lock);
-	for (j = list; j; j = j->next)
-		s->busy--;
 	return list;
 }
 
 int kv_ssd_event_fd(const struct kv_ssd *s)
 {
 	return s->efd;
-}
-
-unsigned kv_ssd_busy(const struct kv_ssd *s)
-{
-	return s->busy;
 }
 
 /* ---- the I/O thread ------------------------------------------------------ */

@@ -120,9 +120,6 @@ int kv_ssd_event_fd(const struct kv_ssd *s);
 /* Take every finished job (a list through ->next, oldest first), or NULL. */
 struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s);
 
-/* Jobs submitted and not yet reaped. */
-unsigned kv_ssd_busy(const struct kv_ssd *s);
-
 /* The tier's space: kv_tier_ops-style allocation (loop thread). */
 int kv_ssd_alloc(struct kv_ssd *s, uint64_t bytes, struct kv_extent **out);
 void kv_ssd_free(struct kv_ssd *s, struct kv_extent *e);

@@ -843,6 +843,32 @@ static int bad_body(struct kv_ssd_meta *m, MDB_txn *txn, void *arg)
 	return 0;
 }
 
+/*
+ * End a cursor walk: a cursor error other than the end is -EIO (unless the
+ * callback already stopped it with ret), the read ends, and then (the map
+ * may grow only now) the invalid records met are deleted.
+ */
+static int walk_end(struct kv_ssd_meta *m, MDB_cursor *cur, MDB_txn *txn,
+		    int rc, int ret, struct bad_keys *bk, const char *what)
+{
+	if (!ret && rc && rc != MDB_NOTFOUND) {
+		kv_log(KV_ERR, KV_LOG_TIER, "cannot read the %s of '%s': %s",
+		       what, m->path, mdb_strerror(rc));
+		ret = -EIO;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (bk->n) {
+		kv_log(KV_WARN, KV_LOG_TIER, "index '%s': dropping %zu invalid %s",
+		       m->path, bk->n, what);
+		rc = meta_write(m, "drop invalid records", bad_body, bk, false);
+		if (!ret)
+			ret = rc == -ENOSPC ? -EIO : rc;
+	}
+	bad_free(bk);
+	return ret;
+}
+
 int kv_ssd_meta_load(struct kv_ssd_meta *m,
 		     int (*fn)(void *arg, uint32_t ns, const struct kv_wire_key *key,
 			       const struct kv_ssd_rec *rec),
@@ -892,26 +918,9 @@ int kv_ssd_meta_load(struct kv_ssd_meta *m,
 		if (ret)
 			break;
 	}
-	if (!ret && rc != MDB_NOTFOUND) {
-		kv_log(KV_ERR, KV_LOG_TIER, "cannot read the index '%s': %s",
-		       m->path, mdb_strerror(rc));
-		ret = -EIO;
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-
-	/* the read has ended: the map may grow while deleting */
-	if (bk.n) {
-		kv_log(KV_WARN, KV_LOG_TIER, "index '%s': dropping %zu invalid record(s)",
-		       m->path, bk.n);
-		rc = meta_write(m, "drop invalid records", bad_body, &bk, false);
-		if (!ret)
-			ret = rc == -ENOSPC ? -EIO : rc;
-	}
 	if (bad)
 		*bad = bk.n;
-	bad_free(&bk);
-	return ret;
+	return walk_end(m, cur, txn, rc, ret, &bk, "records");
 }
 
 /* ---- apply, clear, count -------------------------------------------------- */
@@ -1117,23 +1126,7 @@ int kv_ssd_meta_ns_load(struct kv_ssd_meta *m,
 		if (ret)
 			break;
 	}
-	if (!ret && rc && rc != MDB_NOTFOUND) {
-		kv_log(KV_ERR, KV_LOG_TIER, "cannot read the namespaces of '%s': %s",
-		       m->path, mdb_strerror(rc));
-		ret = -EIO;
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-
-	if (bk.n) {
-		kv_log(KV_WARN, KV_LOG_TIER, "index '%s': dropping %zu invalid namespace record(s)",
-		       m->path, bk.n);
-		rc = meta_write(m, "drop invalid namespaces", bad_body, &bk, false);
-		if (!ret)
-			ret = rc == -ENOSPC ? -EIO : rc;
-	}
-	bad_free(&bk);
-	return ret;
+	return walk_end(m, cur, txn, rc, ret, &bk, "namespace records");
 }
 
 uint64_t kv_ssd_meta_count(struct kv_ssd_meta *m)

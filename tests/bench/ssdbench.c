@@ -465,6 +465,51 @@ static int check_batch(struct bench *b, unsigned qd, bool full, uint64_t *verifi
 }
 
 /*
+ * Get the batch b->keys[0..qd) once, timed: check what came back (every
+ * byte if full), drop the DRAM copies again, and record the batch in m and
+ * lat. Returns the get's nanoseconds, or -1 (reported).
+ */
+static double timed_get(struct bench *b, unsigned qd, bool full, struct meas *m,
+			double *lat)
+{
+	const uint64_t size = b->o->size;
+	uint64_t t0, t1;
+	int n;
+
+	for (unsigned i = 0; i < qd; i++)
+		b->d[i] = (struct kvc_get_desc){
+			.key = b->keys[i],
+			.buf = b->bufs + i * size,
+			.cap = size,
+		};
+	if (full)
+		memset(b->bufs, POISON, qd * size);
+	t0 = now_ns();
+	n = kvc_get_batch(b->c, b->ns, b->d, qd);
+	t1 = now_ns();
+	if (n < 0)
+		return fail(n, "get_batch of %u chunks", qd);
+	if (check_batch(b, qd, full, &m->verified))
+		return -1;
+	if ((unsigned)n != qd)
+		return fail(0, "get_batch copied %d of %u chunks", n, qd);
+	if (drop_dram(b, b->keys, qd))
+		return -1;
+	lat[m->batches++] = (double)(t1 - t0);
+	m->bytes += qd * size;
+	return (double)(t1 - t0);
+}
+
+/* Per-batch latency figures from the samples. */
+static void latencies(struct meas *m, double *lat)
+{
+	qsort(lat, m->batches, sizeof(*lat), cmp_double);
+	m->p50_ms = lat[(m->batches - 1) / 2] / 1e6;
+	m->min_ms = lat[0] / 1e6;
+	m->max_ms = lat[m->batches - 1] / 1e6;
+}
+
+/*
  * The next qd keys of one half of the data set (even or odd chunks), in a
  * random order per half: consecutive batches of a pipeline come from
  * different halves, so the batch being prefetched never overlaps the one
@@ -534,7 +579,6 @@ static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
 			     (m->bytes + qd * size >= o->total ||
 			      (double)(now_ns() - start) / 1e9 >= o->seconds));
 		bool full = m->batches == 0;
-		uint64_t t0, t1;
 		int n;
 
 		if (!last) {	/* the next batch's reads start now */
@@ -549,40 +593,14 @@ static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
 			}
 		}
 		memcpy(b->keys, cur, qd * sizeof(*cur));
-		for (unsigned i = 0; i < qd; i++)
-			b->d[i] = (struct kvc_get_desc){
-				.key = cur[i],
-				.buf = b->bufs + i * size,
-				.cap = size,
-			};
-		if (full)
-			memset(b->bufs, POISON, qd * size);
-		t0 = now_ns();
-		n = kvc_get_batch(b->c, b->ns, b->d, qd);
-		t1 = now_ns();
-		if (n < 0) {
-			fail(n, "get_batch of %u chunks", qd);
+		if (timed_get(b, qd, full, m, lat) < 0)
 			goto out;
-		}
-		if (check_batch(b, qd, full, &m->verified))
-			goto out;
-		if ((unsigned)n != qd) {
-			fail(0, "get_batch copied %d of %u chunks", n, qd);
-			goto out;
-		}
-		if (drop_dram(b, cur, qd))
-			goto out;
-		lat[m->batches++] = (double)(t1 - t0);
-		m->bytes += qd * size;
 		if (last)
 			break;
 		memcpy(cur, nxt, qd * sizeof(*cur));
 	}
 	m->ns = (double)(now_ns() - start);
-	qsort(lat, m->batches, sizeof(*lat), cmp_double);
-	m->p50_ms = lat[(m->batches - 1) / 2] / 1e6;
-	m->min_ms = lat[0] / 1e6;
-	m->max_ms = lat[m->batches - 1] / 1e6;
+	latencies(m, lat);
 	ret = 0;
 out:
 	free(cur);
@@ -618,8 +636,7 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 	start = now_ns();
 	for (;;) {
 		bool full = o->quick || m->batches == 0;
-		uint64_t t0, t1;
-		int n;
+		double t;
 
 		if (m->batches >= MIN_BATCHES &&
 		    (m->bytes >= o->total ||
@@ -627,41 +644,14 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 		     m->batches == cap))
 			break;
 		next_batch(b, qd, &pos);
-		for (unsigned i = 0; i < qd; i++)
-			b->d[i] = (struct kvc_get_desc){
-				.key = b->keys[i],
-				.buf = b->bufs + i * size,
-				.cap = size,
-			};
-		if (full)
-			memset(b->bufs, POISON, qd * size);
 		if (check_on_ssd(b, b->keys, qd))
 			goto out;
-
-		t0 = now_ns();
-		n = kvc_get_batch(b->c, b->ns, b->d, qd);
-		t1 = now_ns();
-
-		if (n < 0) {
-			fail(n, "get_batch of %u chunks", qd);
+		t = timed_get(b, qd, full, m, lat);
+		if (t < 0)
 			goto out;
-		}
-		if (check_batch(b, qd, full, &m->verified))
-			goto out;
-		if ((unsigned)n != qd) {
-			fail(0, "get_batch copied %d of %u chunks", n, qd);
-			goto out;
-		}
-		if (drop_dram(b, b->keys, qd))
-			goto out;
-		lat[m->batches++] = (double)(t1 - t0);
-		m->bytes += qd * size;
-		m->ns += (double)(t1 - t0);
+		m->ns += t;
 	}
-	qsort(lat, m->batches, sizeof(*lat), cmp_double);
-	m->p50_ms = lat[(m->batches - 1) / 2] / 1e6;
-	m->min_ms = lat[0] / 1e6;
-	m->max_ms = lat[m->batches - 1] / 1e6;
+	latencies(m, lat);
 
 	/* The breakdown: what get_batch does, one step at a time. */
 	for (uint64_t done = 0; m->break_batches < BREAK_BATCHES &&
