@@ -76,6 +76,19 @@ $(O)/deps.mk: scripts/deps.sh
 
 CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) $(CFLAGS_EXTRA)
 
+# STATIC_DEPS=1: link the non-CUDA libraries statically (make gpu-bundle),
+# for GPU machines of another distribution that lack some of them.
+ifeq ($(STATIC_DEPS),1)
+static_libs = -Wl,-Bstatic $(1) -Wl,-Bdynamic
+EVENT_LIBS := $(call static_libs,$(EVENT_LIBS))
+URING_LIBS := $(call static_libs,$(URING_LIBS))
+LMDB_LIBS := $(call static_libs,$(LMDB_LIBS))
+ZSTD_LIBS := $(call static_libs,$(ZSTD_LIBS))
+XXH_LIBS := $(call static_libs,$(XXH_LIBS))
+INI_LIBS := $(call static_libs,$(INI_LIBS))
+JSON_LIBS := $(call static_libs,$(JSON_LIBS))
+endif
+
 # ---- GPU parts ----------------------------------------------------------
 ifeq ($(CUDA),1)
 NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
@@ -87,13 +100,15 @@ else
 GPU_OBJS := $(O)/kernels/gpu_stub.o
 GPU_LIBS :=
 endif
+# Plain-C parts of kernels/ (the CPU references, argument checks): both builds.
+GPU_OBJS += $(patsubst %.c,$(O)/%.o,$(filter-out kernels/gpu_stub.c,$(wildcard kernels/*.c)))
 
 # ---- sources ------------------------------------------------------------
 # common: what the daemon, the client library and the tests share.
 COMMON_SRCS := kvstore/errors.c kvstore/proto.c
 DAEMON_SRCS := $(filter-out kvstore/main.c $(COMMON_SRCS),$(wildcard kvstore/*.c)) \
 	$(wildcard tiers/*.c) $(wildcard evict/*.c)
-CLIENT_SRCS := client/kvc.c
+CLIENT_SRCS := client/kvc.c client/kvc_gpu.c
 
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(O)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
@@ -101,7 +116,7 @@ CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(O)/%.o)
 
 DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(URING_LIBS) $(LMDB_LIBS) $(ZSTD_LIBS) \
 	$(XXH_LIBS) $(GPU_LIBS) -lm
-CLIENT_LIBS := $(XXH_LIBS)
+CLIENT_LIBS := $(XXH_LIBS) $(GPU_LIBS)
 
 # libkvd.a: every daemon module, so a unit test links just the ones it uses.
 LIBKVD := $(O)/libkvd.a
@@ -113,11 +128,13 @@ PROGS := $(O)/kvstored $(O)/kvctl $(LIBKVC_A) $(LIBKVC_SO)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/integration/%,$(wildcard tests/integration/test_*.c))
 REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard tests/regress/issue_*.c))
+GPU_TESTS := $(patsubst tests/gpu/%.c,$(O)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
 HARNESS_OBJ := $(O)/tests/integration/harness.o
 BENCHES := $(O)/kvbench $(O)/kvssdbench
 
 .SECONDARY:
-.PHONY: all test run asan tsan fuzz fuzz-run bench ssdbench soak trace clean distclean check-style help FORCE
+.PHONY: all test run asan tsan fuzz fuzz-run bench ssdbench soak trace clean distclean check-style help FORCE \
+	gpu-bundle gpu-bins
 all: $(PROGS)
 
 # Rebuild everything when the flags change.
@@ -144,14 +161,14 @@ $(O)/kvstored: $(O)/kvstore/main.o $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
-$(LIBKVC_A): $(CLIENT_OBJS) $(COMMON_OBJS)
+$(LIBKVC_A): $(CLIENT_OBJS) $(COMMON_OBJS) $(GPU_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBKVC_SO): $(CLIENT_OBJS) $(COMMON_OBJS) client/libkvc.map
+$(LIBKVC_SO): $(CLIENT_OBJS) $(COMMON_OBJS) $(GPU_OBJS) client/libkvc.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -shared -pthread -Wl,--version-script=client/libkvc.map \
-		-Wl,-soname,libkvc.so -o $@ $(CLIENT_OBJS) $(COMMON_OBJS) $(CLIENT_LIBS)
+		-Wl,-soname,libkvc.so -o $@ $(CLIENT_OBJS) $(COMMON_OBJS) $(GPU_OBJS) $(CLIENT_LIBS)
 
 $(O)/kvctl: $(O)/client/kvctl.o $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
@@ -174,7 +191,13 @@ $(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
 
-$(O)/kvbench: $(O)/tests/bench/kvbench.o $(HARNESS_OBJ) $(LIBKVC_A)
+# GPU tests: libkvc (which holds kernels/) and the harness; each exits 77
+# without a GPU.
+$(O)/tests/gpu/%: $(O)/tests/gpu/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) -lm
+
+$(O)/kvbench: $(O)/tests/bench/kvbench.o $(O)/tests/bench/gpubench.o $(HARNESS_OBJ) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
@@ -200,7 +223,7 @@ TOOLS := \
 	$(if $(wildcard tests/bench/kvtrace.c),$(O)/kvtrace) \
 	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench) \
 	$(if $(wildcard tests/bench/codecbench.c),$(O)/kvcodecbench)
-TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(BENCHES) $(TOOLS)
+TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(GPU_TESTS) $(BENCHES) $(TOOLS)
 
 test: $(PROGS) $(TEST_BINS)
 	$(Q)O=$(O) tests/run.sh
@@ -237,6 +260,28 @@ trace: $(O)/kvtrace
 	$(O)/kvtrace --trace $(TRACE) --capacity-tokens 500000,3000000,8000000,32000000 \
 		--policies lru,gdsf,h2o,min
 
+# ---- the GPU machine ------------------------------------------------------
+# gpu-bundle: everything tests/gpu/run.sh runs, built here with CUDA, the
+# non-CUDA libraries and cudart linked statically, into GPU_BUNDLE/ (cmocka,
+# which Debian ships only shared, goes along in lib/). Copy or carry that
+# folder to any x86-64 Linux with an NVIDIA driver and run
+# GPU_BUNDLE/tests/gpu/run.sh there.
+GPU_BUNDLE ?= gpu-bundle
+GPU_BUNDLE_O := build-gpu
+gpu-bundle:
+	$(Q)$(MAKE) --no-print-directory O=$(GPU_BUNDLE_O) CUDA=1 STATIC_DEPS=1 gpu-bins
+	$(Q)rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/tests/gpu $(GPU_BUNDLE)/lib
+	$(Q)cp $(GPU_BUNDLE_O)/kvstored $(GPU_BUNDLE_O)/kvctl $(GPU_BUNDLE_O)/kvbench \
+		$(GPU_BUNDLE_O)/libkvc.so $(GPU_BUNDLE)/
+	$(Q)cp $(GPU_BUNDLE_O)/tests/gpu/test_* $(GPU_BUNDLE_O)/tests/gpu/pinbench \
+		tests/gpu/run.sh $(GPU_BUNDLE)/tests/gpu/
+	$(Q)rm -f $(GPU_BUNDLE)/tests/gpu/*.o $(GPU_BUNDLE)/tests/gpu/*.d
+	$(Q)for t in $(GPU_BUNDLE_O)/tests/gpu/test_*; do ldd $$t; done | \
+		awk '/libcmocka/ {print $$3}' | sort -u | xargs -r -I{} cp -L {} $(GPU_BUNDLE)/lib/
+	@echo "gpu bundle in $(GPU_BUNDLE)/: run $(GPU_BUNDLE)/tests/gpu/run.sh on the GPU machine"
+
+gpu-bins: $(PROGS) $(GPU_TESTS) $(O)/kvbench $(O)/tests/gpu/pinbench
+
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_O := build-fuzz
 FUZZ_SECONDS ?= 60
@@ -260,7 +305,7 @@ check-style:
 	$(Q)scripts/check-style.sh
 
 clean:
-	rm -rf $(O) build-asan build-tsan build-fuzz
+	rm -rf $(O) build-asan build-tsan build-fuzz build-gpu gpu-bundle
 
 distclean: clean
 	rm -rf var fuzz-corpus

@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "client/kvc.h"
+#include "client/kvc_int.h"
 #include "kvstore/errors.h"
 #include "kvstore/proto.h"
 
@@ -62,6 +63,9 @@ struct kvc {
 	uint64_t next_id;
 	char *dram;			/* the DRAM arena, mapped */
 	size_t dram_bytes;
+	struct kvci_hbm hbm_info;	/* the HBM arena, from HELLO */
+	char *hbm;			/* ... as this process opened it, or NULL */
+	struct kvc_gpu *gpu;		/* client/kvc_gpu.c's state */
 	uint32_t max_batch;
 	uint32_t max_msg;
 	uint64_t *req;			/* request frame being built */
@@ -357,16 +361,23 @@ static uint32_t batch_of(const struct kvc *c, size_t item)
 }
 
 /* Build a key-list request (ns header and keys) for n keys. */
-static int keys_req(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
-		    uint32_t n)
+static int keys_req_flags(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+			  uint32_t n, uint32_t flags)
 {
 	struct kv_wire_keys *k = req_body(c, kv_proto_keys_len(n));
 
 	if (!k)
 		return -ENOMEM;
 	k->ns = ns;
+	k->flags = flags;
 	memcpy(k + 1, keys, (size_t)n * sizeof(*keys));
 	return 0;
+}
+
+static int keys_req(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
+		    uint32_t n)
+{
+	return keys_req_flags(c, ns, keys, n, 0);
 }
 
 /*
@@ -483,6 +494,12 @@ static int hello(struct kvc *c)
 	c->max_batch = rep.b.max_batch < KV_PROTO_MAX_BATCH ? rep.b.max_batch :
 							       KV_PROTO_MAX_BATCH;
 	c->max_msg = rep.b.max_msg < KV_PROTO_MAX_MSG ? rep.b.max_msg : KV_PROTO_MAX_MSG;
+	if ((rep.b.flags & KV_HELLO_HBM) && rep.b.hbm_bytes) {
+		c->hbm_info.bytes = rep.b.hbm_bytes;
+		memcpy(c->hbm_info.pci, rep.b.hbm_pci, sizeof(c->hbm_info.pci));
+		c->hbm_info.pci[sizeof(c->hbm_info.pci) - 1] = '\0';
+		memcpy(c->hbm_info.ipc, rep.b.hbm_ipc, sizeof(c->hbm_info.ipc));
+	}
 out:
 	if (fd >= 0)
 		close(fd);	/* the mapping keeps the arena */
@@ -535,6 +552,7 @@ void kvc_close(struct kvc *c)
 {
 	if (!c)
 		return;
+	kvci_gpu_close(c);	/* its copies finish, their pins go first */
 	conn_break(c);
 	if (c->dram)
 		munmap(c->dram, c->dram_bytes);
@@ -542,6 +560,23 @@ void kvc_close(struct kvc *c)
 	free(c->rep);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+void kvci_hbm_info(struct kvc *c, struct kvci_hbm *out)
+{
+	*out = c->hbm_info;
+}
+
+void kvci_set_hbm(struct kvc *c, void *base)
+{
+	pthread_mutex_lock(&c->lock);
+	c->hbm = base;
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct kvc_gpu **kvci_gpu(struct kvc *c)
+{
+	return &c->gpu;
 }
 
 void *kvc_dram_base(struct kvc *c, size_t *bytes)
@@ -648,9 +683,29 @@ out:
 	return ret ? ret : leading;
 }
 
+/* A reply's (tier, offset, bytes) as a pointer in this process, or NULL
+ * for a tier it has not mapped; -KVC_EPROTO (connection broken) when the
+ * daemon names bytes outside the arena. */
+static int arena_ptr(struct kvc *c, uint8_t tier, uint64_t off, uint64_t bytes,
+		     char **ptr)
+{
+	char *base = tier == KV_TIER_DRAM ? c->dram : tier == KV_TIER_HBM ? c->hbm : NULL;
+	uint64_t size = tier == KV_TIER_DRAM ? c->dram_bytes : c->hbm_info.bytes;
+
+	*ptr = NULL;
+	if (!base)
+		return 0;
+	if (off > size || bytes > size - off) {
+		conn_break(c);
+		return -KVC_EPROTO;
+	}
+	*ptr = base + off;
+	return 0;
+}
+
 /* PIN without taking the lock; the caller holds it. */
 static int pin_locked(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
-		      size_t n, struct kvc_loc *locs)
+		      size_t n, struct kvc_loc *locs, uint32_t flags)
 {
 	uint32_t step = batch_of(c, sizeof(struct kv_wire_key));
 
@@ -658,9 +713,10 @@ static int pin_locked(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
 		const struct kv_wire_pin_reply *r;
 		struct kv_wire_hdr h;
+		char *p;
 		int ret;
 
-		ret = keys_req(c, ns, keys + i, m);
+		ret = keys_req_flags(c, ns, keys + i, m, flags);
 		if (!ret)
 			ret = rpc(c, KV_OP_PIN, m, kv_proto_keys_len(m), &h);
 		if (!ret && (h.count != m || h.len != m * sizeof(*r))) {
@@ -680,14 +736,10 @@ static int pin_locked(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 				continue;
 			l->offset = r[j].offset;
 			l->bytes = r[j].bytes;
-			if (r[j].tier != KV_TIER_DRAM)
-				continue;	/* no mapping of other tiers yet */
-			if (r[j].offset > c->dram_bytes ||
-			    r[j].bytes > c->dram_bytes - r[j].offset) {
-				conn_break(c);
-				return -KVC_EPROTO;
-			}
-			l->ptr = c->dram + r[j].offset;
+			ret = arena_ptr(c, r[j].tier, r[j].offset, r[j].bytes, &p);
+			if (ret)
+				return ret;
+			l->ptr = p;
 		}
 	}
 	return 0;
@@ -701,7 +753,18 @@ int kvc_pin(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
 	if (n && (!keys || !locs))
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	ret = pin_locked(c, ns, keys, n, locs);
+	ret = pin_locked(c, ns, keys, n, locs, 0);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvci_pin(struct kvc *c, uint32_t ns, const struct kvc_key *keys, size_t n,
+	     struct kvc_loc *locs, unsigned flags)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = pin_locked(c, ns, keys, n, locs, flags);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -736,7 +799,7 @@ int kvc_get_batch(struct kvc *c, uint32_t ns, struct kvc_get_desc *d, size_t n)
 
 		for (uint32_t j = 0; j < m; j++)
 			keys[j] = d[i + j].key;
-		ret = pin_locked(c, ns, keys, m, locs);
+		ret = pin_locked(c, ns, keys, m, locs, 0);
 		if (ret)
 			break;
 		for (uint32_t j = 0; j < m; j++) {
@@ -796,9 +859,10 @@ int kvc_get(struct kvc *c, uint32_t ns, const struct kvc_key *key, void *buf,
 
 /* ---- writing ------------------------------------------------------------------- */
 
-/* ALLOC for d[0..m), without the lock. Stores arena pointers in ptrs. */
+/* ALLOC for d[0..m), without the lock. Stores arena pointers in ptrs and,
+ * when tiers is not NULL, each one's tier. */
 static int alloc_locked(struct kvc *c, uint32_t ns, struct kvc_put_desc *d,
-			uint32_t m, char **ptrs)
+			uint32_t m, char **ptrs, uint8_t *tiers, uint32_t flags)
 {
 	struct kv_wire_keys *k = req_body(c, kv_proto_alloc_len(m));
 	struct kv_wire_alloc *a;
@@ -816,6 +880,7 @@ static int alloc_locked(struct kvc *c, uint32_t ns, struct kvc_put_desc *d,
 			memcpy(&a[j].parent, &d[j].parent, sizeof(a[j].parent));
 			a[j].flags = KV_ALLOC_PARENT;
 		}
+		a[j].flags |= flags;
 		a[j].bytes = d[j].bytes;
 		a[j].tokens = d[j].tokens;
 		a[j].position = d[j].position;
@@ -831,14 +896,22 @@ static int alloc_locked(struct kvc *c, uint32_t ns, struct kvc_put_desc *d,
 	for (uint32_t j = 0; j < m; j++) {
 		d[j].status = -r[j].status;
 		ptrs[j] = NULL;
+		if (tiers)
+			tiers[j] = r[j].tier;
 		if (r[j].status)
 			continue;
-		if (r[j].offset > c->dram_bytes ||
-		    d[j].bytes > c->dram_bytes - r[j].offset) {
+		/* Only a tier this process mapped: HBM only when asked for. */
+		if (r[j].tier != KV_TIER_DRAM && !(flags & KV_ALLOC_HBM)) {
 			conn_break(c);
 			return -KVC_EPROTO;
 		}
-		ptrs[j] = c->dram + r[j].offset;
+		ret = arena_ptr(c, r[j].tier, r[j].offset, d[j].bytes, &ptrs[j]);
+		if (ret)
+			return ret;
+		if (!ptrs[j]) {
+			conn_break(c);
+			return -KVC_EPROTO;
+		}
 		ok++;
 	}
 	return ok;
@@ -871,7 +944,7 @@ int kvc_put_batch(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n)
 		int *st = c->status;
 		uint32_t nk = 0;
 
-		ret = alloc_locked(c, ns, d + i, m, ptrs);
+		ret = alloc_locked(c, ns, d + i, m, ptrs, NULL, 0);
 		if (ret < 0)
 			goto out;
 		for (uint32_t j = 0; j < m; j++) {
@@ -936,7 +1009,32 @@ int kvc_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 	for (size_t i = 0; i < n; i += step) {
 		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
 
-		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i);
+		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i, NULL, 0);
+		if (ret < 0)
+			break;
+		ok += ret;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret < 0 ? ret : ok;
+}
+
+int kvci_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
+	       void **ptrs, uint8_t *tiers, unsigned flags)
+{
+	uint32_t step;
+	int ok = 0, ret;
+
+	ret = check_puts(d, n);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&c->lock);
+	if (!c->hbm)
+		flags &= ~(unsigned)KV_ALLOC_HBM;	/* not mapped here */
+	step = batch_of(c, sizeof(struct kv_wire_alloc));
+	for (size_t i = 0; i < n; i += step) {
+		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
+
+		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i, tiers + i, flags);
 		if (ret < 0)
 			break;
 		ok += ret;

@@ -250,6 +250,181 @@ int kvc_abort(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 /* The DRAM arena as this process maps it; *bytes gets its size. */
 void *kvc_dram_base(struct kvc *c, size_t *bytes);
 
+/* ---- GPU: chunks straight to and from the engine's GPU memory ----------
+ *
+ * The CUDA types cross this header as void *: a kvc_stream_t is a
+ * cudaStream_t (NULL: the legacy default stream) and a kvc_event_t a
+ * cudaEvent_t, both the caller's. Every copy is queued on the caller's
+ * stream and the call returns without waiting; when done is not NULL it is
+ * recorded on the stream after the last copy, so the caller waits on it (or
+ * on the stream) before using the bytes. Chunks stay pinned until their
+ * copies are complete: a thread of the library's, one per handle, waits for
+ * each call's copies and then releases its pins (gets) or commits its
+ * chunks (puts; a put whose copy failed is aborted), so a put is visible
+ * shortly after its copy ends. kvc_gpu_flush() waits for all of that.
+ *
+ * Where the bytes come from: a chunk in HBM (the daemon's GPU arena, opened
+ * once through CUDA IPC when the daemon's GPU is this one) is copied device
+ * to device; a chunk in DRAM is copied from the shared arena mapping, which
+ * the library page-locks lazily in slabs as chunks are used (and, with
+ * KVC_GPU_REGISTER_ALL, in the background); a chunk on SSD is read into
+ * DRAM first. A build without CUDA, or a machine without a GPU, answers
+ * -KVC_ENOGPU.
+ */
+typedef void *kvc_stream_t;
+typedef void *kvc_event_t;
+
+enum kvc_gpu_flags {
+	KVC_GPU_REGISTER_ALL	= 1 << 0,	/* kvc_gpu_open: page-lock the whole
+						 * DRAM mapping in the background */
+	KVC_GPU_NO_HBM		= 1 << 1,	/* kvc_gpu_open: never open the
+						 * daemon's HBM arena */
+	KVC_PUT_HBM		= 1 << 2,	/* puts: store in the HBM tier when
+						 * there is room (else DRAM) */
+};
+
+/* How DRAM chunks reach a paged layout (kvc_gpu_mode()). */
+enum kvc_gpu_mode {
+	KVC_GPU_AUTO	= 0,	/* the measured faster: STAGED for whole chunks,
+				 * ZEROCOPY layer by layer (docs/gpu.md) */
+	KVC_GPU_ZEROCOPY = 1,	/* one kernel reads the pinned mapping in place */
+	KVC_GPU_STAGED	= 2,	/* large copies into a GPU staging buffer, then
+				 * a scatter kernel */
+};
+
+/*
+ * Bind the handle to CUDA device `device` (-1: the calling thread's current
+ * one) and open the daemon's HBM arena when it lives on that GPU. Optional:
+ * the first GPU call does it with (-1, 0). Returns 0, -KVC_ENOGPU, or
+ * -KVC_EGPU. Calling it again with another device is -EBUSY.
+ */
+int kvc_gpu_open(struct kvc *c, int device, unsigned flags);
+
+/* Choose how DRAM chunks reach paged layouts; returns the previous mode,
+ * or -EINVAL (no such mode) or kvc_gpu_open()'s error. A chunk whose part
+ * of the mapping could not be page-locked always goes STAGED. */
+int kvc_gpu_mode(struct kvc *c, enum kvc_gpu_mode mode);
+
+/* Wait until every copy this handle queued is done and its pins released
+ * and puts committed. Returns 0 or the first error met since the last
+ * flush (a failed copy, commit or release). */
+int kvc_gpu_flush(struct kvc *c);
+
+/* Bytes of the DRAM mapping page-locked so far, and its size. */
+void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total);
+
+struct kvc_gpu_desc {
+	struct kvc_key key;	/* in */
+	void *dev;		/* in: device buffer */
+	size_t cap;		/* in: bytes at dev */
+	size_t bytes;		/* out: the chunk's size */
+	int status;		/* out: 0, -ENOENT, -ENOBUFS, ... */
+	uint8_t tier;		/* out: the tier it was copied from */
+};
+
+/*
+ * Copy n chunks into device buffers on stream; record done after them.
+ * Returns how many were queued (0..n) or a negative error for the call;
+ * per-chunk results in d[i].
+ */
+int kvc_get_gpu(struct kvc *c, uint32_t ns, struct kvc_gpu_desc *d, size_t n,
+		kvc_stream_t stream, kvc_event_t done);
+
+/*
+ * Store n chunks from device memory (d[i].data is a device pointer): space
+ * is reserved (in HBM with KVC_PUT_HBM, when the daemon has it), the copies
+ * are queued on stream, and each chunk is committed once its copy is
+ * complete (see above). d[i].status: 0 queued, -EEXIST already cached.
+ * Returns how many were queued or a negative error.
+ */
+int kvc_put_gpu(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
+		unsigned flags, kvc_stream_t stream, kvc_event_t done);
+
+/* ---- paged KV caches --------------------------------------------------- */
+
+enum kvc_layout_kind {
+	/* per layer one tensor [2, num_blocks, block_size, kv_heads, head_dim]:
+	 * k[l] is its start (v is ignored) */
+	KVC_LAYOUT_VLLM = 0,
+	/* per layer K and V tensors [num_blocks, block_size, kv_heads, head_dim] */
+	KVC_LAYOUT_VLLM_SPLIT = 1,
+	/* per layer one tensor [num_blocks, 2, block_size, kv_heads, head_dim]
+	 * (FlashInfer): k[l] is its start */
+	KVC_LAYOUT_FLASHINFER = 2,
+	/* SGLang: per layer K and V buffers [num_tokens, kv_heads, head_dim],
+	 * indexed by token slot (block_size must be 1; num_blocks = slots) */
+	KVC_LAYOUT_SGLANG = 3,
+};
+
+/*
+ * An engine's KV cache on one GPU. The store's chunk for it is layer-major,
+ * [layers][K, V][chunk_tokens][kv_heads][head_dim], so one layer's slice is
+ * contiguous: kvc_layout_chunk_bytes() bytes in all. The library copies the
+ * arrays k and v; the caller's memory they point at must stay allocated
+ * while copies into it are queued.
+ */
+struct kvc_layout {
+	enum kvc_layout_kind kind;
+	uint32_t layers;
+	uint32_t block_size;	/* tokens per block; 1 for KVC_LAYOUT_SGLANG */
+	uint32_t num_blocks;	/* blocks (token slots for SGLang) per layer */
+	uint32_t kv_heads;
+	uint32_t head_dim;
+	uint32_t elem_bytes;	/* 2 for bf16/fp16, 1 for fp8 */
+	uint32_t chunk_tokens;	/* a multiple of block_size */
+	void *const *k;		/* [layers] */
+	void *const *v;		/* [layers] (KVC_LAYOUT_VLLM_SPLIT, _SGLANG) */
+};
+
+/* Bytes of one chunk in this layout, or 0 if the layout is invalid. */
+size_t kvc_layout_chunk_bytes(const struct kvc_layout *l);
+
+struct kvc_paged_desc {
+	struct kvc_key key;	/* in */
+	const int32_t *pages;	/* in: chunk_tokens / block_size engine blocks
+				 * (token slots for SGLang), in token order */
+	/* puts only: */
+	struct kvc_key parent;	/* ignored unless has_parent */
+	int has_parent;
+	uint32_t position;	/* index of the chunk's first token */
+	int status;		/* out: 0, -ENOENT, -EEXIST, ... */
+	uint8_t tier;		/* out: the tier copied from (gets) or to (puts) */
+};
+
+/*
+ * Scatter n chunks into the engine's pages (a prefill's cached prefix):
+ * one kernel launch for all chunks, layers and pages per source tier.
+ * Returns how many were queued (0..n) or a negative error; per-chunk
+ * results in d[i]. An engine stops at the first miss of a prefix chain.
+ */
+int kvc_get_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+		  struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
+		  kvc_event_t done);
+
+/* Gather n chunks out of the engine's pages and store them (see
+ * kvc_put_gpu()). Returns how many were queued or a negative error. */
+int kvc_put_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+		  struct kvc_paged_desc *d, size_t n, unsigned flags,
+		  kvc_stream_t stream, kvc_event_t done);
+
+/*
+ * Layer by layer: kvc_get_paged_begin() pins the n chunks (reading SSD ones
+ * into DRAM) and returns an operation in *op; each kvc_get_paged_layers()
+ * queues layers [layer_begin, layer_end) of all of them on the stream and
+ * records done (one event per call), so an engine computes layer l while
+ * layer l+1 loads; kvc_get_paged_end() lets the operation go (its pins are
+ * released once its copies are complete). begin returns how many chunks
+ * were found, per-chunk results in d[i]; the layout and d must stay valid
+ * until end.
+ */
+struct kvc_paged_op;
+int kvc_get_paged_begin(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+			struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
+			struct kvc_paged_op **op);
+int kvc_get_paged_layers(struct kvc_paged_op *op, uint32_t layer_begin,
+			 uint32_t layer_end, kvc_event_t done);	/* -EINVAL: bad range */
+int kvc_get_paged_end(struct kvc_paged_op *op);
+
 /* ---- administration ---------------------------------------------------- */
 
 struct kvc_tier_stats {

@@ -22,7 +22,7 @@
 #include "tiers/codec.h"
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
-	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS };
+	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS, K_PROMOTE };
 
 struct key {
 	const char *name;
@@ -46,7 +46,7 @@ static const struct key keys[] = {
 	{ "alloc_granule", K_SIZE, F(alloc_granule), 0, 64, 1 << 24,
 	  "allocation granule in the arenas (a power of two)" },
 	{ "policy", K_POLICY, F(policy_dram), S(policy_dram), 0, 0,
-	  "eviction policy per tier: TIER=NAME[,TIER=NAME] (tiers: dram, ssd)" },
+	  "eviction policy per tier: TIER=NAME[,TIER=NAME] (tiers: hbm, dram, ssd)" },
 	{ "max_conns", K_U64, F(max_conns), 0, 1, 1 << 20,
 	  "most client connections at once" },
 	{ "max_pins", K_U64, F(max_pins), 0, 1, 1u << 31,
@@ -95,6 +95,12 @@ static const struct key keys[] = {
 	  "uring, or sync (pread/pwrite; also the fallback when io_uring is refused)" },
 	{ "shutdown_flush_ms", K_U64, F(shutdown_flush_ms), 0, 0, 3600000,
 	  "on SIGTERM, how long to spend writing DRAM back to SSD" },
+	{ "hbm_bytes", K_SIZE, F(hbm_bytes), 0, 0, 1ull << 44,
+	  "HBM tier capacity on the GPU; 0: no HBM tier (absent anyway without a GPU)" },
+	{ "gpu", K_U64, F(gpu), 0, 0, 1023,
+	  "CUDA device of the HBM tier (and of the daemon's copies)" },
+	{ "hbm_promote", K_PROMOTE, F(hbm_promote), S(hbm_promote), 0, 0,
+	  "copy DRAM chunks GPU clients pin up into HBM: off, second (hit) or always" },
 };
 
 void kv_config_defaults(struct kv_config *cfg)
@@ -128,6 +134,10 @@ void kv_config_defaults(struct kv_config *cfg)
 	cfg->ssd_sync = 1;
 	strcpy(cfg->ssd_io, "uring");
 	cfg->shutdown_flush_ms = 30000;
+	cfg->hbm_bytes = 1ull << 30;
+	cfg->gpu = 0;
+	strcpy(cfg->policy_hbm, "lru");
+	strcpy(cfg->hbm_promote, "second");
 }
 
 static int set_model(struct kv_config *cfg, const char *value, char *err,
@@ -194,8 +204,10 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 			dst = cfg->policy_dram;
 		} else if (!strcmp(item, "ssd")) {
 			dst = cfg->policy_ssd;
+		} else if (!strcmp(item, "hbm")) {
+			dst = cfg->policy_hbm;
 		} else {
-			snprintf(err, errlen, "policy: unknown tier '%s' (this version has: dram, ssd)",
+			snprintf(err, errlen, "policy: unknown tier '%s' (tiers: hbm, dram, ssd)",
 				 item);
 			return -EINVAL;
 		}
@@ -312,6 +324,14 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_CODECNS:
 		if (strlen(value) >= k->len || kv_codec_for(value, NULL, 0) == -EINVAL) {
 			snprintf(err, errlen, "%s: bad value '%s' (PREFIX=CODEC[,...], CODEC none, zstd or shuffle+zstd)",
+				 k->name, value);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
+	case K_PROMOTE:
+		if (strcmp(value, "off") && strcmp(value, "second") && strcmp(value, "always")) {
+			snprintf(err, errlen, "%s: bad value '%s' (off, second or always)",
 				 k->name, value);
 			return -EINVAL;
 		}
@@ -512,6 +532,7 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		case K_CODEC:
 		case K_CODECNS:
 		case K_IOMODE:
+		case K_PROMOTE:
 			fprintf(f, "%s\n", field);
 			break;
 		case K_FRACTION:
@@ -521,7 +542,8 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 			fprintf(f, "%u:%g:%g\n", cfg->cost_hidden, cfg->cost_a, cfg->cost_b);
 			break;
 		case K_POLICY:
-			fprintf(f, "dram=%s,ssd=%s\n", cfg->policy_dram, cfg->policy_ssd);
+			fprintf(f, "hbm=%s,dram=%s,ssd=%s\n", cfg->policy_hbm, cfg->policy_dram,
+				cfg->policy_ssd);
 			break;
 		case K_SIZE:
 		case K_U64:

@@ -48,6 +48,10 @@ struct kv_config {
 	uint64_t ssd_sync;		/* 0 or 1 */
 	char ssd_io[16];		/* uring or sync */
 	uint64_t shutdown_flush_ms;	/* SIGTERM: time to write DRAM back */
+	uint64_t hbm_bytes;		/* 0: no HBM tier */
+	uint64_t gpu;			/* CUDA device */
+	char policy_hbm[16];
+	char hbm_promote[16];		/* off, second, always */
 	uid_t allow_uids[KV_CONF_MAX_UIDS];
 	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
 };

@@ -69,6 +69,24 @@ struct kv_chunk {
 	struct kv_chunk *wb_next;	/* write-back queue */
 	struct kv_chunk *wb_prev;
 	struct kv_evict_node ssd_node;	/* on SSD: its policy's node */
+	/* The HBM tier: a copy in the GPU arena (hbm_ext), kept with a DRAM
+	 * copy except while a chunk put into HBM waits for its DRAM copy. */
+	struct kv_extent *hbm_ext;	/* the copy in HBM, or NULL */
+	struct kv_extent *hbm_io_ext;	/* the extent a GPU copy in flight fills */
+	uint8_t hbm_io;			/* KV_HIO_*: a GPU copy in flight on it */
+	bool hbm_held;			/* what the HBM policy was last told */
+	bool dn_queued;			/* waiting for room for its DRAM copy */
+	bool no_down;			/* its DRAM copy was refused */
+	uint32_t gpu_pins;		/* pins by GPU clients (promotion) */
+	struct kv_chunk *dn_next;	/* the store's queue of DRAM copies */
+	struct kv_chunk *dn_prev;
+	struct kv_evict_node hbm_node;	/* in HBM: its policy's node */
+};
+
+enum kv_chunk_hbm_io {
+	KV_HIO_NONE,
+	KV_HIO_DOWN,			/* HBM -> DRAM: getting its DRAM copy */
+	KV_HIO_UP,			/* DRAM -> HBM: being promoted */
 };
 
 enum kv_chunk_io {

@@ -98,8 +98,8 @@ int main(int argc, char **argv)
 	struct event_base *base;
 	struct event *sigint, *sigterm;
 	struct shutdown sd = { 0 };
-	char err[512], why[128];
-	int ret, ngpu;
+	char err[512];
+	int ret;
 
 	kv_config_defaults(&cfg);
 	ret = kv_config_args(&cfg, argc, argv, err, sizeof(err));
@@ -119,11 +119,6 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	if (kv_gpu_available(&ngpu, why, sizeof(why)))
-		kv_log(KV_INFO, KV_LOG_GPU, "%d GPU(s) found; the HBM tier is not in this version",
-		       ngpu);
-	else
-		kv_log(KV_INFO, KV_LOG_GPU, "no GPU (%s): serving from DRAM", why);
 
 	sc = (struct kv_store_conf){
 		.dram_bytes = cfg.dram_bytes,
@@ -147,6 +142,12 @@ int main(int argc, char **argv)
 		.ssd_level = (int)cfg.ssd_level,
 		.ssd_sync = cfg.ssd_sync != 0,
 		.ssd_io_sync = !strcmp(cfg.ssd_io, "sync"),
+		.hbm_bytes = cfg.hbm_bytes,
+		.gpu = (int)cfg.gpu,
+		.hbm_policy = cfg.policy_hbm,
+		.hbm_promote = !strcmp(cfg.hbm_promote, "off") ? KV_PROMOTE_OFF :
+			       !strcmp(cfg.hbm_promote, "always") ? KV_PROMOTE_ALWAYS :
+								    KV_PROMOTE_SECOND,
 	};
 	ret = kv_store_open(&store, &sc);
 	if (ret) {

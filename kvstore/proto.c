@@ -71,6 +71,7 @@ static int parse_keys(const char *body, size_t len, uint32_t count,
 		return -KV_EPROTO;
 	memcpy(&k, body, sizeof(k));
 	out->u.keys.ns = k.ns;
+	out->u.keys.flags = k.flags;
 	out->u.keys.keys = (const struct kv_wire_key *)(body + sizeof(k));
 	return 0;
 }
@@ -88,7 +89,7 @@ static int parse_alloc(const char *body, size_t len, uint32_t count,
 	memcpy(&k, body, sizeof(k));
 	items = (const struct kv_wire_alloc *)(body + sizeof(k));
 	for (uint32_t i = 0; i < count; i++)
-		if (items[i].flags & ~(uint32_t)KV_ALLOC_PARENT)
+		if (items[i].flags & ~(uint32_t)(KV_ALLOC_PARENT | KV_ALLOC_HBM))
 			return -KV_EPROTO;
 	out->u.alloc.ns = k.ns;
 	out->u.alloc.items = items;

@@ -31,7 +31,7 @@
 extern "C" {
 #endif
 
-#define KV_PROTO_VERSION	1
+#define KV_PROTO_VERSION	2		/* 2: HBM tier (HELLO, PIN, ALLOC) */
 #define KV_PROTO_MAX_BATCH	1024		/* keys per message, hard cap */
 #define KV_PROTO_MAX_MSG	(1u << 20)	/* body bytes, hard cap */
 #define KV_PROTO_NS_MAX		255		/* namespace name bytes */
@@ -94,7 +94,11 @@ struct kv_wire_hello {
 
 enum kv_hello_flags {
 	KV_HELLO_FD	= 1 << 0,	/* reply: a memfd is attached */
+	KV_HELLO_HBM	= 1 << 1,	/* reply: an HBM tier, hbm_* below */
 };
+
+#define KV_HBM_IPC_BYTES	64	/* a cudaIpcMemHandle_t */
+#define KV_HBM_PCI_BYTES	16	/* "0000:3b:00.0", NUL-padded */
 
 struct kv_wire_hello_reply {
 	uint32_t version;
@@ -105,6 +109,11 @@ struct kv_wire_hello_reply {
 	uint32_t max_pins;	/* pins this connection may hold */
 	uint32_t pad;
 	uint64_t max_uncommitted;	/* uncommitted bytes it may hold */
+	/* With KV_HELLO_HBM: the HBM arena, a cudaMalloc on the GPU named by
+	 * its PCI bus id, which a client on that GPU opens once by IPC. */
+	uint64_t hbm_bytes;
+	char hbm_pci[KV_HBM_PCI_BYTES];
+	uint8_t hbm_ipc[KV_HBM_IPC_BYTES];
 };
 
 /*
@@ -131,7 +140,13 @@ struct kv_wire_ns_reply {
  */
 struct kv_wire_keys {
 	uint32_t ns;
-	uint32_t pad;
+	uint32_t flags;		/* PIN: enum kv_pin_flags; other ops: 0 */
+};
+
+enum kv_pin_flags {
+	KV_PIN_GPU	= 1 << 0,	/* the client reaches the HBM arena: answer
+					 * with an HBM copy when there is one, and
+					 * count the hit for promotion into HBM */
 };
 
 /* LOOKUP reply: this, then count tier bytes (KV_TIER_NONE: absent), padded
@@ -166,12 +181,15 @@ struct kv_wire_alloc {
 
 enum kv_alloc_flags {
 	KV_ALLOC_PARENT	= 1 << 0,	/* parent is set (a prefix key) */
+	KV_ALLOC_HBM	= 1 << 1,	/* in the HBM tier when it has room (the
+					 * reply's tier says where it went) */
 };
 
 struct kv_wire_alloc_reply {
 	int32_t status;		/* 0, EEXIST, KV_EFULL, ... */
-	uint32_t pad;
-	uint64_t offset;	/* where to write, in the DRAM arena */
+	uint8_t tier;		/* KV_TIER_HBM or KV_TIER_DRAM */
+	uint8_t pad[3];
+	uint64_t offset;	/* where to write, in that tier's arena */
 };
 
 /* STATS: empty request. Reply: this, then n_tiers kv_wire_tier_stats. */
@@ -288,6 +306,7 @@ struct kv_req {
 		} ns_name;
 		struct {
 			uint32_t ns;
+			uint32_t flags;			/* PIN: kv_pin_flags */
 			const struct kv_wire_key *keys;	/* hdr.count */
 		} keys;
 		struct {
@@ -363,7 +382,7 @@ const char *kv_proto_op_name(unsigned op);
 _Static_assert(sizeof(struct kv_wire_hdr) == 24, "wire header layout");
 _Static_assert(sizeof(struct kv_wire_key) == 16, "wire key layout");
 _Static_assert(sizeof(struct kv_wire_hello) == 48, "hello layout");
-_Static_assert(sizeof(struct kv_wire_hello_reply) == 40, "hello reply layout");
+_Static_assert(sizeof(struct kv_wire_hello_reply) == 128, "hello reply layout");
 _Static_assert(sizeof(struct kv_wire_ns_reply) == 16, "ns reply layout");
 _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");

@@ -91,6 +91,7 @@ struct kv_server {
 	uint64_t *scratch;		/* reply body */
 	size_t scratch_cap;
 	struct event *ioev;		/* the store's SSD completions */
+	struct event *gpuev;		/* the store's GPU copy completions */
 	struct conn *parked;		/* connections parked on the SSD */
 };
 
@@ -234,6 +235,8 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 	msg.b.max_msg = srv->conf.max_msg;
 	msg.b.max_pins = srv->conf.max_pins;
 	msg.b.max_uncommitted = srv->conf.max_uncommitted;
+	if (kv_store_hbm_export(srv->store, &msg.b.hbm_bytes, msg.b.hbm_pci, msg.b.hbm_ipc))
+		msg.b.flags |= KV_HELLO_HBM;
 
 	memset(&cbuf, 0, sizeof(cbuf));
 	mh.msg_control = cbuf.buf;
@@ -340,8 +343,8 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 			i = c->park_next;
 		}
 		for (; i < n; i++) {
-			int ret = kv_store_alloc(st, c->owner, ns, &r->u.alloc.items[i],
-						 &ar[i].offset);
+			int ret = kv_store_alloc_in(st, c->owner, ns, &r->u.alloc.items[i],
+						    &ar[i].tier, &ar[i].offset);
 
 			if (ret == -EINPROGRESS) {	/* room comes with write-backs */
 				c->park_reply = kv_xmalloc(len);
@@ -378,7 +381,8 @@ static void handle_keys(struct conn *c, const struct kv_req *r)
 
 			if (again && pr[i].status != EINPROGRESS)
 				continue;
-			ret = kv_store_pin_again(st, c->owner, ns, &keys[i], &pr[i], again);
+			ret = kv_store_pin_again(st, c->owner, ns, &keys[i], &pr[i], again,
+						 r->u.keys.flags & KV_PIN_GPU);
 			if (ret == -EINPROGRESS) {
 				pr[i].status = EINPROGRESS;
 				waiting++;
@@ -929,7 +933,7 @@ static int ns_restore(void *arg, uint32_t id, uid_t uid, const char *name)
 }
 
 /*
- * SSD jobs finished: let the store take them in, then ask again for every
+ * SSD jobs or GPU copies finished: let the store take them in, then ask again for every
  * parked request (each parks again if it still waits).
  */
 static void on_store_io(evutil_socket_t fd, short what, void *arg)
@@ -984,6 +988,14 @@ int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
 			goto out_ns;
 		}
 	}
+	if (kv_store_hbm_event_fd(store) >= 0) {
+		srv->gpuev = event_new(base, kv_store_hbm_event_fd(store),
+				       EV_READ | EV_PERSIST, on_store_io, srv);
+		if (!srv->gpuev || event_add(srv->gpuev, NULL)) {
+			ret = -ENOMEM;
+			goto out_ns;
+		}
+	}
 	ret = listen_socket(srv);
 	if (ret)
 		goto out_ns;
@@ -1003,6 +1015,8 @@ out_listen:
 out_ns:
 	if (srv->ioev)
 		event_free(srv->ioev);
+	if (srv->gpuev)
+		event_free(srv->gpuev);
 	kv_ns_close(srv->ns);
 out_free:
 	free(srv->path);
@@ -1018,6 +1032,8 @@ void kv_server_close(struct kv_server *srv)
 		conn_close(srv->conns);
 	if (srv->ioev)
 		event_free(srv->ioev);
+	if (srv->gpuev)
+		event_free(srv->gpuev);
 	event_free(srv->lev);
 	close(srv->lfd);
 	unlink(srv->path);

@@ -26,7 +26,20 @@
  *         children;
  *   SSD:  no pins, no I/O, and a DRAM copy or no children at all (an
  *         SSD-only chunk with children is their only way in).
- * refresh_hold() recomputes both after any change and tells the policies.
+ *
+ * The HBM tier (docs/gpu.md) is inclusive too: a chunk in HBM also has a
+ * DRAM copy, except a chunk put straight into HBM until the GPU thread
+ * has copied it down (the DOWN queue; -EINPROGRESS for a host reader
+ * meanwhile). Dropping a chunk's DRAM copy drops its HBM copy with it, so
+ * both tiers' policies see every access of a chunk in both. Promotion
+ * DRAM -> HBM is a GPU copy started by a GPU client's pin (on its first
+ * or second, by hbm_promote), answered from DRAM until it lands.
+ *   HBM:  no pins, no GPU copy in flight, and a copy in another tier (a
+ *         DRAM or SSD copy) or, when its DRAM copy was refused, no
+ *         children;
+ *   DRAM: also no GPU copy in flight (an UP reads it).
+ * refresh_hold() recomputes all three after any change and tells the
+ * policies.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,12 +47,14 @@
 #include <string.h>
 
 #include "evict/policy.h"
+#include "kernels/kv_gpu.h"
 #include "kvstore/errors.h"
 #include "kvstore/index.h"
 #include "kvstore/log.h"
 #include "kvstore/store.h"
 #include "kvstore/util.h"
 #include "tiers/codec.h"
+#include "tiers/hbm.h"
 #include "tiers/ssd.h"
 #include "tiers/tier.h"
 
@@ -103,7 +118,15 @@ struct kv_store {
 	uint64_t wb_bytes;
 	uint64_t wb_failed;
 	uint64_t io_failures;		/* promotions lost to read errors */
+	/* the HBM tier */
+	struct kv_hbm *hbm;		/* tiers[KV_TIER_HBM].t.priv, or NULL */
+	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
+	struct kv_chunk *dn_tail;
+	unsigned hbm_inflight;		/* GPU copies in flight */
+	uint64_t gpu_failures;		/* GPU copies that failed */
 };
+
+#define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
 
 static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
 {
@@ -115,9 +138,27 @@ static struct kv_chunk *ssd_node_chunk(const struct kv_evict_node *n)
 	return kv_container_of(n, struct kv_chunk, ssd_node);
 }
 
+static struct kv_chunk *hbm_node_chunk(const struct kv_evict_node *n)
+{
+	return kv_container_of(n, struct kv_chunk, hbm_node);
+}
+
 static struct kv_evict_node *tier_node(struct kv_chunk *c, unsigned tier)
 {
-	return tier == KV_TIER_SSD ? &c->ssd_node : &c->node;
+	return tier == KV_TIER_SSD ? &c->ssd_node :
+	       tier == KV_TIER_HBM ? &c->hbm_node : &c->node;
+}
+
+static struct kv_extent *tier_ext(const struct kv_chunk *c, unsigned tier)
+{
+	return tier == KV_TIER_SSD ? c->ssd_ext :
+	       tier == KV_TIER_HBM ? c->hbm_ext : c->ext;
+}
+
+/* The fastest tier with a copy. */
+static void retier(struct kv_chunk *c)
+{
+	c->tier = c->hbm_ext ? KV_TIER_HBM : c->ext ? KV_TIER_DRAM : KV_TIER_SSD;
 }
 
 /*
@@ -126,8 +167,14 @@ static struct kv_evict_node *tier_node(struct kv_chunk *c, unsigned tier)
  */
 static bool dram_evictable(const struct kv_store *s, const struct kv_chunk *c)
 {
-	return c->pins == 0 && c->io == KV_IO_NONE &&
+	return c->pins == 0 && c->io == KV_IO_NONE && c->hbm_io == KV_HIO_NONE &&
 	       (c->ssd_ext || ((!s->ssd || c->no_wb) && c->children == 0));
+}
+
+static bool hbm_evictable(const struct kv_chunk *c)
+{
+	return c->pins == 0 && c->hbm_io == KV_HIO_NONE &&
+	       (c->ext || c->ssd_ext || (c->no_down && c->children == 0));
 }
 
 static bool ssd_evictable(const struct kv_chunk *c)
@@ -143,6 +190,11 @@ static bool chunk_evictable(const struct kv_evict_node *n, void *arg)
 static bool ssd_chunk_evictable(const struct kv_evict_node *n, void *arg)
 {
 	return ssd_evictable(ssd_node_chunk(n));
+}
+
+static bool hbm_chunk_evictable(const struct kv_evict_node *n, void *arg)
+{
+	return hbm_evictable(hbm_node_chunk(n));
 }
 
 /*
@@ -175,6 +227,16 @@ static void refresh_hold(struct kv_store *s, struct kv_chunk *c)
 				st->pol->on_hold(st->pstate, &c->ssd_node, held);
 		}
 	}
+	if (c->hbm_ext) {
+		struct stier *st = &s->tiers[KV_TIER_HBM];
+
+		held = !hbm_evictable(c);
+		if (held != c->hbm_held) {
+			c->hbm_held = held;
+			if (st->pol->on_hold)
+				st->pol->on_hold(st->pstate, &c->hbm_node, held);
+		}
+	}
 }
 
 static void policy_conf(const struct kv_store *s, const struct stier *st,
@@ -183,6 +245,7 @@ static void policy_conf(const struct kv_store *s, const struct stier *st,
 	*ec = (struct kv_evict_conf){
 		.capacity = st->capacity,
 		.evictable = st == &s->tiers[KV_TIER_SSD] ? ssd_chunk_evictable :
+			     st == &s->tiers[KV_TIER_HBM] ? hbm_chunk_evictable :
 							      chunk_evictable,
 		.arg = (void *)s,
 		.recent_fraction = s->conf.recent_fraction,
@@ -329,11 +392,63 @@ static int ssd_open(struct kv_store *s, const struct kv_store_conf *conf)
 	return 0;
 }
 
+/*
+ * The HBM tier, when configured and a GPU can be used. Never fails the
+ * store: without it the daemon serves from DRAM and SSD (one INFO line).
+ */
+static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
+{
+	struct stier *st = &s->tiers[KV_TIER_HBM];
+	struct kv_hbm_conf hc = {
+		.bytes = conf->hbm_bytes,
+		.align = conf->align,
+		.gpu = conf->gpu,
+		.dram_base = kv_store_dram_base(s),
+		.dram_bytes = conf->dram_bytes,
+	};
+	const char *policy = conf->hbm_policy ? conf->hbm_policy : conf->dram_policy;
+	struct kv_evict_conf ec;
+	char why[128];
+	int n = 0, ret;
+
+	if (!kv_gpu_available(&n, why, sizeof(why))) {
+		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s", why);
+		return;
+	}
+	if (conf->gpu < 0 || conf->gpu >= n) {
+		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: no GPU %d (this host has %d)",
+		       conf->gpu, n);
+		return;
+	}
+	st->pol = kv_evict_find(policy);
+	if (!st->pol) {
+		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", policy);
+		return;
+	}
+	ret = kv_hbm_open(&s->hbm, &hc);
+	if (ret) {
+		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s (%s)", kv_strerror(ret),
+		       kv_gpu_last_error());
+		return;
+	}
+	st->t.ops = &kv_tier_hbm;
+	st->t.priv = s->hbm;
+	st->capacity = conf->hbm_bytes;
+	policy_conf(s, st, &ec);
+	if (st->pol->init(&st->pstate, &ec)) {
+		kv_hbm_close(s->hbm);
+		s->hbm = NULL;
+		st->t.ops = NULL;
+	}
+}
+
 int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 {
 	struct kv_tier_conf dram = {
 		.bytes = conf->dram_bytes,
 		.align = conf->align,
+		.use_gpu = conf->hbm_bytes != 0 && conf->gpu >= 0,
+		.gpu = conf->gpu,
 	};
 	struct kv_store *s;
 	int ret;
@@ -350,6 +465,7 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->conf.dram_policy = NULL;	/* borrowed: not kept */
 	s->conf.ssd_policy = NULL;
 	s->conf.ssd_dir = NULL;
+	s->conf.hbm_policy = NULL;
 	if (!s->conf.cost_model.hidden)
 		s->conf.cost_model = KV_COST_MODEL_DEFAULT;
 	if (s->conf.recent_fraction == 0)
@@ -363,6 +479,8 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->max_pins = conf->max_pins;
 	s->max_uncommitted = conf->max_uncommitted;
 	s->start_ns = kv_now_ns();
+	if (conf->hbm_bytes)
+		hbm_open(s, conf);
 	if (conf->ssd_dir) {
 		ret = ssd_open(s, conf);
 		if (ret) {
@@ -412,7 +530,54 @@ static void dram_insert(struct kv_store *s, struct kv_chunk *c)
 	c->dram_held = !dram_evictable(s, c);
 	st->pol->on_insert(st->pstate, &c->node);
 	st->chunks++;
-	c->tier = KV_TIER_DRAM;
+	retier(c);
+}
+
+static void hbm_insert(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_HBM];
+	struct kv_evict_node *n = &c->hbm_node;
+
+	n->freq = c->node.freq;			/* carried from DRAM */
+	n->score = c->node.score;
+	n->tokens = c->tokens;
+	n->position = c->position;
+	n->size = kv_extent_size(c->hbm_ext);
+	n->cost = chunk_cost(s, c, n->size);
+	c->hbm_held = !hbm_evictable(c);
+	st->pol->on_insert(st->pstate, n);
+	st->chunks++;
+	retier(c);
+}
+
+static void dn_unlink(struct kv_store *s, struct kv_chunk *c)
+{
+	if (c->dn_prev)
+		c->dn_prev->dn_next = c->dn_next;
+	else
+		s->dn_head = c->dn_next;
+	if (c->dn_next)
+		c->dn_next->dn_prev = c->dn_prev;
+	else
+		s->dn_tail = c->dn_prev;
+	c->dn_next = c->dn_prev = NULL;
+	c->dn_queued = false;
+}
+
+/* Drop the HBM copy (the chunk stays where else it is). */
+static void hbm_out(struct kv_store *s, struct kv_chunk *c)
+{
+	struct stier *st = &s->tiers[KV_TIER_HBM];
+
+	if (c->dn_queued)
+		dn_unlink(s, c);
+	if (c->state == KV_CHUNK_COMMITTED) {
+		st->pol->on_remove(st->pstate, &c->hbm_node);
+		st->chunks--;
+	}
+	st->t.ops->free(st->t.priv, c->hbm_ext);
+	c->hbm_ext = NULL;
+	retier(c);
 }
 
 static void ssd_insert(struct kv_store *s, struct kv_chunk *c)
@@ -429,8 +594,7 @@ static void ssd_insert(struct kv_store *s, struct kv_chunk *c)
 	c->ssd_held = !ssd_evictable(c);
 	st->pol->on_insert(st->pstate, n);
 	st->chunks++;
-	if (!c->ext)
-		c->tier = KV_TIER_SSD;
+	retier(c);
 }
 
 /* Drop the DRAM copy (the chunk stays where else it is). */
@@ -444,7 +608,7 @@ static void dram_out(struct kv_store *s, struct kv_chunk *c)
 	}
 	st->t.ops->free(st->t.priv, c->ext);
 	c->ext = NULL;
-	c->tier = KV_TIER_SSD;
+	retier(c);
 }
 
 static void ssd_forget(struct kv_store *s, struct kv_chunk *c)
@@ -569,6 +733,8 @@ static void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 	}
 	if (c->wb_queued)
 		wb_unlink(s, c);
+	if (c->hbm_ext)
+		hbm_out(s, c);
 	if (c->ext)
 		dram_out(s, c);
 	if (c->ssd_ext)
@@ -584,7 +750,13 @@ static void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
 {
 	s->tiers[tier].evictions++;
-	if (tier == KV_TIER_DRAM && c->ssd_ext) {
+	if (tier == KV_TIER_HBM && (c->ext || c->ssd_ext)) {
+		hbm_out(s, c);
+		s->tiers[KV_TIER_HBM].demotions++;
+		refresh_hold(s, c);
+	} else if (tier == KV_TIER_DRAM && c->ssd_ext) {
+		if (c->hbm_ext)
+			hbm_out(s, c);	/* inclusive: HBM only beside DRAM */
 		dram_out(s, c);
 		s->tiers[KV_TIER_DRAM].demotions++;
 		refresh_hold(s, c);
@@ -603,7 +775,7 @@ static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
  * ranked choice (a heap policy lists the rest in heap order), and evicting
  * a leaf may make its parent the best victim. When nothing is evictable in
  * DRAM but write-backs are queued or under way, room will come:
- * -EINPROGRESS.
+ * -EINPROGRESS. (HBM never waits: a put falls back to DRAM.)
  */
 static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 			       uint64_t bytes, struct kv_extent **ext)
@@ -623,6 +795,7 @@ static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 			return -KV_EFULL;
 		}
 		chunk_evict(s, tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
+			       tier == KV_TIER_HBM ? hbm_node_chunk(victim) :
 						      node_chunk(victim), tier);
 	}
 }
@@ -769,28 +942,172 @@ static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
 	refresh_hold(s, c);
 }
 
+/* ---- the HBM tier: GPU copies down and up ------------------------------------ */
+
+static void hbm_submit(struct kv_store *s, struct kv_chunk *c, enum kv_hbm_op op)
+{
+	struct kv_hbm_job *j = kv_xcalloc(1, sizeof(*j));
+
+	j->op = op;
+	j->hbm_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
+	j->dram_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
+	j->bytes = c->bytes;
+	j->cookie = c;
+	c->hbm_io = op == KV_HBM_DOWN ? KV_HIO_DOWN : KV_HIO_UP;
+	s->hbm_inflight++;
+	kv_hbm_submit(s->hbm, j);
+}
+
+/* Queue a chunk put into HBM for its DRAM copy. */
+static void dn_enqueue(struct kv_store *s, struct kv_chunk *c)
+{
+	c->dn_queued = true;
+	c->dn_prev = s->dn_tail;
+	if (s->dn_tail)
+		s->dn_tail->dn_next = c;
+	else
+		s->dn_head = c;
+	s->dn_tail = c;
+}
+
+/*
+ * Start DRAM copies of chunks put into HBM, oldest first, as DRAM makes
+ * room. One DRAM refuses (full of held chunks) stays in HBM alone, and may
+ * leave the cache from there; one that must wait for SSD write-backs
+ * waits at the head of the queue.
+ */
+static void dn_pump(struct kv_store *s)
+{
+	while (s->dn_head && s->hbm_inflight < HBM_COPIES_MAX) {
+		struct kv_chunk *c = s->dn_head;
+		struct kv_extent *e;
+		int ret;
+
+		c->hbm_io = KV_HIO_DOWN;	/* not an HBM victim meanwhile */
+		refresh_hold(s, c);
+		ret = tier_alloc_evicting(s, KV_TIER_DRAM, c->bytes, &e);
+		c->hbm_io = KV_HIO_NONE;
+		if (ret == -EINPROGRESS) {
+			refresh_hold(s, c);
+			return;
+		}
+		dn_unlink(s, c);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_TIER, "no DRAM copy for a %llu-byte HBM chunk: %s",
+			       (unsigned long long)c->bytes, kv_strerror(ret));
+			c->no_down = true;
+			refresh_hold(s, c);
+			continue;
+		}
+		c->hbm_io_ext = e;
+		hbm_submit(s, c, KV_HBM_DOWN);
+		refresh_hold(s, c);
+	}
+}
+
+/*
+ * A GPU client pinned a DRAM chunk: copy it up into HBM when the
+ * promotion setting says so and HBM has room. Best effort: any reason not
+ * to (no room, copies busy) leaves it in DRAM.
+ */
+static void hbm_promote(struct kv_store *s, struct kv_chunk *c)
+{
+	struct kv_extent *e;
+
+	if (!s->hbm || c->hbm_ext || c->hbm_io || !c->ext ||
+	    s->hbm_inflight >= HBM_COPIES_MAX ||
+	    s->conf.hbm_promote == KV_PROMOTE_OFF ||
+	    (s->conf.hbm_promote == KV_PROMOTE_SECOND && c->gpu_pins < 2) ||
+	    c->bytes > s->tiers[KV_TIER_HBM].capacity)
+		return;
+	c->hbm_io = KV_HIO_UP;		/* its DRAM copy stays while copied */
+	refresh_hold(s, c);
+	if (tier_alloc_evicting(s, KV_TIER_HBM, c->bytes, &e)) {
+		c->hbm_io = KV_HIO_NONE;
+		refresh_hold(s, c);
+		return;
+	}
+	c->hbm_io_ext = e;
+	hbm_submit(s, c, KV_HBM_UP);
+}
+
+static void hbm_done(struct kv_store *s, struct kv_hbm_job *j)
+{
+	struct kv_chunk *c = j->cookie;
+	struct stier *ht = &s->tiers[KV_TIER_HBM];
+	struct stier *dt = &s->tiers[KV_TIER_DRAM];
+
+	s->hbm_inflight--;
+	c->hbm_io = KV_HIO_NONE;
+	if (j->result)
+		s->gpu_failures++;
+	if (j->op == KV_HBM_DOWN) {
+		if (j->result) {
+			dt->t.ops->free(dt->t.priv, c->hbm_io_ext);
+			c->no_down = true;
+		} else {
+			c->ext = c->hbm_io_ext;
+			memset(&c->node, 0, sizeof(c->node));
+			c->node.freq = c->hbm_node.freq;
+			c->node.score = c->hbm_node.score;
+			dram_insert(s, c);
+			ht->demotions++;
+			if (s->ssd) {
+				wb_enqueue(s, c, false);
+				wb_pump(s);
+			}
+		}
+	} else if (j->result) {
+		ht->t.ops->free(ht->t.priv, c->hbm_io_ext);
+	} else {
+		c->hbm_ext = c->hbm_io_ext;
+		hbm_insert(s, c);
+		ht->promotions++;
+	}
+	c->hbm_io_ext = NULL;
+	refresh_hold(s, c);
+}
+
 int kv_store_event_fd(const struct kv_store *s)
 {
 	return s->ssd ? kv_ssd_event_fd(s->ssd) : -1;
 }
 
+int kv_store_hbm_event_fd(const struct kv_store *s)
+{
+	return s->hbm ? kv_hbm_event_fd(s->hbm) : -1;
+}
+
 unsigned kv_store_reap(struct kv_store *s)
 {
-	struct kv_ssd_job *j, *next;
 	unsigned n = 0;
 
-	if (!s->ssd)
-		return 0;
-	for (j = kv_ssd_reap(s->ssd); j; j = next) {
-		next = j->next;
-		if (j->op == KV_SSD_WRITE)
-			wb_done(s, j);
-		else if (j->op == KV_SSD_READ)
-			promote_done(s, j);
-		free(j);
-		n++;
+	if (s->ssd) {
+		struct kv_ssd_job *j, *next;
+
+		for (j = kv_ssd_reap(s->ssd); j; j = next) {
+			next = j->next;
+			if (j->op == KV_SSD_WRITE)
+				wb_done(s, j);
+			else if (j->op == KV_SSD_READ)
+				promote_done(s, j);
+			free(j);
+			n++;
+		}
 	}
-	wb_pump(s);
+	if (s->hbm) {
+		struct kv_hbm_job *j, *next;
+
+		for (j = kv_hbm_reap(s->hbm); j; j = next) {
+			next = j->next;
+			hbm_done(s, j);
+			free(j);
+			n++;
+		}
+		dn_pump(s);
+	}
+	if (s->ssd)
+		wb_pump(s);
 	return n;
 }
 
@@ -862,6 +1179,13 @@ void kv_store_close(struct kv_store *s)
 		s->ssd = NULL;
 		s->tiers[KV_TIER_SSD].pol->fini(s->tiers[KV_TIER_SSD].pstate);
 	}
+	/* Likewise the GPU thread; then the arena goes with the tier. */
+	if (s->hbm) {
+		kv_hbm_close(s->hbm);
+		s->tiers[KV_TIER_HBM].t.ops = NULL;
+		s->hbm = NULL;
+		s->tiers[KV_TIER_HBM].pol->fini(s->tiers[KV_TIER_HBM].pstate);
+	}
 	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
 		struct stier *st = &s->tiers[t];
 		uint64_t cursor = 0;
@@ -903,12 +1227,20 @@ static void link_parent(struct kv_store *s, struct kv_chunk *c,
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		   const struct kv_wire_alloc *a, uint64_t *offset)
 {
+	uint8_t tier;
+
+	return kv_store_alloc_in(s, o, ns, a, &tier, offset);
+}
+
+int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		      const struct kv_wire_alloc *a, uint8_t *tier, uint64_t *offset)
+{
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
 	struct kv_extent *ext;
 	struct kv_chunk *c;
-	int ret;
-
 	struct kv_chunk *parent = NULL;
+	unsigned where = KV_TIER_DRAM;
+	int ret = -ENOSPC;
 
 	if (a->bytes == 0)
 		return -EINVAL;
@@ -927,7 +1259,15 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	 * store's own for the duration. */
 	if (parent && parent->pins++ == 0)
 		refresh_hold(s, parent);
-	ret = tier_alloc_evicting(s, KV_TIER_DRAM, a->bytes, &ext);
+	/* Asked for HBM: there if it fits now, else DRAM. */
+	if ((a->flags & KV_ALLOC_HBM) && s->hbm &&
+	    a->bytes <= s->tiers[KV_TIER_HBM].capacity) {
+		ret = tier_alloc_evicting(s, KV_TIER_HBM, a->bytes, &ext);
+		if (ret == 0)
+			where = KV_TIER_HBM;
+	}
+	if (ret)
+		ret = tier_alloc_evicting(s, KV_TIER_DRAM, a->bytes, &ext);
 	if (parent && --parent->pins == 0)
 		refresh_hold(s, parent);
 	if (ret)
@@ -935,14 +1275,17 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 
 	c = kv_index_add(s->idx, ns, &a->key);
 	c->state = KV_CHUNK_PENDING;
-	c->tier = KV_TIER_DRAM;
 	c->has_parent = a->flags & KV_ALLOC_PARENT;
 	if (c->has_parent)
 		c->parent = a->parent;
 	c->tokens = a->tokens;
 	c->position = a->position;
 	c->bytes = a->bytes;
-	c->ext = ext;
+	if (where == KV_TIER_HBM)
+		c->hbm_ext = ext;
+	else
+		c->ext = ext;
+	retier(c);
 	c->writer = o;
 	c->wnext = o->pending;
 	if (o->pending)
@@ -953,6 +1296,7 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	/* Linked now, pending or not: a parent with a child being written is
 	 * no leaf, so no allocation can evict it from under the child. */
 	link_parent(s, c, parent);
+	*tier = (uint8_t)where;
 	*offset = kv_extent_offset(ext);
 	return 0;
 }
@@ -979,6 +1323,13 @@ int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	c->state = KV_CHUNK_COMMITTED;
 	c->last_used_ns = kv_now_ns();
 	memset(&c->node, 0, sizeof(c->node));	/* a new chunk: no history */
+	if (c->hbm_ext) {		/* put into HBM: its DRAM copy comes next */
+		memset(&c->hbm_node, 0, sizeof(c->hbm_node));
+		hbm_insert(s, c);
+		dn_enqueue(s, c);
+		dn_pump(s);
+		return 0;
+	}
 	dram_insert(s, c);
 	if (s->ssd) {
 		wb_enqueue(s, c, false);
@@ -1023,13 +1374,18 @@ static void count_ref(struct kv_store *s, const struct kv_chunk *c)
 	}
 }
 
+/* A use: every tier with a copy in memory hears of it (an HBM copy goes
+ * with its DRAM copy, so DRAM must not rank it cold), else the SSD's. */
 static void touch(struct kv_store *s, struct kv_chunk *c, uint64_t now)
 {
-	struct stier *st = &s->tiers[c->tier];
-
 	c->hits++;
 	c->last_used_ns = now;
-	st->pol->on_access(st->pstate, tier_node(c, c->tier));
+	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
+		struct stier *st = &s->tiers[t];
+
+		if (tier_ext(c, t) && (t != KV_TIER_SSD || c->tier == KV_TIER_SSD))
+			st->pol->on_access(st->pstate, tier_node(c, t));
+	}
 }
 
 uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
@@ -1066,15 +1422,17 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc)
 {
-	return kv_store_pin_again(s, o, ns, key, loc, false);
+	return kv_store_pin_again(s, o, ns, key, loc, false, 0);
 }
 
 int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
-		       bool again)
+		       bool again, unsigned flags)
 {
 	struct kv_chunk *c = visible(s, ns, key);
+	bool gpu = flags & KV_PIN_GPU;
 	struct kv_pin *p;
+	bool hbm;
 
 	if (!again)
 		count_ref(s, c);
@@ -1082,8 +1440,13 @@ int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -ENOENT;
 	if (o->n_pins >= s->max_pins)
 		return -KV_EPINS;
-	if (!c->ext)
-		return promote(s, c);	/* on SSD: pin it once it is up */
+	hbm = gpu && c->hbm_ext;
+	if (!c->ext && !hbm) {
+		if (!c->hbm_ext)
+			return promote(s, c);	/* on SSD: pin it once it is up */
+		/* Put into HBM, its DRAM copy not made yet: wait for it. */
+		return c->dn_queued || c->hbm_io == KV_HIO_DOWN ? -EINPROGRESS : -ENOENT;
+	}
 	for (p = c->pin_list; p && p->owner != o; p = p->cnext)
 		;
 	if (!p) {
@@ -1105,9 +1468,13 @@ int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		refresh_hold(s, c);
 	}
 	loc->status = 0;
-	loc->tier = c->tier;
-	loc->offset = kv_extent_offset(c->ext);
+	loc->tier = hbm ? KV_TIER_HBM : KV_TIER_DRAM;
+	loc->offset = kv_extent_offset(hbm ? c->hbm_ext : c->ext);
 	loc->bytes = c->bytes;
+	if (gpu && !again) {
+		c->gpu_pins++;
+		hbm_promote(s, c);
+	}
 	return 0;
 }
 
@@ -1141,7 +1508,7 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 
 	if (!c)
 		return -ENOENT;
-	if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io)
+	if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io || c->hbm_io)
 		return -EBUSY;
 	chunk_evict(s, c, c->tier);
 	return 0;
@@ -1177,8 +1544,7 @@ int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name)
 		return ret;
 	v = kv_xmalloc((st->chunks ? st->chunks : 1) * sizeof(*v));
 	while ((c = kv_index_next(s->idx, &cursor)))
-		if (c->state == KV_CHUNK_COMMITTED &&
-		    (tier == KV_TIER_SSD ? c->ssd_ext != NULL : c->ext != NULL))
+		if (c->state == KV_CHUNK_COMMITTED && tier_ext(c, tier))
 			v[n++] = c;
 	/* Oldest first, so the new policy's idea of recency is the old one. */
 	qsort(v, n, sizeof(*v), by_last_use);
@@ -1211,9 +1577,12 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
 	c = visible(s, ns, key);
 	if (!c)
 		return -ENOENT;
-	st = &s->tiers[c->tier];
-	if (st->pol->on_score)
-		st->pol->on_score(st->pstate, tier_node(c, c->tier), score);
+	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
+		st = &s->tiers[t];
+		if (tier_ext(c, t) && (t != KV_TIER_SSD || c->tier == KV_TIER_SSD) &&
+		    st->pol->on_score)
+			st->pol->on_score(st->pstate, tier_node(c, t), score);
+	}
 	return 0;
 }
 
@@ -1243,7 +1612,7 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	while ((c = kv_index_next(s->idx, &cursor))) {
 		if ((tier != KV_TIER_NONE && c->tier != tier) || !is_visible(c->ns, arg))
 			continue;
-		if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io) {
+		if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io || c->hbm_io) {
 			res->skipped++;
 			continue;
 		}
@@ -1256,7 +1625,10 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	for (size_t i = 0; i < n; i++) {
 		res->chunks++;
 		res->bytes += drop[i]->bytes;
-		chunk_drop(s, drop[i]);
+		if (tier == KV_TIER_HBM)	/* out of HBM; kept below */
+			chunk_evict(s, drop[i], KV_TIER_HBM);
+		else
+			chunk_drop(s, drop[i]);
 	}
 	free(drop);
 	return 0;
@@ -1273,7 +1645,7 @@ static void fill_entry(const struct kv_chunk *c, struct kv_wire_entry *e)
 	e->tier = c->tier;
 	e->has_parent = c->has_parent;
 	e->bytes = c->bytes;
-	e->offset = kv_extent_offset(c->ext ? c->ext : c->ssd_ext);
+	e->offset = kv_extent_offset(tier_ext(c, c->tier));
 	e->tokens = c->tokens;
 	e->position = c->position;
 	e->pins = c->pins;
@@ -1350,6 +1722,15 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	return n;
 }
 
+bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
+			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES])
+{
+	if (!s->hbm)
+		return false;
+	kv_hbm_export(s->hbm, bytes, pci, ipc);
+	return true;
+}
+
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes)
 {
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
@@ -1376,7 +1757,7 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 
 		if (!c)
 			ret = -ENOENT;
-		else if (!c->ext)
+		else if (!c->ext && !c->hbm_ext)
 			ret = promote(s, c);
 		if (ret == -EINPROGRESS) {
 			pending++;

@@ -77,6 +77,19 @@ struct kv_store_conf {
 	int ssd_level;			/* zstd level */
 	bool ssd_sync;			/* fdatasync before index commits */
 	bool ssd_io_sync;		/* pread/pwrite instead of io_uring */
+	/* The HBM tier: absent when hbm_bytes is 0 or the GPU cannot be used
+	 * (one INFO line says why). */
+	uint64_t hbm_bytes;
+	int gpu;			/* CUDA device */
+	const char *hbm_policy;		/* NULL: the DRAM tier's */
+	uint8_t hbm_promote;		/* enum kv_hbm_promote */
+};
+
+/* When a DRAM chunk that GPU clients pin is copied up into HBM. */
+enum kv_hbm_promote {
+	KV_PROMOTE_OFF,
+	KV_PROMOTE_SECOND,		/* on its second GPU pin */
+	KV_PROMOTE_ALWAYS,		/* on its first */
 };
 
 /*
@@ -98,8 +111,9 @@ struct kv_owner *kv_store_owner_open(struct kv_store *s);
 void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
 
 /*
- * Reserve room for a chunk in the DRAM tier, evicting by the tier's policy
- * as needed. Returns 0 and the chunk's offset in the arena, or:
+ * Reserve room for a chunk in the DRAM tier (in the HBM tier first, when
+ * a->flags has KV_ALLOC_HBM and it has room), evicting by the tier's policy
+ * as needed. Returns 0 and the chunk's tier and offset in its arena, or:
  *   -EINPROGRESS    room comes when SSD write-backs finish: ask again
  *                   after kv_store_reap()
  *   -EINVAL         bytes is 0
@@ -110,6 +124,11 @@ void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
  *   -KV_EUNCOMMITTED the owner's uncommitted bytes would pass the limit
  *   -KV_EFULL       nothing left to evict (all pinned or being written)
  */
+int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
+		      const struct kv_wire_alloc *a, uint8_t *tier, uint64_t *offset);
+
+/* kv_store_alloc_in() for callers that know the chunk goes to DRAM (no
+ * KV_ALLOC_HBM). */
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		   const struct kv_wire_alloc *a, uint64_t *offset);
 
@@ -132,14 +151,16 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			 uint8_t *tiers);
 
 /* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS, or
- * -EINPROGRESS: it is on SSD and on its way up (ask again after
- * kv_store_reap(), with kv_store_pin_again(), which does not count the
- * reference a second time). */
+ * -EINPROGRESS: it is on SSD and on its way up, or only in HBM and on its
+ * way down (ask again after kv_store_reap(), with kv_store_pin_again(),
+ * which does not count the reference a second time). With KV_PIN_GPU in
+ * flags the answer is the HBM copy when there is one, and the pin counts
+ * towards promoting the chunk into HBM; otherwise it is the DRAM copy. */
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc);
 int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
-		       bool again);
+		       bool again, unsigned flags);
 
 /* Drop one of o's pins on a chunk. 0 or -ENOENT (o holds none). */
 int kv_store_release(struct kv_store *s, struct kv_owner *o, uint32_t ns,
@@ -214,11 +235,13 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
  * readable, calls kv_store_reap(); the server then asks again.
  */
 
-/* Readable when SSD jobs finished, or -1 without an SSD tier. */
+/* Readable when SSD jobs finished, or -1 without an SSD tier; the same
+ * for the HBM tier's GPU copies. */
 int kv_store_event_fd(const struct kv_store *s);
+int kv_store_hbm_event_fd(const struct kv_store *s);
 
-/* Take in finished SSD jobs and start queued ones. Returns how many
- * finished. */
+/* Take in finished SSD jobs and GPU copies and start queued ones. Returns
+ * how many finished. */
 unsigned kv_store_reap(struct kv_store *s);
 
 /*
@@ -255,6 +278,10 @@ int kv_store_namespaces(struct kv_store *s,
 			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
 			void *arg);
 void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
+
+/* The HBM arena for HELLO: false without an HBM tier. */
+bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
+			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES]);
 
 /* The DRAM arena's memfd (borrowed) and size, for HELLO. */
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);

@@ -18,7 +18,7 @@ export KVSTORE_BUILD="$PWD/$O"
 
 if [ -z "${TESTS:-}" ]; then
 	TESTS=$(ls "$O"/tests/unit/test_* "$O"/tests/integration/test_* \
-		"$O"/tests/regress/issue_* 2>/dev/null | grep -v '\.[od]$')
+		"$O"/tests/regress/issue_* "$O"/tests/gpu/test_* 2>/dev/null | grep -v '\.[od]$')
 	TESTS="$TESTS $(ls tests/integration/test_*.sh tests/unit/test_*.sh 2>/dev/null)"
 	[ -x "$O/kvbench" ] && TESTS="$TESTS bench:$O/kvbench"
 	[ -x "$O/kvpolicybench" ] && TESTS="$TESTS quick:$O/kvpolicybench"

@@ -12,6 +12,7 @@
 #ifndef KV_TIER_H
 #define KV_TIER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,9 @@ struct kv_tier_conf {
 	uint64_t bytes;		/* capacity */
 	uint64_t align;		/* allocation granule (power of two >= 64) */
 	const char *dir;	/* where files live (tiers that use files) */
+	bool use_gpu;		/* the daemon uses CUDA device gpu: DRAM page-locks
+				 * its arena for it, HBM allocates there */
+	int gpu;
 };
 
 struct kv_tier_ops {
@@ -44,6 +48,14 @@ struct kv_tier_ops {
 	int (*share_fd)(void *priv, uint64_t *bytes);
 	/* Optional: the arena as the daemon maps it (for tests and copies). */
 	void *(*base)(void *priv);
+	/*
+	 * Optional (NULL means always ready): false while the tier still
+	 * prepares its arena in the background (DRAM: populating it and, with
+	 * use_gpu, page-locking it), true once that is over, whatever came of
+	 * it. The tier serves either way; this only says whether copies run
+	 * at full speed yet. Callable from the owning thread at any time.
+	 */
+	bool (*ready)(void *priv);
 };
 
 struct kv_tier {

@@ -34,6 +34,9 @@
  * Exit status: 0, or 1 on a real error (a call failed, bytes came back
  * wrong, the daemon did not stop cleanly). Low figures never fail it: CI
  * runs --quick only to check that the benchmark works.
+ *
+ * --gpu runs the GPU benchmark instead (gpubench.c): libkvc's GPU paths
+ * against cudaMemcpyAsync ceilings; exit status 77 without a GPU.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,6 +55,7 @@
 
 #include "client/kvc.h"
 #include "kvstore/proto.h"
+#include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
 
 #define KIB (1ull << 10)
@@ -74,7 +78,10 @@ struct opts {
 	const char *daemon;		/* --daemon, or NULL */
 	const char *socket;		/* --socket, or NULL */
 	bool quick;
+	bool gpu;			/* --gpu: gpubench.c instead */
+	bool dram_given;		/* --dram-bytes was given */
 	uint64_t dram_bytes;		/* for a daemon we start */
+	uint64_t hbm_bytes;		/* --gpu: its HBM tier (0: default) */
 	double seconds;			/* per measurement */
 	size_t lookup_calls;
 };
@@ -828,18 +835,23 @@ static bool arena_pages(const void *base, unsigned long *page_kb,
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kvbench [--daemon PATH] [--socket PATH] [--quick] "
-		"[--dram-bytes SIZE] [--seconds S]\n"
+	fprintf(f, "usage: kvbench [--gpu] [--daemon PATH] [--socket PATH] [--quick] "
+		"[--dram-bytes SIZE] [--hbm-bytes SIZE] [--seconds S]\n"
+		"  --gpu             the GPU paths (kvc_get_gpu, kvc_get_paged, ...) against\n"
+		"                    cudaMemcpyAsync ceilings; exits 77 without a GPU\n"
 		"  --daemon PATH     start this kvstored (default: $KVSTORED or build/kvstored)\n"
 		"  --socket PATH     benchmark a daemon that is already running there\n"
 		"  --quick           small counts: checks that everything works (CI)\n"
-		"  --dram-bytes SIZE DRAM tier of the daemon it starts (default 2G; --quick 256M)\n"
-		"  --seconds S       time per measurement (default 1; --quick 0.05)\n");
+		"  --dram-bytes SIZE DRAM tier of the daemon it starts (default 2G; --quick 256M;\n"
+		"                    --gpu --quick 64M)\n"
+		"  --hbm-bytes SIZE  --gpu: HBM tier of the daemon it starts (default 8G;\n"
+		"                    --quick 64M)\n"
+		"  --seconds S       time per measurement (default 1; --quick 0.05; not --gpu)\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	const char *dram = NULL, *secs = NULL;
+	const char *dram = NULL, *secs = NULL, *hbm = NULL;
 
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -852,6 +864,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		} else if (!strcmp(a, "--quick")) {
 			o->quick = true;
 			continue;
+		} else if (!strcmp(a, "--gpu")) {
+			o->gpu = true;
+			continue;
 		} else if (!strcmp(a, "--daemon")) {
 			val = &o->daemon;
 		} else if (!strcmp(a, "--socket")) {
@@ -860,6 +875,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			val = &dram;
 		} else if (!strcmp(a, "--seconds")) {
 			val = &secs;
+		} else if (!strcmp(a, "--hbm-bytes")) {
+			val = &hbm;
 		} else {
 			fprintf(stderr, "kvbench: unknown argument '%s'\n", a);
 			usage(stderr);
@@ -871,11 +888,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 		*val = argv[i];
 	}
-	if (o->socket && (o->daemon || dram)) {
+	if (o->socket && (o->daemon || dram || hbm)) {
 		fprintf(stderr, "kvbench: --socket benchmarks a running daemon: "
-			"no --daemon or --dram-bytes with it\n");
+			"no --daemon, --dram-bytes or --hbm-bytes with it\n");
 		return -1;
 	}
+	if (o->gpu && secs) {
+		fprintf(stderr, "kvbench: --seconds does not apply to --gpu\n");
+		return -1;
+	}
+	if (!o->gpu && hbm) {
+		fprintf(stderr, "kvbench: --hbm-bytes needs --gpu\n");
+		return -1;
+	}
+	if (hbm && parse_size(hbm, &o->hbm_bytes)) {
+		fprintf(stderr, "kvbench: --hbm-bytes '%s': give a size\n", hbm);
+		return -1;
+	}
+	o->dram_given = dram != NULL;
 	o->dram_bytes = o->quick ? 256 * MIB : 2 * GIB;
 	if (dram && (parse_size(dram, &o->dram_bytes) || o->dram_bytes < MIN_DRAM)) {
 		fprintf(stderr, "kvbench: --dram-bytes '%s': give a size of at least 128M\n",
@@ -1012,6 +1042,17 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o))
 		return 1;
+	if (o.gpu) {
+		struct gpubench_opts g = {
+			.daemon = o.daemon,
+			.socket = o.socket,
+			.quick = o.quick,
+			.dram_bytes = o.dram_given ? o.dram_bytes : 0,
+			.hbm_bytes = o.hbm_bytes,
+		};
+
+		return gpubench_run(&g);
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	r.ns = malloc(MAX_OPS * sizeof(*r.ns));
 	if (!r.ns) {

@@ -64,7 +64,7 @@ static int spawn(struct kvt_daemon *d, const char *const *args)
 {
 	const char *tmp = getenv("TMPDIR");
 	const char *argv[64];
-	bool has_dram = false;
+	bool has_dram = false, has_hbm = false;
 	int n = 0;
 
 	memset(d, 0, sizeof(*d));
@@ -81,11 +81,19 @@ static int spawn(struct kvt_daemon *d, const char *const *args)
 	for (int i = 0; args && args[i] && n < 60; i++) {
 		if (!strcmp(args[i], "--dram-bytes"))
 			has_dram = true;
+		if (!strcmp(args[i], "--hbm-bytes"))
+			has_hbm = true;
 		argv[n++] = args[i];
 	}
 	if (!has_dram) {
 		argv[n++] = "--dram-bytes";
 		argv[n++] = "64M";
+	}
+	/* No HBM tier unless a test asks: on a GPU machine the tests of the
+	 * other tiers see the same daemon as on one without. */
+	if (!has_hbm) {
+		argv[n++] = "--hbm-bytes";
+		argv[n++] = "0";
 	}
 	argv[n] = NULL;
 

@@ -21,10 +21,11 @@ struct kvt_daemon {
 };
 
 /*
- * Start a daemon with --socket in a new directory, a small DRAM tier
- * (--dram-bytes 64M unless args give one) and the extra flags in args (a
- * NULL-terminated list, may be NULL). Waits up to 10 s for it to answer a
- * ping. Returns 0, or -1 with the daemon's log copied to stderr.
+ * Start a daemon with --socket in a new directory, a small DRAM tier and
+ * no HBM tier (--dram-bytes 64M --hbm-bytes 0 unless args give them) and
+ * the extra flags in args (a NULL-terminated list, may be NULL). Waits up
+ * to 10 s for it to answer a ping. Returns 0, or -1 with the daemon's log
+ * copied to stderr.
  */
 int kvt_start(struct kvt_daemon *d, const char *const *args);
 

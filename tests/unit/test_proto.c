@@ -900,7 +900,11 @@ static void test_inspect_count(void **state)
 
 static void test_alloc_flags(void **state)
 {
-	for (unsigned bit = 1; bit < 32; bit++) {
+	/* KV_ALLOC_HBM (bit 1) is a known flag; every other unknown bit is refused. */
+	size_t len0 = mk_alloc(5, KV_ALLOC_PARENT | KV_ALLOC_HBM);
+
+	assert_int_equal(parse_copy(len0, KV_PROTO_MAX_BATCH), 0);
+	for (unsigned bit = 2; bit < 32; bit++) {
 		size_t len = mk_alloc(5, KV_ALLOC_PARENT);
 		struct kv_wire_alloc *it =
 			(struct kv_wire_alloc *)(body() + sizeof(struct kv_wire_keys));

@@ -1,0 +1,1000 @@
+/*
+ * kvc_gpu.c - libkvc's GPU paths: chunks between the store's arenas and an
+ * engine's GPU memory, contiguous or scattered into a paged KV cache.
+ *
+ * Every copy is queued on the caller's CUDA stream; nothing here waits for
+ * the GPU on the way in. What a chunk's copy needs held (its pin, or for a
+ * put its uncommitted allocation) is kept in a pending record behind an
+ * event recorded after the copies. A completion thread per handle sleeps
+ * on the oldest record's event and then finishes it (releases the pins,
+ * commits the puts), so a put becomes visible as soon as its copy is done
+ * whatever the engine does next; kvc_gpu_flush() and closing wait for all
+ * of them. Only that thread removes records.
+ *
+ * Sources: a DRAM chunk is read from this process's mapping of the shared
+ * arena, page-locked in slabs (SLAB bytes) the first time a chunk in the
+ * slab is used, or all of them by a background thread (KVC_GPU_REGISTER_ALL);
+ * so connecting costs nothing and a first get pays one slab's registration.
+ * Contiguous copies are split at slab edges (each slab is its own
+ * registration). An HBM chunk is read through this process's IPC mapping
+ * of the daemon's arena (opened once, when the daemon's GPU is ours).
+ *
+ * Locking: the GPU state has its own mutex, taken before the handle's (the
+ * calls below use the handle's public calls, which take it); the
+ * completion thread takes the handle's without holding it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/kvc.h"
+#include "client/kvc_int.h"
+#include "kernels/kv_gpu.h"
+#include "kvstore/errors.h"
+#include "kvstore/proto.h"
+
+#define SLAB		(256ull << 20)	/* registration unit of the DRAM mapping */
+
+enum slab_state {
+	SLAB_NONE,
+	SLAB_PINNED,
+	SLAB_FAILED,		/* registration refused: copies run pageable */
+};
+
+/* Held until the event is reached: pins to release, puts to commit. */
+struct pending {
+	struct pending *next;
+	struct kv_gpu_event *ev;
+	uint32_t ns;
+	bool commit;		/* keys are puts to commit, else pins to release */
+	size_t n;
+	struct kvc_key keys[];
+};
+
+struct kvc_gpu {
+	pthread_mutex_t lock;
+	struct kvc *c;
+	int dev;
+	unsigned flags;
+	void *hbm;			/* the daemon's HBM arena, or NULL */
+	enum kvc_gpu_mode mode;
+	struct kv_gpu_ctx *ctx;		/* paged copies */
+	size_t staging;			/* ... its staging buffer size */
+	/* the DRAM mapping */
+	char *dram;
+	size_t dram_bytes;
+	size_t n_slabs;
+	uint8_t *slab;			/* enum slab_state, under reg_lock */
+	pthread_mutex_t reg_lock;
+	_Atomic uint64_t registered;	/* bytes */
+	pthread_t bg;
+	bool bg_started;
+	atomic_bool bg_stop;
+	/* copies in flight, oldest first, finished by the completion thread */
+	struct pending *head;
+	struct pending **tail;
+	pthread_cond_t more;		/* a record was added, or stop */
+	pthread_cond_t less;		/* a record was finished */
+	pthread_t done_thread;
+	bool done_started;
+	bool stop;
+	int error;			/* first asynchronous failure (copy, commit) */
+};
+
+/* ---- registration of the DRAM mapping ---------------------------------- */
+
+static int slab_pin(struct kvc_gpu *g, size_t i)
+{
+	size_t off = i * SLAB;
+	size_t len = g->dram_bytes - off < SLAB ? g->dram_bytes - off : SLAB;
+	int ret = 0;
+
+	pthread_mutex_lock(&g->reg_lock);
+	if (g->slab[i] == SLAB_NONE) {
+		ret = kv_gpu_host_register(g->dram + off, len);
+		g->slab[i] = ret ? SLAB_FAILED : SLAB_PINNED;
+		if (!ret)
+			atomic_fetch_add(&g->registered, len);
+	}
+	pthread_mutex_unlock(&g->reg_lock);
+	return ret;
+}
+
+/*
+ * Page-lock the slabs [off, off + len) lies in. Returns whether all of them
+ * are: a refusal is not an error, but the copy must then go through the
+ * copy engine from pageable memory (slower), never a kernel reading it.
+ */
+static bool dram_pin(struct kvc_gpu *g, uint64_t off, uint64_t len)
+{
+	bool pinned = true;
+
+	if (len == 0)
+		return true;
+	for (size_t i = off / SLAB; i <= (off + len - 1) / SLAB; i++) {
+		if (g->slab[i] == SLAB_NONE)	/* racy read; slab_pin decides */
+			slab_pin(g, i);
+		pinned = pinned && g->slab[i] == SLAB_PINNED;
+	}
+	return pinned;
+}
+
+static void *bg_register(void *arg)
+{
+	struct kvc_gpu *g = arg;
+
+	kv_gpu_set_device(g->dev);
+	for (size_t i = 0; i < g->n_slabs && !atomic_load(&g->bg_stop); i++)
+		slab_pin(g, i);
+	return NULL;
+}
+
+void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total)
+{
+	struct kvc_gpu *g = *kvci_gpu(c);
+	size_t bytes;
+
+	kvc_dram_base(c, &bytes);
+	if (total)
+		*total = bytes;
+	if (done)
+		*done = g ? atomic_load(&g->registered) : 0;
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static void *completer(void *arg);
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int gpu_open(struct kvc *c, int device, unsigned flags)
+{
+	struct kvc_gpu **slot = kvci_gpu(c);
+	struct kvci_hbm info;
+	struct kvc_gpu *g;
+	int dev, hdev, ret;
+
+	if (*slot) {
+		if (device >= 0 && device != (*slot)->dev)
+			return -EBUSY;
+		return 0;
+	}
+	if (!kv_gpu_available(NULL, NULL, 0))
+		return -KVC_ENOGPU;
+	if (device >= 0) {
+		ret = kv_gpu_set_device(device);
+		if (ret)
+			return ret;
+	}
+	ret = kv_gpu_get_device(&dev);
+	if (ret)
+		return ret;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->c = c;
+	g->dev = dev;
+	g->flags = flags;
+	g->tail = &g->head;
+	g->mode = KVC_GPU_AUTO;
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_mutex_init(&g->reg_lock, NULL);
+	pthread_cond_init(&g->more, NULL);
+	pthread_cond_init(&g->less, NULL);
+	g->dram = kvc_dram_base(c, &g->dram_bytes);
+	g->n_slabs = (g->dram_bytes + SLAB - 1) / SLAB;
+	g->slab = calloc(g->n_slabs ? g->n_slabs : 1, 1);
+	if (!g->slab) {
+		free(g);
+		return -ENOMEM;
+	}
+	/* The daemon's HBM arena, when it is on this GPU. */
+	kvci_hbm_info(c, &info);
+	if (info.bytes && !(flags & KVC_GPU_NO_HBM) &&
+	    kv_gpu_device_by_pci(info.pci, &hdev) == 0 && hdev == dev &&
+	    kv_gpu_ipc_open(info.ipc, &g->hbm) == 0)
+		kvci_set_hbm(c, g->hbm);
+	/* Without its completion thread, each call waits for its own copies
+	 * (pending_add() finishes records at once). */
+	g->done_started = pthread_create(&g->done_thread, NULL, completer, g) == 0;
+	*slot = g;
+	if ((flags & KVC_GPU_REGISTER_ALL) &&
+	    pthread_create(&g->bg, NULL, bg_register, g) == 0)
+		g->bg_started = true;
+	return 0;
+}
+
+int kvc_gpu_open(struct kvc *c, int device, unsigned flags)
+{
+	int ret;
+
+	pthread_mutex_lock(&open_lock);	/* two threads' first GPU calls */
+	ret = gpu_open(c, device, flags);
+	pthread_mutex_unlock(&open_lock);
+	return ret;
+}
+
+static int gpu_get(struct kvc *c, struct kvc_gpu **out)
+{
+	int ret;
+
+	if (!*kvci_gpu(c)) {
+		ret = kvc_gpu_open(c, -1, 0);
+		if (ret)
+			return ret;
+	}
+	*out = *kvci_gpu(c);
+	return 0;
+}
+
+int kvc_gpu_mode(struct kvc *c, enum kvc_gpu_mode mode)
+{
+	struct kvc_gpu *g;
+	int old, ret;
+
+	if (mode > KVC_GPU_STAGED)
+		return -EINVAL;
+	ret = gpu_get(c, &g);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&g->lock);
+	old = g->mode;
+	g->mode = mode;
+	pthread_mutex_unlock(&g->lock);
+	return old;
+}
+
+/* ---- pending records and the completion thread ----------------------------- */
+
+/* Let keys go once their copies ended with result. Without g->lock. */
+static void keys_finish(struct kvc_gpu *g, uint32_t ns, bool commit,
+			const struct kvc_key *keys, size_t n, int result)
+{
+	int ret = result;
+
+	for (size_t i = 0; i < n; i += KVC_MAX_BATCH) {
+		size_t m = n - i < KVC_MAX_BATCH ? n - i : KVC_MAX_BATCH;
+		int r;
+
+		/* A failed copy's puts are aborted, never committed. */
+		if (!commit)
+			r = kvc_release(g->c, ns, keys + i, m, NULL);
+		else if (result)
+			r = kvc_abort(g->c, ns, keys + i, m, NULL);
+		else
+			r = kvc_commit(g->c, ns, keys + i, m, NULL);
+		if (r < 0 && !ret)
+			ret = r;
+	}
+	if (ret) {
+		pthread_mutex_lock(&g->lock);
+		if (!g->error)
+			g->error = ret;
+		pthread_mutex_unlock(&g->lock);
+	}
+}
+
+static void pending_finish(struct kvc_gpu *g, struct pending *p, int result)
+{
+	keys_finish(g, p->ns, p->commit, p->keys, p->n, result);
+	kv_gpu_event_destroy(p->ev);
+	free(p);
+}
+
+/* Sleep on the oldest record's event, finish it, repeat; until stopped
+ * with nothing left. */
+static void *completer(void *arg)
+{
+	struct kvc_gpu *g = arg;
+
+	kv_gpu_set_device(g->dev);
+	pthread_mutex_lock(&g->lock);
+	for (;;) {
+		struct pending *p;
+		int r;
+
+		while (!g->head && !g->stop)
+			pthread_cond_wait(&g->more, &g->lock);
+		if (!g->head)
+			break;
+		p = g->head;	/* stays: only this thread removes records */
+		pthread_mutex_unlock(&g->lock);
+		r = kv_gpu_event_sync(p->ev);
+		pthread_mutex_lock(&g->lock);
+		g->head = p->next;
+		if (!g->head)
+			g->tail = &g->head;
+		pthread_mutex_unlock(&g->lock);
+		pending_finish(g, p, r);
+		pthread_mutex_lock(&g->lock);
+		pthread_cond_broadcast(&g->less);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+/*
+ * Hold keys (pins to release, or puts to commit) until the work queued on
+ * stream so far is done. Called with g->lock held. If the record cannot be
+ * made, wait for the stream and finish at once, so nothing is let go early.
+ */
+static int pending_add(struct kvc_gpu *g, struct kv_gpu_stream *stream, uint32_t ns,
+		       bool commit, const struct kvc_key *keys, size_t n)
+{
+	struct pending *p;
+	int ret;
+
+	if (n == 0)
+		return 0;
+	p = malloc(sizeof(*p) + n * sizeof(p->keys[0]));
+	if (!p) {
+		ret = kv_gpu_stream_sync(stream);
+		pthread_mutex_unlock(&g->lock);
+		keys_finish(g, ns, commit, keys, n, ret ? ret : -ENOMEM);
+		pthread_mutex_lock(&g->lock);
+		return -ENOMEM;
+	}
+	p->next = NULL;
+	p->ev = NULL;
+	p->ns = ns;
+	p->commit = commit;
+	p->n = n;
+	memcpy(p->keys, keys, n * sizeof(keys[0]));
+	ret = kv_gpu_event_create_blocking(&p->ev);
+	if (!ret)
+		ret = kv_gpu_event_record(p->ev, stream);
+	if (ret || !g->done_started) {
+		int r = kv_gpu_stream_sync(stream);
+
+		pthread_mutex_unlock(&g->lock);
+		pending_finish(g, p, ret ? ret : r);
+		pthread_mutex_lock(&g->lock);
+		return ret;
+	}
+	*g->tail = p;
+	g->tail = &p->next;
+	pthread_cond_signal(&g->more);
+	return 0;
+}
+
+/* Wait until every record is finished. Called with g->lock held. */
+static int drain(struct kvc_gpu *g)
+{
+	int ret;
+
+	while (g->head)
+		pthread_cond_wait(&g->less, &g->lock);
+	ret = g->error;
+	g->error = 0;
+	return ret;
+}
+
+int kvc_gpu_flush(struct kvc *c)
+{
+	struct kvc_gpu *g = *kvci_gpu(c);
+	int ret;
+
+	if (!g)
+		return 0;
+	pthread_mutex_lock(&g->lock);
+	ret = drain(g);
+	pthread_mutex_unlock(&g->lock);
+	return ret;
+}
+
+void kvci_gpu_close(struct kvc *c)
+{
+	struct kvc_gpu *g = *kvci_gpu(c);
+
+	if (!g)
+		return;
+	atomic_store(&g->bg_stop, true);
+	if (g->bg_started)
+		pthread_join(g->bg, NULL);
+	pthread_mutex_lock(&g->lock);
+	drain(g);
+	g->stop = true;
+	pthread_cond_signal(&g->more);
+	pthread_mutex_unlock(&g->lock);
+	if (g->done_started)
+		pthread_join(g->done_thread, NULL);
+	kv_gpu_ctx_close(g->ctx);
+	for (size_t i = 0; i < g->n_slabs; i++)
+		if (g->slab[i] == SLAB_PINNED)
+			kv_gpu_host_unregister(g->dram + i * SLAB);
+	if (g->hbm) {
+		kvci_set_hbm(c, NULL);
+		kv_gpu_ipc_close(g->hbm);
+	}
+	pthread_mutex_destroy(&g->lock);
+	pthread_mutex_destroy(&g->reg_lock);
+	pthread_cond_destroy(&g->more);
+	pthread_cond_destroy(&g->less);
+	free(g->slab);
+	free(g);
+	*kvci_gpu(c) = NULL;
+}
+
+/* ---- contiguous ------------------------------------------------------------------ */
+
+/* Copy one chunk; DRAM sources in pieces that stay within a slab. */
+static int copy_chunk(struct kvc_gpu *g, void *dst, const void *src, uint64_t bytes,
+		      bool dram_src, bool dram_dst, struct kv_gpu_stream *s)
+{
+	const char *host = dram_src ? src : dram_dst ? dst : NULL;
+	uint64_t done = 0;
+	int ret = 0;
+
+	if (!host)
+		return kv_gpu_memcpy(dst, src, bytes, s);
+	dram_pin(g, (uint64_t)(host - g->dram), bytes);
+	while (done < bytes && !ret) {
+		uint64_t off = (uint64_t)(host - g->dram) + done;
+		uint64_t piece = SLAB - off % SLAB;
+
+		if (piece > bytes - done)
+			piece = bytes - done;
+		ret = kv_gpu_memcpy((char *)dst + done, (const char *)src + done, piece, s);
+		done += piece;
+	}
+	return ret;
+}
+
+int kvc_get_gpu(struct kvc *c, uint32_t ns, struct kvc_gpu_desc *d, size_t n,
+		kvc_stream_t stream, kvc_event_t done)
+{
+	struct kv_gpu_stream *s = stream;
+	struct kvc_key *keys = NULL;
+	struct kvc_loc *locs = NULL;
+	struct kvc_gpu *g;
+	int ret, queued = 0;
+
+	if (n > INT32_MAX || (n && !d))
+		return -EINVAL;
+	ret = gpu_get(c, &g);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&g->lock);
+	keys = malloc((n ? n : 1) * sizeof(*keys));
+	locs = malloc((n ? n : 1) * sizeof(*locs));
+	if (!keys || !locs) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		keys[i] = d[i].key;
+	ret = kvci_pin(c, ns, keys, n, locs, g->hbm ? KV_PIN_GPU : 0);
+	if (ret)
+		goto out;
+	{
+		size_t nheld = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			struct kvc_gpu_desc *x = &d[i];
+
+			x->status = locs[i].status;
+			x->bytes = locs[i].bytes;
+			x->tier = locs[i].tier;
+			if (x->status)
+				continue;
+			keys[nheld++] = x->key;	/* pinned: released after the copy */
+			if (!locs[i].ptr)
+				x->status = -KVC_ENOTIER;
+			else if (x->cap < locs[i].bytes)
+				x->status = -ENOBUFS;
+			else
+				x->status = copy_chunk(g, x->dev, locs[i].ptr, locs[i].bytes,
+						       locs[i].tier == KVC_TIER_DRAM, false, s);
+			queued += x->status == 0;
+		}
+		ret = pending_add(g, s, ns, false, keys, nheld);
+	}
+	if (!ret && done)
+		ret = kv_gpu_event_record(done, s);
+out:
+	pthread_mutex_unlock(&g->lock);
+	free(keys);
+	free(locs);
+	return ret ? ret : queued;
+}
+
+/*
+ * Reserve n puts (in HBM when asked and mapped), queue copy(i, dst) for
+ * each reserved one, and hold them for commit after the copies. Copies
+ * that fail to queue are aborted at once.
+ */
+static int put_common(struct kvc_gpu *g, uint32_t ns, struct kvc_put_desc *d, size_t n,
+		      unsigned flags, struct kv_gpu_stream *s,
+		      int (*copy)(struct kvc_gpu *g, size_t i, void *dst, uint8_t tier,
+				  void *arg),
+		      void *arg)
+{
+	void **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	uint8_t *tiers = calloc(n ? n : 1, 1);
+	struct kvc_key *keys = malloc((n ? n : 1) * sizeof(*keys));
+	size_t nk = 0;
+	int ret, queued = 0;
+
+	if (!ptrs || !tiers || !keys) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = kvci_alloc(g->c, ns, d, n, ptrs, tiers,
+			 (flags & KVC_PUT_HBM) && g->hbm ? KV_ALLOC_HBM : 0);
+	if (ret < 0)
+		goto out;
+	ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!ptrs[i])
+			continue;
+		d[i].status = copy(g, i, ptrs[i], tiers[i], arg);
+		if (d[i].status) {
+			kvc_abort(g->c, ns, &d[i].key, 1, NULL);
+			continue;
+		}
+		keys[nk++] = d[i].key;
+		queued++;
+	}
+	ret = pending_add(g, s, ns, true, keys, nk);
+out:
+	free(ptrs);
+	free(tiers);
+	free(keys);
+	return ret ? ret : queued;
+}
+
+struct put_gpu_arg {
+	struct kvc_put_desc *d;
+	struct kv_gpu_stream *s;
+};
+
+static int put_gpu_copy(struct kvc_gpu *g, size_t i, void *dst, uint8_t tier, void *arg)
+{
+	struct put_gpu_arg *a = arg;
+
+	return copy_chunk(g, dst, a->d[i].data, a->d[i].bytes, false,
+			  tier == KVC_TIER_DRAM, a->s);
+}
+
+int kvc_put_gpu(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
+		unsigned flags, kvc_stream_t stream, kvc_event_t done)
+{
+	struct put_gpu_arg a = { d, stream };
+	struct kvc_gpu *g;
+	int ret;
+
+	if (n > INT32_MAX || (n && !d))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!d[i].data || !d[i].bytes)
+			return -EINVAL;
+	ret = gpu_get(c, &g);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&g->lock);
+	ret = put_common(g, ns, d, n, flags, stream, put_gpu_copy, &a);
+	if (ret >= 0 && done) {
+		int r = kv_gpu_event_record(done, stream);
+
+		if (r)
+			ret = r;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return ret;
+}
+
+/* ---- paged ------------------------------------------------------------------------- */
+
+size_t kvc_layout_chunk_bytes(const struct kvc_layout *l)
+{
+	uint64_t row;
+
+	if (!l || !l->layers || !l->block_size || !l->kv_heads || !l->head_dim ||
+	    !l->elem_bytes || !l->chunk_tokens || l->chunk_tokens % l->block_size ||
+	    (l->kind == KVC_LAYOUT_SGLANG && l->block_size != 1) ||
+	    l->kind > KVC_LAYOUT_SGLANG)
+		return 0;
+	row = (uint64_t)l->kv_heads * l->head_dim * l->elem_bytes;
+	if (row % 16 || row > UINT32_MAX)
+		return 0;
+	return (size_t)((uint64_t)l->layers * 2 * l->chunk_tokens * row);
+}
+
+/*
+ * The kernel-side description of a layout, without chunks: k and v arrays
+ * of layers pointers each, allocated here (free *kv).
+ */
+static int layout_desc(const struct kvc_layout *l, struct kv_gpu_paged *p, void ***kv)
+{
+	uint64_t row = (uint64_t)l->kv_heads * l->head_dim * l->elem_bytes;
+	uint64_t stride = (uint64_t)l->block_size * row;
+	void **k, **v;
+
+	if (!kvc_layout_chunk_bytes(l) || !l->k ||
+	    ((l->kind == KVC_LAYOUT_VLLM_SPLIT || l->kind == KVC_LAYOUT_SGLANG) && !l->v))
+		return -EINVAL;
+	k = calloc(2 * (size_t)l->layers, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	v = k + l->layers;
+	for (uint32_t i = 0; i < l->layers; i++) {
+		char *base = l->k[i];
+
+		if (!base)
+			continue;	/* kv_gpu_paged_check() refuses it */
+		switch (l->kind) {
+		case KVC_LAYOUT_VLLM:
+			k[i] = base;
+			v[i] = base + (uint64_t)l->num_blocks * stride;
+			break;
+		case KVC_LAYOUT_FLASHINFER:
+			k[i] = base;
+			v[i] = base + stride;
+			break;
+		default:
+			k[i] = base;
+			v[i] = l->v[i];
+			break;
+		}
+	}
+	memset(p, 0, sizeof(*p));
+	p->layers = l->layers;
+	p->layer_begin = 0;
+	p->layer_end = l->layers;
+	p->chunk_tokens = l->chunk_tokens;
+	p->page_tokens = l->block_size;
+	p->row_bytes = (uint32_t)row;
+	p->page_stride = l->kind == KVC_LAYOUT_FLASHINFER ? 2 * stride : stride;
+	p->n_pages = l->num_blocks;
+	p->k = k;
+	p->v = v;
+	*kv = k;
+	return 0;
+}
+
+static int ctx_for(struct kvc_gpu *g, size_t chunk_bytes)
+{
+	if (g->ctx && g->staging >= chunk_bytes)
+		return 0;
+	kv_gpu_ctx_close(g->ctx);	/* waits for its work */
+	g->ctx = NULL;
+	g->staging = 0;
+	if (kv_gpu_ctx_open(&g->ctx, chunk_bytes))
+		return kv_gpu_ctx_open(&g->ctx, 0) ? -KVC_EGPU : 0;
+	g->staging = chunk_bytes;
+	return 0;
+}
+
+/*
+ * AUTO, from kvbench --gpu on an H100 (docs/benchmarks.md): whole chunks
+ * go faster STAGED (0.98 of the H2D ceiling against 0.92 for the zero-copy
+ * kernel, whose reads over PCIe keep fewer bytes in flight), a layer at a
+ * time faster ZEROCOPY (one launch reads every chunk's slice; staged, it is
+ * one 1 MiB copy per chunk, too small for the link).
+ */
+static enum kv_gpu_mode dram_mode(const struct kvc_gpu *g, bool whole)
+{
+	enum kvc_gpu_mode m = g->mode;
+
+	if (m == KVC_GPU_AUTO)
+		m = whole ? KVC_GPU_STAGED : KVC_GPU_ZEROCOPY;
+	return m == KVC_GPU_STAGED && g->staging ? KV_GPU_STAGED : KV_GPU_ZEROCOPY;
+}
+
+/*
+ * A paged get or put in progress: its chunks by source tier (DRAM chunks
+ * and HBM chunks go in one launch each), with their page tables.
+ */
+struct kvc_paged_op {
+	struct kvc_gpu *g;
+	struct kv_gpu_stream *s;
+	uint32_t ns;
+	struct kv_gpu_paged p;		/* the layout; chunks set per group */
+	void **kv;			/* p.k and p.v */
+	size_t ppc;			/* pages per chunk */
+	struct group {
+		uint32_t n;
+		void **chunks;
+		int32_t *pages;
+	} grp[2];			/* [0] DRAM, [1] HBM */
+	struct kvc_key *held;		/* pinned (get) or allocated (put) */
+	size_t n_held;
+	bool unpinned;			/* a DRAM chunk not page-locked: no kernel
+					 * may read it in place */
+};
+
+static void op_free(struct kvc_paged_op *op)
+{
+	if (!op)
+		return;
+	for (int i = 0; i < 2; i++) {
+		free(op->grp[i].chunks);
+		free(op->grp[i].pages);
+	}
+	free(op->kv);
+	free(op->held);
+	free(op);
+}
+
+static struct kvc_paged_op *op_new(struct kvc_gpu *g, const struct kvc_layout *l,
+				   uint32_t ns, kvc_stream_t stream, size_t n, int *err)
+{
+	struct kvc_paged_op *op = calloc(1, sizeof(*op));
+
+	*err = -ENOMEM;
+	if (!op)
+		return NULL;
+	op->g = g;
+	op->s = stream;
+	op->ns = ns;
+	*err = layout_desc(l, &op->p, &op->kv);
+	if (*err) {
+		free(op);
+		return NULL;
+	}
+	op->ppc = l->chunk_tokens / l->block_size;
+	for (int i = 0; i < 2; i++) {
+		op->grp[i].chunks = calloc(n ? n : 1, sizeof(void *));
+		op->grp[i].pages = calloc((n ? n : 1) * op->ppc, sizeof(int32_t));
+	}
+	op->held = calloc(n ? n : 1, sizeof(*op->held));
+	if (!op->grp[0].chunks || !op->grp[1].chunks || !op->grp[0].pages ||
+	    !op->grp[1].pages || !op->held) {
+		op_free(op);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = 0;
+	return op;
+}
+
+/* Add a chunk at ptr in tier with its page table to the op's groups. */
+static int op_add(struct kvc_paged_op *op, void *ptr, uint8_t tier, const int32_t *pages)
+{
+	struct group *gr = &op->grp[tier == KVC_TIER_HBM];
+
+	if (!pages)
+		return -EINVAL;
+	for (size_t j = 0; j < op->ppc; j++)
+		if (pages[j] < 0 || (uint64_t)pages[j] >= op->p.n_pages)
+			return -EINVAL;
+	memcpy(gr->pages + gr->n * op->ppc, pages, op->ppc * sizeof(int32_t));
+	gr->chunks[gr->n++] = ptr;
+	if (tier == KVC_TIER_DRAM &&
+	    !dram_pin(op->g, (uint64_t)((char *)ptr - op->g->dram),
+		      kv_gpu_paged_chunk_bytes(&op->p)))
+		op->unpinned = true;
+	return 0;
+}
+
+/* Queue layers [lb, le) of every chunk of the op, one launch per group. */
+static int op_copy(struct kvc_paged_op *op, uint32_t lb, uint32_t le, enum kv_gpu_dir dir)
+{
+	for (int i = 0; i < 2; i++) {
+		struct group *gr = &op->grp[i];
+		struct kv_gpu_paged p = op->p;
+		int ret;
+
+		if (!gr->n)
+			continue;
+		p.layer_begin = lb;
+		p.layer_end = le;
+		p.n = gr->n;
+		p.chunks = gr->chunks;
+		p.pages = gr->pages;
+		ret = kv_gpu_paged_copy(op->g->ctx, op->s, &p, dir,
+					i ? KV_GPU_ZEROCOPY : op->unpinned ? KV_GPU_STAGED :
+					dram_mode(op->g, lb == 0 && le == op->p.layers));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Pin the chunks of d and sort them into op's groups. Returns how many. */
+static int paged_pin(struct kvc_paged_op *op, struct kvc_paged_desc *d, size_t n)
+{
+	struct kvc_gpu *g = op->g;
+	struct kvc_loc *locs = malloc((n ? n : 1) * sizeof(*locs));
+	uint64_t bytes = kv_gpu_paged_chunk_bytes(&op->p);
+	int ret, found = 0;
+
+	if (!locs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		op->held[i] = d[i].key;
+	ret = kvci_pin(g->c, op->ns, op->held, n, locs, g->hbm ? KV_PIN_GPU : 0);
+	if (ret) {
+		free(locs);
+		return ret;
+	}
+	for (size_t i = 0; i < n; i++) {
+		d[i].status = locs[i].status;
+		d[i].tier = locs[i].tier;
+		if (d[i].status)
+			continue;
+		op->held[op->n_held++] = d[i].key;
+		if (!locs[i].ptr)
+			d[i].status = -KVC_ENOTIER;
+		else if (locs[i].bytes != bytes)
+			d[i].status = -EMSGSIZE;	/* another layout's chunk */
+		else
+			d[i].status = op_add(op, (void *)locs[i].ptr, locs[i].tier,
+					     d[i].pages);
+		found += d[i].status == 0;
+	}
+	free(locs);
+	return found;
+}
+
+int kvc_get_paged_begin(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+			struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
+			struct kvc_paged_op **out)
+{
+	struct kvc_paged_op *op;
+	struct kvc_gpu *g;
+	int ret;
+
+	if (n > INT32_MAX || (n && !d) || !out)
+		return -EINVAL;
+	ret = gpu_get(c, &g);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&g->lock);
+	op = op_new(g, l, ns, stream, n, &ret);
+	if (!op)
+		goto out;
+	ret = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));
+	if (!ret)
+		ret = paged_pin(op, d, n);
+	if (ret < 0) {
+		if (op->n_held)
+			kvc_release(c, ns, op->held, op->n_held, NULL);
+		op_free(op);
+		goto out;
+	}
+	*out = op;
+out:
+	pthread_mutex_unlock(&g->lock);
+	return ret;
+}
+
+int kvc_get_paged_layers(struct kvc_paged_op *op, uint32_t layer_begin,
+			 uint32_t layer_end, kvc_event_t done)
+{
+	int ret;
+
+	if (!op || layer_begin >= layer_end || layer_end > op->p.layers)
+		return -EINVAL;
+	pthread_mutex_lock(&op->g->lock);
+	ret = op_copy(op, layer_begin, layer_end, KV_GPU_SCATTER);
+	if (!ret && done)
+		ret = kv_gpu_event_record(done, op->s);
+	pthread_mutex_unlock(&op->g->lock);
+	return ret;
+}
+
+int kvc_get_paged_end(struct kvc_paged_op *op)
+{
+	struct kvc_gpu *g;
+	int ret;
+
+	if (!op)
+		return -EINVAL;
+	g = op->g;
+	pthread_mutex_lock(&g->lock);
+	ret = pending_add(g, op->s, op->ns, false, op->held, op->n_held);
+	pthread_mutex_unlock(&g->lock);
+	op_free(op);
+	return ret;
+}
+
+int kvc_get_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+		  struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
+		  kvc_event_t done)
+{
+	struct kvc_paged_op *op;
+	int found, ret;
+
+	found = kvc_get_paged_begin(c, ns, l, d, n, stream, &op);
+	if (found < 0)
+		return found;
+	ret = kvc_get_paged_layers(op, 0, l->layers, done);
+	if (ret)	/* nothing of it reached the engine reliably */
+		for (size_t i = 0; i < n; i++)
+			if (d[i].status == 0)
+				d[i].status = ret;
+	kvc_get_paged_end(op);
+	return ret ? ret : found;
+}
+
+int kvc_put_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
+		  struct kvc_paged_desc *d, size_t n, unsigned flags,
+		  kvc_stream_t stream, kvc_event_t done)
+{
+	struct kvc_put_desc *pd = NULL;
+	struct kvc_paged_op *op = NULL;
+	struct kvc_gpu *g;
+	int ret;
+
+	if (n > INT32_MAX || (n && !d))
+		return -EINVAL;
+	ret = gpu_get(c, &g);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&g->lock);
+	op = op_new(g, l, ns, stream, n, &ret);
+	if (!op)
+		goto out;
+	ret = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));
+	if (ret)
+		goto out;
+	pd = calloc(n ? n : 1, sizeof(*pd));
+	if (!pd) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		pd[i].key = d[i].key;
+		pd[i].parent = d[i].parent;
+		pd[i].has_parent = d[i].has_parent;
+		pd[i].tokens = l->chunk_tokens;
+		pd[i].position = d[i].position;
+		pd[i].data = d[i].pages;	/* unused by put_common */
+		pd[i].bytes = kv_gpu_paged_chunk_bytes(&op->p);
+	}
+	/* Reserve and sort by tier, then one gather per tier; the commits
+	 * wait for the gathers (so not put_common(), which holds the commits
+	 * right after its own copies). */
+	{
+		void **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+		uint8_t *tiers = calloc(n ? n : 1, 1);
+		size_t nk = 0;
+
+		if (!ptrs || !tiers) {
+			free(ptrs);
+			free(tiers);
+			ret = -ENOMEM;
+			goto out;
+		}
+		ret = kvci_alloc(c, ns, pd, n, ptrs, tiers,
+				 (flags & KVC_PUT_HBM) && g->hbm ? KV_ALLOC_HBM : 0);
+		for (size_t i = 0; ret >= 0 && i < n; i++) {
+			d[i].status = pd[i].status;
+			d[i].tier = tiers[i];
+			if (!ptrs[i])
+				continue;
+			d[i].status = op_add(op, ptrs[i], tiers[i], d[i].pages);
+			if (d[i].status)
+				kvc_abort(c, ns, &d[i].key, 1, NULL);
+			else
+				op->held[nk++] = d[i].key;
+		}
+		free(ptrs);
+		free(tiers);
+		if (ret < 0)
+			goto out;
+		op->n_held = nk;
+		ret = op_copy(op, 0, l->layers, KV_GPU_GATHER);
+		if (ret) {	/* not queued (or not all): take nothing in */
+			kv_gpu_stream_sync(op->s);
+			kvc_abort(c, ns, op->held, nk, NULL);
+			for (size_t i = 0; i < n; i++)
+				if (d[i].status == 0)
+					d[i].status = ret;
+			goto out;
+		}
+		ret = pending_add(g, op->s, ns, true, op->held, nk);
+		if (!ret && done)
+			ret = kv_gpu_event_record(done, op->s);
+		if (!ret)
+			ret = (int)nk;
+	}
+out:
+	pthread_mutex_unlock(&g->lock);
+	op_free(op);
+	free(pd);
+	return ret;
+}
