@@ -115,6 +115,20 @@ static void test_flags(void **state)
 	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "qwen", 4), KV_CODEC_NONE);
 	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "mistral", 7), -ENOENT);
 	assert_int_equal(kv_codec_for(cfg.ssd_codec_ns, "lla", 3), -ENOENT);
+
+	/* The HBM tier's keys: defaults, then set. */
+	kv_config_defaults(&cfg);
+	assert_int_equal(cfg.hbm_bytes, 1ull << 30);
+	assert_int_equal(cfg.gpu, 0);
+	assert_string_equal(cfg.hbm_promote, "second");
+	assert_string_equal(cfg.policy_hbm, "lru");
+	assert_int_equal(args(&cfg, "--hbm-bytes", "0", "--gpu", "3", "--hbm-promote", "always",
+			      "--policy", "hbm=gdsf,dram=h2o", NULL), 0);
+	assert_int_equal(cfg.hbm_bytes, 0);
+	assert_int_equal(cfg.gpu, 3);
+	assert_string_equal(cfg.hbm_promote, "always");
+	assert_string_equal(cfg.policy_hbm, "gdsf");
+	assert_string_equal(cfg.policy_dram, "h2o");
 }
 
 static void test_bad_flags_named(void **state)
@@ -142,6 +156,13 @@ static void test_bad_flags_named(void **state)
 	assert_int_not_equal(args(&cfg, "--ssd-io", "aio", NULL), 0);
 	assert_non_null(strstr(err, "aio"));
 	assert_int_not_equal(args(&cfg, "--ssd-sync", "2", NULL), 0);
+	assert_int_not_equal(args(&cfg, "--hbm-promote", "third", NULL), 0);
+	assert_non_null(strstr(err, "hbm_promote"));
+	assert_int_not_equal(args(&cfg, "--gpu", "-1", NULL), 0);
+	assert_non_null(strstr(err, "gpu"));
+	assert_int_not_equal(args(&cfg, "--policy", "hbm=fifo", NULL), 0);
+	assert_int_not_equal(args(&cfg, "--hbm-bytes", "lots", NULL), 0);
+	assert_non_null(strstr(err, "hbm_bytes"));
 	assert_int_not_equal(args(&cfg, "--ssd-bytes", "1K", NULL), 0);
 	assert_int_not_equal(args(&cfg, "--max-conns", "0", NULL), 0);
 	assert_non_null(strstr(err, "max_conns"));
