@@ -123,7 +123,7 @@ struct kv_store {
 	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
 	struct kv_chunk *dn_tail;
 	unsigned hbm_inflight;		/* GPU copies in flight */
-	uint64_t gpu_failures;		/* GPU copies that failed */
+	bool hbm_dead;			/* a GPU copy failed: no new HBM copies */
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
@@ -1014,7 +1014,7 @@ static void hbm_promote(struct kv_store *s, struct kv_chunk *c)
 {
 	struct kv_extent *e;
 
-	if (!s->hbm || c->hbm_ext || c->hbm_io || !c->ext ||
+	if (!s->hbm || s->hbm_dead || c->hbm_ext || c->hbm_io || !c->ext ||
 	    s->hbm_inflight >= HBM_COPIES_MAX ||
 	    s->conf.hbm_promote == KV_PROMOTE_OFF ||
 	    (s->conf.hbm_promote == KV_PROMOTE_SECOND && c->gpu_pins < 2) ||
@@ -1039,8 +1039,12 @@ static void hbm_done(struct kv_store *s, struct kv_hbm_job *j)
 
 	s->hbm_inflight--;
 	c->hbm_io = KV_HIO_NONE;
-	if (j->result)
-		s->gpu_failures++;
+	/* CUDA errors are mostly sticky (the context is lost): stop making
+	 * HBM copies; the ones there still serve until they go. */
+	if (j->result && !s->hbm_dead) {
+		s->hbm_dead = true;
+		kv_log(KV_ERR, KV_LOG_GPU, "HBM tier: a GPU copy failed; no more puts into HBM or promotions");
+	}
 	if (j->op == KV_HBM_DOWN) {
 		if (j->result) {
 			dt->t.ops->free(dt->t.priv, c->hbm_io_ext);
@@ -1260,7 +1264,7 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	if (parent && parent->pins++ == 0)
 		refresh_hold(s, parent);
 	/* Asked for HBM: there if it fits now, else DRAM. */
-	if ((a->flags & KV_ALLOC_HBM) && s->hbm &&
+	if ((a->flags & KV_ALLOC_HBM) && s->hbm && !s->hbm_dead &&
 	    a->bytes <= s->tiers[KV_TIER_HBM].capacity) {
 		ret = tier_alloc_evicting(s, KV_TIER_HBM, a->bytes, &ext);
 		if (ret == 0)
