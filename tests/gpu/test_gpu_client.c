@@ -1713,6 +1713,62 @@ static void test_no_such_gpu(void **state)
 	fx_stop(d);
 }
 
+/*
+ * SSD-resident chunks reach the GPU: a prefix chain four times the DRAM
+ * tier, so its first chunks live only on SSD; GPU and paged gets of them
+ * promote them first (the PIN waits) and copy exact bytes.
+ */
+static void test_ssd_to_gpu(void **state)
+{
+	enum { N = 512, K = 8 };
+	char dir[] = "/var/tmp/kvgpu-ssd.XXXXXX";
+	const char *args[] = { "--dram-bytes", "8M", "--ssd-dir", dir, "--ssd-bytes", "256M",
+			       "--log", "warn", NULL };
+	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
+	const size_t cb = shape_chunk_bytes(&sh);
+	uint8_t *dev = fx_dev(K * (cb + SPARE)), *buf = fx_host(cb + SPARE);
+	uint8_t *all = fx_host(N * cb);
+	struct kvc_key keys[N];
+	uint8_t *want[N], tiers[K];
+	struct kvt_daemon *d;
+	struct cache ca;
+	struct kvc *c;
+	char cmd[128];
+	uint32_t ns;
+
+	assert_non_null(mkdtemp(dir));
+	d = fx_start(args);
+	c = fx_connect(d->sock, "ssd", &ns);
+	for (size_t i = 0; i < N; i++) {
+		keys[i] = key_of(i);
+		want[i] = all + i * cb;
+		fill(want[i], cb, i);
+	}
+	put_host_chain(c, ns, keys, want, N, cb, sh.chunk_tokens);
+	expect_ret(kvc_flush(c, KVC_TIER_DRAM, 0, NULL), 0, "kvc_flush dram");
+	expect_ret(kvc_lookup(c, ns, keys, K, tiers), K, "kvc_lookup");
+	for (size_t i = 0; i < K; i++)
+		check_tier(tiers[i], TIER_BIT(KVC_TIER_SSD), "oldest chunks on SSD", i);
+	check_get_gpu(c, ns, keys, want, K, cb, TIER_BIT(KVC_TIER_DRAM), NULL, dev, buf,
+		      "kvc_get_gpu of SSD chunks");
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	/* Demote them again, then the paged path. */
+	for (size_t i = 0; i < K; i++)
+		expect_ret(kvc_evict(c, ns, &keys[i], 1, NULL), 1, "kvc_evict (demote)");
+	expect_ret(kvc_lookup(c, ns, keys, K, tiers), K, "kvc_lookup");
+	for (size_t i = 0; i < K; i++)
+		check_tier(tiers[i], TIER_BIT(KVC_TIER_SSD), "demoted chunks on SSD", i);
+	cache_open(&ca, &sh);
+	check_get_paged(c, ns, &ca, keys, want, K, TIER_BIT(KVC_TIER_DRAM),
+			"kvc_get_paged of SSD chunks");
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	fx_close(c);
+	fx_stop(d);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		fail_msg("cannot remove %s", dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest shared_tests[] = {
@@ -1730,6 +1786,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_promote_always, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote_second, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_such_gpu, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssd_to_gpu, setup, teardown),
 	};
 	char why[256] = "";
 	int n = 0, ret;
