@@ -1034,7 +1034,8 @@ int kvci_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 	for (size_t i = 0; i < n; i += step) {
 		uint32_t m = n - i < step ? (uint32_t)(n - i) : step;
 
-		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i, tiers + i, flags);
+		ret = alloc_locked(c, ns, d + i, m, (char **)ptrs + i, tiers ? tiers + i : NULL,
+				   flags);
 		if (ret < 0)
 			break;
 		ok += ret;

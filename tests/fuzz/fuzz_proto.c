@@ -123,6 +123,7 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 		check(blen == kv_proto_keys_len(n));
 		check((const char *)r->u.keys.keys == body + sizeof(struct kv_wire_keys));
 		check(r->u.keys.ns == ((const struct kv_wire_keys *)body)->ns);
+		check(r->u.keys.flags == ((const struct kv_wire_keys *)body)->flags);
 		sum += touch(buf, size, r->u.keys.keys, (size_t)n * sizeof(*r->u.keys.keys));
 		for (uint32_t i = 0; i < n; i++)
 			sum += r->u.keys.keys[i].lo ^ r->u.keys.keys[i].hi;
@@ -134,7 +135,8 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 		check(r->u.alloc.ns == ((const struct kv_wire_keys *)body)->ns);
 		sum += touch(buf, size, r->u.alloc.items, (size_t)n * sizeof(*r->u.alloc.items));
 		for (uint32_t i = 0; i < n; i++) {
-			check(!(r->u.alloc.items[i].flags & ~(uint32_t)KV_ALLOC_PARENT));
+			check(!(r->u.alloc.items[i].flags &
+				~(uint32_t)(KV_ALLOC_PARENT | KV_ALLOC_HBM)));
 			sum += r->u.alloc.items[i].bytes + r->u.alloc.items[i].key.lo;
 		}
 		break;
