@@ -274,7 +274,10 @@ gpu-bundle:
 	$(Q)cp $(GPU_BUNDLE_O)/kvstored $(GPU_BUNDLE_O)/kvctl $(GPU_BUNDLE_O)/kvbench \
 		$(GPU_BUNDLE_O)/libkvc.so $(GPU_BUNDLE)/
 	$(Q)cp $(GPU_BUNDLE_O)/tests/gpu/test_* $(GPU_BUNDLE_O)/tests/gpu/pinbench \
-		tests/gpu/run.sh $(GPU_BUNDLE)/tests/gpu/
+		tests/gpu/run.sh tests/gpu/ttft.py $(GPU_BUNDLE)/tests/gpu/
+	$(Q)mkdir -p $(GPU_BUNDLE)/tests/gpu/python && \
+		cp -r client/python/kvstore $(GPU_BUNDLE)/tests/gpu/python/ && \
+		rm -rf $(GPU_BUNDLE)/tests/gpu/python/kvstore/__pycache__
 	$(Q)rm -f $(GPU_BUNDLE)/tests/gpu/*.o $(GPU_BUNDLE)/tests/gpu/*.d
 	$(Q)for t in $(GPU_BUNDLE_O)/tests/gpu/test_*; do ldd $$t; done | \
 		awk '/libcmocka/ {print $$3}' | sort -u | xargs -r -I{} cp -L {} $(GPU_BUNDLE)/lib/

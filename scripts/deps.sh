@@ -11,7 +11,7 @@ pkgs="pkg-config libevent-dev liburing-dev liblmdb-dev libzstd-dev libxxhash-dev
 for what in "$@"; do
 	case "$what" in
 	build) ;;
-	test) pkgs="$pkgs libcmocka-dev" ;;
+	test) pkgs="$pkgs libcmocka-dev python3" ;;
 	fuzz) pkgs="$pkgs clang" ;;
 	*) echo "deps.sh: unknown set '$what'" >&2; exit 2 ;;
 	esac

@@ -7,6 +7,7 @@
 #   every $O/tests/gpu/test_* (exit 0 pass, 77 skip, anything else fail),
 #   $O/tests/gpu/pinbench if it was built,
 #   $O/kvbench --gpu --daemon $O/kvstored,
+#   tests/gpu/ttft.py (the transformers adapter; python3 with torch),
 # and prints one closing line: N passed, N failed, N skipped. Everything it
 # prints goes to ${OUT:-.}/gpu-run.log as well. Exit status 0 when nothing
 # failed. It builds nothing: the GPU machine may lack liburing and liblmdb,
@@ -104,6 +105,14 @@ main() {
 		echo "==== FAIL kvbench --gpu (no $O/kvbench)"
 		fail=$((fail + 1))
 		failed_names="$failed_names kvbench"
+	fi
+
+	# The transformers adapter's multi-turn TTFT (needs python3 with torch and
+	# transformers; exits 77 without them). TTFT_ARGS: e.g. --quick.
+	ttft=$here/ttft.py
+	if [ -f "$ttft" ] && command -v python3 >/dev/null 2>&1; then
+		KVSTORE_LIB="$O/libkvc.so" run "ttft.py ${TTFT_ARGS:-}" \
+			python3 "$ttft" ${TTFT_ARGS:-}
 	fi
 
 	[ -n "$failed_names" ] && echo "failed:$failed_names"
