@@ -251,7 +251,12 @@ def main():
     ap.add_argument("--lengths", default="2048,8192,32768")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch-only", action="store_true")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="torch's deterministic algorithms (set CUBLAS_WORKSPACE_CONFIG=:4096:8 "
+                         "too): then the store's tokens must equal the split reference's")
     a = ap.parse_args()
+    if a.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     models = ["1b"] if a.quick else a.models.split(",")
     lengths = [2048] if a.quick else [int(x) for x in a.lengths.split(",")]
     rng = random.Random(42)
