@@ -746,7 +746,11 @@ static struct kvc_paged_op *op_new(struct kvc_gpu *g, const struct kvc_layout *l
 		*err = -ENOMEM;
 		return NULL;
 	}
-	*err = 0;
+	*err = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));	/* staging for it */
+	if (*err) {
+		op_free(op);
+		return NULL;
+	}
 	return op;
 }
 
@@ -846,9 +850,7 @@ int kvc_get_paged_begin(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
 	op = op_new(g, l, ns, stream, n, &ret);
 	if (!op)
 		goto out;
-	ret = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));
-	if (!ret)
-		ret = paged_pin(op, d, n);
+	ret = paged_pin(op, d, n);
 	if (ret < 0) {
 		if (op->n_held)
 			kvc_release(c, ns, op->held, op->n_held, NULL);
@@ -927,9 +929,6 @@ int kvc_put_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
 	pthread_mutex_lock(&g->lock);
 	op = op_new(g, l, ns, stream, n, &ret);
 	if (!op)
-		goto out;
-	ret = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));
-	if (ret)
 		goto out;
 	pd = calloc(n ? n : 1, sizeof(*pd));
 	if (!pd) {

@@ -12,8 +12,7 @@
  * (cudaHostRegister, 0.3 to 0.5 s more), runs on a background thread: it
  * hands the arena out in PIECE-sized pieces to up to FILL_THREADS threads
  * (MADV_POPULATE_WRITE), then registers the whole arena in one call. The
- * daemon serves meanwhile; ready() says when that is over. One INFO line
- * reports it:
+ * daemon serves meanwhile. One INFO line reports when that is over:
  *   dram arena ready: 8 GiB populated in 2014 ms (8 threads), registered in 295 ms
  *
  * Invariants:
@@ -112,7 +111,7 @@ struct dram {
 	pthread_t filler;
 	bool filling;			/* filler started: join it at close */
 	unsigned threads;		/* fill threads, the filler included */
-	bool registered;		/* set by the filler before ready */
+	bool registered;		/* set by the filler once page-locked */
 	pthread_mutex_t lock;		/* fill_err, fill_off */
 	int fill_err;			/* first error of the fill, and where */
 	uint64_t fill_off;
@@ -120,7 +119,6 @@ struct dram {
 	_Atomic uint64_t filled_ns;	/* when the last piece was done */
 	_Atomic bool stop;		/* close: threads stop between pieces */
 	_Atomic bool no_populate;	/* MADV_POPULATE_WRITE unsupported */
-	_Atomic bool ready;		/* the fill is over, whatever came of it */
 };
 
 static int dram_memfd_huge(uint64_t bytes)
@@ -387,8 +385,8 @@ static const char *size_str(char *buf, size_t len, uint64_t bytes)
  * thread's pings did not, worst 6 ms); registering in 256 MiB slabs would
  * bound that to 7 ms, but a copy spanning two slabs would then have to be
  * split. With use_gpu this thread first sets up the CUDA context while the
- * others fill, then joins them. Whatever happens, ready is set at the end;
- * the daemon runs on, unpinned if need be.
+ * others fill, then joins them. Whatever happens, the daemon runs on,
+ * unpinned if need be.
  */
 static void *fill_thread(void *arg)
 {
@@ -451,7 +449,6 @@ static void *fill_thread(void *arg)
 		kv_log(KV_INFO, KV_LOG_TIER, "dram arena ready: %s populated in %" PRIu64 " ms (%u threads), not registered: %s",
 		       sz, fill_ms, n, why);
 out:
-	atomic_store(&d->ready, true);
 	return NULL;
 }
 
@@ -588,13 +585,6 @@ static void dram_close(void *priv)
 	free(d);
 }
 
-static bool dram_ready(void *priv)
-{
-	struct dram *d = priv;
-
-	return atomic_load(&d->ready);
-}
-
 static int dram_alloc(void *priv, uint64_t bytes, struct kv_extent **out)
 {
 	struct dram *d = priv;
@@ -664,5 +654,4 @@ const struct kv_tier_ops kv_tier_dram = {
 	.stats		= dram_stats,
 	.share_fd	= dram_share_fd,
 	.base		= dram_base,
-	.ready		= dram_ready,
 };

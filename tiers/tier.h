@@ -48,14 +48,6 @@ struct kv_tier_ops {
 	int (*share_fd)(void *priv, uint64_t *bytes);
 	/* Optional: the arena as the daemon maps it (for tests and copies). */
 	void *(*base)(void *priv);
-	/*
-	 * Optional (NULL means always ready): false while the tier still
-	 * prepares its arena in the background (DRAM: populating it and, with
-	 * use_gpu, page-locking it), true once that is over, whatever came of
-	 * it. The tier serves either way; this only says whether copies run
-	 * at full speed yet. Callable from the owning thread at any time.
-	 */
-	bool (*ready)(void *priv);
 };
 
 struct kv_tier {
