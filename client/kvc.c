@@ -38,7 +38,10 @@ _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 	       (int)KVC_ECORRUPT == (int)KV_ECORRUPT &&
 	       (int)KVC_ENOTIER == (int)KV_ENOTIER &&
 	       (int)KVC_ENOPARENT == (int)KV_ENOPARENT &&
-	       (int)KVC_EFORMAT == (int)KV_EFORMAT && KV_EMAX == KV_EFORMAT + 1,
+	       (int)KVC_EFORMAT == (int)KV_EFORMAT &&
+	       (int)KVC_ETIMEDOUT == (int)KV_ETIMEDOUT &&
+	       (int)KVC_EQUOTA == (int)KV_EQUOTA &&
+	       (int)KVC_EREFUSED == (int)KV_EREFUSED && KV_EMAX == KV_EREFUSED + 1,
 	       "kvc.h mirrors kvstore/errors.h");
 _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&

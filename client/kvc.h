@@ -57,6 +57,14 @@ enum kvc_error {
 	KVC_ECORRUPT	= 20017,	/* stored data failed its checksum */
 	KVC_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
 	KVC_EFORMAT	= 20019,	/* data directory of another on-disk format */
+	KVC_ETIMEDOUT	= 20020,	/* a deadline passed (this call, or HELLO) */
+	KVC_ELOCKED	= 20021,	/* held by another kvstored */
+	KVC_ENSREC	= 20022,	/* the namespace could not be recorded */
+	KVC_EQUOTA	= 20023,	/* this tenant's quota is reached */
+	KVC_EMETA	= 20024,	/* the daemon's chunk metadata limit */
+	KVC_EEXPIRED	= 20025,	/* the allocation's lease expired */
+	KVC_EMEMORY	= 20026,	/* the daemon's memory bound for clients */
+	KVC_EREFUSED	= 20027,	/* the tier below refused some chunks */
 };
 
 enum kvc_tier {

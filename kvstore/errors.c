@@ -25,6 +25,14 @@ static const char *const kv_errnames[] = {
 	[KV_ECORRUPT - KV_EBASE]	= "stored data failed its checksum",
 	[KV_ENOPARENT - KV_EBASE]	= "parent chunk not cached",
 	[KV_EFORMAT - KV_EBASE]		= "data directory has another on-disk format",
+	[KV_ETIMEDOUT - KV_EBASE]	= "deadline passed",
+	[KV_ELOCKED - KV_EBASE]		= "held by another kvstored",
+	[KV_ENSREC - KV_EBASE]		= "namespace could not be recorded",
+	[KV_EQUOTA - KV_EBASE]		= "tenant quota reached",
+	[KV_EMETA - KV_EBASE]		= "chunk metadata limit reached",
+	[KV_EEXPIRED - KV_EBASE]	= "allocation lease expired",
+	[KV_EMEMORY - KV_EBASE]		= "daemon memory for clients exhausted",
+	[KV_EREFUSED - KV_EBASE]	= "the tier below refused some chunks",
 };
 
 _Static_assert(sizeof(kv_errnames) / sizeof(kv_errnames[0]) == KV_EMAX - KV_EBASE,

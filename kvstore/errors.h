@@ -36,6 +36,14 @@ enum kv_error {
 	KV_ECORRUPT	= 20017,	/* stored bytes failed their checksum */
 	KV_ENOPARENT	= 20018,	/* the chunk's parent is not cached */
 	KV_EFORMAT	= 20019,	/* data directory of another on-disk format */
+	KV_ETIMEDOUT	= 20020,	/* a deadline passed (HELLO, a frame, a call) */
+	KV_ELOCKED	= 20021,	/* held by another kvstored (socket, ssd_dir) */
+	KV_ENSREC	= 20022,	/* the namespace could not be recorded durably */
+	KV_EQUOTA	= 20023,	/* the tenant's quota is reached */
+	KV_EMETA	= 20024,	/* the chunk metadata limit is reached */
+	KV_EEXPIRED	= 20025,	/* the allocation's lease expired */
+	KV_EMEMORY	= 20026,	/* the daemon's memory bound for clients */
+	KV_EREFUSED	= 20027,	/* the tier below refused some chunks */
 	KV_EMAX
 };
 
