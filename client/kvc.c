@@ -1101,6 +1101,9 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	st->checksum_failures = g->checksum_failures;
 	st->uptime_ms = g->uptime_ms;
 	st->namespaces = g->namespaces;
+	st->records = g->records;
+	st->max_records = g->max_records;
+	st->meta_bytes = g->meta_bytes;
 	t = (const struct kv_wire_tier_stats *)(g + 1);
 	for (unsigned i = 0; i < g->n_tiers; i++) {
 		struct kvc_tier_stats *o = &st->tiers[i];

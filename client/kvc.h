@@ -458,6 +458,9 @@ struct kvc_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	uint64_t records;		/* chunk records the daemon holds */
+	uint64_t max_records;		/* its bound on them (max_chunks) */
+	uint64_t meta_bytes;		/* daemon memory they take, estimated */
 };
 
 int kvc_stats(struct kvc *c, struct kvc_stats *st);

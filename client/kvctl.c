@@ -346,13 +346,16 @@ static int stats_json(const struct kvc_stats *st)
 	}
 	if (!tiers)
 		return json_print(NULL);
-	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 				    "tiers", tiers,
 				    "connections", ju64(st->connections),
 				    "pinned_chunks", ju64(st->pinned_chunks),
 				    "pending_chunks", ju64(st->pending_chunks),
 				    "checksum_failures", ju64(st->checksum_failures),
 				    "namespaces", ju64(st->namespaces),
+				    "records", ju64(st->records),
+				    "max_records", ju64(st->max_records),
+				    "meta_bytes", ju64(st->meta_bytes),
 				    "uptime_ms", ju64(st->uptime_ms)));
 }
 
@@ -367,6 +370,8 @@ static void stats_human(const struct kvc_stats *st)
 	printf("%-18s %" PRIu64 "\n", "pinned chunks", st->pinned_chunks);
 	printf("%-18s %" PRIu64 "\n", "pending chunks", st->pending_chunks);
 	printf("%-18s %" PRIu64 "\n", "checksum failures", st->checksum_failures);
+	printf("%-18s %" PRIu64 " of %" PRIu64 " (%s of metadata)\n", "chunk records",
+	       st->records, st->max_records, fmt_size(b1, sizeof(b1), st->meta_bytes));
 	for (unsigned i = 0; i < st->n_tiers; i++) {
 		const struct kvc_tier_stats *t = &st->tiers[i];
 		uint64_t lookups = t->hits + t->misses;

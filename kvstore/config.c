@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "evict/policy.h"
@@ -22,7 +23,8 @@
 #include "tiers/codec.h"
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
-	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS, K_PROMOTE };
+	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS, K_PROMOTE,
+	     K_TENANT };
 
 struct key {
 	const char *name;
@@ -58,7 +60,9 @@ static const struct key keys[] = {
 	{ "max_batch", K_U64, F(max_batch), 0, 1, KV_PROTO_MAX_BATCH,
 	  "most keys in one message" },
 	{ "max_namespaces", K_U64, F(max_namespaces), 0, 1, 1 << 20,
-	  "most namespaces the daemon keeps" },
+	  "most namespaces the daemon keeps (split among tenants)" },
+	{ "max_chunks", K_U64, F(max_chunks), 0, 0, 1ull << 32,
+	  "most chunk records (metadata) the daemon keeps; 0: one per 64 KiB of the tiers" },
 	{ "log", K_LOG, F(log), S(log), 0, 0,
 	  "log level and subsystems: LEVEL[:SUBSYS,...]" },
 	{ "allow_uids", K_UIDS, 0, 0, 0, 0,
@@ -101,7 +105,13 @@ static const struct key keys[] = {
 	  "CUDA device of the HBM tier (and of the daemon's copies)" },
 	{ "hbm_promote", K_PROMOTE, F(hbm_promote), S(hbm_promote), 0, 0,
 	  "copy DRAM chunks GPU clients pin up into HBM: off, second (hit) or always" },
+	{ "tenant", K_TENANT, 0, 0, 0, 0,
+	  "declare a tenant: 'NAME uids=U[,U] [dram_bytes=S] [hbm_bytes=S] [ssd_bytes=S]"
+	  " [namespaces=N] [uncommitted_bytes=S]' (or a [tenant NAME] section)" },
 };
+
+/* Largest configuration file read (it is a few hundred bytes in practice). */
+#define CONFIG_FILE_MAX	(1u << 20)
 
 void kv_config_defaults(struct kv_config *cfg)
 {
@@ -140,6 +150,38 @@ void kv_config_defaults(struct kv_config *cfg)
 	strcpy(cfg->hbm_promote, "second");
 }
 
+/*
+ * Copy s into buf (len bytes) with every byte outside printable ASCII, and
+ * the backslash, written as \xNN: names and values go into messages a
+ * terminal shows, and must not carry escape sequences there.
+ */
+static const char *esc(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 5 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch < 0x20 || ch > 0x7e || ch == '\\')
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+		else
+			buf[o++] = (char)ch;
+	}
+	if (*s && o + 3 < len)
+		o += (size_t)snprintf(buf + o, len - o, "...");
+	buf[o] = '\0';
+	return buf;
+}
+
+/* Control characters are never part of a valid value. */
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static int set_model(struct kv_config *cfg, const char *value, char *err,
 		     size_t errlen)
 {
@@ -150,8 +192,10 @@ static int set_model(struct kv_config *cfg, const char *value, char *err,
 	if (sscanf(value, "%u:%lf:%lf%c", &hidden, &a, &b, &tail) != 3 ||
 	    hidden == 0 || hidden > (1u << 20) || !(a >= 0 && a < 1e6) ||
 	    !(b >= 0 && b < 1e6)) {
+		char shown[160];
+
 		snprintf(err, errlen, "cost_model: bad value '%s' (HIDDEN:A:B, e.g. 4096:2:26)",
-			 value);
+			 esc(shown, sizeof(shown), value));
 		return -EINVAL;
 	}
 	cfg->cost_hidden = hidden;
@@ -179,7 +223,7 @@ static const struct key *find_key(const char *name)
 static int set_policy(struct kv_config *cfg, const char *value, char *err,
 		      size_t errlen)
 {
-	char buf[256];
+	char buf[256], shown[96];
 	char *save, *item;
 
 	if (strlen(value) >= sizeof(buf)) {
@@ -192,12 +236,14 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 		char *dst;
 
 		if (!eq) {
-			snprintf(err, errlen, "policy: '%s' is not TIER=NAME", item);
+			snprintf(err, errlen, "policy: '%s' is not TIER=NAME",
+				 esc(shown, sizeof(shown), item));
 			return -EINVAL;
 		}
 		*eq = '\0';
 		if (!kv_evict_find(eq + 1)) {
-			snprintf(err, errlen, "policy: unknown eviction policy '%s'", eq + 1);
+			snprintf(err, errlen, "policy: unknown eviction policy '%s'",
+				 esc(shown, sizeof(shown), eq + 1));
 			return -EINVAL;
 		}
 		if (!strcmp(item, "dram")) {
@@ -208,7 +254,7 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 			dst = cfg->policy_hbm;
 		} else {
 			snprintf(err, errlen, "policy: unknown tier '%s' (tiers: hbm, dram, ssd)",
-				 item);
+				 esc(shown, sizeof(shown), item));
 			return -EINVAL;
 		}
 		snprintf(dst, sizeof(cfg->policy_dram), "%s", eq + 1);
@@ -216,12 +262,14 @@ static int set_policy(struct kv_config *cfg, const char *value, char *err,
 	return 0;
 }
 
-static int set_uids(struct kv_config *cfg, const char *value, char *err,
-		    size_t errlen)
+/* A list of uids, separated by commas or spaces, into out (at most max). */
+static int parse_uids(const char *what, const char *value, uid_t *out,
+		      unsigned max, unsigned *n_out, char *err, size_t errlen)
 {
 	uid_t uids[KV_CONF_MAX_UIDS];
 	unsigned n = 0;
 	const char *p = value;
+	char shown[96];
 
 	while (*p) {
 		char tok[32];
@@ -232,22 +280,126 @@ static int set_uids(struct kv_config *cfg, const char *value, char *err,
 			p++;
 			continue;
 		}
-		if (len >= sizeof(tok) || n == KV_CONF_MAX_UIDS) {
-			snprintf(err, errlen, "allow_uids: too many or too long entries in '%s'",
-				 value);
+		if (len >= sizeof(tok) || n == max || n == KV_CONF_MAX_UIDS) {
+			snprintf(err, errlen, "%s: too many or too long entries in '%s'",
+				 what, esc(shown, sizeof(shown), value));
 			return -EINVAL;
 		}
 		memcpy(tok, p, len);
 		tok[len] = '\0';
 		if (kv_parse_u64(tok, 0, UINT32_MAX - 1, &v)) {
-			snprintf(err, errlen, "allow_uids: '%s' is not a uid", tok);
+			snprintf(err, errlen, "%s: '%s' is not a uid", what,
+				 esc(shown, sizeof(shown), tok));
 			return -EINVAL;
 		}
 		uids[n++] = (uid_t)v;
 		p += len;
 	}
-	memcpy(cfg->allow_uids, uids, n * sizeof(uids[0]));
-	cfg->n_allow_uids = n;
+	memcpy(out, uids, n * sizeof(uids[0]));
+	*n_out = n;
+	return 0;
+}
+
+/* ---- tenants ---------------------------------------------------------- */
+
+/* The declared tenant of that name, made when new. NULL: the name is not
+ * valid, or the table is full (err says which). */
+static struct kv_tenant_conf *tenant_get(struct kv_config *cfg, const char *name,
+					 char *err, size_t errlen)
+{
+	char shown[96];
+	struct kv_tenant_conf *t;
+
+	for (unsigned i = 0; i < cfg->n_tenants; i++)
+		if (!strcmp(cfg->tenants[i].name, name))
+			return &cfg->tenants[i];
+	if (!kv_tenant_name_ok(name)) {
+		snprintf(err, errlen, "tenant: bad name '%s' (1 to %d letters, digits, '_', '-' or '.')",
+			 esc(shown, sizeof(shown), name), KV_TENANT_NAME - 1);
+		return NULL;
+	}
+	if (cfg->n_tenants == KV_TENANT_DECLARED) {
+		snprintf(err, errlen, "tenant: more than %d tenants declared", KV_TENANT_DECLARED);
+		return NULL;
+	}
+	t = &cfg->tenants[cfg->n_tenants++];
+	memset(t, 0, sizeof(*t));
+	strcpy(t->name, name);
+	return t;
+}
+
+/* One key of a tenant: uids, or one of its quotas. */
+static int tenant_set(struct kv_tenant_conf *t, const char *key, const char *value,
+		      char *err, size_t errlen)
+{
+	char shown[160], what[KV_TENANT_NAME + 16];
+	uint64_t v;
+	int ret;
+
+	snprintf(what, sizeof(what), "tenant %s", t->name);
+	if (has_control(value)) {
+		snprintf(err, errlen, "%s: bad value '%s' (control characters)", what,
+			 esc(shown, sizeof(shown), value));
+		return -EINVAL;
+	}
+	if (!strcmp(key, "uids"))
+		return parse_uids(what, value, t->uids, KV_TENANT_UIDS, &t->n_uids,
+				  err, errlen);
+	for (unsigned q = 0; q < KV_TQ_MAX; q++) {
+		if (strcmp(key, kv_tenant_quota_name(q)))
+			continue;
+		ret = q == KV_TQ_NAMESPACES ? kv_parse_u64(value, 1, 1 << 20, &v) :
+					      kv_parse_size(value, &v);
+		if (ret || (q == KV_TQ_DRAM && v < (1 << 20)) || v > (1ull << 50)) {
+			snprintf(err, errlen, "%s: %s: bad value '%s' (%s)", what, key,
+				 esc(shown, sizeof(shown), value),
+				 q == KV_TQ_NAMESPACES ? "a number from 1 to 1048576" :
+				 q == KV_TQ_DRAM ? "a size of at least 1M" : "a size");
+			return -EINVAL;
+		}
+		t->quota[q] = v;
+		t->set |= 1u << q;
+		return 0;
+	}
+	snprintf(err, errlen, "%s: unknown key '%s' (uids, dram_bytes, hbm_bytes, ssd_bytes, namespaces, uncommitted_bytes)",
+		 what, esc(shown, sizeof(shown), key));
+	return -EINVAL;
+}
+
+int kv_config_tenant(struct kv_config *cfg, const char *spec, char *err,
+		     size_t errlen)
+{
+	char buf[512], shown[96];
+	char *save, *tok;
+	struct kv_tenant_conf *t;
+	int ret;
+
+	if (strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "tenant: spec longer than %zu bytes", sizeof(buf) - 1);
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	tok = strtok_r(buf, " \t", &save);
+	if (!tok) {
+		snprintf(err, errlen, "tenant: empty (NAME uids=U[,U] [KEY=VALUE]...)");
+		return -EINVAL;
+	}
+	t = tenant_get(cfg, tok, err, errlen);
+	if (!t)
+		return -EINVAL;
+	while ((tok = strtok_r(NULL, " \t", &save))) {
+		char *eq = strchr(tok, '=');
+
+		if (!eq) {
+			snprintf(err, errlen, "tenant %s: '%s' is not KEY=VALUE", t->name,
+				 esc(shown, sizeof(shown), tok));
+			return -EINVAL;
+		}
+		*eq = '\0';
+		ret = tenant_set(t, tok, eq + 1, err, errlen);
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 
@@ -255,20 +407,28 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		  char *err, size_t errlen)
 {
 	const struct key *k = find_key(name);
+	char ename[96], evalue[160];
+	const char *shown;
 	char *field;
 	uint64_t v;
 	int ret;
 
 	if (!k) {
-		snprintf(err, errlen, "unknown key '%s'", name);
+		snprintf(err, errlen, "unknown key '%s'", esc(ename, sizeof(ename), name));
 		return -ENOENT;
 	}
+	if (has_control(value)) {
+		snprintf(err, errlen, "%s: bad value '%s' (control characters)", k->name,
+			 esc(evalue, sizeof(evalue), value));
+		return -EINVAL;
+	}
+	shown = esc(evalue, sizeof(evalue), value);
 	field = (char *)cfg + k->off;
 	switch (k->type) {
 	case K_STR:
 		if (strlen(value) >= k->len) {
 			snprintf(err, errlen, "%s: '%s' is longer than %zu bytes",
-				 k->name, value, k->len - 1);
+				 k->name, shown, k->len - 1);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -281,7 +441,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 			ret = -ERANGE;
 		if (ret) {
 			snprintf(err, errlen, "%s: bad value '%s' (%s from %llu to %llu)",
-				 k->name, value, k->type == K_SIZE ? "a size" : "a number",
+				 k->name, shown, k->type == K_SIZE ? "a size" : "a number",
 				 (unsigned long long)k->min, (unsigned long long)k->max);
 			return ret;
 		}
@@ -292,20 +452,23 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_LOG:
 		if (strlen(value) >= k->len || kv_log_parse(value)) {
 			snprintf(err, errlen, "log: bad value '%s' (LEVEL[:SUBSYS,...], LEVEL err|warn|info|debug)",
-				 value);
+				 shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
 		return 0;
 	case K_UIDS:
-		return set_uids(cfg, value, err, errlen);
+		return parse_uids("allow_uids", value, cfg->allow_uids, KV_CONF_MAX_UIDS,
+				  &cfg->n_allow_uids, err, errlen);
+	case K_TENANT:
+		return kv_config_tenant(cfg, value, err, errlen);
 	case K_FRACTION: {
 		char *end;
 		double d = strtod(value, &end);
 
 		if (end == value || *end || !(d > 0 && d <= 1)) {
 			snprintf(err, errlen, "%s: bad value '%s' (a fraction in (0, 1])",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		memcpy(field, &d, sizeof(d));
@@ -316,7 +479,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_CODEC:
 		if (kv_codec_parse(value) < 0) {
 			snprintf(err, errlen, "%s: bad value '%s' (none, zstd or shuffle+zstd)",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -324,7 +487,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_CODECNS:
 		if (strlen(value) >= k->len || kv_codec_for(value, NULL, 0) == -EINVAL) {
 			snprintf(err, errlen, "%s: bad value '%s' (PREFIX=CODEC[,...], CODEC none, zstd or shuffle+zstd)",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -332,7 +495,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_PROMOTE:
 		if (strcmp(value, "off") && strcmp(value, "second") && strcmp(value, "always")) {
 			snprintf(err, errlen, "%s: bad value '%s' (off, second or always)",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -340,7 +503,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_IOMODE:
 		if (strcmp(value, "uring") && strcmp(value, "sync")) {
 			snprintf(err, errlen, "%s: bad value '%s' (uring or sync)",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -348,7 +511,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 	case K_COSTMODE:
 		if (strcmp(value, "compute") && strcmp(value, "reload")) {
 			snprintf(err, errlen, "%s: bad value '%s' (compute or reload)",
-				 k->name, value);
+				 k->name, shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);
@@ -375,12 +538,20 @@ static int on_ini_line(void *user, const char *section, const char *name,
 	if (x->ret)
 		return 0;	/* inih reads on; the first error is the one to report */
 
-	if (section[0] && strcmp(section, "kvstored")) {
-		snprintf(x->err, x->errlen, "%s: unknown section [%s]", x->path, section);
+	if (!strncmp(section, "tenant ", 7)) {
+		struct kv_tenant_conf *t = tenant_get(x->cfg, section + 7, msg, sizeof(msg));
+
+		ret = t ? tenant_set(t, name, value, msg, sizeof(msg)) : -EINVAL;
+	} else if (section[0] && strcmp(section, "kvstored")) {
+		char shown[96];
+
+		snprintf(x->err, x->errlen, "%s: unknown section [%s]", x->path,
+			 esc(shown, sizeof(shown), section));
 		x->ret = -EINVAL;
 		return 0;
+	} else {
+		ret = kv_config_set(x->cfg, name, value, msg, sizeof(msg));
 	}
-	ret = kv_config_set(x->cfg, name, value, msg, sizeof(msg));
 	if (ret) {
 		snprintf(x->err, x->errlen, "%s: %s", x->path, msg);
 		x->ret = ret;
@@ -389,16 +560,73 @@ static int on_ini_line(void *user, const char *section, const char *name,
 	return 1;
 }
 
+/*
+ * Read the whole file: a regular file of at most CONFIG_FILE_MAX bytes
+ * with no NUL byte (inih would end the line there and silently drop the
+ * rest of it). Returns the text (the caller frees it) or NULL with err and
+ * *ret set.
+ */
+static char *read_config(const char *path, int *ret, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	*ret = -EINVAL;
+	f = fopen(path, "re");
+	if (!f || fstat(fileno(f), &st) < 0) {
+		*ret = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file%s", path,
+			 S_ISDIR(st.st_mode) ? " (a directory)" : "");
+		goto out;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s: larger than %u bytes", path, CONFIG_FILE_MAX);
+		goto out;
+	}
+	text = kv_xmalloc((size_t)st.st_size + 1);
+	len = fread(text, 1, (size_t)st.st_size, f);
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		goto out_free;
+	}
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		unsigned line = 1;
+
+		for (const char *p = text; *p; p++)
+			line += *p == '\n';
+		snprintf(err, errlen, "%s: line %u: a NUL byte", path, line);
+		goto out_free;
+	}
+	fclose(f);
+	return text;
+
+out_free:
+	free(text);
+	text = NULL;
+out:
+	if (f)
+		fclose(f);
+	return text;
+}
+
 int kv_config_load(struct kv_config *cfg, const char *path, char *err,
 		   size_t errlen)
 {
 	struct ini_ctx x = { cfg, path, err, errlen, 0 };
-	int line = ini_parse(path, on_ini_line, &x);
+	int line, ret;
+	char *text = read_config(path, &ret, err, errlen);
 
-	if (line == -1) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		return -ENOENT;
-	}
+	if (!text)
+		return ret;
+	line = ini_parse_string(text, on_ini_line, &x);
+	free(text);
 	if (line == -2) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
@@ -470,7 +698,7 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		}
 	}
 	for (int i = 1; i < argc; i++) {
-		char name[64];
+		char name[64], shown[96];
 		const char *a = argv[i], *value, *eq;
 		size_t len;
 
@@ -482,14 +710,15 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		if (!strcmp(a, "--print-config"))
 			continue;
 		if (strncmp(a, "--", 2)) {
-			snprintf(err, errlen, "unexpected argument '%s' (flags are --key value)", a);
+			snprintf(err, errlen, "unexpected argument '%s' (flags are --key value)",
+				 esc(shown, sizeof(shown), a));
 			return -EINVAL;
 		}
 		a += 2;
 		eq = strchr(a, '=');
 		len = eq ? (size_t)(eq - a) : strlen(a);
 		if (len >= sizeof(name)) {
-			snprintf(err, errlen, "unknown flag '--%s'", a);
+			snprintf(err, errlen, "unknown flag '--%s'", esc(shown, sizeof(shown), a));
 			return -ENOENT;
 		}
 		memcpy(name, a, len);
@@ -499,12 +728,14 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		} else if (i + 1 < argc) {
 			value = argv[++i];
 		} else {
-			snprintf(err, errlen, "--%s needs a value", name);
+			snprintf(err, errlen, "--%s needs a value",
+				 esc(shown, sizeof(shown), name));
 			return -EINVAL;
 		}
 		ret = kv_config_set(cfg, name, value, err, errlen);
 		if (ret == -ENOENT)
-			snprintf(err, errlen, "unknown flag '--%s' (see --help)", name);
+			snprintf(err, errlen, "unknown flag '--%s' (see --help)",
+				 esc(shown, sizeof(shown), name));
 		if (ret)
 			return ret;
 	}
@@ -524,6 +755,8 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		const char *field = (const char *)cfg + k->off;
 		uint64_t v;
 
+		if (k->type == K_TENANT)
+			continue;	/* [tenant NAME] sections, below */
 		fprintf(f, "%s = ", k->name);
 		switch (k->type) {
 		case K_STR:
@@ -555,6 +788,20 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 				fprintf(f, "%s%u", u ? "," : "", (unsigned)cfg->allow_uids[u]);
 			fprintf(f, "\n");
 			break;
+		case K_TENANT:
+			break;		/* never reached: sections below */
 		}
+	}
+	for (unsigned i = 0; i < cfg->n_tenants; i++) {
+		const struct kv_tenant_conf *t = &cfg->tenants[i];
+
+		fprintf(f, "\n[tenant %s]\nuids = ", t->name);
+		for (unsigned u = 0; u < t->n_uids; u++)
+			fprintf(f, "%s%u", u ? "," : "", (unsigned)t->uids[u]);
+		fprintf(f, "\n");
+		for (unsigned q = 0; q < KV_TQ_MAX; q++)
+			if (t->set & (1u << q))
+				fprintf(f, "%s = %llu\n", kv_tenant_quota_name(q),
+					(unsigned long long)t->quota[q]);
 	}
 }

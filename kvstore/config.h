@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "kvstore/tenant.h"
+
 #define KV_CONF_MAX_UIDS 32
 
 struct kv_config {
@@ -28,6 +30,7 @@ struct kv_config {
 	uint64_t max_msg;		/* body bytes per message */
 	uint64_t max_batch;		/* keys per message */
 	uint64_t max_namespaces;
+	uint64_t max_chunks;		/* chunk records; 0: by the tiers' capacity */
 	char log[64];
 	char cost_mode[16];		/* "compute" or "reload" */
 	uint32_t cost_hidden;		/* default cost model: d, a, b */
@@ -54,6 +57,8 @@ struct kv_config {
 	char hbm_promote[16];		/* off, second, always */
 	uid_t allow_uids[KV_CONF_MAX_UIDS];
 	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
+	struct kv_tenant_conf tenants[KV_TENANT_DECLARED];
+	unsigned n_tenants;
 };
 
 /* Fill in the embedded defaults. */
@@ -67,8 +72,21 @@ void kv_config_defaults(struct kv_config *cfg);
 int kv_config_set(struct kv_config *cfg, const char *key, const char *value,
 		  char *err, size_t errlen);
 
-/* Read an INI file. Returns 0 or a negative error, with a message in err
- * that names the file, the line and the key. */
+/*
+ * Declare a tenant from a spec "NAME KEY=VALUE ..." (the --tenant flag;
+ * keys as in a [tenant NAME] section: uids, dram_bytes, hbm_bytes,
+ * ssd_bytes, namespaces, uncommitted_bytes). A name declared again adds
+ * to it. Returns 0 or -EINVAL / -ERANGE with a message in err.
+ */
+int kv_config_tenant(struct kv_config *cfg, const char *spec, char *err,
+		     size_t errlen);
+
+/*
+ * Read an INI file (a regular file of at most 1 MiB, no NUL bytes).
+ * Returns 0 or a negative error, with a message in err that names the
+ * file, the line and the key; names and values quoted in it are escaped
+ * (\xNN) where they hold anything but printable ASCII.
+ */
 int kv_config_load(struct kv_config *cfg, const char *path, char *err,
 		   size_t errlen);
 

@@ -34,6 +34,7 @@ struct kv_chunk {
 	struct kv_wire_key key;
 	struct kv_wire_key parent;
 	uint32_t ns;
+	uint16_t tenant;		/* whose arenas and quotas it uses */
 	uint8_t state;			/* enum kv_chunk_state */
 	uint8_t tier;			/* KV_TIER_* where the bytes are */
 	bool has_parent;

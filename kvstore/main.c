@@ -148,6 +148,13 @@ int main(int argc, char **argv)
 		.hbm_promote = !strcmp(cfg.hbm_promote, "off") ? KV_PROMOTE_OFF :
 			       !strcmp(cfg.hbm_promote, "always") ? KV_PROMOTE_ALWAYS :
 								    KV_PROMOTE_SECOND,
+		.tenants = cfg.tenants,
+		.n_tenants = cfg.n_tenants,
+		.allow_uids = cfg.allow_uids,
+		.n_allow = cfg.n_allow_uids,
+		.self_uid = getuid(),
+		.max_namespaces = (uint32_t)cfg.max_namespaces,
+		.max_chunks = cfg.max_chunks,
 	};
 	ret = kv_store_open(&store, &sc);
 	if (ret) {
@@ -164,8 +171,6 @@ int main(int argc, char **argv)
 	vc = (struct kv_server_conf){
 		.socket_path = cfg.socket,
 		.socket_group = cfg.socket_group,
-		.allow_uids = cfg.allow_uids,
-		.n_allow = cfg.n_allow_uids,
 		.max_conns = (uint32_t)cfg.max_conns,
 		.max_msg = (uint32_t)cfg.max_msg,
 		.max_batch = (uint32_t)cfg.max_batch,

@@ -45,6 +45,18 @@ void kv_ns_close(struct kv_ns_table *t)
 	free(t);
 }
 
+int kv_ns_find(const struct kv_ns_table *t, const char *name, size_t len,
+	       uint32_t *id)
+{
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->v[i].len != len || memcmp(t->v[i].name, name, len))
+			continue;
+		*id = i;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
 		   uid_t uid, uint32_t *id)
 {

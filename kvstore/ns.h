@@ -27,6 +27,10 @@ void kv_ns_close(struct kv_ns_table *t);	/* accepts NULL */
 int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
 		   uid_t uid, uint32_t *id);
 
+/* The id of name (len bytes) in *id: 0, or -ENOENT when never registered. */
+int kv_ns_find(const struct kv_ns_table *t, const char *name, size_t len,
+	       uint32_t *id);
+
 /*
  * Put back a namespace recorded before a restart, under the same id (ids
  * in increasing order; ids skipped become unusable placeholders). Returns

@@ -201,6 +201,9 @@ struct kv_wire_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	uint64_t records;		/* chunk records (metadata) held */
+	uint64_t max_records;		/* their bound (max_chunks) */
+	uint64_t meta_bytes;		/* daemon memory they take, estimated */
 };
 
 struct kv_wire_tier_stats {
@@ -388,7 +391,7 @@ _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");
 _Static_assert(sizeof(struct kv_wire_alloc) == 56, "alloc layout");
 _Static_assert(sizeof(struct kv_wire_alloc_reply) == 16, "alloc reply layout");
-_Static_assert(sizeof(struct kv_wire_stats) == 48, "stats layout");
+_Static_assert(sizeof(struct kv_wire_stats) == 72, "stats layout");
 _Static_assert(sizeof(struct kv_wire_tier_stats) == 96, "tier stats layout");
 _Static_assert(sizeof(struct kv_wire_ls) == 24, "ls layout");
 _Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");

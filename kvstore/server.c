@@ -51,6 +51,7 @@ struct conn {
 	int fd;
 	uid_t uid;
 	pid_t pid;
+	unsigned tenant;		/* kv_store_tenant_of(uid) */
 	bool hello;			/* HELLO answered */
 	bool reading;			/* read event enabled */
 	struct event *rev;
@@ -166,16 +167,17 @@ static void ns_mark(struct conn *c, uint32_t ns)
 	c->ns_bits[w] |= 1ull << (ns % 64);
 }
 
-/* Namespaces a connection sees in a listing of all of them: its user's,
+/* Namespaces a connection sees in a listing of all of them: its tenant's,
  * or all for the daemon's own user and root. */
 static bool ns_visible(uint32_t ns, void *arg)
 {
 	struct conn *c = arg;
-	uid_t owner;
+	int t;
 
 	if (c->uid == 0 || c->uid == c->srv->self_uid)
 		return true;
-	return kv_ns_owner(c->srv->ns, ns, &owner) == 0 && owner == c->uid;
+	t = kv_store_ns_tenant(c->srv->store, ns);
+	return t >= 0 && (unsigned)t == c->tenant;
 }
 
 /* ---- handlers ------------------------------------------------------------- */
@@ -225,7 +227,7 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 		if (*p < 0x20 || *p > 0x7e)
 			*p = '?';	/* it goes into log lines */
 
-	fd = kv_store_dram_fd(srv->store, &dram_bytes);
+	fd = kv_store_dram_fd(srv->store, c->tenant, &dram_bytes);
 	memset(&msg, 0, sizeof(msg));
 	put_hdr(&msg.h, KV_OP_HELLO, r->hdr.req_id, 0, 0, sizeof(msg.b));
 	msg.b.version = KV_PROTO_VERSION;
@@ -235,7 +237,8 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 	msg.b.max_msg = srv->conf.max_msg;
 	msg.b.max_pins = srv->conf.max_pins;
 	msg.b.max_uncommitted = srv->conf.max_uncommitted;
-	if (kv_store_hbm_export(srv->store, &msg.b.hbm_bytes, msg.b.hbm_pci, msg.b.hbm_ipc))
+	if (kv_store_hbm_export(srv->store, c->tenant, &msg.b.hbm_bytes, msg.b.hbm_pci,
+				msg.b.hbm_ipc))
 		msg.b.flags |= KV_HELLO_HBM;
 
 	memset(&cbuf, 0, sizeof(cbuf));
@@ -258,22 +261,33 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 	if ((size_t)n < sizeof(msg))
 		evbuffer_add(c->out, (char *)&msg + n, sizeof(msg) - n);
 	c->hello = true;
-	kv_log(KV_INFO, KV_LOG_NET, "client '%s' (pid %d, uid %u) connected",
-	       c->name, (int)c->pid, (unsigned)c->uid);
+	kv_log(KV_INFO, KV_LOG_NET, "client '%s' (pid %d, uid %u, tenant '%s') connected",
+	       c->name, (int)c->pid, (unsigned)c->uid,
+	       kv_store_tenant_name(srv->store, c->tenant));
 	return true;
 }
 
 static void handle_ns_register(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_ns_reply rep = { 0 };
-	uint32_t before = kv_ns_count(c->srv->ns);
+	struct kv_store *st = c->srv->store;
 	int ret;
 
-	ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
-			     c->uid, &rep.ns);
-	if (!ret && kv_ns_count(c->srv->ns) != before)	/* new: keep it */
-		kv_store_ns_added(c->srv->store, rep.ns, c->uid,
-				  kv_ns_name(c->srv->ns, rep.ns));
+	/* A name is its owner's tenant's: any of its uids may use it. */
+	ret = kv_ns_find(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len, &rep.ns);
+	if (ret == 0) {
+		int t = kv_store_ns_tenant(st, rep.ns);
+
+		if (t < 0 || (unsigned)t != c->tenant)
+			ret = -EACCES;
+	} else {
+		ret = kv_store_ns_admit(st, c->tenant);
+		if (!ret)
+			ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
+					     c->uid, &rep.ns);
+		if (!ret)	/* new: keep it */
+			kv_store_ns_added(st, rep.ns, c->uid, kv_ns_name(c->srv->ns, rep.ns));
+	}
 	if (!ret && c->srv->conf.codec_ns) {
 		int codec = kv_codec_for(c->srv->conf.codec_ns, r->u.ns_name.name,
 					 r->u.ns_name.len);
@@ -760,16 +774,6 @@ static void conn_close(struct conn *c)
 
 /* ---- accepting ------------------------------------------------------------- */
 
-static bool uid_allowed(const struct kv_server *srv, uid_t uid)
-{
-	if (srv->conf.n_allow == 0)
-		return uid == srv->self_uid;
-	for (unsigned i = 0; i < srv->conf.n_allow; i++)
-		if (srv->conf.allow_uids[i] == uid)
-			return true;
-	return false;
-}
-
 /* Refuse a connection with an error frame before closing it. */
 static void refuse(int fd, int status)
 {
@@ -788,6 +792,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	struct conn *c;
+	int tenant;
 	int fd;
 
 	/* Take every pending connection, a few at a time per wakeup. */
@@ -805,7 +810,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
-		if (!uid_allowed(srv, cred.uid)) {
+		tenant = kv_store_tenant_of(srv->store, cred.uid);
+		if (tenant < 0) {
 			kv_log(KV_WARN, KV_LOG_NET, "refused connection from uid %u (pid %d): not on the allow-list",
 			       (unsigned)cred.uid, (int)cred.pid);
 			refuse(fd, KV_EPEER);
@@ -822,6 +828,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		c->fd = fd;
 		c->uid = cred.uid;
 		c->pid = cred.pid;
+		c->tenant = (unsigned)tenant;
 		strcpy(c->name, "?");
 		c->in = evbuffer_new();
 		c->out = evbuffer_new();
@@ -831,7 +838,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			kv_log(KV_ERR, KV_LOG_NET, "out of memory for a connection");
 			abort();
 		}
-		c->owner = kv_store_owner_open(srv->store);
+		c->owner = kv_store_owner_open(srv->store, c->tenant);
 		c->next = srv->conns;
 		if (srv->conns)
 			srv->conns->prev = c;

@@ -23,8 +23,6 @@ struct kv_server;		/* opaque */
 struct kv_server_conf {
 	const char *socket_path;
 	const char *socket_group;	/* NULL or "": mode 0600 */
-	const uid_t *allow_uids;	/* n_allow 0: the daemon's own uid */
-	unsigned n_allow;
 	uint32_t max_conns;
 	uint32_t max_msg;		/* body bytes */
 	uint32_t max_batch;		/* keys per message */

@@ -42,9 +42,11 @@
  * policies.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "evict/policy.h"
 #include "kernels/kv_gpu.h"
@@ -52,6 +54,7 @@
 #include "kvstore/index.h"
 #include "kvstore/log.h"
 #include "kvstore/store.h"
+#include "kvstore/tenant.h"
 #include "kvstore/util.h"
 #include "tiers/codec.h"
 #include "tiers/hbm.h"
@@ -72,15 +75,16 @@ struct kv_owner {
 	struct kv_owner *prev;
 	struct kv_chunk *pending;	/* allocated, not committed */
 	struct kv_pin *pins;
+	struct tenant *tenant;		/* whose arenas it may use */
 	uint64_t uncommitted;		/* bytes */
 	uint32_t n_pins;		/* pins held, repeats counted */
 };
 
+/* A tier of the store: what all tenants' parts of it share. */
 struct stier {
-	struct kv_tier t;		/* t.ops NULL: tier absent */
-	const struct kv_evict_ops *pol;
-	void *pstate;
-	uint64_t capacity;
+	const struct kv_tier_ops *ops;	/* NULL: tier absent */
+	const struct kv_evict_ops *pol;	/* every tenant's instance runs it */
+	uint64_t capacity;		/* all tenants' together */
 	uint64_t chunks;
 	uint64_t hits;
 	uint64_t misses;
@@ -88,6 +92,32 @@ struct stier {
 	uint64_t promotions;
 	uint64_t demotions;
 	uint64_t alloc_failures;
+};
+
+/*
+ * One tenant's part of a tier: its own arena (DRAM, HBM; the SSD tier is
+ * one space, with a quota per tenant), its instance of the tier's policy,
+ * which ranks only its chunks, and its quota.
+ */
+struct ttier {
+	struct kv_tier t;		/* DRAM, HBM: its arena; t.ops NULL: none */
+	void *pstate;			/* its policy instance (NULL: none) */
+	uint64_t capacity;		/* its quota */
+	uint64_t used;			/* SSD: bytes of its extents */
+	uint64_t chunks;
+	uint64_t base;			/* DRAM: the arena's offset in the range */
+};
+
+/* A tenant (kvstore/tenant.h): quotas resolved, and what it holds. */
+struct tenant {
+	struct kv_tenant_conf conf;	/* every quota set */
+	unsigned id;
+	struct ttier tiers[KV_TIER_MAX];
+	uint64_t uncommitted;		/* bytes, all its owners together */
+	uint32_t namespaces;		/* bound to it */
+	uint64_t wb_pending;		/* its chunks queued or being written back */
+	uint64_t chunks;		/* its records in the index */
+	uint64_t max_chunks;
 };
 
 struct kv_store {
@@ -100,6 +130,14 @@ struct kv_store {
 	struct kv_chunk **found;	/* kv_store_lookup()'s scratch */
 	uint32_t found_cap;
 	struct stier tiers[KV_TIER_MAX];
+	struct tenant *tenants;
+	unsigned n_tenants;
+	uint16_t *ns_tenant;		/* by namespace id: tenant + 1; 0: unbound */
+	uint32_t n_ns_tenant;
+	void *range;			/* the DRAM arenas, one mapping each, side by side */
+	uint64_t range_bytes;
+	uint64_t chunks;		/* records in the index, all tenants */
+	uint64_t max_chunks;
 	struct kv_owner *owners;
 	uint64_t pinned_chunks;
 	uint64_t pending_chunks;
@@ -127,6 +165,21 @@ struct kv_store {
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
+
+/* A chunk's tenant's part of a tier. */
+static struct ttier *ctt(const struct kv_store *s, const struct kv_chunk *c,
+			 unsigned tier)
+{
+	return &s->tenants[c->tenant].tiers[tier];
+}
+
+/* A DRAM extent's offset in the daemon's range (what SSD and GPU jobs
+ * address), from its offset in its tenant's arena. */
+static uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
+			 const struct kv_extent *e)
+{
+	return ctt(s, c, KV_TIER_DRAM)->base + kv_extent_offset(e);
+}
 
 static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
 {
@@ -214,7 +267,8 @@ static void refresh_hold(struct kv_store *s, struct kv_chunk *c)
 		if (held != c->dram_held) {
 			c->dram_held = held;
 			if (st->pol->on_hold)
-				st->pol->on_hold(st->pstate, &c->node, held);
+				st->pol->on_hold(ctt(s, c, KV_TIER_DRAM)->pstate,
+						 &c->node, held);
 		}
 	}
 	if (c->ssd_ext) {
@@ -224,7 +278,8 @@ static void refresh_hold(struct kv_store *s, struct kv_chunk *c)
 		if (held != c->ssd_held) {
 			c->ssd_held = held;
 			if (st->pol->on_hold)
-				st->pol->on_hold(st->pstate, &c->ssd_node, held);
+				st->pol->on_hold(ctt(s, c, KV_TIER_SSD)->pstate,
+						 &c->ssd_node, held);
 		}
 	}
 	if (c->hbm_ext) {
@@ -234,19 +289,20 @@ static void refresh_hold(struct kv_store *s, struct kv_chunk *c)
 		if (held != c->hbm_held) {
 			c->hbm_held = held;
 			if (st->pol->on_hold)
-				st->pol->on_hold(st->pstate, &c->hbm_node, held);
+				st->pol->on_hold(ctt(s, c, KV_TIER_HBM)->pstate,
+						 &c->hbm_node, held);
 		}
 	}
 }
 
-static void policy_conf(const struct kv_store *s, const struct stier *st,
-			struct kv_evict_conf *ec)
+static void policy_conf(const struct kv_store *s, unsigned tier,
+			uint64_t capacity, struct kv_evict_conf *ec)
 {
 	*ec = (struct kv_evict_conf){
-		.capacity = st->capacity,
-		.evictable = st == &s->tiers[KV_TIER_SSD] ? ssd_chunk_evictable :
-			     st == &s->tiers[KV_TIER_HBM] ? hbm_chunk_evictable :
-							      chunk_evictable,
+		.capacity = capacity,
+		.evictable = tier == KV_TIER_SSD ? ssd_chunk_evictable :
+			     tier == KV_TIER_HBM ? hbm_chunk_evictable :
+						   chunk_evictable,
 		.arg = (void *)s,
 		.recent_fraction = s->conf.recent_fraction,
 		.half_life = s->conf.half_life,
@@ -276,34 +332,187 @@ double kv_cost_compute(const struct kv_cost_model *m, uint32_t tokens,
 	return n * (m->b * d * d + m->a * d * (2 * p + n)) / 1e12;
 }
 
-static int tier_open(struct kv_store *s, unsigned id, const char *name,
-		     const char *policy, const struct kv_tier_conf *tc)
+/* Find a tier's policy by name. NULL (logged) when there is none. */
+static const struct kv_evict_ops *find_policy(const char *name)
 {
-	struct stier *st = &s->tiers[id];
-	struct kv_evict_conf ec;
-	int ret;
+	const struct kv_evict_ops *ops = kv_evict_find(name);
 
-	st->pol = kv_evict_find(policy);
-	if (!st->pol) {
-		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", policy);
-		return -EINVAL;
-	}
-	ret = kv_tier_open(&st->t, name, tc);
-	if (ret)
-		return ret;
-	st->capacity = tc->bytes;
-	policy_conf(s, st, &ec);
-	ret = st->pol->init(&st->pstate, &ec);
-	if (ret) {
-		kv_tier_close(&st->t);
-		return ret;
+	if (!ops)
+		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", name);
+	return ops;
+}
+
+/* Start every tenant's instance of a tier's policy (the tier's pol set). */
+static int policies_init(struct kv_store *s, unsigned tier)
+{
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		struct ttier *tt = &s->tenants[i].tiers[tier];
+		struct kv_evict_conf ec;
+		int ret;
+
+		policy_conf(s, tier, tt->capacity, &ec);
+		ret = s->tiers[tier].pol->init(&tt->pstate, &ec);
+		if (ret)
+			return ret;
 	}
 	return 0;
+}
+
+static void policies_fini(struct kv_store *s, unsigned tier)
+{
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		struct ttier *tt = &s->tenants[i].tiers[tier];
+
+		if (tt->pstate)
+			s->tiers[tier].pol->fini(tt->pstate);
+		tt->pstate = NULL;
+	}
 }
 
 static void link_parent(struct kv_store *s, struct kv_chunk *c,
 			struct kv_chunk *p);
 static void ssd_insert(struct kv_store *s, struct kv_chunk *c);
+static void ssd_forget(struct kv_store *s, struct kv_chunk *c);
+
+/*
+ * The tenant table (kvstore/tenant.h), with each tier's total: a tier
+ * the daemon lacks (HBM without a usable GPU, SSD unconfigured) gives
+ * every tenant 0 of it. Chunk records are bounded per tenant in
+ * proportion to its bytes.
+ */
+static int tenants_open(struct kv_store *s, const struct kv_store_conf *conf,
+			bool hbm)
+{
+	struct kv_tenant_conf t[KV_TENANT_MAX];
+	uint64_t total[KV_TQ_MAX] = {
+		[KV_TQ_DRAM] = conf->dram_bytes,
+		[KV_TQ_HBM] = hbm ? conf->hbm_bytes : 0,
+		[KV_TQ_SSD] = conf->ssd_dir ? conf->ssd_bytes : 0,
+		[KV_TQ_NAMESPACES] = conf->max_namespaces ? conf->max_namespaces : 4096,
+	};
+	uint64_t bytes = total[KV_TQ_DRAM] + total[KV_TQ_HBM] + total[KV_TQ_SSD];
+	uint64_t max_chunks = conf->max_chunks;
+	char err[256];
+	int n;
+
+	n = kv_tenants_resolve(conf->tenants, conf->n_tenants, conf->allow_uids,
+			       conf->n_allow, conf->self_uid, total, conf->align,
+			       t, KV_TENANT_MAX, err, sizeof(err));
+	if (n < 0) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "tenants: %s", err);
+		return n;
+	}
+	if (!max_chunks)
+		max_chunks = kv_store_default_max_chunks(bytes);
+	s->max_chunks = max_chunks;
+	s->tenants = kv_xcalloc((size_t)n, sizeof(*s->tenants));
+	s->n_tenants = (unsigned)n;
+	for (int i = 0; i < n; i++) {
+		struct tenant *tn = &s->tenants[i];
+		const uint64_t *q = t[i].quota;
+		uint64_t mine = q[KV_TQ_DRAM] + q[KV_TQ_HBM] + q[KV_TQ_SSD];
+
+		tn->conf = t[i];
+		tn->id = (unsigned)i;
+		tn->tiers[KV_TIER_DRAM].capacity = q[KV_TQ_DRAM];
+		tn->tiers[KV_TIER_HBM].capacity = q[KV_TQ_HBM];
+		tn->tiers[KV_TIER_SSD].capacity = q[KV_TQ_SSD];
+		/* Its share of the records: in proportion to its bytes. */
+		tn->max_chunks = n == 1 ? max_chunks :
+				 (uint64_t)((double)max_chunks * (double)mine / (double)bytes);
+		if (tn->max_chunks == 0)
+			tn->max_chunks = 1;
+		kv_log(KV_INFO, KV_LOG_MAIN, "tenant '%s': dram %" PRIu64 ", hbm %" PRIu64 ", ssd %" PRIu64 " bytes, %" PRIu64 " namespaces, %" PRIu64 " chunks",
+		       tn->conf.name, q[KV_TQ_DRAM], q[KV_TQ_HBM], q[KV_TQ_SSD],
+		       q[KV_TQ_NAMESPACES], tn->max_chunks);
+	}
+	return 0;
+}
+
+/*
+ * One DRAM arena per tenant, each its own memfd (a client is handed only
+ * its tenant's), mapped side by side in one range reserved here, so SSD
+ * and GPU jobs address every arena by one offset from the range's start.
+ */
+static int dram_open(struct kv_store *s, const struct kv_store_conf *conf)
+{
+	struct stier *st = &s->tiers[KV_TIER_DRAM];
+	uint64_t total = 0, off = 0;
+	int ret;
+
+	for (unsigned i = 0; i < s->n_tenants; i++)
+		total += s->tenants[i].tiers[KV_TIER_DRAM].capacity;
+	st->pol = find_policy(conf->dram_policy);
+	if (!st->pol)
+		return -EINVAL;
+	s->range = mmap(NULL, total, PROT_NONE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->range == MAP_FAILED) {
+		ret = -errno;
+		s->range = NULL;
+		kv_log(KV_ERR, KV_LOG_TIER, "cannot reserve %" PRIu64 " bytes for the DRAM arenas: %s",
+		       total, kv_strerror(ret));
+		return ret;
+	}
+	s->range_bytes = total;
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		struct ttier *tt = &s->tenants[i].tiers[KV_TIER_DRAM];
+		struct kv_tier_conf tc = {
+			.bytes = tt->capacity,
+			.align = conf->align,
+			.use_gpu = conf->hbm_bytes != 0 && conf->gpu >= 0,
+			.gpu = conf->gpu,
+			.at = (char *)s->range + off,
+			.mem_check = i == 0 ? total : 0,
+		};
+
+		ret = kv_tier_open(&tt->t, "dram", &tc);
+		if (ret)
+			return ret;
+		tt->base = off;
+		off += tt->capacity;
+	}
+	st->ops = &kv_tier_dram;
+	st->capacity = total;
+	return policies_init(s, KV_TIER_DRAM);
+}
+
+/* Which tenant namespace id belongs to: -1 when unbound. */
+static int ns_tenant(const struct kv_store *s, uint32_t ns)
+{
+	return ns < s->n_ns_tenant && s->ns_tenant[ns] ? s->ns_tenant[ns] - 1 : -1;
+}
+
+static void ns_bind(struct kv_store *s, uint32_t ns, unsigned tenant)
+{
+	if (ns >= s->n_ns_tenant) {
+		uint32_t n = ns + 1 > 2 * s->n_ns_tenant ? ns + 1 : 2 * s->n_ns_tenant;
+
+		s->ns_tenant = kv_xrealloc(s->ns_tenant, n * sizeof(*s->ns_tenant));
+		memset(s->ns_tenant + s->n_ns_tenant, 0,
+		       (n - s->n_ns_tenant) * sizeof(*s->ns_tenant));
+		s->n_ns_tenant = n;
+	}
+	if (s->ns_tenant[ns])
+		return;
+	s->ns_tenant[ns] = (uint16_t)(tenant + 1);
+	s->tenants[tenant].namespaces++;
+}
+
+/* A namespace recorded on the SSD: bound to its owner's tenant, if any. */
+static int ssd_ns_bind(void *arg, uint32_t id, uid_t uid, const char *name)
+{
+	struct kv_store *s = arg;
+	int t = kv_store_tenant_of(s, uid);
+
+	if (t < 0) {
+		kv_log(KV_WARN, KV_LOG_MAIN, "namespace '%s' of uid %u: no tenant has that uid now; its chunks are dropped",
+		       name, (unsigned)uid);
+		return 0;
+	}
+	ns_bind(s, id, (unsigned)t);
+	return 0;
+}
 
 /* A chunk record found on the SSD at open: back into the index. */
 static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
@@ -332,13 +541,42 @@ static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
 	return 0;
 }
 
-/* After a restart: policy membership and the prefix links, which need
- * every chunk present first. */
+/*
+ * After a restart: each chunk to its namespace's tenant (a chunk of a
+ * namespace no tenant owns now is forgotten), then policy membership and
+ * the prefix links, which need every chunk present first.
+ */
 static void ssd_rebuild(struct kv_store *s)
 {
+	struct kv_chunk **orphans = NULL;
+	size_t n = 0, cap = 0;
 	uint64_t cursor = 0;
 	struct kv_chunk *c;
 
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		int t = ns_tenant(s, c->ns);
+
+		if (t < 0) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 64;
+				orphans = kv_xrealloc(orphans, cap * sizeof(*orphans));
+			}
+			orphans[n++] = c;
+			continue;
+		}
+		c->tenant = (uint16_t)t;
+		s->tenants[t].chunks++;
+		s->chunks++;
+		ctt(s, c, KV_TIER_SSD)->used += kv_extent_size(c->ssd_ext);
+	}
+	for (size_t i = 0; i < n; i++) {
+		c = orphans[i];
+		kv_ssd_free(s->ssd, c->ssd_ext);
+		ssd_forget(s, c);
+		kv_index_del(s->idx, c);
+	}
+	free(orphans);
+	cursor = 0;
 	while ((c = kv_index_next(s->idx, &cursor)))
 		if (c->has_parent)
 			link_parent(s, c, kv_index_find(s->idx, c->ns, &c->parent));
@@ -357,100 +595,118 @@ static int ssd_open(struct kv_store *s, const struct kv_store_conf *conf)
 		.level = conf->ssd_level ? conf->ssd_level : KV_CODEC_LEVEL_DEFAULT,
 		.sync = conf->ssd_sync,
 		.io_sync = conf->ssd_io_sync,
-		.dram_base = kv_store_dram_base(s),
-		.dram_bytes = conf->dram_bytes,
+		.dram_base = s->range,
+		.dram_bytes = s->range_bytes,
 	};
 	const char *policy = conf->ssd_policy ? conf->ssd_policy : conf->dram_policy;
-	struct kv_evict_conf ec;
 	struct kv_alloc_stats as;
 	int ret;
 
 	if (conf->ssd_codec >= KV_CODEC_MAX)
 		return -EINVAL;
-	st->pol = kv_evict_find(policy);
-	if (!st->pol) {
-		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", policy);
+	st->pol = find_policy(policy);
+	if (!st->pol)
 		return -EINVAL;
-	}
 	ret = kv_ssd_open(&s->ssd, &sc, ssd_found, s);
 	if (ret)
 		return ret;
 	kv_ssd_stats(s->ssd, &as, NULL);
-	st->t.ops = &kv_tier_ssd;
-	st->t.priv = s->ssd;
+	st->ops = &kv_tier_ssd;
 	st->capacity = as.size;
-	policy_conf(s, st, &ec);
-	ret = st->pol->init(&st->pstate, &ec);
+	ret = policies_init(s, KV_TIER_SSD);
 	if (ret) {
+		policies_fini(s, KV_TIER_SSD);
 		kv_ssd_close(s->ssd);
 		s->ssd = NULL;
-		st->t.ops = NULL;
+		st->ops = NULL;
 		return ret;
 	}
 	s->wb_max = conf->ssd_writes ? conf->ssd_writes : 8;
+	kv_ssd_namespaces(s->ssd, ssd_ns_bind, s);
 	ssd_rebuild(s);
 	return 0;
 }
 
 /*
- * The HBM tier, when configured and a GPU can be used. Never fails the
- * store: without it the daemon serves from DRAM and SSD (one INFO line).
+ * Can the HBM tier be had: hbm_bytes set and the GPU usable? One INFO
+ * line says why not.
  */
-static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
+static bool hbm_usable(const struct kv_store_conf *conf)
 {
-	struct stier *st = &s->tiers[KV_TIER_HBM];
-	struct kv_hbm_conf hc = {
-		.bytes = conf->hbm_bytes,
-		.align = conf->align,
-		.gpu = conf->gpu,
-		.dram_base = kv_store_dram_base(s),
-		.dram_bytes = conf->dram_bytes,
-	};
-	const char *policy = conf->hbm_policy ? conf->hbm_policy : conf->dram_policy;
-	struct kv_evict_conf ec;
 	char why[128];
-	int n = 0, ret;
+	int n = 0;
 
+	if (!conf->hbm_bytes)
+		return false;
 	if (!kv_gpu_available(&n, why, sizeof(why))) {
 		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s", why);
-		return;
+		return false;
 	}
 	if (conf->gpu < 0 || conf->gpu >= n) {
 		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: no GPU %d (this host has %d)",
 		       conf->gpu, n);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The HBM tier. Never fails the store: without it the daemon serves from
+ * DRAM and SSD (one INFO line).
+ */
+static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
+{
+	struct stier *st = &s->tiers[KV_TIER_HBM];
+	struct ttier *tt = &s->tenants[0].tiers[KV_TIER_HBM];
+	struct kv_hbm_conf hc = {
+		.bytes = tt->capacity,
+		.align = conf->align,
+		.gpu = conf->gpu,
+		.dram_base = s->range,
+		.dram_bytes = s->range_bytes,
+	};
+	const char *policy = conf->hbm_policy ? conf->hbm_policy : conf->dram_policy;
+	int ret;
+
+	/* NEEDSWORK: one HBM arena per tenant (tiers/hbm.c's arenas). */
+	if (s->n_tenants > 1) {
+		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: it has one arena, and %u tenants need one each",
+		       s->n_tenants);
 		return;
 	}
-	st->pol = kv_evict_find(policy);
-	if (!st->pol) {
-		kv_log(KV_ERR, KV_LOG_EVICT, "unknown eviction policy '%s'", policy);
+	st->pol = find_policy(policy);
+	if (!st->pol)
 		return;
-	}
 	ret = kv_hbm_open(&s->hbm, &hc);
 	if (ret) {
 		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s (%s)", kv_strerror(ret),
 		       kv_gpu_last_error());
 		return;
 	}
-	st->t.ops = &kv_tier_hbm;
-	st->t.priv = s->hbm;
-	st->capacity = conf->hbm_bytes;
-	policy_conf(s, st, &ec);
-	if (st->pol->init(&st->pstate, &ec)) {
+	tt->t.ops = &kv_tier_hbm;
+	tt->t.priv = s->hbm;
+	st->ops = &kv_tier_hbm;
+	st->capacity = tt->capacity;
+	if (policies_init(s, KV_TIER_HBM)) {
+		policies_fini(s, KV_TIER_HBM);
 		kv_hbm_close(s->hbm);
 		s->hbm = NULL;
-		st->t.ops = NULL;
+		tt->t.ops = NULL;
+		st->ops = NULL;
 	}
+}
+
+uint64_t kv_store_default_max_chunks(uint64_t bytes)
+{
+	uint64_t n = bytes / KV_STORE_CHUNK_AVG;
+
+	return n < KV_STORE_CHUNKS_MIN ? KV_STORE_CHUNKS_MIN : n;
 }
 
 int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 {
-	struct kv_tier_conf dram = {
-		.bytes = conf->dram_bytes,
-		.align = conf->align,
-		.use_gpu = conf->hbm_bytes != 0 && conf->gpu >= 0,
-		.gpu = conf->gpu,
-	};
 	struct kv_store *s;
+	bool hbm;
 	int ret;
 
 	if (!conf->dram_bytes || !conf->align || !conf->dram_policy ||
@@ -458,7 +714,9 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	    conf->recent_fraction < 0 || conf->recent_fraction > 1 ||
 	    conf->half_life < 0 ||
 	    (conf->cost_mode == KV_COST_RELOAD && !(conf->reload_bw > 0)) ||
-	    (conf->ssd_dir && !conf->ssd_bytes))
+	    (conf->ssd_dir && !conf->ssd_bytes) ||
+	    conf->n_tenants > KV_TENANT_DECLARED || (conf->n_tenants && !conf->tenants) ||
+	    (conf->n_allow && !conf->allow_uids))
 		return -EINVAL;
 	s = kv_xcalloc(1, sizeof(*s));
 	s->conf = *conf;
@@ -466,36 +724,34 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->conf.ssd_policy = NULL;
 	s->conf.ssd_dir = NULL;
 	s->conf.hbm_policy = NULL;
+	s->conf.tenants = NULL;
+	s->conf.allow_uids = NULL;
 	if (!s->conf.cost_model.hidden)
 		s->conf.cost_model = KV_COST_MODEL_DEFAULT;
 	if (s->conf.recent_fraction == 0)
 		s->conf.recent_fraction = 0.5;
-	ret = kv_index_open(&s->idx, 12);
-	if (ret)
-		goto out_free;
-	ret = tier_open(s, KV_TIER_DRAM, "dram", conf->dram_policy, &dram);
-	if (ret)
-		goto out_index;
 	s->max_pins = conf->max_pins;
 	s->max_uncommitted = conf->max_uncommitted;
 	s->start_ns = kv_now_ns();
-	if (conf->hbm_bytes)
+	ret = kv_index_open(&s->idx, 12);
+	if (ret) {
+		free(s);
+		return ret;
+	}
+	hbm = hbm_usable(conf);
+	ret = tenants_open(s, conf, hbm);
+	if (!ret)
+		ret = dram_open(s, conf);
+	if (!ret && hbm)
 		hbm_open(s, conf);
-	if (conf->ssd_dir) {
+	if (!ret && conf->ssd_dir)
 		ret = ssd_open(s, conf);
-		if (ret) {
-			kv_store_close(s);
-			return ret;
-		}
+	if (ret) {
+		kv_store_close(s);
+		return ret;
 	}
 	*out = s;
 	return 0;
-
-out_index:
-	kv_index_close(s->idx);
-out_free:
-	free(s);
-	return ret;
 }
 
 int kv_store_set_model(struct kv_store *s, uint32_t ns,
@@ -519,6 +775,45 @@ int kv_store_set_model(struct kv_store *s, uint32_t ns,
 
 /* ---- tier membership ----------------------------------------------------- */
 
+/* Allocate in tenant t's part of a tier: its own arena, or (SSD) the
+ * shared space within its quota. -ENOMEM: full, evict and retry. */
+static int part_alloc(struct kv_store *s, struct tenant *t, unsigned tier,
+		      uint64_t bytes, struct kv_extent **ext)
+{
+	struct ttier *tt = &t->tiers[tier];
+	int ret;
+
+	if (tier != KV_TIER_SSD)
+		return tt->t.ops->alloc(tt->t.priv, bytes, ext);
+	if (tt->used > tt->capacity || bytes > tt->capacity - tt->used)
+		return -ENOMEM;
+	ret = kv_ssd_alloc(s->ssd, bytes, ext);
+	if (!ret)
+		tt->used += kv_extent_size(*ext);
+	return ret;
+}
+
+static void part_free(struct kv_store *s, const struct kv_chunk *c, unsigned tier,
+		      struct kv_extent *e)
+{
+	struct ttier *tt = ctt(s, c, tier);
+
+	if (tier != KV_TIER_SSD) {
+		tt->t.ops->free(tt->t.priv, e);
+		return;
+	}
+	tt->used -= kv_extent_size(e);
+	kv_ssd_free(s->ssd, e);
+}
+
+/* Count a chunk into (n 1) or out of (n -1) a tier's membership. */
+static void count_member(struct kv_store *s, const struct kv_chunk *c,
+			 unsigned tier, int n)
+{
+	s->tiers[tier].chunks += (uint64_t)(int64_t)n;
+	ctt(s, c, tier)->chunks += (uint64_t)(int64_t)n;
+}
+
 static void dram_insert(struct kv_store *s, struct kv_chunk *c)
 {
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
@@ -528,8 +823,8 @@ static void dram_insert(struct kv_store *s, struct kv_chunk *c)
 	c->node.size = kv_extent_size(c->ext);
 	c->node.cost = chunk_cost(s, c, c->node.size);
 	c->dram_held = !dram_evictable(s, c);
-	st->pol->on_insert(st->pstate, &c->node);
-	st->chunks++;
+	st->pol->on_insert(ctt(s, c, KV_TIER_DRAM)->pstate, &c->node);
+	count_member(s, c, KV_TIER_DRAM, 1);
 	retier(c);
 }
 
@@ -545,8 +840,8 @@ static void hbm_insert(struct kv_store *s, struct kv_chunk *c)
 	n->size = kv_extent_size(c->hbm_ext);
 	n->cost = chunk_cost(s, c, n->size);
 	c->hbm_held = !hbm_evictable(c);
-	st->pol->on_insert(st->pstate, n);
-	st->chunks++;
+	st->pol->on_insert(ctt(s, c, KV_TIER_HBM)->pstate, n);
+	count_member(s, c, KV_TIER_HBM, 1);
 	retier(c);
 }
 
@@ -572,10 +867,10 @@ static void hbm_out(struct kv_store *s, struct kv_chunk *c)
 	if (c->dn_queued)
 		dn_unlink(s, c);
 	if (c->state == KV_CHUNK_COMMITTED) {
-		st->pol->on_remove(st->pstate, &c->hbm_node);
-		st->chunks--;
+		st->pol->on_remove(ctt(s, c, KV_TIER_HBM)->pstate, &c->hbm_node);
+		count_member(s, c, KV_TIER_HBM, -1);
 	}
-	st->t.ops->free(st->t.priv, c->hbm_ext);
+	part_free(s, c, KV_TIER_HBM, c->hbm_ext);
 	c->hbm_ext = NULL;
 	retier(c);
 }
@@ -592,8 +887,8 @@ static void ssd_insert(struct kv_store *s, struct kv_chunk *c)
 	n->size = kv_extent_size(c->ssd_ext);
 	n->cost = chunk_cost(s, c, n->size);
 	c->ssd_held = !ssd_evictable(c);
-	st->pol->on_insert(st->pstate, n);
-	st->chunks++;
+	st->pol->on_insert(ctt(s, c, KV_TIER_SSD)->pstate, n);
+	count_member(s, c, KV_TIER_SSD, 1);
 	retier(c);
 }
 
@@ -603,10 +898,10 @@ static void dram_out(struct kv_store *s, struct kv_chunk *c)
 	struct stier *st = &s->tiers[KV_TIER_DRAM];
 
 	if (c->state == KV_CHUNK_COMMITTED) {
-		st->pol->on_remove(st->pstate, &c->node);
-		st->chunks--;
+		st->pol->on_remove(ctt(s, c, KV_TIER_DRAM)->pstate, &c->node);
+		count_member(s, c, KV_TIER_DRAM, -1);
 	}
-	st->t.ops->free(st->t.priv, c->ext);
+	part_free(s, c, KV_TIER_DRAM, c->ext);
 	c->ext = NULL;
 	retier(c);
 }
@@ -626,11 +921,11 @@ static void ssd_out(struct kv_store *s, struct kv_chunk *c)
 {
 	struct stier *st = &s->tiers[KV_TIER_SSD];
 
-	st->pol->on_remove(st->pstate, &c->ssd_node);
-	st->chunks--;
+	st->pol->on_remove(ctt(s, c, KV_TIER_SSD)->pstate, &c->ssd_node);
+	count_member(s, c, KV_TIER_SSD, -1);
 	c->node.freq = c->ssd_node.freq;	/* carry what the SSD saw */
 	c->node.score = c->ssd_node.score;
-	kv_ssd_free(s->ssd, c->ssd_ext);
+	part_free(s, c, KV_TIER_SSD, c->ssd_ext);
 	c->ssd_ext = NULL;
 	ssd_forget(s, c);
 }
@@ -648,6 +943,7 @@ static void wb_unlink(struct kv_store *s, struct kv_chunk *c)
 	c->wb_next = c->wb_prev = NULL;
 	c->wb_queued = false;
 	s->wb_queued--;
+	s->tenants[c->tenant].wb_pending--;
 }
 
 /* Queue a DRAM chunk without an SSD copy for write-back. */
@@ -657,6 +953,7 @@ static void wb_enqueue(struct kv_store *s, struct kv_chunk *c, bool urgent)
 		return;
 	c->wb_queued = true;
 	s->wb_queued++;
+	s->tenants[c->tenant].wb_pending++;
 	if (urgent) {
 		c->wb_next = s->wb_head;
 		if (s->wb_head)
@@ -719,7 +1016,16 @@ static void writer_unlink(struct kv_chunk *c)
 		c->wnext->wprev = c->wprev;
 	c->wnext = c->wprev = NULL;
 	o->uncommitted -= c->bytes;
+	o->tenant->uncommitted -= c->bytes;
 	c->writer = NULL;
+}
+
+/* Free a chunk's record (its copies are gone). */
+static void chunk_forget(struct kv_store *s, struct kv_chunk *c)
+{
+	s->tenants[c->tenant].chunks--;
+	s->chunks--;
+	kv_index_del(s->idx, c);
 }
 
 /* Free a chunk's copies and record. It must hold no pins and no I/O. */
@@ -739,7 +1045,7 @@ static void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 		dram_out(s, c);
 	if (c->ssd_ext)
 		ssd_out(s, c);
-	kv_index_del(s->idx, c);
+	chunk_forget(s, c);
 }
 
 /*
@@ -777,19 +1083,20 @@ static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
  * DRAM but write-backs are queued or under way, room will come:
  * -EINPROGRESS. (HBM never waits: a put falls back to DRAM.)
  */
-static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
-			       uint64_t bytes, struct kv_extent **ext)
+static int tier_alloc_evicting(struct kv_store *s, struct tenant *t,
+			       unsigned tier, uint64_t bytes, struct kv_extent **ext)
 {
 	struct stier *st = &s->tiers[tier];
+	void *pstate = t->tiers[tier].pstate;
 	struct kv_evict_node *victim;
 	int ret;
 
 	for (;;) {
-		ret = st->t.ops->alloc(st->t.priv, bytes, ext);
+		ret = part_alloc(s, t, tier, bytes, ext);
 		if (ret != -ENOMEM)
 			return ret;
-		if (st->pol->pick(st->pstate, &victim, 1) == 0) {
-			if (tier == KV_TIER_DRAM && (s->wb_inflight || s->wb_queued))
+		if (st->pol->pick(pstate, &victim, 1) == 0) {
+			if (tier == KV_TIER_DRAM && t->wb_pending)
 				return -EINPROGRESS;
 			st->alloc_failures++;
 			return -KV_EFULL;
@@ -830,7 +1137,8 @@ static void wb_pump(struct kv_store *s)
 		 * c is linked under it, so it is no SSD leaf. */
 		c->io = KV_IO_WRITE;	/* held from both tiers meanwhile */
 		refresh_hold(s, c);
-		ret = tier_alloc_evicting(s, KV_TIER_SSD, c->bytes, &e);
+		ret = tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_SSD,
+					  c->bytes, &e);
 		if (ret) {
 			kv_log(KV_WARN, KV_LOG_TIER, "write-back of a %llu-byte chunk refused: %s",
 			       (unsigned long long)c->bytes, kv_strerror(ret));
@@ -849,11 +1157,12 @@ static void wb_pump(struct kv_store *s)
 		job_rec(c, &j->rec);
 		j->rec.offset = kv_extent_offset(e);
 		j->ssd_len = kv_extent_size(e);
-		j->dram_off = kv_extent_offset(c->ext);
+		j->dram_off = dram_off(s, c, c->ext);
 		j->dram_len = kv_extent_size(c->ext);
 		j->cookie = c;
 		c->io_ext = e;
 		s->wb_inflight++;
+		s->tenants[c->tenant].wb_pending++;
 		kv_ssd_submit(s->ssd, j);
 	}
 }
@@ -863,13 +1172,18 @@ static void wb_done(struct kv_store *s, struct kv_ssd_job *j)
 	struct kv_chunk *c = j->cookie;
 
 	s->wb_inflight--;
+	s->tenants[c->tenant].wb_pending--;
 	c->io = KV_IO_NONE;
 	if (j->result) {
-		kv_ssd_free(s->ssd, c->io_ext);
+		part_free(s, c, KV_TIER_SSD, c->io_ext);
 		c->no_wb = true;
 		s->wb_failed++;
 	} else {
+		struct ttier *tt = ctt(s, c, KV_TIER_SSD);
+
+		tt->used -= kv_extent_size(c->io_ext);
 		kv_ssd_trim(s->ssd, c->io_ext, j->rec.stored);
+		tt->used += kv_extent_size(c->io_ext);
 		c->ssd_ext = c->io_ext;
 		c->ssd_stored = j->rec.stored;
 		c->ssd_codec = j->rec.codec;
@@ -893,7 +1207,7 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 		return -EINPROGRESS;
 	c->io = KV_IO_READ;	/* not an SSD victim while DRAM makes room */
 	refresh_hold(s, c);
-	ret = tier_alloc_evicting(s, KV_TIER_DRAM, c->bytes, &e);
+	ret = tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_DRAM, c->bytes, &e);
 	if (ret) {
 		c->io = KV_IO_NONE;
 		refresh_hold(s, c);
@@ -908,7 +1222,7 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 	j->rec.stored = c->ssd_stored;
 	j->rec.codec = c->ssd_codec;
 	j->rec.checksum = c->ssd_checksum;
-	j->dram_off = kv_extent_offset(e);
+	j->dram_off = dram_off(s, c, e);
 	j->dram_len = kv_extent_size(e);
 	j->cookie = c;
 	c->io_ext = e;
@@ -924,7 +1238,7 @@ static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
 	c->io = KV_IO_NONE;
 	if (j->result) {
 		/* Bad bytes are never shown: the chunk leaves the cache. */
-		s->tiers[KV_TIER_DRAM].t.ops->free(s->tiers[KV_TIER_DRAM].t.priv, c->io_ext);
+		part_free(s, c, KV_TIER_DRAM, c->io_ext);
 		c->io_ext = NULL;
 		if (j->result == -KV_ECORRUPT)
 			s->checksum_failures++;
@@ -938,7 +1252,7 @@ static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
 	c->io_ext = NULL;
 	dram_insert(s, c);
 	st->promotions++;
-	st->pol->on_access(st->pstate, &c->ssd_node);
+	st->pol->on_access(ctt(s, c, KV_TIER_SSD)->pstate, &c->ssd_node);
 	refresh_hold(s, c);
 }
 
@@ -950,7 +1264,7 @@ static void hbm_submit(struct kv_store *s, struct kv_chunk *c, enum kv_hbm_op op
 
 	j->op = op;
 	j->hbm_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
-	j->dram_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
+	j->dram_off = dram_off(s, c, op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
 	j->bytes = c->bytes;
 	j->cookie = c;
 	c->hbm_io = op == KV_HBM_DOWN ? KV_HIO_DOWN : KV_HIO_UP;
@@ -985,7 +1299,8 @@ static void dn_pump(struct kv_store *s)
 
 		c->hbm_io = KV_HIO_DOWN;	/* not an HBM victim meanwhile */
 		refresh_hold(s, c);
-		ret = tier_alloc_evicting(s, KV_TIER_DRAM, c->bytes, &e);
+		ret = tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_DRAM,
+					  c->bytes, &e);
 		c->hbm_io = KV_HIO_NONE;
 		if (ret == -EINPROGRESS) {
 			refresh_hold(s, c);
@@ -1018,11 +1333,11 @@ static void hbm_promote(struct kv_store *s, struct kv_chunk *c)
 	    s->hbm_inflight >= HBM_COPIES_MAX ||
 	    s->conf.hbm_promote == KV_PROMOTE_OFF ||
 	    (s->conf.hbm_promote == KV_PROMOTE_SECOND && c->gpu_pins < 2) ||
-	    c->bytes > s->tiers[KV_TIER_HBM].capacity)
+	    !ctt(s, c, KV_TIER_HBM)->t.ops || c->bytes > ctt(s, c, KV_TIER_HBM)->capacity)
 		return;
 	c->hbm_io = KV_HIO_UP;		/* its DRAM copy stays while copied */
 	refresh_hold(s, c);
-	if (tier_alloc_evicting(s, KV_TIER_HBM, c->bytes, &e)) {
+	if (tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_HBM, c->bytes, &e)) {
 		c->hbm_io = KV_HIO_NONE;
 		refresh_hold(s, c);
 		return;
@@ -1035,7 +1350,6 @@ static void hbm_done(struct kv_store *s, struct kv_hbm_job *j)
 {
 	struct kv_chunk *c = j->cookie;
 	struct stier *ht = &s->tiers[KV_TIER_HBM];
-	struct stier *dt = &s->tiers[KV_TIER_DRAM];
 
 	s->hbm_inflight--;
 	c->hbm_io = KV_HIO_NONE;
@@ -1047,7 +1361,7 @@ static void hbm_done(struct kv_store *s, struct kv_hbm_job *j)
 	}
 	if (j->op == KV_HBM_DOWN) {
 		if (j->result) {
-			dt->t.ops->free(dt->t.priv, c->hbm_io_ext);
+			part_free(s, c, KV_TIER_DRAM, c->hbm_io_ext);
 			c->no_down = true;
 		} else {
 			c->ext = c->hbm_io_ext;
@@ -1062,7 +1376,7 @@ static void hbm_done(struct kv_store *s, struct kv_hbm_job *j)
 			}
 		}
 	} else if (j->result) {
-		ht->t.ops->free(ht->t.priv, c->hbm_io_ext);
+		part_free(s, c, KV_TIER_HBM, c->hbm_io_ext);
 	} else {
 		c->hbm_ext = c->hbm_io_ext;
 		hbm_insert(s, c);
@@ -1117,10 +1431,11 @@ unsigned kv_store_reap(struct kv_store *s)
 
 /* ---- owners ------------------------------------------------------------ */
 
-struct kv_owner *kv_store_owner_open(struct kv_store *s)
+struct kv_owner *kv_store_owner_open(struct kv_store *s, unsigned tenant)
 {
 	struct kv_owner *o = kv_xcalloc(1, sizeof(*o));
 
+	o->tenant = &s->tenants[tenant < s->n_tenants ? tenant : 0];
 	o->next = s->owners;
 	if (s->owners)
 		s->owners->prev = o;
@@ -1179,33 +1494,28 @@ void kv_store_close(struct kv_store *s)
 	 * extents); what it finishes is not reaped. */
 	if (s->ssd) {
 		kv_ssd_close(s->ssd);
-		s->tiers[KV_TIER_SSD].t.ops = NULL;
 		s->ssd = NULL;
-		s->tiers[KV_TIER_SSD].pol->fini(s->tiers[KV_TIER_SSD].pstate);
 	}
-	/* Likewise the GPU thread; then the arena goes with the tier. */
+	/* Likewise the GPU thread; the arenas go with the tier. */
 	if (s->hbm) {
 		kv_hbm_close(s->hbm);
-		s->tiers[KV_TIER_HBM].t.ops = NULL;
 		s->hbm = NULL;
-		s->tiers[KV_TIER_HBM].pol->fini(s->tiers[KV_TIER_HBM].pstate);
+		for (unsigned i = 0; i < s->n_tenants; i++)
+			s->tenants[i].tiers[KV_TIER_HBM].t.ops = NULL;
 	}
+	/* Extents go with the tiers' allocators, and the policies forget
+	 * their nodes with their states. */
 	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
-		struct stier *st = &s->tiers[t];
-		uint64_t cursor = 0;
-		struct kv_chunk *c;
-
-		if (!st->t.ops)
-			continue;
-		/* Extents go with the tier's allocator; the policy forgets
-		 * its nodes with its state. */
-		while ((c = kv_index_next(s->idx, &cursor)))
-			if (c->tier == t)
-				c->ext = NULL;
-		st->pol->fini(st->pstate);
-		kv_tier_close(&st->t);
+		policies_fini(s, t);
+		s->tiers[t].ops = NULL;
 	}
+	for (unsigned i = 0; i < s->n_tenants; i++)
+		kv_tier_close(&s->tenants[i].tiers[KV_TIER_DRAM].t);
+	if (s->range)
+		munmap(s->range, s->range_bytes);
 	kv_index_close(s->idx);
+	free(s->tenants);
+	free(s->ns_tenant);
 	free(s->models);
 	free(s->codecs);
 	free(s->found);
@@ -1239,21 +1549,34 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		      const struct kv_wire_alloc *a, uint8_t *tier, uint64_t *offset)
 {
-	struct stier *st = &s->tiers[KV_TIER_DRAM];
+	struct tenant *t = o->tenant;
 	struct kv_extent *ext;
 	struct kv_chunk *c;
 	struct kv_chunk *parent = NULL;
 	unsigned where = KV_TIER_DRAM;
+	int owner = ns_tenant(s, ns);
 	int ret = -ENOSPC;
 
 	if (a->bytes == 0)
 		return -EINVAL;
+	/* A namespace's chunks live in its owner's arenas only. */
+	if (owner < 0)
+		ns_bind(s, ns, t->id);
+	else if ((unsigned)owner != t->id)
+		return -EACCES;
 	if (kv_index_find(s->idx, ns, &a->key))
 		return -EEXIST;
-	if (a->bytes > st->capacity)
+	if (a->bytes > t->tiers[KV_TIER_DRAM].capacity)
 		return -KV_ETOOBIG;
 	if (o->uncommitted + a->bytes > s->max_uncommitted)
 		return -KV_EUNCOMMITTED;
+	/* (A quota as large as its arenas is theirs to enforce: EFULL.) */
+	if (t->uncommitted + a->bytes > t->conf.quota[KV_TQ_UNCOMMITTED] &&
+	    t->conf.quota[KV_TQ_UNCOMMITTED] < t->conf.quota[KV_TQ_DRAM] +
+					       t->conf.quota[KV_TQ_HBM])
+		return -KV_EQUOTA;
+	if (t->chunks >= t->max_chunks)
+		return -KV_EMETA;
 	if (a->flags & KV_ALLOC_PARENT) {
 		parent = kv_index_find(s->idx, ns, &a->parent);
 		if (!parent)
@@ -1265,19 +1588,22 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		refresh_hold(s, parent);
 	/* Asked for HBM: there if it fits now, else DRAM. */
 	if ((a->flags & KV_ALLOC_HBM) && s->hbm && !s->hbm_dead &&
-	    a->bytes <= s->tiers[KV_TIER_HBM].capacity) {
-		ret = tier_alloc_evicting(s, KV_TIER_HBM, a->bytes, &ext);
+	    t->tiers[KV_TIER_HBM].t.ops && a->bytes <= t->tiers[KV_TIER_HBM].capacity) {
+		ret = tier_alloc_evicting(s, t, KV_TIER_HBM, a->bytes, &ext);
 		if (ret == 0)
 			where = KV_TIER_HBM;
 	}
 	if (ret)
-		ret = tier_alloc_evicting(s, KV_TIER_DRAM, a->bytes, &ext);
+		ret = tier_alloc_evicting(s, t, KV_TIER_DRAM, a->bytes, &ext);
 	if (parent && --parent->pins == 0)
 		refresh_hold(s, parent);
 	if (ret)
 		return ret;
 
 	c = kv_index_add(s->idx, ns, &a->key);
+	c->tenant = (uint16_t)t->id;
+	t->chunks++;
+	s->chunks++;
 	c->state = KV_CHUNK_PENDING;
 	c->has_parent = a->flags & KV_ALLOC_PARENT;
 	if (c->has_parent)
@@ -1296,6 +1622,7 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		o->pending->wprev = c;
 	o->pending = c;
 	o->uncommitted += a->bytes;
+	t->uncommitted += a->bytes;
 	s->pending_chunks++;
 	/* Linked now, pending or not: a parent with a child being written is
 	 * no leaf, so no allocation can evict it from under the child. */
@@ -1369,7 +1696,7 @@ static void count_ref(struct kv_store *s, const struct kv_chunk *c)
 	unsigned stop = c ? c->tier : KV_TIER_MAX;
 
 	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
-		if (!s->tiers[t].t.ops)
+		if (!s->tiers[t].ops)
 			continue;
 		if (t < stop)
 			s->tiers[t].misses++;
@@ -1388,7 +1715,7 @@ static void touch(struct kv_store *s, struct kv_chunk *c, uint64_t now)
 		struct stier *st = &s->tiers[t];
 
 		if (tier_ext(c, t) && (t != KV_TIER_SSD || c->tier == KV_TIER_SSD))
-			st->pol->on_access(st->pstate, tier_node(c, t));
+			st->pol->on_access(ctt(s, c, t)->pstate, tier_node(c, t));
 	}
 }
 
@@ -1529,23 +1856,33 @@ static int by_last_use(const void *a, const void *b)
 int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name)
 {
 	const struct kv_evict_ops *ops = kv_evict_find(name);
+	void *pstates[KV_TENANT_MAX];
 	struct stier *st;
-	struct kv_evict_conf ec;
 	struct kv_chunk **v, *c;
 	uint64_t cursor = 0;
 	size_t n = 0;
-	void *pstate;
-	int ret;
+	int ret = 0;
 
-	if (tier >= KV_TIER_MAX || !s->tiers[tier].t.ops)
+	if (tier >= KV_TIER_MAX || !s->tiers[tier].ops)
 		return -KV_ENOTIER;
 	if (!ops)
 		return -ENOENT;
 	st = &s->tiers[tier];
-	policy_conf(s, st, &ec);
-	ret = ops->init(&pstate, &ec);
-	if (ret)
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		struct kv_evict_conf ec;
+
+		pstates[i] = NULL;
+		if (ret || !s->tenants[i].tiers[tier].pstate)
+			continue;
+		policy_conf(s, tier, s->tenants[i].tiers[tier].capacity, &ec);
+		ret = ops->init(&pstates[i], &ec);
+	}
+	if (ret) {
+		for (unsigned i = 0; i < s->n_tenants; i++)
+			if (pstates[i])
+				ops->fini(pstates[i]);
 		return ret;
+	}
 	v = kv_xmalloc((st->chunks ? st->chunks : 1) * sizeof(*v));
 	while ((c = kv_index_next(s->idx, &cursor)))
 		if (c->state == KV_CHUNK_COMMITTED && tier_ext(c, tier))
@@ -1553,19 +1890,24 @@ int kv_store_set_policy(struct kv_store *s, uint8_t tier, const char *name)
 	/* Oldest first, so the new policy's idea of recency is the old one. */
 	qsort(v, n, sizeof(*v), by_last_use);
 	for (size_t i = 0; i < n; i++)	/* carried fields current */
-		st->pol->on_remove(st->pstate, tier_node(v[i], tier));
-	st->pol->fini(st->pstate);
+		st->pol->on_remove(ctt(s, v[i], tier)->pstate, tier_node(v[i], tier));
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		struct ttier *tt = &s->tenants[i].tiers[tier];
+
+		if (tt->pstate)
+			st->pol->fini(tt->pstate);
+		tt->pstate = pstates[i];
+	}
 	st->pol = ops;
-	st->pstate = pstate;
 	for (size_t i = 0; i < n; i++)
-		ops->on_insert(pstate, tier_node(v[i], tier));
+		ops->on_insert(ctt(s, v[i], tier)->pstate, tier_node(v[i], tier));
 	free(v);
 	return 0;
 }
 
 const char *kv_store_policy(const struct kv_store *s, uint8_t tier)
 {
-	if (tier >= KV_TIER_MAX || !s->tiers[tier].t.ops)
+	if (tier >= KV_TIER_MAX || !s->tiers[tier].ops)
 		return NULL;
 	return s->tiers[tier].pol->name;
 }
@@ -1585,14 +1927,14 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
 		st = &s->tiers[t];
 		if (tier_ext(c, t) && (t != KV_TIER_SSD || c->tier == KV_TIER_SSD) &&
 		    st->pol->on_score)
-			st->pol->on_score(st->pstate, tier_node(c, t), score);
+			st->pol->on_score(ctt(s, c, t)->pstate, tier_node(c, t), score);
 	}
 	return 0;
 }
 
 bool kv_store_has_tier(const struct kv_store *s, uint8_t tier)
 {
-	return tier == KV_TIER_NONE || (tier < KV_TIER_MAX && s->tiers[tier].t.ops);
+	return tier == KV_TIER_NONE || (tier < KV_TIER_MAX && s->tiers[tier].ops);
 }
 
 int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
@@ -1698,21 +2040,33 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	g->pending_chunks = s->pending_chunks;
 	g->checksum_failures = s->checksum_failures;
 	g->uptime_ms = (kv_now_ns() - s->start_ns) / 1000000;
+	g->records = s->chunks;
+	g->max_records = s->max_chunks;
+	g->meta_bytes = kv_store_meta_bytes(s);
 	for (unsigned i = 0; i < KV_TIER_MAX && n < max; i++) {
 		struct stier *st = &s->tiers[i];
-		struct kv_alloc_stats as;
+		uint64_t used = 0;
 
-		if (!st->t.ops)
+		if (!st->ops)
 			continue;
-		st->t.ops->stats(st->t.priv, &as);
+		for (unsigned k = 0; k < s->n_tenants; k++) {
+			struct ttier *tt = &s->tenants[k].tiers[i];
+			struct kv_alloc_stats as;
+
+			if (i == KV_TIER_SSD) {
+				used += tt->used;
+			} else if (tt->t.ops) {
+				tt->t.ops->stats(tt->t.priv, &as);
+				used += as.used;
+			}
+		}
 		memset(&t[n], 0, sizeof(t[n]));
 		/* NUL-padded fields, not NUL-terminated when full. */
-		memcpy(t[n].name, st->t.ops->name,
-		       strnlen(st->t.ops->name, sizeof(t[n].name)));
+		memcpy(t[n].name, st->ops->name, strnlen(st->ops->name, sizeof(t[n].name)));
 		memcpy(t[n].policy, st->pol->name,
 		       strnlen(st->pol->name, sizeof(t[n].policy)));
 		t[n].capacity_bytes = st->capacity;
-		t[n].used_bytes = as.used;
+		t[n].used_bytes = used;
 		t[n].chunks = st->chunks;
 		t[n].hits = st->hits;
 		t[n].misses = st->misses;
@@ -1726,27 +2080,107 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	return n;
 }
 
-bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
+bool kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
 			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES])
 {
-	if (!s->hbm)
+	if (!s->hbm || tenant >= s->n_tenants || !s->tenants[tenant].tiers[KV_TIER_HBM].t.ops)
 		return false;
 	kv_hbm_export(s->hbm, bytes, pci, ipc);
 	return true;
 }
 
-int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes)
+int kv_store_dram_fd(struct kv_store *s, unsigned tenant, uint64_t *bytes)
 {
-	struct stier *st = &s->tiers[KV_TIER_DRAM];
+	struct ttier *tt;
 
-	return st->t.ops->share_fd(st->t.priv, bytes);
+	if (tenant >= s->n_tenants)
+		return -ENOENT;
+	tt = &s->tenants[tenant].tiers[KV_TIER_DRAM];
+	return tt->t.ops->share_fd(tt->t.priv, bytes);
 }
 
-void *kv_store_dram_base(struct kv_store *s)
+void *kv_store_dram_base(struct kv_store *s, unsigned tenant)
 {
-	struct stier *st = &s->tiers[KV_TIER_DRAM];
+	struct ttier *tt;
 
-	return st->t.ops->base(st->t.priv);
+	if (tenant >= s->n_tenants)
+		return NULL;
+	tt = &s->tenants[tenant].tiers[KV_TIER_DRAM];
+	return tt->t.ops->base(tt->t.priv);
+}
+
+uint64_t kv_store_meta_bytes(const struct kv_store *s)
+{
+	/* A record, its bucket pointer (the table doubles at one chunk per
+	 * bucket), and its share of the policies' heaps. */
+	return s->chunks * (sizeof(struct kv_chunk) + 2 * sizeof(void *) + 32);
+}
+
+int kv_store_tenant_of(const struct kv_store *s, uid_t uid)
+{
+	for (unsigned i = 0; i < s->n_tenants; i++) {
+		const struct kv_tenant_conf *t = &s->tenants[i].conf;
+
+		for (unsigned u = 0; u < t->n_uids; u++)
+			if (t->uids[u] == uid)
+				return (int)i;
+	}
+	return -ENOENT;
+}
+
+unsigned kv_store_tenants(const struct kv_store *s)
+{
+	return s->n_tenants;
+}
+
+const char *kv_store_tenant_name(const struct kv_store *s, unsigned tenant)
+{
+	return tenant < s->n_tenants ? s->tenants[tenant].conf.name : NULL;
+}
+
+int kv_store_ns_tenant(const struct kv_store *s, uint32_t ns)
+{
+	int t = ns_tenant(s, ns);
+
+	return t < 0 ? -ENOENT : t;
+}
+
+int kv_store_ns_admit(const struct kv_store *s, unsigned tenant)
+{
+	const struct tenant *t;
+
+	if (tenant >= s->n_tenants)
+		return -ENOENT;
+	t = &s->tenants[tenant];
+	return t->namespaces < t->conf.quota[KV_TQ_NAMESPACES] ? 0 : -KV_EQUOTA;
+}
+
+void kv_store_tenant_stats(const struct kv_store *s, unsigned tenant,
+			   struct kv_store_tenant_stats *st)
+{
+	const struct tenant *t = &s->tenants[tenant];
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "%s", t->conf.name);
+	for (unsigned i = 0; i < KV_TIER_MAX; i++) {
+		const struct ttier *tt = &t->tiers[i];
+		struct kv_alloc_stats as;
+
+		st->capacity[i] = tt->capacity;
+		st->chunks[i] = tt->chunks;
+		if (i == KV_TIER_SSD) {
+			st->used[i] = tt->used;
+		} else if (tt->t.ops) {
+			tt->t.ops->stats(tt->t.priv, &as);
+			st->used[i] = as.used;
+		}
+	}
+	st->namespaces = t->namespaces;
+	st->max_namespaces = t->conf.quota[KV_TQ_NAMESPACES];
+	st->uncommitted = t->uncommitted;
+	st->max_uncommitted = t->conf.quota[KV_TQ_UNCOMMITTED];
+	st->records = t->chunks;
+	st->max_records = t->max_chunks;
 }
 
 uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
@@ -1831,7 +2265,10 @@ int kv_store_namespaces(struct kv_store *s,
 void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
 {
 	struct kv_ssd_job *j;
+	int t = kv_store_tenant_of(s, uid);
 
+	if (t >= 0)
+		ns_bind(s, id, (unsigned)t);
 	if (!s->ssd)
 		return;
 	j = kv_xcalloc(1, sizeof(*j));

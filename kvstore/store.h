@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include "kvstore/proto.h"
+#include "kvstore/tenant.h"
 
 struct kv_store;		/* opaque */
 struct kv_owner;		/* opaque: one client's holdings */
@@ -83,7 +84,28 @@ struct kv_store_conf {
 	int gpu;			/* CUDA device */
 	const char *hbm_policy;		/* NULL: the DRAM tier's */
 	uint8_t hbm_promote;		/* enum kv_hbm_promote */
+	/* Tenants (kvstore/tenant.h): those declared, plus one per other
+	 * allowed uid (allow_uids; self alone when n_allow is 0). Borrowed
+	 * during kv_store_open() only. */
+	const struct kv_tenant_conf *tenants;
+	unsigned n_tenants;
+	const uid_t *allow_uids;
+	unsigned n_allow;
+	uid_t self_uid;
+	uint32_t max_namespaces;	/* split among tenants; 0: 4096 */
+	uint64_t max_chunks;		/* records in the index; 0: by capacity */
 };
+
+/*
+ * The default bound on chunk records: one per KV_STORE_CHUNK_AVG bytes of
+ * the tiers' capacity, at least KV_STORE_CHUNKS_MIN. A record costs about
+ * KV_STORE_CHUNK_META bytes of the daemon's memory (kv_store_meta_bytes()),
+ * so metadata stays near 1% of what it describes; KV chunks are hundreds
+ * of KiB to tens of MiB (a 16-token vLLM block of a 1B model is 256 KiB).
+ */
+#define KV_STORE_CHUNK_AVG	(64u << 10)
+#define KV_STORE_CHUNKS_MIN	16384u
+uint64_t kv_store_default_max_chunks(uint64_t bytes);
 
 /* When a DRAM chunk that GPU clients pin is copied up into HBM. */
 enum kv_hbm_promote {
@@ -103,25 +125,31 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf);
  * NULL. */
 void kv_store_close(struct kv_store *s);
 
-/* A new owner with nothing held. Never fails. */
-struct kv_owner *kv_store_owner_open(struct kv_store *s);
+/* A new owner with nothing held, of tenant (kv_store_tenant_of(); an
+ * unknown one is tenant 0). Never fails. */
+struct kv_owner *kv_store_owner_open(struct kv_store *s, unsigned tenant);
 
 /* Release every pin and abort every uncommitted allocation of o, then free
  * it. Accepts NULL. */
 void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
 
 /*
- * Reserve room for a chunk in the DRAM tier (in the HBM tier first, when
- * a->flags has KV_ALLOC_HBM and it has room), evicting by the tier's policy
- * as needed. Returns 0 and the chunk's tier and offset in its arena, or:
+ * Reserve room for a chunk in the owner's tenant's DRAM arena (in its HBM
+ * arena first, when a->flags has KV_ALLOC_HBM and it has room), evicting
+ * that tenant's chunks by the tier's policy as needed. A namespace not yet
+ * bound to a tenant is bound to the owner's. Returns 0 and the chunk's
+ * tier and offset in the tenant's arena, or:
  *   -EINPROGRESS    room comes when SSD write-backs finish: ask again
  *                   after kv_store_reap()
  *   -EINVAL         bytes is 0
+ *   -EACCES         the namespace belongs to another tenant
  *   -EEXIST         the key is cached or being written
  *   -KV_ENOPARENT   it has a parent key that is neither cached nor being
  *                   written (it would be unreachable)
- *   -KV_ETOOBIG     larger than the tier
+ *   -KV_ETOOBIG     larger than the tenant's DRAM arena
  *   -KV_EUNCOMMITTED the owner's uncommitted bytes would pass the limit
+ *   -KV_EQUOTA      the tenant's uncommitted bytes would pass its quota
+ *   -KV_EMETA       the tenant holds as many chunk records as it may
  *   -KV_EFULL       nothing left to evict (all pinned or being written)
  */
 int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
@@ -279,14 +307,47 @@ int kv_store_namespaces(struct kv_store *s,
 			void *arg);
 void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
 
-/* The HBM arena for HELLO: false without an HBM tier. */
-bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
+/* A tenant's HBM arena for HELLO: false without one. */
+bool kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
 			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES]);
 
-/* The DRAM arena's memfd (borrowed) and size, for HELLO. */
-int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);
+/* A tenant's DRAM arena's memfd (borrowed) and size, for HELLO: the only
+ * arena its clients are handed. -ENOENT for no such tenant. */
+int kv_store_dram_fd(struct kv_store *s, unsigned tenant, uint64_t *bytes);
 
-/* The DRAM arena as the daemon maps it (for tests). */
-void *kv_store_dram_base(struct kv_store *s);
+/* A tenant's DRAM arena as the daemon maps it (for tests), or NULL. */
+void *kv_store_dram_base(struct kv_store *s, unsigned tenant);
+
+/* ---- tenants (kvstore/tenant.h) ---- */
+
+/* The tenant uid belongs to (an index), or -ENOENT: not allowed in. */
+int kv_store_tenant_of(const struct kv_store *s, uid_t uid);
+unsigned kv_store_tenants(const struct kv_store *s);
+/* Its name ("uid:1000", or a declared one; borrowed), or NULL. */
+const char *kv_store_tenant_name(const struct kv_store *s, unsigned tenant);
+
+/* The tenant namespace ns is bound to (that of its owner), or -ENOENT. */
+int kv_store_ns_tenant(const struct kv_store *s, uint32_t ns);
+
+/* May tenant register one more namespace? 0 or -KV_EQUOTA (or -ENOENT). */
+int kv_store_ns_admit(const struct kv_store *s, unsigned tenant);
+
+struct kv_store_tenant_stats {
+	char name[KV_TENANT_NAME];
+	uint64_t capacity[KV_TIER_MAX];	/* its quota of each tier (bytes) */
+	uint64_t used[KV_TIER_MAX];
+	uint64_t chunks[KV_TIER_MAX];	/* with a copy in each tier */
+	uint64_t namespaces, max_namespaces;
+	uint64_t uncommitted, max_uncommitted;
+	uint64_t records, max_records;	/* chunk records */
+};
+
+/* What tenant (< kv_store_tenants()) holds, against its quotas. */
+void kv_store_tenant_stats(const struct kv_store *s, unsigned tenant,
+			   struct kv_store_tenant_stats *st);
+
+/* Bytes of the daemon's memory the chunk records take (an estimate:
+ * records and index buckets). */
+uint64_t kv_store_meta_bytes(const struct kv_store *s);
 
 #endif

@@ -104,6 +104,7 @@ struct dram {
 	uint64_t bytes;
 	struct kv_alloc *alloc;
 	bool huge;
+	bool fixed;			/* mapped at conf->at, in the caller's range */
 	bool use_gpu;
 	int gpu;
 
@@ -476,6 +477,20 @@ static void fill_start(struct dram *d)
 	fill_thread(d);
 }
 
+/*
+ * Unmap the arena; one mapped inside the caller's reserved range leaves the
+ * range reserved (inaccessible) rather than a hole another mapping could
+ * take.
+ */
+static void unmap_arena(struct dram *d)
+{
+	if (d->fixed && mmap(d->base, d->bytes, PROT_NONE,
+			     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			     -1, 0) != MAP_FAILED)
+		return;
+	munmap(d->base, d->bytes);
+}
+
 static int dram_open(void **priv, const struct kv_tier_conf *conf)
 {
 	struct kv_alloc_conf ac = { .size = conf->bytes, .align = conf->align };
@@ -495,11 +510,12 @@ static int dram_open(void **priv, const struct kv_tier_conf *conf)
 	} else {
 		const char *what = "";
 		int64_t avail = mem_available(&what);
+		uint64_t need = conf->mem_check ? conf->mem_check : conf->bytes;
 
-		if (avail >= 0 && conf->bytes > (uint64_t)avail) {
+		if (avail >= 0 && need > (uint64_t)avail) {
 			ret = -ENOMEM;
-			kv_log(KV_ERR, KV_LOG_TIER, "cannot create a %" PRIu64 "-byte DRAM arena: only %" PRId64 " bytes of memory available (%s)",
-			       conf->bytes, avail, what);
+			kv_log(KV_ERR, KV_LOG_TIER, "cannot create %" PRIu64 " bytes of DRAM arenas: only %" PRId64 " bytes of memory available (%s)",
+			       need, avail, what);
 			goto out_free;
 		}
 		ret = dram_memfd(conf->bytes);
@@ -516,14 +532,15 @@ static int dram_open(void **priv, const struct kv_tier_conf *conf)
 		       kv_strerror(ret));
 		goto out_close;
 	}
-	d->base = mmap(NULL, conf->bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       d->fd, 0);
+	d->base = mmap(conf->at, conf->bytes, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | (conf->at ? MAP_FIXED : 0), d->fd, 0);
 	if (d->base == MAP_FAILED) {
 		ret = -errno;
 		kv_log(KV_ERR, KV_LOG_TIER, "cannot map the DRAM arena: %s",
 		       kv_strerror(ret));
 		goto out_close;
 	}
+	d->fixed = conf->at != NULL;
 	if (!d->huge)
 		madvise(d->base, conf->bytes, MADV_HUGEPAGE);	/* a hint */
 	ret = kv_alloc_open(&d->alloc, &ac);
@@ -536,7 +553,7 @@ static int dram_open(void **priv, const struct kv_tier_conf *conf)
 	return 0;
 
 out_unmap:
-	munmap(d->base, conf->bytes);
+	unmap_arena(d);
 out_close:
 	close(d->fd);
 out_free:
@@ -579,7 +596,7 @@ static void dram_close(void *priv)
 	if (d->registered)
 		dram_unregister(d);
 	kv_alloc_close(d->alloc);
-	munmap(d->base, d->bytes);
+	unmap_arena(d);
 	close(d->fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);

@@ -25,6 +25,11 @@ struct kv_tier_conf {
 	bool use_gpu;		/* the daemon uses CUDA device gpu: DRAM page-locks
 				 * its arena for it, HBM allocates there */
 	int gpu;
+	void *at;		/* DRAM: map the arena here (MAP_FIXED), inside a
+				 * range the caller reserved; NULL: anywhere */
+	uint64_t mem_check;	/* DRAM: bytes to check against the memory
+				 * available (all arenas opened together); 0:
+				 * the arena's own size */
 };
 
 struct kv_tier_ops {

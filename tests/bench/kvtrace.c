@@ -1055,6 +1055,7 @@ static int store_run(const struct trace *t, const struct sim_conf *sc,
 		.max_uncommitted = sc->max_uncommitted,
 		.cost_mode = KV_COST_COMPUTE,
 		.cost_model = sc->model,
+		.max_chunks = sc->dram_bytes / SIM_BLOCK_BYTES + 1,	/* no record limit */
 	};
 	struct kv_wire_tier_stats ts[KV_TIER_MAX];
 	struct kv_wire_stats g;
@@ -1076,7 +1077,7 @@ static int store_run(const struct trace *t, const struct sim_conf *sc,
 		fail("cannot set the cost model: %s", kv_strerror(ret));
 		goto out;
 	}
-	o = kv_store_owner_open(s);
+	o = kv_store_owner_open(s, 0);
 	replay_buf_init(&rb, t->max_len);
 	snprintf(what, sizeof(what), "%s at %" PRIu64 " blocks", sc->policy, sc->blocks);
 	for (size_t r = 0; r < t->n_req && !ret; r++) {

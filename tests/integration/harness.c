@@ -234,3 +234,20 @@ int kvt_stop(struct kvt_daemon *d)
 	kvt_cleanup(d);
 	return ret;
 }
+
+int kvt_as_user(unsigned id, int (*fn)(const char *), const char *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return 98;
+	if (pid == 0) {
+		if (setgid((gid_t)id) || setuid((uid_t)id))
+			_exit(99);
+		_exit(fn(arg));
+	}
+	if (waitpid(pid, &st, 0) != pid)
+		return 98;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 98;
+}

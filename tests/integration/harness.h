@@ -52,6 +52,12 @@ void kvt_dump_log(const struct kvt_daemon *d);
 /* Does the daemon's log contain needle? */
 bool kvt_log_has(const struct kvt_daemon *d, const char *needle);
 
+/*
+ * Run fn(arg) in a child process as uid and gid id (the caller must be
+ * root); return its exit status, 99 when the switch failed, 98 when it died.
+ */
+int kvt_as_user(unsigned id, int (*fn)(const char *), const char *arg);
+
 /* Path of the kvstored binary under test. */
 const char *kvt_daemon_path(void);
 

@@ -90,19 +90,9 @@ static void test_peer_not_allowed(void **state)
 	}
 }
 
-/* Run fn as user nobody in a child; its exit status is the result. */
 static int as_nobody(int (*fn)(const char *), const char *sock)
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		if (setgid(NOBODY) || setuid(NOBODY))
-			_exit(99);
-		_exit(fn(sock));
-	}
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 98;
+	return kvt_as_user(NOBODY, fn, sock);
 }
 
 static int connect_expect_eacces(const char *sock)

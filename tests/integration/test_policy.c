@@ -23,7 +23,9 @@ static struct kvt_daemon kvd;
 
 static int setup(void **state)
 {
-	const char *args[] = { "--dram-bytes", "8M", "--allow-uids", "0,65534",
+	/* Root is a tenant with an 8 MiB DRAM arena; nobody another. */
+	const char *args[] = { "--dram-bytes", "9M", "--allow-uids", "0",
+			       "--tenant", "nobody uids=65534 dram_bytes=1M",
 			       "--log", "warn", NULL };
 
 	return kvt_start(&kvd, args);

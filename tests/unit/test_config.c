@@ -239,9 +239,162 @@ static void test_ini_errors(void **state)
 	assert_non_null(strstr(err, "/nonexistent/kv.ini"));
 }
 
+/* A file of len bytes (it may hold NUL bytes). */
+static const char *write_bytes(const char *text, size_t len)
+{
+	static char path[64];
+	int fd;
+
+	strcpy(path, "/tmp/kvcfg.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+	return path;
+}
+
+/*
+ * Issue 11: --config naming a directory was accepted, a NUL byte silently
+ * cut a line short, and an unknown key's name was echoed raw, escape
+ * codes included.
+ */
+static void test_issue_11_config_defects(void **state)
+{
+	static const char nul[] = "max_pins = 7\0 junk\ndram_bytes = 2G\n";
+	static const char esc_key[] = "\x1b[31mred = 1\n";
+	struct kv_config cfg;
+	const char *path;
+
+	kv_config_defaults(&cfg);
+	assert_int_not_equal(args(&cfg, "--config", "/tmp", NULL), 0);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_not_equal(args(&cfg, "--config", "/dev/null", NULL), 0);
+
+	path = write_bytes(nul, sizeof(nul) - 1);
+	assert_int_not_equal(kv_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "NUL"));
+	assert_non_null(strstr(err, "line 1"));
+	assert_int_equal(cfg.max_pins, 65536);	/* nothing of it applied */
+	unlink(path);
+
+	path = write_file(esc_key);
+	assert_int_not_equal(kv_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_null(strchr(err, 0x1b));
+	assert_non_null(strstr(err, "\\x1b[31mred"));
+	unlink(path);
+	/* Values too: a control character is never part of one, and bytes
+	 * outside ASCII are escaped where quoted. */
+	assert_int_not_equal(args(&cfg, "--socket", "/tmp/a\nb", NULL), 0);
+	assert_null(strchr(err, '\n'));
+	assert_int_not_equal(args(&cfg, "--dram-bytes", "1\xc2\x9b" "2m", NULL), 0);
+	assert_null(strstr(err, "\xc2\x9b"));
+	assert_non_null(strstr(err, "\\xc2\\x9b"));
+	assert_int_not_equal(args(&cfg, "--bogus\x1b]0;x\x07", "1", NULL), 0);
+	assert_null(strchr(err, 0x1b));
+}
+
+static void test_tenants(void **state)
+{
+	struct kv_config cfg;
+	const char *path = write_file("[tenant teamA]\n"
+				      "uids = 1000, 1001\n"
+				      "dram_bytes = 4G\n"
+				      "namespaces = 64\n"
+				      "[tenant teamB]\n"
+				      "uids = 2000\n");
+
+	kv_config_defaults(&cfg);
+	assert_int_equal(args(&cfg, "--config", path, "--tenant",
+			      "teamC uids=3000 ssd_bytes=1G uncommitted_bytes=64M", NULL), 0);
+	unlink(path);
+	assert_int_equal(cfg.n_tenants, 3);
+	assert_string_equal(cfg.tenants[0].name, "teamA");
+	assert_int_equal(cfg.tenants[0].n_uids, 2);
+	assert_int_equal(cfg.tenants[0].uids[1], 1001);
+	assert_int_equal(cfg.tenants[0].quota[KV_TQ_DRAM], 4ull << 30);
+	assert_int_equal(cfg.tenants[0].set, (1u << KV_TQ_DRAM) | (1u << KV_TQ_NAMESPACES));
+	assert_int_equal(cfg.tenants[1].set, 0);
+	assert_int_equal(cfg.tenants[2].quota[KV_TQ_SSD], 1ull << 30);
+	assert_int_equal(cfg.tenants[2].quota[KV_TQ_UNCOMMITTED], 64ull << 20);
+	/* Bad names, keys and values are refused and named. */
+	assert_int_not_equal(args(&cfg, "--tenant", "uid:5 uids=5", NULL), 0);
+	assert_non_null(strstr(err, "bad name"));
+	assert_int_not_equal(args(&cfg, "--tenant", "x uids=5 colour=red", NULL), 0);
+	assert_non_null(strstr(err, "colour"));
+	assert_int_not_equal(args(&cfg, "--tenant", "x dram_bytes=12", NULL), 0);
+	assert_non_null(strstr(err, "dram_bytes"));
+	assert_int_not_equal(args(&cfg, "--tenant", "x uids=abc", NULL), 0);
+	assert_non_null(strstr(err, "abc"));
+}
+
+static void test_tenant_resolve(void **state)
+{
+	struct kv_tenant_conf decl[2], out[KV_TENANT_MAX];
+	uint64_t total[KV_TQ_MAX] = { [KV_TQ_DRAM] = 100 << 20, [KV_TQ_HBM] = 0,
+				      [KV_TQ_SSD] = 1000 << 20, [KV_TQ_NAMESPACES] = 4096 };
+	uid_t allow[] = { 0, 1000, 2000, 2001 };
+	int n;
+
+	memset(decl, 0, sizeof(decl));
+	strcpy(decl[0].name, "a");
+	decl[0].uids[0] = 1000;
+	decl[0].uids[1] = 1001;
+	decl[0].n_uids = 2;
+	decl[0].set = 1u << KV_TQ_DRAM;
+	decl[0].quota[KV_TQ_DRAM] = 40 << 20;
+	/* No list: the daemon's own uid alone, with everything. */
+	n = kv_tenants_resolve(NULL, 0, NULL, 0, 42, total, 4096, out, KV_TENANT_MAX,
+			       err, sizeof(err));
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].name, "uid:42");
+	assert_int_equal(out[0].quota[KV_TQ_DRAM], 100 << 20);
+	assert_int_equal(out[0].quota[KV_TQ_SSD], 1000 << 20);
+	assert_int_equal(out[0].quota[KV_TQ_UNCOMMITTED], 100 << 20);
+	/* Declared 'a' keeps its 40 MiB; uids 0, 2000, 2001 (1000 is a's)
+	 * share the other 60, in whole granules; SSD and namespaces are split
+	 * four ways. */
+	n = kv_tenants_resolve(decl, 1, allow, 4, 42, total, 4096, out, KV_TENANT_MAX,
+			       err, sizeof(err));
+	assert_int_equal(n, 4);
+	assert_string_equal(out[0].name, "a");
+	assert_int_equal(out[0].quota[KV_TQ_DRAM], 40 << 20);
+	assert_string_equal(out[1].name, "uid:0");
+	assert_string_equal(out[3].name, "uid:2001");
+	assert_int_equal(out[1].quota[KV_TQ_DRAM], 20 << 20);
+	assert_int_equal(out[2].quota[KV_TQ_DRAM] % 4096, 0);
+	assert_int_equal(out[0].quota[KV_TQ_SSD], 250 << 20);
+	assert_int_equal(out[3].quota[KV_TQ_NAMESPACES], 1024);
+	assert_int_equal(out[2].quota[KV_TQ_HBM], 0);
+	assert_int_equal(kv_tenant_of(out, 4, 1001), 0);
+	assert_int_equal(kv_tenant_of(out, 4, 2001), 3);
+	assert_int_equal(kv_tenant_of(out, 4, 7), -ENOENT);
+	/* Over-declared, a uid twice, too little left, too many tenants. */
+	decl[0].quota[KV_TQ_DRAM] = 101 << 20;
+	assert_int_equal(kv_tenants_resolve(decl, 1, allow, 4, 42, total, 4096, out,
+					    KV_TENANT_MAX, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "dram_bytes"));
+	decl[0].quota[KV_TQ_DRAM] = 100 << 20;
+	assert_int_equal(kv_tenants_resolve(decl, 1, allow, 4, 42, total, 4096, out,
+					    KV_TENANT_MAX, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "too little"));
+	decl[1] = decl[0];
+	strcpy(decl[1].name, "b");
+	decl[1].uids[0] = 5;
+	decl[0].quota[KV_TQ_DRAM] = 1 << 20;
+	decl[1].quota[KV_TQ_DRAM] = 1 << 20;
+	assert_int_equal(kv_tenants_resolve(decl, 2, allow, 4, 42, total, 4096, out,
+					    KV_TENANT_MAX, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "uid 1001"));
+	assert_int_equal(kv_tenants_resolve(NULL, 0, allow, 4, 42, total, 4096, out, 3,
+					    err, sizeof(err)), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_issue_11_config_defects),
+		cmocka_unit_test(test_tenants),
+		cmocka_unit_test(test_tenant_resolve),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_flags),

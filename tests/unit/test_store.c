@@ -62,7 +62,7 @@ static void put(struct kv_store *s, struct kv_owner *o, const struct kv_wire_all
 	uint64_t off;
 
 	assert_int_equal(kv_store_alloc(s, o, NS, a, &off), 0);
-	memset((char *)kv_store_dram_base(s) + off, (int)(a->key.hi & 0xff), a->bytes);
+	memset((char *)kv_store_dram_base(s, 0) + off, (int)(a->key.hi & 0xff), a->bytes);
 	assert_int_equal(kv_store_commit(s, o, NS, &a->key), 0);
 }
 
@@ -108,8 +108,8 @@ static void test_open_args(void **state)
 static void test_two_phase_put(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
-	struct kv_owner *w = kv_store_owner_open(s);
-	struct kv_owner *r = kv_store_owner_open(s);
+	struct kv_owner *w = kv_store_owner_open(s, 0);
+	struct kv_owner *r = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a = A(1, 100000);
 	struct kv_wire_pin_reply loc;
 	uint64_t off, off2;
@@ -125,7 +125,7 @@ static void test_two_phase_put(void **state)
 	assert_int_equal(kv_store_alloc(s, r, NS, &a, &off2), -EEXIST);
 	/* Only the writer commits. */
 	assert_int_equal(kv_store_commit(s, r, NS, &a.key), -ENOENT);
-	memset((char *)kv_store_dram_base(s) + off, 0x5a, a.bytes);
+	memset((char *)kv_store_dram_base(s, 0) + off, 0x5a, a.bytes);
 	assert_int_equal(kv_store_commit(s, w, NS, &a.key), 0);
 	assert_int_equal(kv_store_commit(s, w, NS, &a.key), -ENOENT);
 	assert_int_equal(kv_store_alloc(s, r, NS, &a, &off2), -EEXIST);
@@ -137,7 +137,7 @@ static void test_two_phase_put(void **state)
 	assert_int_equal(kv_store_pin(s, r, NS, &a.key, &loc), 0);
 	assert_int_equal(loc.offset, off);
 	assert_int_equal(loc.bytes, a.bytes);
-	assert_int_equal(((unsigned char *)kv_store_dram_base(s))[loc.offset + 99999], 0x5a);
+	assert_int_equal(((unsigned char *)kv_store_dram_base(s, 0))[loc.offset + 99999], 0x5a);
 	assert_int_equal(kv_store_release(s, r, NS, &a.key), 0);
 	assert_int_equal(kv_store_release(s, r, NS, &a.key), -ENOENT);
 
@@ -153,8 +153,8 @@ static void test_two_phase_put(void **state)
 static void test_owner_close_releases(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
-	struct kv_owner *w = kv_store_owner_open(s);
-	struct kv_owner *dead = kv_store_owner_open(s);
+	struct kv_owner *w = kv_store_owner_open(s, 0);
+	struct kv_owner *dead = kv_store_owner_open(s, 0);
 	struct kv_wire_pin_reply loc;
 	struct kv_wire_stats g;
 	uint64_t used0, off;
@@ -197,7 +197,7 @@ static void test_owner_close_releases(void **state)
 static void test_lru_eviction(void **state)
 {
 	struct kv_store *s = open_store(8 * MiB, 64, 8 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a;
 	struct kv_wire_key k0 = K(0);
 	uint8_t tier;
@@ -220,7 +220,7 @@ static void test_lru_eviction(void **state)
 static void test_pinned_never_evicted(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_pin_reply loc;
 	struct kv_wire_alloc a;
 	uint64_t off;
@@ -256,7 +256,7 @@ static void test_pinned_never_evicted(void **state)
 static void test_leaf_first(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a;
 	struct kv_wire_entry e;
 	struct kv_wire_key k0 = K(0);
@@ -284,7 +284,7 @@ static void test_leaf_first(void **state)
 static void test_lookup_leading(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_key keys[5];
 	struct kv_wire_tier_stats t;
 	uint8_t tiers[5];
@@ -309,7 +309,7 @@ static void test_lookup_leading(void **state)
 static void test_limits(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 3, 3 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_pin_reply loc;
 	struct kv_wire_alloc a = A(1, MiB);
 	uint64_t off;
@@ -339,7 +339,7 @@ static void test_limits(void **state)
 static void test_flush_drop(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_flush_reply fr;
 	struct kv_wire_pin_reply loc;
 	struct kv_wire_key k1 = K(1);
@@ -368,7 +368,7 @@ static void test_flush_drop(void **state)
 static void test_fault_injection(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a = A(1, MiB);
 	uint64_t off;
 
@@ -410,7 +410,7 @@ static void test_random_model(void **state)
 	for (int i = 0; i < KEYS; i++)
 		pending[i] = -1;
 	for (int i = 0; i < OWNERS; i++)
-		o[i] = kv_store_owner_open(s);
+		o[i] = kv_store_owner_open(s, 0);
 	srand(11);
 	for (int step = 0; step < 50000; step++) {
 		int w = rand() % OWNERS, k = rand() % KEYS;
@@ -426,7 +426,7 @@ static void test_random_model(void **state)
 				assert_int_equal(pending[k], -1);
 				pending[k] = w;
 				fill[k] = (unsigned char)(rand() | 1);
-				memset((char *)kv_store_dram_base(s) + off, fill[k], a.bytes);
+				memset((char *)kv_store_dram_base(s, 0) + off, fill[k], a.bytes);
 			} else {
 				assert_true(ret == -EEXIST || ret == -KV_EFULL ||
 					    ret == -KV_EUNCOMMITTED);
@@ -448,7 +448,7 @@ static void test_random_model(void **state)
 			ret = kv_store_pin(s, o[w], NS, &a.key, &loc);
 			if (ret == 0) {
 				const unsigned char *p =
-					(unsigned char *)kv_store_dram_base(s) + loc.offset;
+					(unsigned char *)kv_store_dram_base(s, 0) + loc.offset;
 
 				assert_int_equal(pending[k], -1);
 				assert_int_equal(loc.bytes, a.bytes);
@@ -469,7 +469,7 @@ static void test_random_model(void **state)
 		case 5:
 			if (rand() % 50 == 0) {	/* an owner dies */
 				kv_store_owner_close(s, o[w]);
-				o[w] = kv_store_owner_open(s);
+				o[w] = kv_store_owner_open(s, 0);
 				for (int i = 0; i < KEYS; i++) {
 					pins[w][i] = 0;
 					if (pending[i] == w)
@@ -490,7 +490,7 @@ static void test_random_model(void **state)
 static void test_pending_child_holds_parent(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a;
 	uint64_t off;
 
@@ -537,7 +537,7 @@ static void test_switch_policy(void **state)
 	const struct kv_evict_ops *const *pols;
 	size_t npol = kv_evict_list(&pols);
 	struct kv_store *s = open_store(8 * MiB, 64, 8 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_pin_reply loc;
 	struct kv_wire_alloc a;
 
@@ -573,7 +573,7 @@ static void test_switch_policy(void **state)
 static void test_scores(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
-	struct kv_owner *o = kv_store_owner_open(s);
+	struct kv_owner *o = kv_store_owner_open(s, 0);
 	struct kv_wire_alloc a = A(1, 4096);
 
 	put(s, o, &a);
@@ -620,8 +620,8 @@ static void test_prefix_closed_replay(void **state)
 		struct kv_store *s;
 
 		assert_int_equal(kv_store_open(&s, &conf), 0);
-		o = kv_store_owner_open(s);
-		reader = kv_store_owner_open(s);
+		o = kv_store_owner_open(s, 0);
+		reader = kv_store_owner_open(s, 0);
 		srand(5 + (unsigned)p);
 		for (int req = 0; req < 3000; req++) {
 			/* 8 system prompts, each followed by a private tail */

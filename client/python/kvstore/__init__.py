@@ -1051,6 +1051,8 @@ class Client:
                 "pending_chunks": st.pending_chunks,
                 "checksum_failures": st.checksum_failures,
                 "uptime_ms": st.uptime_ms, "namespaces": st.namespaces,
+                "records": st.records, "max_records": st.max_records,
+                "meta_bytes": st.meta_bytes,
                 "tiers": tiers}
 
     def flush(self, tier=TIER_NONE, drop=False):

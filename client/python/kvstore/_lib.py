@@ -87,7 +87,8 @@ class Stats(ctypes.Structure):
     _fields_ = [("n_tiers", ctypes.c_uint), ("tiers", TierStats * MAX_TIERS),
                 ("connections", ctypes.c_uint), ("pinned_chunks", c_u64),
                 ("pending_chunks", c_u64), ("checksum_failures", c_u64),
-                ("uptime_ms", c_u64), ("namespaces", c_u64)]
+                ("uptime_ms", c_u64), ("namespaces", c_u64),
+                ("records", c_u64), ("max_records", c_u64), ("meta_bytes", c_u64)]
 
 
 class FlushResult(ctypes.Structure):
