@@ -9,12 +9,13 @@
  */
 #include <cuda_runtime.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kernels/cuda_util.cuh"
 
-static __thread char last_error[160];
+static __thread char last_error[256];
 
 int kv_cuda_err(cudaError_t err, const char *what)
 {
@@ -26,6 +27,16 @@ int kv_cuda_err(cudaError_t err, const char *what)
 	if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
 		return -KV_ENOGPU;
 	return -KV_EGPU;
+}
+
+int kv_gpu_fail(int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 extern "C" const char *kv_gpu_last_error(void)
