@@ -1,5 +1,5 @@
 /*
- * gpu.cu - devices, memory, IPC, streams and events for a CUDA build.
+ * gpu.cu - devices, memory, streams and events for a CUDA build.
  *
  * Thin wrappers over the CUDA runtime that speak kv_gpu.h's plain C: every
  * failure becomes -KV_EGPU (or -KV_ENOGPU) with its text kept for
@@ -165,34 +165,6 @@ extern "C" int kv_gpu_host_register(void *p, size_t bytes)
 extern "C" int kv_gpu_host_unregister(void *p)
 {
 	return kv_cuda_err(cudaHostUnregister(p), "cudaHostUnregister");
-}
-
-extern "C" int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE])
-{
-	cudaIpcMemHandle_t h;
-	int ret;
-
-	static_assert(sizeof(h) == KV_GPU_IPC_HANDLE, "IPC handle size");
-	ret = kv_cuda_err(cudaIpcGetMemHandle(&h, dptr), "cudaIpcGetMemHandle");
-	if (ret == 0)
-		memcpy(handle, &h, sizeof(h));
-	return ret;
-}
-
-extern "C" int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr)
-{
-	cudaIpcMemHandle_t h;
-
-	memcpy(&h, handle, sizeof(h));
-	return kv_cuda_err(cudaIpcOpenMemHandle(dptr, h,
-						cudaIpcMemLazyEnablePeerAccess),
-			   "cudaIpcOpenMemHandle");
-}
-
-extern "C" void kv_gpu_ipc_close(void *dptr)
-{
-	if (dptr)
-		(void)kv_cuda_err(cudaIpcCloseMemHandle(dptr), "cudaIpcCloseMemHandle");
 }
 
 extern "C" int kv_gpu_stream_create(struct kv_gpu_stream **out)

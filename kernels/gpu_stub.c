@@ -40,17 +40,6 @@ int kv_gpu_host_alloc(size_t bytes, void **out) { (void)bytes; (void)out; return
 void kv_gpu_host_free(void *p) { (void)p; }
 int kv_gpu_host_register(void *p, size_t bytes) { (void)p; (void)bytes; return NOGPU; }
 int kv_gpu_host_unregister(void *p) { (void)p; return NOGPU; }
-int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE])
-{
-	(void)dptr; (void)handle;
-	return NOGPU;
-}
-int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr)
-{
-	(void)handle; (void)dptr;
-	return NOGPU;
-}
-void kv_gpu_ipc_close(void *dptr) { (void)dptr; }
 int kv_gpu_vmm_granularity(int dev, size_t *gran) { (void)dev; (void)gran; return NOGPU; }
 int kv_gpu_vmm_create(int dev, size_t bytes, struct kv_gpu_vmm **out)
 {

@@ -36,7 +36,6 @@ struct kv_gpu_stream;		/* a cudaStream_t */
 struct kv_gpu_event;		/* a cudaEvent_t */
 struct kv_gpu_ctx;		/* scratch and staging for paged copies */
 
-#define KV_GPU_IPC_HANDLE	64	/* bytes of a cudaIpcMemHandle_t */
 #define KV_GPU_PCI_ID		16	/* "0000:3b:00.0" plus NUL */
 
 /* ---- devices ------------------------------------------------------------ */
@@ -96,12 +95,6 @@ void kv_gpu_host_free(void *p);		/* accepts NULL */
  */
 int kv_gpu_host_register(void *p, size_t bytes);
 int kv_gpu_host_unregister(void *p);
-
-/* CUDA IPC: export device memory from cudaMalloc (its start) as a handle
- * another process on the same host opens once. */
-int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE]);
-int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr);
-void kv_gpu_ipc_close(void *dptr);	/* accepts NULL */
 
 /* ---- device memory shared by file descriptor (CUDA VMM) ---------------
  *

@@ -119,7 +119,8 @@ struct kv_store {
 	uint64_t wb_failed;
 	uint64_t io_failures;		/* promotions lost to read errors */
 	/* the HBM tier */
-	struct kv_hbm *hbm;		/* tiers[KV_TIER_HBM].t.priv, or NULL */
+	struct kv_hbm *hbm;		/* the GPU thread, or NULL */
+	struct kv_hbm_arena *hbm_arena;	/* tiers[KV_TIER_HBM].t.priv */
 	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
 	struct kv_chunk *dn_tail;
 	unsigned hbm_inflight;		/* GPU copies in flight */
@@ -400,11 +401,8 @@ static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
 {
 	struct stier *st = &s->tiers[KV_TIER_HBM];
 	struct kv_hbm_conf hc = {
-		.bytes = conf->hbm_bytes,
 		.align = conf->align,
 		.gpu = conf->gpu,
-		.dram_base = kv_store_dram_base(s),
-		.dram_bytes = conf->dram_bytes,
 	};
 	const char *policy = conf->hbm_policy ? conf->hbm_policy : conf->dram_policy;
 	struct kv_evict_conf ec;
@@ -426,18 +424,26 @@ static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
 		return;
 	}
 	ret = kv_hbm_open(&s->hbm, &hc);
+	if (!ret) {
+		ret = kv_hbm_arena_open(s->hbm, conf->hbm_bytes, &s->hbm_arena);
+		if (ret) {
+			kv_hbm_close(s->hbm);
+			s->hbm = NULL;
+		}
+	}
 	if (ret) {
 		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s (%s)", kv_strerror(ret),
 		       kv_gpu_last_error());
 		return;
 	}
 	st->t.ops = &kv_tier_hbm;
-	st->t.priv = s->hbm;
+	st->t.priv = s->hbm_arena;
 	st->capacity = conf->hbm_bytes;
 	policy_conf(s, st, &ec);
 	if (st->pol->init(&st->pstate, &ec)) {
-		kv_hbm_close(s->hbm);
+		kv_hbm_close(s->hbm);	/* and its arena */
 		s->hbm = NULL;
+		s->hbm_arena = NULL;
 		st->t.ops = NULL;
 	}
 }
@@ -949,8 +955,11 @@ static void hbm_submit(struct kv_store *s, struct kv_chunk *c, enum kv_hbm_op op
 	struct kv_hbm_job *j = kv_xcalloc(1, sizeof(*j));
 
 	j->op = op;
-	j->hbm_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
-	j->dram_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
+	j->arena = s->hbm_arena;
+	j->hbm = (char *)kv_hbm_arena_base(s->hbm_arena) +
+		 kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
+	j->dram = (char *)kv_store_dram_base(s) +
+		  kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
 	j->bytes = c->bytes;
 	j->cookie = c;
 	c->hbm_io = op == KV_HBM_DOWN ? KV_HIO_DOWN : KV_HIO_UP;
@@ -1185,9 +1194,10 @@ void kv_store_close(struct kv_store *s)
 	}
 	/* Likewise the GPU thread; then the arena goes with the tier. */
 	if (s->hbm) {
-		kv_hbm_close(s->hbm);
+		kv_hbm_close(s->hbm);	/* and its arena */
 		s->tiers[KV_TIER_HBM].t.ops = NULL;
 		s->hbm = NULL;
+		s->hbm_arena = NULL;
 		s->tiers[KV_TIER_HBM].pol->fini(s->tiers[KV_TIER_HBM].pstate);
 	}
 	for (unsigned t = 0; t < KV_TIER_MAX; t++) {
@@ -1726,13 +1736,15 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	return n;
 }
 
-bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
-			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES])
+int kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes, uint64_t *map_bytes,
+			char pci[KV_HBM_PCI_BYTES])
 {
-	if (!s->hbm)
-		return false;
-	kv_hbm_export(s->hbm, bytes, pci, ipc);
-	return true;
+	if (!s->hbm_arena)
+		return -1;
+	*bytes = kv_hbm_arena_bytes(s->hbm_arena);
+	*map_bytes = kv_hbm_arena_map_bytes(s->hbm_arena);
+	kv_hbm_pci(s->hbm, pci);
+	return kv_hbm_arena_fd(s->hbm_arena);
 }
 
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes)

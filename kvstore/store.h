@@ -279,9 +279,14 @@ int kv_store_namespaces(struct kv_store *s,
 			void *arg);
 void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
 
-/* The HBM arena for HELLO: false without an HBM tier. */
-bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,
-			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES]);
+/*
+ * The HBM arena for HELLO: returns its fd (borrowed: pass it with
+ * SCM_RIGHTS, the store closes it) and fills its allocator's size, its
+ * mapped size (what a client imports) and its GPU's PCI bus id; -1 without
+ * an HBM tier.
+ */
+int kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes, uint64_t *map_bytes,
+			char pci[KV_HBM_PCI_BYTES]);
 
 /* The DRAM arena's memfd (borrowed) and size, for HELLO. */
 int kv_store_dram_fd(struct kv_store *s, uint64_t *bytes);
