@@ -421,6 +421,43 @@ static int status_op(struct kvc *c, unsigned op, uint32_t ns,
 
 /* ---- connect / close ------------------------------------------------------- */
 
+/* Room for more descriptors than a HELLO reply may carry, so that a reply
+ * with too many is seen (and every one closed) rather than cut short. */
+#define HELLO_FDS_ROOM	(KV_HELLO_MAX_FDS + 6)
+
+/* Take the descriptors of every SCM_RIGHTS message in mh into fds[] (at
+ * most room; any past that are closed at once). Returns how many came. */
+static unsigned take_fds(struct msghdr *mh, int *fds, unsigned room)
+{
+	unsigned got = 0;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		size_t k;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++, got++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (got < room)
+				fds[got] = fd;
+			else
+				close(fd);
+		}
+	}
+	return got;
+}
+
+/*
+ * HELLO, and the arenas its reply hands over: the DRAM memfd (mapped here,
+ * then closed) and, with KV_HELLO_HBM, the HBM arena's fd (kept in
+ * c->hbm_info.fd for kvc_gpu_open() to import, closed at kvc_close()).
+ * A reply whose descriptors are not exactly the ones its flags announce is
+ * -KVC_EPROTO, and every descriptor that came with it is closed.
+ */
 static int hello(struct kvc *c)
 {
 	struct kv_wire_hello *hb = req_body(c, sizeof(*hb));
@@ -430,7 +467,7 @@ static int hello(struct kvc *c)
 		struct kv_wire_hello_reply b;
 	} rep;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(HELLO_FDS_ROOM * sizeof(int))];
 		struct cmsghdr align;
 	} cbuf;
 	struct iovec iov = { &rep, sizeof(rep) };
@@ -438,13 +475,15 @@ static int hello(struct kvc *c)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf),
 	};
-	struct cmsghdr *cm;
 	struct stat st;
-	int fd = -1, ret;
+	int fds[HELLO_FDS_ROOM];
+	unsigned nfd, want;
+	int fd, ret;
 	ssize_t n;
 
 	if (!hb)
 		return -ENOMEM;
+	memset(&rep, 0, sizeof(rep));
 	hb->version = KV_PROTO_VERSION;
 	hb->pid = (uint64_t)getpid();
 	memcpy(hb->name, program_invocation_short_name,
@@ -461,10 +500,7 @@ static int hello(struct kvc *c)
 	} while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n == 0 ? -KVC_ECLOSED : -errno;
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	nfd = take_fds(&mh, fds, HELLO_FDS_ROOM);
 	if ((size_t)n >= HDR_LEN && rep.h.status)
 		ret = -(int)(rep.h.status > 0 ? rep.h.status : KVC_EPROTO);
 	else if ((size_t)n < sizeof(rep) &&
@@ -472,14 +508,22 @@ static int hello(struct kvc *c)
 		ret = -KVC_ECLOSED;
 	else if (rep.h.op != KV_OP_HELLO || !(rep.h.flags & KV_WIRE_REPLY) ||
 		 rep.h.len != sizeof(rep.b) || !(rep.b.flags & KV_HELLO_FD) ||
-		 fd < 0 || rep.b.max_batch == 0 || rep.b.max_msg < 4096)
+		 rep.b.max_batch == 0 || rep.b.max_msg < 4096)
 		ret = -KVC_EPROTO;
 	else if (rep.b.version != KV_PROTO_VERSION)
 		ret = -KVC_EVERSION;
 	else
 		ret = 0;
+	/* Exactly the descriptors announced, none cut off by the kernel. */
+	want = 1 + !!(rep.b.flags & KV_HELLO_HBM);
+	if (!ret && (nfd != want || (mh.msg_flags & MSG_CTRUNC)))
+		ret = -KVC_EPROTO;
+	if (!ret && (rep.b.flags & KV_HELLO_HBM) &&
+	    (rep.b.hbm_bytes == 0 || rep.b.hbm_map_bytes < rep.b.hbm_bytes))
+		ret = -KVC_EPROTO;
 	if (ret)
 		goto out;
+	fd = fds[0];
 
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < rep.b.dram_bytes ||
 	    rep.b.dram_bytes == 0) {
@@ -497,15 +541,19 @@ static int hello(struct kvc *c)
 	c->max_batch = rep.b.max_batch < KV_PROTO_MAX_BATCH ? rep.b.max_batch :
 							       KV_PROTO_MAX_BATCH;
 	c->max_msg = rep.b.max_msg < KV_PROTO_MAX_MSG ? rep.b.max_msg : KV_PROTO_MAX_MSG;
-	if ((rep.b.flags & KV_HELLO_HBM) && rep.b.hbm_bytes) {
+	if (rep.b.flags & KV_HELLO_HBM) {
 		c->hbm_info.bytes = rep.b.hbm_bytes;
+		c->hbm_info.map_bytes = rep.b.hbm_map_bytes;
 		memcpy(c->hbm_info.pci, rep.b.hbm_pci, sizeof(c->hbm_info.pci));
 		c->hbm_info.pci[sizeof(c->hbm_info.pci) - 1] = '\0';
-		memcpy(c->hbm_info.ipc, rep.b.hbm_ipc, sizeof(c->hbm_info.ipc));
+		c->hbm_info.fd = fds[1];
+		fds[1] = -1;		/* kept */
 	}
 out:
-	if (fd >= 0)
-		close(fd);	/* the mapping keeps the arena */
+	/* The memfd's mapping keeps the DRAM arena; anything else is refused. */
+	for (unsigned i = 0; i < nfd && i < HELLO_FDS_ROOM; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	return ret;
 }
 
@@ -526,6 +574,7 @@ int kvc_connect(const char *path, struct kvc **out)
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
+	c->hbm_info.fd = -1;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		ret = -errno;
@@ -559,6 +608,8 @@ void kvc_close(struct kvc *c)
 	conn_break(c);
 	if (c->dram)
 		munmap(c->dram, c->dram_bytes);
+	if (c->hbm_info.fd >= 0)
+		close(c->hbm_info.fd);	/* an import of it stays mapped until then */
 	free(c->req);
 	free(c->rep);
 	pthread_mutex_destroy(&c->lock);

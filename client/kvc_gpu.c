@@ -16,8 +16,9 @@
  * slab is used, or all of them by a background thread (KVC_GPU_REGISTER_ALL);
  * so connecting costs nothing and a first get pays one slab's registration.
  * Contiguous copies are split at slab edges (each slab is its own
- * registration). An HBM chunk is read through this process's IPC mapping
- * of the daemon's arena (opened once, when the daemon's GPU is ours).
+ * registration). An HBM chunk is read through this process's mapping of
+ * the daemon's arena, imported once from the fd HELLO handed over (CUDA
+ * VMM), when the daemon's GPU is ours.
  *
  * Locking: the GPU state has its own mutex, taken before the handle's (the
  * calls below use the handle's public calls, which take it); the
@@ -59,7 +60,8 @@ struct kvc_gpu {
 	struct kvc *c;
 	int dev;
 	unsigned flags;
-	void *hbm;			/* the daemon's HBM arena, or NULL */
+	struct kv_gpu_vmm *hbm_map;	/* the daemon's HBM arena, imported */
+	void *hbm;			/* ... where it is mapped, or NULL */
 	enum kvc_gpu_mode mode;
 	struct kv_gpu_ctx *ctx;		/* paged copies */
 	size_t staging;			/* ... its staging buffer size */
@@ -192,10 +194,12 @@ static int gpu_open(struct kvc *c, int device, unsigned flags)
 	}
 	/* The daemon's HBM arena, when it is on this GPU. */
 	kvci_hbm_info(c, &info);
-	if (info.bytes && !(flags & KVC_GPU_NO_HBM) &&
+	if (info.bytes && info.fd >= 0 && !(flags & KVC_GPU_NO_HBM) &&
 	    kv_gpu_device_by_pci(info.pci, &hdev) == 0 && hdev == dev &&
-	    kv_gpu_ipc_open(info.ipc, &g->hbm) == 0)
+	    kv_gpu_vmm_import(info.fd, info.map_bytes, dev, &g->hbm_map) == 0) {
+		g->hbm = kv_gpu_vmm_ptr(g->hbm_map);
 		kvci_set_hbm(c, g->hbm);
+	}
 	/* Without its completion thread, each call waits for its own copies
 	 * (pending_add() finishes records at once). */
 	g->done_started = pthread_create(&g->done_thread, NULL, completer, g) == 0;
@@ -406,7 +410,7 @@ void kvci_gpu_close(struct kvc *c)
 			kv_gpu_host_unregister(g->dram + i * SLAB);
 	if (g->hbm) {
 		kvci_set_hbm(c, NULL);
-		kv_gpu_ipc_close(g->hbm);
+		kv_gpu_vmm_close(g->hbm_map);
 	}
 	pthread_mutex_destroy(&g->lock);
 	pthread_mutex_destroy(&g->reg_lock);

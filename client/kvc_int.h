@@ -14,13 +14,16 @@
 
 struct kvc_gpu;
 
-/* The daemon's HBM arena, as its HELLO reply described it. */
+/* The daemon's HBM arena, as its HELLO reply handed it over. */
 struct kvci_hbm {
 	uint64_t bytes;			/* 0: the daemon has no HBM tier */
-	char pci[KV_HBM_PCI_BYTES];
-	uint8_t ipc[KV_HBM_IPC_BYTES];
+	uint64_t map_bytes;		/* the allocation to import: whole granules */
+	char pci[KV_HBM_PCI_BYTES];	/* its GPU */
+	int fd;				/* the arena's fd (VMM shareable handle), or
+					 * -1; the handle's, closed at kvc_close() */
 };
 
+/* A copy of the handle's HBM arena record (its fd stays borrowed). */
 void kvci_hbm_info(struct kvc *c, struct kvci_hbm *out);
 
 /* Where this process mapped the HBM arena (device memory), so that pins

@@ -16,6 +16,10 @@
  */
 int kv_cuda_err(cudaError_t err, const char *what);
 
+/* Remember a failure that is not a runtime error (a driver API result, a
+ * missing feature) for kv_gpu_last_error(); returns ret. */
+int kv_gpu_fail(int ret, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #define KV_STREAM(s)	((cudaStream_t)(s))
 #define KV_EVENT(e)	((cudaEvent_t)(e))
 

@@ -1,5 +1,5 @@
 /*
- * gpu.cu - devices, memory, IPC, streams and events for a CUDA build.
+ * gpu.cu - devices, memory, streams and events for a CUDA build.
  *
  * Thin wrappers over the CUDA runtime that speak kv_gpu.h's plain C: every
  * failure becomes -KV_EGPU (or -KV_ENOGPU) with its text kept for
@@ -9,12 +9,13 @@
  */
 #include <cuda_runtime.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kernels/cuda_util.cuh"
 
-static __thread char last_error[160];
+static __thread char last_error[256];
 
 int kv_cuda_err(cudaError_t err, const char *what)
 {
@@ -26,6 +27,16 @@ int kv_cuda_err(cudaError_t err, const char *what)
 	if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
 		return -KV_ENOGPU;
 	return -KV_EGPU;
+}
+
+int kv_gpu_fail(int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 extern "C" const char *kv_gpu_last_error(void)
@@ -154,34 +165,6 @@ extern "C" int kv_gpu_host_register(void *p, size_t bytes)
 extern "C" int kv_gpu_host_unregister(void *p)
 {
 	return kv_cuda_err(cudaHostUnregister(p), "cudaHostUnregister");
-}
-
-extern "C" int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE])
-{
-	cudaIpcMemHandle_t h;
-	int ret;
-
-	static_assert(sizeof(h) == KV_GPU_IPC_HANDLE, "IPC handle size");
-	ret = kv_cuda_err(cudaIpcGetMemHandle(&h, dptr), "cudaIpcGetMemHandle");
-	if (ret == 0)
-		memcpy(handle, &h, sizeof(h));
-	return ret;
-}
-
-extern "C" int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr)
-{
-	cudaIpcMemHandle_t h;
-
-	memcpy(&h, handle, sizeof(h));
-	return kv_cuda_err(cudaIpcOpenMemHandle(dptr, h,
-						cudaIpcMemLazyEnablePeerAccess),
-			   "cudaIpcOpenMemHandle");
-}
-
-extern "C" void kv_gpu_ipc_close(void *dptr)
-{
-	if (dptr)
-		(void)kv_cuda_err(cudaIpcCloseMemHandle(dptr), "cudaIpcCloseMemHandle");
 }
 
 extern "C" int kv_gpu_stream_create(struct kv_gpu_stream **out)

@@ -40,17 +40,21 @@ int kv_gpu_host_alloc(size_t bytes, void **out) { (void)bytes; (void)out; return
 void kv_gpu_host_free(void *p) { (void)p; }
 int kv_gpu_host_register(void *p, size_t bytes) { (void)p; (void)bytes; return NOGPU; }
 int kv_gpu_host_unregister(void *p) { (void)p; return NOGPU; }
-int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE])
+int kv_gpu_vmm_granularity(int dev, size_t *gran) { (void)dev; (void)gran; return NOGPU; }
+int kv_gpu_vmm_create(int dev, size_t bytes, struct kv_gpu_vmm **out)
 {
-	(void)dptr; (void)handle;
+	(void)dev; (void)bytes; (void)out;
 	return NOGPU;
 }
-int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr)
+int kv_gpu_vmm_export(const struct kv_gpu_vmm *m, int *fd) { (void)m; (void)fd; return NOGPU; }
+int kv_gpu_vmm_import(int fd, size_t bytes, int dev, struct kv_gpu_vmm **out)
 {
-	(void)handle; (void)dptr;
+	(void)fd; (void)bytes; (void)dev; (void)out;
 	return NOGPU;
 }
-void kv_gpu_ipc_close(void *dptr) { (void)dptr; }
+void *kv_gpu_vmm_ptr(const struct kv_gpu_vmm *m) { (void)m; return NULL; }
+size_t kv_gpu_vmm_size(const struct kv_gpu_vmm *m) { (void)m; return 0; }
+void kv_gpu_vmm_close(struct kv_gpu_vmm *m) { (void)m; }
 int kv_gpu_stream_create(struct kv_gpu_stream **out) { (void)out; return NOGPU; }
 void kv_gpu_stream_destroy(struct kv_gpu_stream *s) { (void)s; }
 int kv_gpu_stream_sync(struct kv_gpu_stream *s) { (void)s; return NOGPU; }

@@ -36,7 +36,6 @@ struct kv_gpu_stream;		/* a cudaStream_t */
 struct kv_gpu_event;		/* a cudaEvent_t */
 struct kv_gpu_ctx;		/* scratch and staging for paged copies */
 
-#define KV_GPU_IPC_HANDLE	64	/* bytes of a cudaIpcMemHandle_t */
 #define KV_GPU_PCI_ID		16	/* "0000:3b:00.0" plus NUL */
 
 /* ---- devices ------------------------------------------------------------ */
@@ -69,7 +68,7 @@ int kv_gpu_device_by_pci(const char *id, int *dev);
 enum kv_gpu_mem {
 	KV_GPU_MEM_HOST,	/* ordinary host memory, unknown to CUDA */
 	KV_GPU_MEM_PINNED,	/* host memory registered or allocated pinned */
-	KV_GPU_MEM_DEVICE,	/* device memory (cudaMalloc, IPC mapping) */
+	KV_GPU_MEM_DEVICE,	/* device memory (cudaMalloc, a VMM mapping) */
 	KV_GPU_MEM_MANAGED,	/* managed memory */
 };
 
@@ -97,11 +96,54 @@ void kv_gpu_host_free(void *p);		/* accepts NULL */
 int kv_gpu_host_register(void *p, size_t bytes);
 int kv_gpu_host_unregister(void *p);
 
-/* CUDA IPC: export device memory from cudaMalloc (its start) as a handle
- * another process on the same host opens once. */
-int kv_gpu_ipc_export(void *dptr, uint8_t handle[KV_GPU_IPC_HANDLE]);
-int kv_gpu_ipc_open(const uint8_t handle[KV_GPU_IPC_HANDLE], void **dptr);
-void kv_gpu_ipc_close(void *dptr);	/* accepts NULL */
+/* ---- device memory shared by file descriptor (CUDA VMM) ---------------
+ *
+ * One allocation on one device (cuMemCreate), mapped read-write for that
+ * device into this process, that other processes reach only through a
+ * POSIX file descriptor exported from it: a process maps it only when it
+ * is handed the fd (SCM_RIGHTS over a Unix socket), unlike a legacy CUDA
+ * IPC handle, 64 bytes that open the memory for any process on the node
+ * that learns them.
+ *
+ * Sizes are whole granules of the device (its minimum VMM allocation
+ * granularity, 2 MiB on an H100): kv_gpu_vmm_create() rounds bytes up,
+ * and kv_gpu_vmm_size() says to what; the importer maps that size.
+ *
+ * No libcuda is linked: the driver's entry points come from the runtime on
+ * first use (thread-safe, once). Without a driver every call answers
+ * -KV_ENOGPU; a driver or device without VMM or POSIX fd handles -KV_EGPU;
+ * kv_gpu_last_error() says which. These calls make dev current only while
+ * they run (the caller's current device is restored).
+ */
+struct kv_gpu_vmm;		/* opaque: one allocation, as this process maps it */
+
+/* The device's allocation granularity in bytes. */
+int kv_gpu_vmm_granularity(int dev, size_t *gran);
+
+/* Allocate bytes (rounded up to the granularity) on dev, exportable as a
+ * POSIX fd, and map it. Returns 0 and *out (free with kv_gpu_vmm_close()),
+ * -EINVAL (0 bytes), -ENOMEM, -KV_EGPU (out of device memory too) or
+ * -KV_ENOGPU; *out untouched on failure. */
+int kv_gpu_vmm_create(int dev, size_t bytes, struct kv_gpu_vmm **out);
+
+/* A new file descriptor (close-on-exec; the caller owns it) that opens the
+ * allocation in another process. -KV_EGPU, -KV_ENOGPU. */
+int kv_gpu_vmm_export(const struct kv_gpu_vmm *m, int *fd);
+
+/* Map, for device dev of this process, the allocation behind fd (exported
+ * by kv_gpu_vmm_export(), maybe in another process; borrowed: the caller
+ * still owns and closes it), of bytes (its kv_gpu_vmm_size(), a multiple
+ * of the granularity). Returns 0 and *out, or -EINVAL (fd < 0, a bytes
+ * that is no whole number of granules), -KV_EGPU (fd is no such
+ * allocation, or bytes is larger than it), -ENOMEM, -KV_ENOGPU. */
+int kv_gpu_vmm_import(int fd, size_t bytes, int dev, struct kv_gpu_vmm **out);
+
+void *kv_gpu_vmm_ptr(const struct kv_gpu_vmm *m);	/* device address */
+size_t kv_gpu_vmm_size(const struct kv_gpu_vmm *m);	/* bytes mapped */
+
+/* Unmap and release. The memory itself goes when its last mapping and
+ * handle in any process are gone. Accepts NULL. */
+void kv_gpu_vmm_close(struct kv_gpu_vmm *m);
 
 /* ---- streams, events, copies ------------------------------------------- */
 
@@ -187,8 +229,8 @@ struct kv_gpu_paged {
 	uint32_t n;		/* chunks */
 	uint32_t pad;
 	void *const *chunks;	/* [n] each chunk's start, 16-byte aligned:
-				 * device memory, an IPC mapping, or registered
-				 * host memory */
+				 * device memory (a VMM mapping too), or
+				 * registered host memory */
 	const int32_t *pages;	/* [n * chunk_tokens / page_tokens] engine pages */
 };
 

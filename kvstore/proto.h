@@ -31,7 +31,8 @@
 extern "C" {
 #endif
 
-#define KV_PROTO_VERSION	2		/* 2: HBM tier (HELLO, PIN, ALLOC) */
+#define KV_PROTO_VERSION	3		/* 2: HBM tier (HELLO, PIN, ALLOC);
+						 * 3: the HBM arena's fd in HELLO */
 #define KV_PROTO_MAX_BATCH	1024		/* keys per message, hard cap */
 #define KV_PROTO_MAX_MSG	(1u << 20)	/* body bytes, hard cap */
 #define KV_PROTO_NS_MAX		255		/* namespace name bytes */
@@ -84,7 +85,11 @@ struct kv_wire_key {
 	uint64_t hi;
 };
 
-/* HELLO: count 0. The reply carries the DRAM arena's memfd (SCM_RIGHTS). */
+/*
+ * HELLO: count 0. The reply carries file descriptors (SCM_RIGHTS, one
+ * message): the DRAM arena's memfd, then with KV_HELLO_HBM the HBM
+ * arena's fd; exactly as many as its flags announce.
+ */
 struct kv_wire_hello {
 	uint32_t version;	/* KV_PROTO_VERSION */
 	uint32_t flags;		/* none defined: must be 0 */
@@ -93,11 +98,12 @@ struct kv_wire_hello {
 };
 
 enum kv_hello_flags {
-	KV_HELLO_FD	= 1 << 0,	/* reply: a memfd is attached */
-	KV_HELLO_HBM	= 1 << 1,	/* reply: an HBM tier, hbm_* below */
+	KV_HELLO_FD	= 1 << 0,	/* reply: the DRAM memfd is attached */
+	KV_HELLO_HBM	= 1 << 1,	/* reply: an HBM arena, hbm_* below, and
+					 * its fd attached after the memfd */
 };
 
-#define KV_HBM_IPC_BYTES	64	/* a cudaIpcMemHandle_t */
+#define KV_HELLO_MAX_FDS	2	/* descriptors a HELLO reply carries */
 #define KV_HBM_PCI_BYTES	16	/* "0000:3b:00.0", NUL-padded */
 
 struct kv_wire_hello_reply {
@@ -109,11 +115,12 @@ struct kv_wire_hello_reply {
 	uint32_t max_pins;	/* pins this connection may hold */
 	uint32_t pad;
 	uint64_t max_uncommitted;	/* uncommitted bytes it may hold */
-	/* With KV_HELLO_HBM: the HBM arena, a cudaMalloc on the GPU named by
-	 * its PCI bus id, which a client on that GPU opens once by IPC. */
-	uint64_t hbm_bytes;
+	/* With KV_HELLO_HBM: the HBM arena, a CUDA VMM allocation on the
+	 * GPU named by its PCI bus id, which a client on that GPU maps once
+	 * from the fd (cuMemImportFromShareableHandle). */
+	uint64_t hbm_bytes;	/* chunk offsets lie below this */
+	uint64_t hbm_map_bytes;	/* the allocation: whole granules, >= hbm_bytes */
 	char hbm_pci[KV_HBM_PCI_BYTES];
-	uint8_t hbm_ipc[KV_HBM_IPC_BYTES];
 };
 
 /*
@@ -385,7 +392,10 @@ const char *kv_proto_op_name(unsigned op);
 _Static_assert(sizeof(struct kv_wire_hdr) == 24, "wire header layout");
 _Static_assert(sizeof(struct kv_wire_key) == 16, "wire key layout");
 _Static_assert(sizeof(struct kv_wire_hello) == 48, "hello layout");
-_Static_assert(sizeof(struct kv_wire_hello_reply) == 128, "hello reply layout");
+_Static_assert(sizeof(struct kv_wire_hello_reply) == 72, "hello reply layout");
+_Static_assert(offsetof(struct kv_wire_hello_reply, hbm_bytes) == 40 &&
+	       offsetof(struct kv_wire_hello_reply, hbm_map_bytes) == 48 &&
+	       offsetof(struct kv_wire_hello_reply, hbm_pci) == 56, "hello reply offsets");
 _Static_assert(sizeof(struct kv_wire_ns_reply) == 16, "ns reply layout");
 _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");

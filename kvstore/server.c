@@ -15,9 +15,9 @@
  * is well formed but not allowed (unregistered namespace, batch too large)
  * gets an error status and the connection stays.
  *
- * HELLO must come first; its reply carries the DRAM arena's memfd as
- * SCM_RIGHTS ancillary data, sent with sendmsg() while the output buffer is
- * still empty.
+ * HELLO must come first; its reply carries the DRAM arena's memfd, and
+ * the HBM arena's fd when there is one, as SCM_RIGHTS ancillary data, sent
+ * with sendmsg() while the output buffer is still empty.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -203,14 +203,15 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 		struct kv_wire_hello_reply b;
 	} msg;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(KV_HELLO_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} cbuf;
 	struct iovec iov = { &msg, sizeof(msg) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *cm;
 	uint64_t dram_bytes;
-	int fd;
+	int fds[KV_HELLO_MAX_FDS];
+	unsigned nfd = 0;
 	ssize_t n;
 
 	if (c->hello || h->version != KV_PROTO_VERSION || h->flags) {
@@ -227,7 +228,7 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 		if (*p < 0x20 || *p > 0x7e)
 			*p = '?';	/* it goes into log lines */
 
-	fd = kv_store_dram_fd(srv->store, c->tenant, &dram_bytes);
+	fds[nfd++] = kv_store_dram_fd(srv->store, c->tenant, &dram_bytes);
 	memset(&msg, 0, sizeof(msg));
 	put_hdr(&msg.h, KV_OP_HELLO, r->hdr.req_id, 0, 0, sizeof(msg.b));
 	msg.b.version = KV_PROTO_VERSION;
@@ -237,18 +238,21 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 	msg.b.max_msg = srv->conf.max_msg;
 	msg.b.max_pins = srv->conf.max_pins;
 	msg.b.max_uncommitted = srv->conf.max_uncommitted;
-	if (kv_store_hbm_export(srv->store, c->tenant, &msg.b.hbm_bytes, msg.b.hbm_pci,
-				msg.b.hbm_ipc))
+	fds[nfd] = kv_store_hbm_export(srv->store, c->tenant, &msg.b.hbm_bytes,
+				       &msg.b.hbm_map_bytes, msg.b.hbm_pci);
+	if (fds[nfd] >= 0) {
 		msg.b.flags |= KV_HELLO_HBM;
+		nfd++;
+	}
 
 	memset(&cbuf, 0, sizeof(cbuf));
 	mh.msg_control = cbuf.buf;
-	mh.msg_controllen = sizeof(cbuf.buf);
+	mh.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
 	cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	cm->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, nfd * sizeof(int));
 
 	/* HELLO is the first frame, so nothing is queued before this reply. */
 	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);

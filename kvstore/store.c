@@ -157,7 +157,7 @@ struct kv_store {
 	uint64_t wb_failed;
 	uint64_t io_failures;		/* promotions lost to read errors */
 	/* the HBM tier */
-	struct kv_hbm *hbm;		/* tiers[KV_TIER_HBM].t.priv, or NULL */
+	struct kv_hbm *hbm;		/* the GPU thread (arenas: per tenant), or NULL */
 	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
 	struct kv_chunk *dn_tail;
 	unsigned hbm_inflight;		/* GPU copies in flight */
@@ -651,49 +651,53 @@ static bool hbm_usable(const struct kv_store_conf *conf)
 }
 
 /*
- * The HBM tier. Never fails the store: without it the daemon serves from
- * DRAM and SSD (one INFO line).
+ * The HBM tier: the GPU thread, and one arena per tenant with an HBM quota
+ * (its own VMM allocation, whose fd only that tenant's clients are
+ * handed). Never fails the store: without it the daemon serves from DRAM
+ * and SSD (one INFO line).
  */
 static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
 {
 	struct stier *st = &s->tiers[KV_TIER_HBM];
-	struct ttier *tt = &s->tenants[0].tiers[KV_TIER_HBM];
 	struct kv_hbm_conf hc = {
-		.bytes = tt->capacity,
 		.align = conf->align,
 		.gpu = conf->gpu,
-		.dram_base = s->range,
-		.dram_bytes = s->range_bytes,
 	};
 	const char *policy = conf->hbm_policy ? conf->hbm_policy : conf->dram_policy;
+	uint64_t total = 0;
 	int ret;
 
-	/* NEEDSWORK: one HBM arena per tenant (tiers/hbm.c's arenas). */
-	if (s->n_tenants > 1) {
-		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: it has one arena, and %u tenants need one each",
-		       s->n_tenants);
-		return;
-	}
 	st->pol = find_policy(policy);
 	if (!st->pol)
 		return;
 	ret = kv_hbm_open(&s->hbm, &hc);
+	for (unsigned i = 0; !ret && i < s->n_tenants; i++) {
+		struct ttier *tt = &s->tenants[i].tiers[KV_TIER_HBM];
+		struct kv_hbm_arena *a;
+
+		if (!tt->capacity)
+			continue;
+		ret = kv_hbm_arena_open(s->hbm, tt->capacity, &a);
+		if (ret)
+			break;
+		tt->t.ops = &kv_tier_hbm;
+		tt->t.priv = a;
+		total += tt->capacity;
+	}
+	if (!ret)
+		ret = policies_init(s, KV_TIER_HBM);
 	if (ret) {
 		kv_log(KV_INFO, KV_LOG_GPU, "no HBM tier: %s (%s)", kv_strerror(ret),
 		       kv_gpu_last_error());
+		policies_fini(s, KV_TIER_HBM);
+		kv_hbm_close(s->hbm);	/* and its arenas */
+		s->hbm = NULL;
+		for (unsigned i = 0; i < s->n_tenants; i++)
+			s->tenants[i].tiers[KV_TIER_HBM].t.ops = NULL;
 		return;
 	}
-	tt->t.ops = &kv_tier_hbm;
-	tt->t.priv = s->hbm;
 	st->ops = &kv_tier_hbm;
-	st->capacity = tt->capacity;
-	if (policies_init(s, KV_TIER_HBM)) {
-		policies_fini(s, KV_TIER_HBM);
-		kv_hbm_close(s->hbm);
-		s->hbm = NULL;
-		tt->t.ops = NULL;
-		st->ops = NULL;
-	}
+	st->capacity = total;
 }
 
 uint64_t kv_store_default_max_chunks(uint64_t bytes)
@@ -1263,8 +1267,10 @@ static void hbm_submit(struct kv_store *s, struct kv_chunk *c, enum kv_hbm_op op
 	struct kv_hbm_job *j = kv_xcalloc(1, sizeof(*j));
 
 	j->op = op;
-	j->hbm_off = kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
-	j->dram_off = dram_off(s, c, op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
+	j->arena = ctt(s, c, KV_TIER_HBM)->t.priv;
+	j->hbm = (char *)kv_hbm_arena_base(j->arena) +
+		 kv_extent_offset(op == KV_HBM_DOWN ? c->hbm_ext : c->hbm_io_ext);
+	j->dram = (char *)s->range + dram_off(s, c, op == KV_HBM_DOWN ? c->hbm_io_ext : c->ext);
 	j->bytes = c->bytes;
 	j->cookie = c;
 	c->hbm_io = op == KV_HBM_DOWN ? KV_HIO_DOWN : KV_HIO_UP;
@@ -2080,13 +2086,18 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	return n;
 }
 
-bool kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
-			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES])
+int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
+			uint64_t *map_bytes, char pci[KV_HBM_PCI_BYTES])
 {
+	struct kv_hbm_arena *a;
+
 	if (!s->hbm || tenant >= s->n_tenants || !s->tenants[tenant].tiers[KV_TIER_HBM].t.ops)
-		return false;
-	kv_hbm_export(s->hbm, bytes, pci, ipc);
-	return true;
+		return -1;
+	a = s->tenants[tenant].tiers[KV_TIER_HBM].t.priv;
+	*bytes = kv_hbm_arena_bytes(a);
+	*map_bytes = kv_hbm_arena_map_bytes(a);
+	kv_hbm_pci(s->hbm, pci);
+	return kv_hbm_arena_fd(a);
 }
 
 int kv_store_dram_fd(struct kv_store *s, unsigned tenant, uint64_t *bytes)

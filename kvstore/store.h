@@ -307,9 +307,14 @@ int kv_store_namespaces(struct kv_store *s,
 			void *arg);
 void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
 
-/* A tenant's HBM arena for HELLO: false without one. */
-bool kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
-			 char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES]);
+/*
+ * A tenant's HBM arena for HELLO: returns its fd (borrowed: pass it with
+ * SCM_RIGHTS, the store closes it) and fills its allocator's size, its
+ * mapped size (what a client imports) and its GPU's PCI bus id; -1 when
+ * the tenant has no HBM arena (or the daemon no HBM tier).
+ */
+int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
+			uint64_t *map_bytes, char pci[KV_HBM_PCI_BYTES]);
 
 /* A tenant's DRAM arena's memfd (borrowed) and size, for HELLO: the only
  * arena its clients are handed. -ENOENT for no such tenant. */

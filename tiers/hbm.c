@@ -1,21 +1,28 @@
 /*
- * hbm.c - the HBM tier: one cudaMalloc arena on the daemon's GPU, exported
- * with CUDA IPC, an allocator over it, and the GPU thread that copies.
+ * hbm.c - the HBM tier: arenas of shareable device memory on the daemon's
+ * GPU, an allocator over each, and the GPU thread that copies.
  *
- * Clients on the same GPU open the arena once (the IPC handle comes in the
- * HELLO reply) and copy chunks out of it device to device; the daemon never
- * touches a chunk's bytes on a hit. What the daemon copies itself, on its
- * own stream, is movement between tiers: DOWN (a chunk put into HBM gets
- * its DRAM copy) and UP (a hot DRAM chunk is promoted). The DRAM arena is
- * page-locked by its tier (tiers/dram.c), so those run at link speed once
- * that is done; before, CUDA stages them through its own pinned buffers.
+ * An arena is one CUDA VMM allocation (kernels/kv_gpu.h: kv_gpu_vmm_*),
+ * exported once as a POSIX file descriptor that the daemon passes, at
+ * HELLO, to the clients allowed to map it; nothing else opens it (a legacy
+ * IPC handle would open it for anyone who learned its 64 bytes). Clients
+ * on the same GPU map it once and copy chunks out of it device to device;
+ * the daemon never touches a chunk's bytes on a hit. What the daemon
+ * copies itself, on its own stream, is movement between tiers: DOWN (a
+ * chunk put into HBM gets its DRAM copy) and UP (a hot DRAM chunk is
+ * promoted). Jobs name both ends as addresses, so one GPU thread serves
+ * every arena and every DRAM arena. The DRAM arenas are page-locked by
+ * their tier (tiers/dram.c), so those copies run at link speed once that
+ * is done; before, CUDA stages them through its own pinned buffers.
  *
  * The GPU thread: takes every submitted job, queues each copy on the
  * stream and records an event after it (a ring of events, one per job in
  * flight), then sleeps on the oldest event; finished jobs go to the done
  * list and the eventfd is written. A failed copy finishes its job with
  * -KV_EGPU; a sticky CUDA error fails every later one too (the store then
- * stops using the tier's copies).
+ * stops using the tier's copies). Each arena counts its jobs not yet
+ * finished (under the lock), so closing it waits for them instead of
+ * unmapping memory a copy still uses.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -32,19 +39,29 @@
 
 #define HBM_INFLIGHT	64	/* copies queued on the stream at once */
 
+struct kv_hbm_arena {
+	struct kv_hbm *h;
+	struct kv_hbm_arena *next;	/* h->arenas, loop thread only */
+	struct kv_gpu_vmm *mem;
+	char *base;			/* device address */
+	uint64_t bytes;			/* the allocator's range */
+	struct kv_alloc *alloc;
+	int fd;				/* exported */
+	unsigned jobs;			/* submitted, not finished: under h->lock */
+};
+
 struct kv_hbm {
 	struct kv_hbm_conf conf;
-	void *base;			/* device memory */
-	struct kv_alloc *alloc;
-	uint8_t ipc[KV_HBM_IPC_BYTES];
 	char pci[KV_HBM_PCI_BYTES];
+	struct kv_hbm_arena *arenas;	/* open ones, loop thread only */
 	struct kv_gpu_stream *stream;
 	struct kv_gpu_event *ev[HBM_INFLIGHT];
 	int efd;
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;		/* jobs submitted, or stop */
+	pthread_cond_t idle;		/* an arena's last job finished */
 	bool stop;
 	struct kv_hbm_job *todo;	/* submitted, FIFO */
 	struct kv_hbm_job **todo_tail;
@@ -60,6 +77,8 @@ static void job_finish(struct kv_hbm *h, struct kv_hbm_job *j)
 	j->next = NULL;
 	*h->done_tail = j;
 	h->done_tail = &j->next;
+	if (j->arena && --j->arena->jobs == 0)
+		pthread_cond_broadcast(&h->idle);
 	pthread_mutex_unlock(&h->lock);
 	if (write(h->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		kv_log(KV_ERR, KV_LOG_GPU, "hbm: eventfd write: %s", strerror(errno));
@@ -67,14 +86,18 @@ static void job_finish(struct kv_hbm *h, struct kv_hbm_job *j)
 
 static int job_issue(struct kv_hbm *h, struct kv_hbm_job *j, struct kv_gpu_event *ev)
 {
-	char *hbm = (char *)h->base + j->hbm_off;
-	char *dram = (char *)h->conf.dram_base + j->dram_off;
+	const struct kv_hbm_arena *a = j->arena;
+	char *hbm = j->hbm;
 	int ret;
 
+	/* The store's bug, not the GPU's: never copy outside the arena. */
+	if (!a || !j->dram || hbm < a->base || j->bytes > a->bytes ||
+	    (uint64_t)(hbm - a->base) > a->bytes - j->bytes)
+		return -EINVAL;
 	if (j->op == KV_HBM_DOWN)
-		ret = kv_gpu_memcpy(dram, hbm, j->bytes, h->stream);
+		ret = kv_gpu_memcpy(j->dram, hbm, j->bytes, h->stream);
 	else
-		ret = kv_gpu_memcpy(hbm, dram, j->bytes, h->stream);
+		ret = kv_gpu_memcpy(hbm, j->dram, j->bytes, h->stream);
 	if (ret == 0)
 		ret = kv_gpu_event_record(ev, h->stream);
 	return ret;
@@ -110,7 +133,9 @@ static void *gpu_thread(void *arg)
 			if (j->result) {
 				kv_log(KV_ERR, KV_LOG_GPU, "hbm: %s copy of %llu bytes failed: %s",
 				       j->op == KV_HBM_DOWN ? "HBM->DRAM" : "DRAM->HBM",
-				       (unsigned long long)j->bytes, kv_gpu_last_error());
+				       (unsigned long long)j->bytes,
+				       j->result == -EINVAL ? "not inside its arena" :
+				       kv_gpu_last_error());
 				job_finish(h, j);
 			} else {
 				fly[slot] = j;
@@ -135,26 +160,27 @@ static void *gpu_thread(void *arg)
 
 static void hbm_free_all(struct kv_hbm *h)
 {
+	while (h->arenas)
+		kv_hbm_arena_close(h->arenas);
 	for (unsigned i = 0; i < HBM_INFLIGHT; i++)
 		kv_gpu_event_destroy(h->ev[i]);
 	kv_gpu_stream_destroy(h->stream);
-	kv_gpu_free(h->base);
-	kv_alloc_close(h->alloc);
 	if (h->efd >= 0)
 		close(h->efd);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	pthread_cond_destroy(&h->idle);
 	free(h);
 }
 
 int kv_hbm_open(struct kv_hbm **out, const struct kv_hbm_conf *conf)
 {
-	struct kv_alloc_conf ac = { .size = conf->bytes, .align = conf->align };
 	struct kv_hbm *h;
 	char name[128] = "";
+	size_t gran = 0;
 	int ret;
 
-	if (!conf->bytes || !conf->align || conf->bytes % conf->align || conf->gpu < 0)
+	if (!conf->align || (conf->align & (conf->align - 1)) || conf->gpu < 0)
 		return -EINVAL;
 	h = kv_xcalloc(1, sizeof(*h));
 	h->conf = *conf;
@@ -163,19 +189,18 @@ int kv_hbm_open(struct kv_hbm **out, const struct kv_hbm_conf *conf)
 	h->done_tail = &h->done;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
+	pthread_cond_init(&h->idle, NULL);
 	ret = kv_gpu_set_device(conf->gpu);
 	if (!ret)
 		ret = kv_gpu_pci_id(conf->gpu, h->pci);
+	/* Arenas are shared by fd or not at all: a driver that cannot
+	 * is found here, with its reason, not at the first arena. */
 	if (!ret)
-		ret = kv_fault_hit(KV_FAULT_GPU) ? -KV_EGPU : kv_gpu_malloc(conf->bytes, &h->base);
-	if (!ret)
-		ret = kv_gpu_ipc_export(h->base, h->ipc);
+		ret = kv_gpu_vmm_granularity(conf->gpu, &gran);
 	if (!ret)
 		ret = kv_gpu_stream_create(&h->stream);
 	for (unsigned i = 0; !ret && i < HBM_INFLIGHT; i++)
 		ret = kv_gpu_event_create_blocking(&h->ev[i]);
-	if (!ret)
-		ret = kv_alloc_open(&h->alloc, &ac);
 	if (!ret) {
 		h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (h->efd < 0)
@@ -190,8 +215,8 @@ int kv_hbm_open(struct kv_hbm **out, const struct kv_hbm_conf *conf)
 		return ret;
 	}
 	kv_gpu_device_name(conf->gpu, name, sizeof(name));
-	kv_log(KV_INFO, KV_LOG_TIER, "hbm tier: %llu bytes on GPU %d (%s, %s), shared by CUDA IPC",
-	       (unsigned long long)conf->bytes, conf->gpu, name, h->pci);
+	kv_log(KV_INFO, KV_LOG_TIER, "hbm tier on GPU %d (%s, %s): arenas shared by file "
+	       "descriptor (CUDA VMM, %zu-byte granules)", conf->gpu, name, h->pci, gran);
 	*out = h;
 	return 0;
 }
@@ -219,19 +244,116 @@ void kv_hbm_close(struct kv_hbm *h)
 	hbm_free_all(h);
 }
 
-void kv_hbm_export(const struct kv_hbm *h, uint64_t *bytes,
-		   char pci[KV_HBM_PCI_BYTES], uint8_t ipc[KV_HBM_IPC_BYTES])
+void kv_hbm_pci(const struct kv_hbm *h, char pci[KV_HBM_PCI_BYTES])
 {
-	*bytes = h->conf.bytes;
 	memcpy(pci, h->pci, KV_HBM_PCI_BYTES);
-	memcpy(ipc, h->ipc, KV_HBM_IPC_BYTES);
 }
+
+/* ---- arenas ---------------------------------------------------------------- */
+
+int kv_hbm_arena_open(struct kv_hbm *h, uint64_t bytes, struct kv_hbm_arena **out)
+{
+	struct kv_alloc_conf ac = { .size = bytes, .align = h->conf.align };
+	struct kv_hbm_arena *a;
+	int ret;
+
+	if (!bytes || bytes % h->conf.align)
+		return -EINVAL;
+	a = kv_xcalloc(1, sizeof(*a));
+	a->h = h;
+	a->bytes = bytes;
+	a->fd = -1;
+	ret = kv_fault_hit(KV_FAULT_GPU) ? -KV_EGPU :
+	      kv_gpu_vmm_create(h->conf.gpu, (size_t)bytes, &a->mem);
+	if (!ret) {
+		a->base = kv_gpu_vmm_ptr(a->mem);
+		ret = kv_gpu_vmm_export(a->mem, &a->fd);
+	}
+	if (!ret)
+		ret = kv_alloc_open(&a->alloc, &ac);
+	if (ret) {		/* the caller logs it: kv_gpu_last_error() */
+		if (a->fd >= 0)
+			close(a->fd);
+		kv_gpu_vmm_close(a->mem);
+		free(a);
+		return ret;
+	}
+	a->next = h->arenas;
+	h->arenas = a;
+	kv_log(KV_DEBUG, KV_LOG_TIER, "hbm arena: %llu bytes (%zu mapped) on GPU %d",
+	       (unsigned long long)bytes, kv_gpu_vmm_size(a->mem), h->conf.gpu);
+	*out = a;
+	return 0;
+}
+
+void kv_hbm_arena_close(struct kv_hbm_arena *a)
+{
+	struct kv_hbm *h;
+	struct kv_hbm_arena **p;
+
+	if (!a)
+		return;
+	h = a->h;
+	pthread_mutex_lock(&h->lock);
+	while (a->jobs)
+		pthread_cond_wait(&h->idle, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	for (p = &h->arenas; *p; p = &(*p)->next) {
+		if (*p == a) {
+			*p = a->next;
+			break;
+		}
+	}
+	close(a->fd);
+	kv_gpu_vmm_close(a->mem);
+	kv_alloc_close(a->alloc);
+	free(a);
+}
+
+int kv_hbm_arena_fd(const struct kv_hbm_arena *a)
+{
+	return a->fd;
+}
+
+uint64_t kv_hbm_arena_bytes(const struct kv_hbm_arena *a)
+{
+	return a->bytes;
+}
+
+uint64_t kv_hbm_arena_map_bytes(const struct kv_hbm_arena *a)
+{
+	return kv_gpu_vmm_size(a->mem);
+}
+
+void *kv_hbm_arena_base(const struct kv_hbm_arena *a)
+{
+	return a->base;
+}
+
+int kv_hbm_arena_alloc(struct kv_hbm_arena *a, uint64_t bytes, struct kv_extent **out)
+{
+	return kv_alloc_get(a->alloc, bytes, out);
+}
+
+void kv_hbm_arena_free(struct kv_hbm_arena *a, struct kv_extent *e)
+{
+	kv_alloc_put(a->alloc, e);
+}
+
+void kv_hbm_arena_stats(const struct kv_hbm_arena *a, struct kv_alloc_stats *st)
+{
+	kv_alloc_stats(a->alloc, st);
+}
+
+/* ---- copies ---------------------------------------------------------------- */
 
 void kv_hbm_submit(struct kv_hbm *h, struct kv_hbm_job *j)
 {
 	j->next = NULL;
 	j->result = 0;
 	pthread_mutex_lock(&h->lock);
+	if (j->arena)
+		j->arena->jobs++;
 	*h->todo_tail = j;
 	h->todo_tail = &j->next;
 	pthread_cond_signal(&h->cond);
@@ -258,32 +380,37 @@ struct kv_hbm_job *kv_hbm_reap(struct kv_hbm *h)
 	return j;
 }
 
-/* ---- the generic tier table: the allocator ------------------------------ */
+/* ---- the generic tier table: one arena ----------------------------------- */
 
 static void hbm_close_op(void *priv)
 {
-	kv_hbm_close(priv);
+	kv_hbm_arena_close(priv);
 }
 
 static int hbm_alloc_op(void *priv, uint64_t bytes, struct kv_extent **out)
 {
-	struct kv_hbm *h = priv;
-
-	return kv_alloc_get(h->alloc, bytes, out);
+	return kv_hbm_arena_alloc(priv, bytes, out);
 }
 
 static void hbm_free_op(void *priv, struct kv_extent *e)
 {
-	struct kv_hbm *h = priv;
-
-	kv_alloc_put(h->alloc, e);
+	kv_hbm_arena_free(priv, e);
 }
 
 static void hbm_stats_op(void *priv, struct kv_alloc_stats *st)
 {
-	struct kv_hbm *h = priv;
+	kv_hbm_arena_stats(priv, st);
+}
 
-	kv_alloc_stats(h->alloc, st);
+static int hbm_share_fd_op(void *priv, uint64_t *bytes)
+{
+	*bytes = kv_hbm_arena_map_bytes(priv);
+	return kv_hbm_arena_fd(priv);
+}
+
+static void *hbm_base_op(void *priv)
+{
+	return kv_hbm_arena_base(priv);
 }
 
 const struct kv_tier_ops kv_tier_hbm = {
@@ -293,4 +420,6 @@ const struct kv_tier_ops kv_tier_hbm = {
 	.alloc		= hbm_alloc_op,
 	.free		= hbm_free_op,
 	.stats		= hbm_stats_op,
+	.share_fd	= hbm_share_fd_op,
+	.base		= hbm_base_op,
 };

@@ -8,11 +8,17 @@
  *     STAGED), the stored chunk checked against a CPU construction of the
  *     layer-major layout;
  *  3. kvc_get_paged_begin/_layers/_end, one layer and one event at a time;
- *  4. the HBM tier shared by CUDA IPC: another process puts, this one gets
- *     (from HBM, then from DRAM once HBM has overflowed);
+ *  4. the HBM tier shared through the arena's fd (CUDA VMM): another
+ *     process puts, this one gets (from HBM, then from DRAM once HBM has
+ *     overflowed);
  *  5. a client that dies with copies, pins and puts queued;
  *  6. promotion into HBM (--hbm-promote always and second);
- *  7. a daemon whose --gpu does not exist serves from DRAM.
+ *  7. a daemon whose --gpu does not exist serves from DRAM;
+ *  8. the HBM arena is reached only through the fd HELLO hands over: what
+ *     came with it is sizes, a PCI id and the fd; closed, made-up and
+ *     unrelated fds import nothing; a mapping of our own from the fd holds
+ *     exactly what the daemon's GPU copies wrote; and a process of another
+ *     uid gets no connection, no fd and no /proc path into the daemon.
  *
  * Every check is byte for byte against what was put, into destinations
  * poisoned before each copy, so a copy that writes too little, too much or
@@ -31,13 +37,17 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/wait.h>
@@ -45,6 +55,7 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
+#include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
 #include "tests/integration/harness.h"
 
@@ -730,7 +741,7 @@ static int child_hbm_put(const char *sock, unsigned n)
 		return child_err("too many chunks", -EINVAL);
 	if ((ret = kv_gpu_set_device(0)) || (ret = kv_gpu_stream_create(&s)))
 		return child_err("cuda", ret);
-	if ((ret = kvc_connect(sock, &c)) || (ret = kvc_ns_register(c, "ipc", &ns)))
+	if ((ret = kvc_connect(sock, &c)) || (ret = kvc_ns_register(c, "shared", &ns)))
 		return child_err("connect", ret);
 	if ((ret = kvc_gpu_open(c, 0, 0)))
 		return child_err("kvc_gpu_open", ret);
@@ -842,12 +853,82 @@ static int child_die(const char *sock, unsigned k, unsigned p, unsigned flags,
 	_exit(0);
 }
 
+/*
+ * --child-outsider SOCK DAEMON_PID MAP_BYTES: become uid and gid 65534
+ * (root only; else exit 77) and try every way into the HBM arena that
+ * needs no fd from the daemon: connecting, the daemon's /proc fd links,
+ * and importing fd numbers this process does not hold. Exit 0 when none
+ * worked, 1 when one did.
+ */
+static int child_outsider(const char *sock, pid_t daemon, size_t map_bytes)
+{
+	struct kv_gpu_vmm *m = NULL;
+	struct kvc *c = NULL;
+	unsigned reached = 0, tried = 0;
+	char path[64];
+	DIR *dir;
+	int ret;
+
+	if (geteuid() != 0) {
+		printf("child: not root, so it cannot become another uid\n");
+		return 77;
+	}
+	if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) {
+		printf("child: cannot become uid 65534: %s\n", strerror(errno));
+		return 77;
+	}
+	ret = kvc_connect(sock, &c);
+	if (ret == 0) {
+		fprintf(stderr, "child: uid 65534 connected to the daemon\n");
+		kvc_close(c);
+		reached++;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)daemon);
+	dir = opendir(path);
+	if (dir) {
+		fprintf(stderr, "child: uid 65534 lists %s\n", path);
+		closedir(dir);
+		reached++;
+	}
+	for (int n = 0; n < 1024; n++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)daemon, n);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			fprintf(stderr, "child: uid 65534 opened %s\n", path);
+			close(fd);
+			reached++;
+		}
+	}
+	/* Descriptor numbers are per process: any number not ours is at
+	 * best a guess, which the driver must refuse. */
+	for (int n = 3; n < 64; n++) {
+		if (fcntl(n, F_GETFD) >= 0)
+			continue;	/* one of ours (the driver's own, once open) */
+		tried++;
+		if (kv_gpu_vmm_import(n, map_bytes, 0, &m) == 0) {
+			fprintf(stderr, "child: uid 65534 imported fd number %d\n", n);
+			kv_gpu_vmm_close(m);
+			m = NULL;
+			reached++;
+		}
+	}
+	printf("child: uid 65534: connect %s, /proc/%d/fd closed to it, %u made-up fd "
+	       "numbers imported nothing (last: %s)\n", kvc_strerror(ret), (int)daemon, tried,
+	       kv_gpu_last_error());
+	return reached ? 1 : 0;
+}
+
 static int child_main(int argc, char **argv)
 {
 	if (!strcmp(argv[1], "--child-hbm-put") && argc == 5) {
 		seed = strtoull(argv[3], NULL, 0);
 		return child_hbm_put(argv[2], (unsigned)atoi(argv[4]));
 	}
+	if (!strcmp(argv[1], "--child-outsider") && argc == 5)
+		return child_outsider(argv[2], (pid_t)atoi(argv[3]),
+				      (size_t)strtoull(argv[4], NULL, 0));
 	if (!strcmp(argv[1], "--child-die") && argc == 9) {
 		seed = strtoull(argv[3], NULL, 0);
 		return child_die(argv[2], (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
@@ -1207,7 +1288,7 @@ static void test_layerwise(void **state)
 	}
 }
 
-/* ---- 4. HBM over CUDA IPC, two processes -------------------------------- */
+/* ---- 4. HBM shared through the arena's fd, two processes ------------------ */
 
 /* Wait until the DRAM tier holds at least chunks chunks (HBM puts are
  * written down to it shortly after commit). */
@@ -1228,7 +1309,7 @@ static void wait_dram_chunks(struct kvc *c, uint64_t chunks, const char *what)
 		 " (HBM puts not written down?)", what, t->chunks, chunks);
 }
 
-static void test_hbm_ipc(void **state)
+static void test_hbm_shared(void **state)
 {
 	const char *args[] = { "--dram-bytes", "512M", "--hbm-bytes", "256M", "--gpu", "0",
 			       "--hbm-promote", "off", "--policy", "dram=lru,hbm=lru",
@@ -1260,7 +1341,7 @@ static void test_hbm_ipc(void **state)
 
 		wait_child(spawn_child(cargs), "put into HBM from another process");
 	}
-	c = fx_connect(d->sock, "ipc", &ns);
+	c = fx_connect(d->sock, "shared", &ns);
 	expect_ret(kvc_gpu_open(c, 0, 0), 0, "kvc_gpu_open");
 	for (int i = 0; i < N; i++) {
 		keys[i] = key_of((uint64_t)i);
@@ -1280,7 +1361,8 @@ static void test_hbm_ipc(void **state)
 			 " bytes used; want 256 MiB, %d chunks, >= %zu bytes",
 			 hbm->capacity_bytes, hbm->chunks, hbm->used_bytes, N, N * cb);
 
-	/* Got device to device out of the IPC mapping, whole and paged. */
+	/* Got device to device out of the arena imported from its fd, whole
+	 * and paged. */
 	check_get_gpu(c, ns, keys, want, N, cb, TIER_BIT(KVC_TIER_HBM), NULL, dev, buf,
 		      "kvc_get_gpu of a chunk in HBM");
 	cache_open(&ca, &sh);
@@ -1293,7 +1375,7 @@ static void test_hbm_ipc(void **state)
 
 	/* Inclusive: the DRAM copy exists and is exact (KVC_GPU_NO_HBM uses it). */
 	wait_dram_chunks(c, N, "after KVC_PUT_HBM");
-	c2 = fx_connect(d->sock, "ipc", &ns2);
+	c2 = fx_connect(d->sock, "shared", &ns2);
 	expect_ret(kvc_gpu_open(c2, 0, KVC_GPU_NO_HBM), 0, "kvc_gpu_open KVC_GPU_NO_HBM");
 	check_get_gpu(c2, ns2, keys, want, N, cb, TIER_BIT(KVC_TIER_DRAM), NULL, dev, buf,
 		      "kvc_get_gpu with KVC_GPU_NO_HBM");
@@ -1550,6 +1632,19 @@ static void test_client_killed_mid_copy_hbm(void **state)
 
 /* ---- 6. promotion into HBM ---------------------------------------------- */
 
+/* How many of keys[0..n) have their copy in HBM now. */
+static int count_in_hbm(struct kvc *c, uint32_t ns, const struct kvc_key *keys, int n)
+{
+	struct kvc_entry e;
+	int in_hbm = 0;
+
+	for (int i = 0; i < n; i++) {
+		expect_ret(kvc_inspect(c, ns, &keys[i], &e), 0, "kvc_inspect");
+		in_hbm += e.tier == KVC_TIER_HBM;
+	}
+	return in_hbm;
+}
+
 static void promote(const char *when)
 {
 	const char *args[] = { "--dram-bytes", "64M", "--hbm-bytes", "64M", "--gpu", "0",
@@ -1603,11 +1698,7 @@ static void promote(const char *when)
 	 * half-copied HBM chunk must never be handed out. */
 	t0 = now_ms();
 	do {
-		in_hbm = 0;
-		for (int i = 0; i < N; i++) {
-			expect_ret(kvc_inspect(c, ns, &keys[i], &e), 0, "kvc_inspect");
-			in_hbm += e.tier == KVC_TIER_HBM;
-		}
+		in_hbm = count_in_hbm(c, ns, keys, N);
 		if (in_hbm == N)
 			break;
 		if (!second) {
@@ -1713,6 +1804,137 @@ static void test_no_such_gpu(void **state)
 	fx_stop(d);
 }
 
+/* ---- 8. the HBM arena reached through its fd only -------------------------- */
+
+/* An import that must fail, and leave nothing mapped. */
+static void expect_no_import(int fd, size_t bytes, const char *what)
+{
+	struct kv_gpu_vmm *m = NULL;
+	int ret = kv_gpu_vmm_import(fd, bytes, 0, &m);
+
+	if (ret == 0) {
+		kv_gpu_vmm_close(m);
+		fail_msg("kv_gpu_vmm_import of %s (fd %d, %zu bytes) succeeded", what, fd, bytes);
+	}
+	if (m)
+		fail_msg("kv_gpu_vmm_import of %s failed (%s) but returned a mapping", what,
+			 err_name(ret));
+	print_message("import of %s: %s (%s)\n", what, err_name(ret), kv_gpu_last_error());
+}
+
+static void test_hbm_fd_only(void **state)
+{
+	const char *args[] = { "--dram-bytes", "128M", "--hbm-bytes", "64M", "--gpu", "0",
+			       "--hbm-promote", "always", "--log", "info", NULL };
+	enum { N = 4 };
+	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
+	const size_t cb = shape_chunk_bytes(&sh);
+	const unsigned any = TIER_BIT(KVC_TIER_DRAM) | TIER_BIT(KVC_TIER_HBM);
+	uint8_t *dev = fx_dev(N * (cb + SPARE)), *buf = fx_host(cb + SPARE);
+	struct kvc_key keys[N];
+	struct kvc_loc locs[N];
+	uint8_t *want[N];
+	struct kv_gpu_vmm *m = NULL;
+	struct kvci_hbm info;
+	struct kvt_daemon *d;
+	char pci[KV_GPU_PCI_ID], sz[32], pid[16];
+	size_t gran = 0;
+	int closed, memfd, null_fd, in_hbm, st;
+	struct kvc *c;
+	uint64_t t0;
+	uint32_t ns;
+	pid_t child;
+
+	d = fx_start(args);
+	c = fx_connect(d->sock, "fdonly", &ns);
+	expect_ret(kvc_gpu_open(c, 0, 0), 0, "kvc_gpu_open");
+
+	/* What HELLO handed over: sizes, the GPU's PCI id and an fd. */
+	kvci_hbm_info(c, &info);
+	if (info.fd < 0)
+		fail_msg("HELLO handed over no HBM fd");
+	if (!(fcntl(info.fd, F_GETFD) & FD_CLOEXEC))
+		fail_msg("the HBM fd is not close-on-exec");
+	expect_ret(kv_gpu_vmm_granularity(0, &gran), 0, "kv_gpu_vmm_granularity");
+	expect_ret(kv_gpu_pci_id(0, pci), 0, "kv_gpu_pci_id");
+	if (info.bytes != 64 * MIB || info.map_bytes < info.bytes || info.map_bytes % gran ||
+	    strcasecmp(info.pci, pci))
+		fail_msg("HELLO's HBM arena: %" PRIu64 " bytes, %" PRIu64 " mapped, GPU %s; want "
+			 "64 MiB, whole %zu-byte granules, GPU %s", info.bytes, info.map_bytes,
+			 info.pci, gran, pci);
+	print_message("figure: HBM arena handed over as fd %d: %" PRIu64 " bytes, %" PRIu64
+		      " mapped (%zu-byte granules), GPU %s\n", info.fd, info.bytes,
+		      info.map_bytes, gran, info.pci);
+
+	/* Any other fd opens nothing. */
+	closed = dup(info.fd);
+	assert_true(closed >= 0);
+	close(closed);
+	expect_no_import(closed, info.map_bytes, "a closed fd");
+	expect_no_import(4000, info.map_bytes, "a made-up fd number");
+	memfd = memfd_create("not-an-arena", MFD_CLOEXEC);
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, (off_t)info.map_bytes), 0);
+	expect_no_import(memfd, info.map_bytes, "a memfd");
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_true(null_fd >= 0);
+	expect_no_import(null_fd, info.map_bytes, "/dev/null");
+	expect_ret(kv_gpu_vmm_import(info.fd, info.map_bytes - 1, 0, &m), -EINVAL,
+		   "kv_gpu_vmm_import of no whole number of granules");
+	close(memfd);
+	close(null_fd);
+
+	/* Chunks the daemon copied up into HBM (its GPU thread, DRAM -> HBM),
+	 * read through a mapping of our own made from the fd. */
+	for (int i = 0; i < N; i++) {
+		keys[i] = key_of((uint64_t)i);
+		want[i] = fx_host(cb);
+		fill(want[i], cb, (uint64_t)i);
+	}
+	put_host_chain(c, ns, keys, want, N, cb, sh.chunk_tokens);
+	check_get_gpu(c, ns, keys, want, N, cb, any, NULL, dev, buf, "kvc_get_gpu (promotes)");
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	t0 = now_ms();
+	while ((in_hbm = count_in_hbm(c, ns, keys, N)) < N && now_ms() - t0 < 3000)
+		sleep_ms(20);
+	if (in_hbm != N)
+		fail_msg("%d of %d chunks promoted into HBM in 3 s", in_hbm, N);
+	expect_ret(kv_gpu_vmm_import(info.fd, info.map_bytes, 0, &m), 0,
+		   "kv_gpu_vmm_import of the arena's fd");
+	expect_ret(kvci_pin(c, ns, keys, N, locs, KV_PIN_GPU), 0, "kvci_pin KV_PIN_GPU");
+	for (int i = 0; i < N; i++) {
+		expect_ret(locs[i].status, 0, "kvci_pin: status");
+		check_tier(locs[i].tier, TIER_BIT(KVC_TIER_HBM), "pinned promoted chunk",
+			   (size_t)i);
+		if (locs[i].offset > info.bytes || info.bytes - locs[i].offset < cb)
+			fail_msg("chunk %d at HBM offset %" PRIu64 ", past the arena", i,
+				 locs[i].offset);
+		memset(buf, POISON, cb);
+		download(buf, (char *)kv_gpu_vmm_ptr(m) + locs[i].offset, cb);
+		same_bytes(buf, want[i], cb, "the daemon's HBM copy through our own mapping",
+			   (size_t)i);
+	}
+	expect_ret(kvc_release(c, ns, keys, N, NULL), 0, "kvc_release");
+	kv_gpu_vmm_close(m);
+
+	/* A process of another uid: no connection, no fd, no way in. */
+	snprintf(pid, sizeof(pid), "%d", (int)d->pid);
+	snprintf(sz, sizeof(sz), "%" PRIu64, info.map_bytes);
+	{
+		const char *cargs[] = { "--child-outsider", d->sock, pid, sz, NULL };
+
+		child = spawn_child(cargs);
+	}
+	assert_int_equal(waitpid(child, &st, 0), child);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		print_message("the other-uid part was skipped (its line is above)\n");
+	else if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail_msg("a process of another uid reached the daemon or its arena (status %#x)",
+			 st);
+	fx_close(c);
+	fx_stop(d);
+}
+
 /*
  * SSD-resident chunks reach the GPU: a prefix chain four times the DRAM
  * tier, so its first chunks live only on SSD; GPU and paged gets of them
@@ -1780,7 +2002,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_layerwise, setup, teardown),
 	};
 	const struct CMUnitTest own_daemon_tests[] = {
-		cmocka_unit_test_setup_teardown(test_hbm_ipc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hbm_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hbm_fd_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_exits_mid_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_killed_mid_copy_hbm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote_always, setup, teardown),
