@@ -50,6 +50,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -920,8 +921,70 @@ static int child_outsider(const char *sock, pid_t daemon, size_t map_bytes)
 	return reached ? 1 : 0;
 }
 
+
+/*
+ * --child-tenant SOCK SEED N CB: as uid 65534, a second tenant: open the HBM
+ * arena HELLO handed it, read all of it looking for the first tenant's
+ * chunks 0..N-1 (CB bytes each, this SEED), then write over all of it.
+ * Exit 0 when nothing of theirs was there, 1 when something was, 77 when
+ * it cannot become another uid, 2 on a setup failure.
+ */
+static int child_tenant(const char *sock, unsigned n, size_t cb)
+{
+	struct kv_gpu_vmm *m = NULL;
+	struct kvci_hbm info;
+	struct kvc *c;
+	uint8_t *all, *want;
+	int found = 0, ret;
+
+	if (geteuid() != 0) {
+		printf("child: not root, so it cannot become another uid\n");
+		return 77;
+	}
+	if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) {
+		printf("child: cannot become uid 65534: %s\n", strerror(errno));
+		return 77;
+	}
+	ret = kvc_connect(sock, &c);
+	if (ret)
+		return child_err("kvc_connect as the second tenant", ret);
+	kvci_hbm_info(c, &info);
+	if (info.fd < 0 || !info.map_bytes)
+		return child_err("no HBM arena handed to the second tenant", -ENOENT);
+	ret = kv_gpu_vmm_import(info.fd, info.map_bytes, 0, &m);
+	if (ret)
+		return child_err("kv_gpu_vmm_import of its own arena", ret);
+	all = malloc(info.map_bytes);
+	want = malloc(cb);
+	if (!all || !want)
+		return 2;
+	download(all, kv_gpu_vmm_ptr(m), info.map_bytes);
+	for (unsigned i = 0; i < n; i++) {
+		fill(want, cb, i);
+		/* Any 256 bytes of a chunk would be a leak. */
+		for (size_t o = 0; o + 256 <= cb; o += cb / 4)
+			if (memmem(all, info.map_bytes, want + o, 256))
+				found++;
+	}
+	memset(all, 0xee, info.map_bytes);
+	upload(kv_gpu_vmm_ptr(m), all, info.map_bytes);
+	kv_gpu_vmm_close(m);
+	printf("child: second tenant: HBM arena of %" PRIu64 " bytes (%" PRIu64
+	       " mapped), %d pieces of the first tenant's chunks in it; overwritten\n",
+	       info.bytes, info.map_bytes, found);
+	free(all);
+	free(want);
+	kvc_close(c);
+	return found ? 1 : 0;
+}
+
 static int child_main(int argc, char **argv)
 {
+	if (!strcmp(argv[1], "--child-tenant") && argc == 6) {
+		seed = strtoull(argv[3], NULL, 0);
+		return child_tenant(argv[2], (unsigned)atoi(argv[4]),
+				    (size_t)strtoull(argv[5], NULL, 0));
+	}
 	if (!strcmp(argv[1], "--child-hbm-put") && argc == 5) {
 		seed = strtoull(argv[3], NULL, 0);
 		return child_hbm_put(argv[2], (unsigned)atoi(argv[4]));
@@ -1936,6 +1999,75 @@ static void test_hbm_fd_only(void **state)
 }
 
 /*
+ * Two tenants (root, uid 65534), an HBM arena each: the second maps,
+ * reads and overwrites all of its own arena and finds none of the first
+ * tenant's chunks, which stay exact in the first tenant's HBM.
+ */
+static void test_hbm_tenants(void **state)
+{
+	const char *args[] = { "--dram-bytes", "128M", "--hbm-bytes", "128M", "--gpu", "0",
+			       "--hbm-promote", "always", "--allow-uids", "0,65534",
+			       "--log", "info", NULL };
+	enum { N = 4 };
+	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
+	const size_t cb = shape_chunk_bytes(&sh);
+	uint8_t *dev = fx_dev(N * (cb + SPARE)), *buf = fx_host(cb + SPARE);
+	struct kvc_key keys[N];
+	uint8_t *want[N];
+	struct kvci_hbm info;
+	struct kvt_daemon *d;
+	char sd[32], n[16], sz[32];
+	struct kvc *c;
+	uint64_t t0;
+	uint32_t ns;
+	int in_hbm, st;
+	pid_t child;
+
+	d = fx_start(args);
+	chmod(d->dir, 0755);
+	chmod(d->sock, 0666);	/* the daemon's own checks must hold alone */
+	c = fx_connect(d->sock, "tenant-a", &ns);
+	expect_ret(kvc_gpu_open(c, 0, 0), 0, "kvc_gpu_open");
+	kvci_hbm_info(c, &info);
+	if (info.fd < 0 || info.bytes != 64 * MIB)
+		fail_msg("the first tenant's HBM arena: fd %d, %" PRIu64 " bytes; want 64 MiB, "
+			 "half of the daemon's", info.fd, info.bytes);
+	for (int i = 0; i < N; i++) {
+		keys[i] = key_of((uint64_t)i);
+		want[i] = fx_host(cb);
+		fill(want[i], cb, (uint64_t)i);
+	}
+	put_host_chain(c, ns, keys, want, N, cb, sh.chunk_tokens);
+	check_get_gpu(c, ns, keys, want, N, cb, TIER_BIT(KVC_TIER_DRAM) | TIER_BIT(KVC_TIER_HBM),
+		      NULL, dev, buf, "kvc_get_gpu (promotes)");
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	t0 = now_ms();
+	while ((in_hbm = count_in_hbm(c, ns, keys, N)) < N && now_ms() - t0 < 3000)
+		sleep_ms(20);
+	if (in_hbm != N)
+		fail_msg("%d of %d chunks promoted into HBM in 3 s", in_hbm, N);
+	snprintf(sd, sizeof(sd), "%#" PRIx64, seed);
+	snprintf(n, sizeof(n), "%d", N);
+	snprintf(sz, sizeof(sz), "%zu", cb);
+	{
+		const char *cargs[] = { "--child-tenant", d->sock, sd, n, sz, NULL };
+
+		child = spawn_child(cargs);
+	}
+	assert_int_equal(waitpid(child, &st, 0), child);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+		print_message("the second tenant was skipped (its line is above)\n");
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		fail_msg("the second tenant saw the first tenant's HBM chunks (status %#x)", st);
+	}
+	/* Still in HBM, still exact. */
+	check_get_gpu(c, ns, keys, want, N, cb, TIER_BIT(KVC_TIER_HBM), NULL, dev, buf,
+		      "kvc_get_gpu after the second tenant");
+	fx_close(c);
+	fx_stop(d);
+}
+
+/*
  * SSD-resident chunks reach the GPU: a prefix chain four times the DRAM
  * tier, so its first chunks live only on SSD; GPU and paged gets of them
  * promote them first (the PIN waits) and copy exact bytes.
@@ -2004,6 +2136,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest own_daemon_tests[] = {
 		cmocka_unit_test_setup_teardown(test_hbm_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hbm_fd_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hbm_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_exits_mid_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_killed_mid_copy_hbm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote_always, setup, teardown),
