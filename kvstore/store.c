@@ -1294,23 +1294,32 @@ static void dn_enqueue(struct kv_store *s, struct kv_chunk *c)
  * Start DRAM copies of chunks put into HBM, oldest first, as DRAM makes
  * room. One DRAM refuses (full of held chunks) stays in HBM alone, and may
  * leave the cache from there; one that must wait for SSD write-backs
- * waits at the head of the queue.
+ * waits in the queue, and so do its tenant's later ones, while other
+ * tenants' go ahead (their DRAM is another arena).
  */
 static void dn_pump(struct kv_store *s)
 {
-	while (s->dn_head && s->hbm_inflight < HBM_COPIES_MAX) {
-		struct kv_chunk *c = s->dn_head;
+	uint64_t waiting[KV_TENANT_MAX / 64] = { 0 };
+	struct kv_chunk *c, *next;
+
+	for (c = s->dn_head; c && s->hbm_inflight < HBM_COPIES_MAX; c = next) {
 		struct kv_extent *e;
 		int ret;
 
+		/* Evictions below take DRAM copies: never a queued chunk's
+		 * (it has none), so next stays in the queue. */
+		next = c->dn_next;
+		if (waiting[c->tenant / 64] >> (c->tenant % 64) & 1)
+			continue;
 		c->hbm_io = KV_HIO_DOWN;	/* not an HBM victim meanwhile */
 		refresh_hold(s, c);
 		ret = tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_DRAM,
 					  c->bytes, &e);
 		c->hbm_io = KV_HIO_NONE;
 		if (ret == -EINPROGRESS) {
+			waiting[c->tenant / 64] |= 1ull << (c->tenant % 64);
 			refresh_hold(s, c);
-			return;
+			continue;
 		}
 		dn_unlink(s, c);
 		if (ret) {
