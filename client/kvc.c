@@ -18,8 +18,9 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1075,11 +1076,15 @@ int kvc_abort(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 
 /* ---- administration ---------------------------------------------------------------- */
 
+#define STATS_OLD	offsetof(struct kv_wire_stats, writeback_failures)
+#define FLUSH_OLD	offsetof(struct kv_wire_flush_reply, status)
+
 int kvc_stats(struct kvc *c, struct kvc_stats *st)
 {
 	const struct kv_wire_stats *g;
 	const struct kv_wire_tier_stats *t;
 	struct kv_wire_hdr h;
+	size_t glen;
 	int ret;
 
 	pthread_mutex_lock(&c->lock);
@@ -1087,11 +1092,24 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	if (ret)
 		goto out;
 	g = (const struct kv_wire_stats *)c->rep;
-	if (h.len < sizeof(*g) || g->n_tiers != h.count || h.count > KVC_MAX_TIERS ||
-	    h.len != sizeof(*g) + h.count * sizeof(*t)) {
+	/* A daemon from before the SSD failure counters sends 48 bytes of
+	 * global figures: same protocol version, fields appended since. */
+	glen = h.len >= STATS_OLD && h.count <= KVC_MAX_TIERS ?
+	       h.len - h.count * sizeof(*t) : 0;
+	if ((glen != sizeof(*g) && glen != STATS_OLD) || g->n_tiers != h.count) {
 		conn_break(c);
 		ret = -KVC_EPROTO;
 		goto out;
+	}
+	if (glen != sizeof(*g)) {	/* the old form: move the tiers up */
+		if (!grow(&c->rep, &c->rep_cap, sizeof(*g) + h.count * sizeof(*t))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		memmove((char *)c->rep + sizeof(*g), (char *)c->rep + glen,
+			h.count * sizeof(*t));
+		memset((char *)c->rep + glen, 0, sizeof(*g) - glen);
+		g = (const struct kv_wire_stats *)c->rep;
 	}
 	memset(st, 0, sizeof(*st));
 	st->n_tiers = g->n_tiers;
@@ -1101,6 +1119,9 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	st->checksum_failures = g->checksum_failures;
 	st->uptime_ms = g->uptime_ms;
 	st->namespaces = g->namespaces;
+	st->writeback_failures = g->writeback_failures;
+	st->writeback_lost = g->writeback_lost;
+	st->ssd_records_missing = g->ssd_records_missing;
 	t = (const struct kv_wire_tier_stats *)(g + 1);
 	for (unsigned i = 0; i < g->n_tiers; i++) {
 		struct kvc_tier_stats *o = &st->tiers[i];
@@ -1245,15 +1266,27 @@ int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 	f->tier = tier;
 	f->flags = flags;
 	ret = rpc(c, KV_OP_FLUSH, 0, sizeof(*f), &h);
-	if (!ret && h.len != sizeof(*r)) {
+	if (!ret && h.len != sizeof(*r) && h.len != FLUSH_OLD) {
 		conn_break(c);
 		ret = -KVC_EPROTO;
 	}
-	if (!ret && res) {
+	if (!ret && h.len == FLUSH_OLD) {	/* an older daemon: no status */
+		if (grow(&c->rep, &c->rep_cap, sizeof(*r)))
+			memset((char *)c->rep + FLUSH_OLD, 0, sizeof(*r) - FLUSH_OLD);
+		else
+			ret = -ENOMEM;
+	}
+	if (!ret) {
 		r = (const struct kv_wire_flush_reply *)c->rep;
-		res->chunks = r->chunks;
-		res->bytes = r->bytes;
-		res->skipped = r->skipped;
+		if (res) {
+			res->chunks = r->chunks;
+			res->bytes = r->bytes;
+			res->skipped = r->skipped;
+			res->why = r->status ? -r->why : 0;
+		}
+		/* Refusals by the tier below come with the figures. */
+		if (r->status)
+			ret = r->status == KV_EREFUSED ? -KVC_EREFUSED : -KVC_EPROTO;
 	}
 out:
 	pthread_mutex_unlock(&c->lock);

@@ -458,6 +458,12 @@ struct kvc_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	/* The SSD tier (0 without one): */
+	uint64_t writeback_failures;	/* write-backs refused or failed */
+	uint64_t writeback_lost;	/* chunks that left the cache from DRAM
+					 * after their write-back failed */
+	uint64_t ssd_records_missing;	/* index records forgotten at start:
+					 * their data file was missing or short */
 };
 
 int kvc_stats(struct kvc *c, struct kvc_stats *st);
@@ -518,14 +524,24 @@ enum kvc_flush_flags {
 struct kvc_flush_result {
 	uint64_t chunks;	/* written back (or dropped) */
 	uint64_t bytes;
-	uint64_t skipped;	/* pinned or uncommitted: left alone */
+	uint64_t skipped;	/* dropping: pinned or uncommitted, left alone;
+				 * writing back: chunks the tier below refused,
+				 * which are not durable */
+	int why;		/* with -KVC_EREFUSED: why one was refused
+				 * (-KVC_EFULL: no room; -ENOSPC, -EIO: the
+				 * disk or the index failed); else 0 */
 };
 
 /*
  * Write the chunks of tier (KVC_TIER_NONE: every tier) back to the tier
- * below and return when that is durable; with KVC_FLUSH_DROP, drop every
- * unpinned chunk of the tier instead. A tier with no tier below has nothing
- * to write back to: it reports 0 chunks. Returns 0 or an error.
+ * below and return when that is durable; with KVC_FLUSH_DROP, drop instead:
+ * every unpinned chunk (KVC_TIER_NONE), or exactly tier's copies (a chunk
+ * with copies in other tiers keeps them; one whose only copy that was
+ * leaves the cache; dropping DRAM copies drops the HBM copies of those
+ * chunks too). A tier with no tier below has nothing to write back to: it
+ * reports 0 chunks. Returns 0, -KVC_EREFUSED (the tier below refused
+ * res->skipped chunks, for res->why: the rest is durable; res is filled
+ * in), or another error.
  */
 int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 	      struct kvc_flush_result *res);

@@ -15,7 +15,8 @@
  * stderr as "kvctl: <what failed>: <why>".
  *
  * Exit status: 0 success (get: hit), 1 not cached (get, inspect, evict),
- * 2 usage, connection or any other error.
+ * 2 usage, connection or any other error (flush: also when the tier below
+ * refused chunks).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -346,14 +347,18 @@ static int stats_json(const struct kvc_stats *st)
 	}
 	if (!tiers)
 		return json_print(NULL);
-	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+				    " s:o}",
 				    "tiers", tiers,
 				    "connections", ju64(st->connections),
 				    "pinned_chunks", ju64(st->pinned_chunks),
 				    "pending_chunks", ju64(st->pending_chunks),
 				    "checksum_failures", ju64(st->checksum_failures),
 				    "namespaces", ju64(st->namespaces),
-				    "uptime_ms", ju64(st->uptime_ms)));
+				    "uptime_ms", ju64(st->uptime_ms),
+				    "writeback_failures", ju64(st->writeback_failures),
+				    "writeback_lost", ju64(st->writeback_lost),
+				    "ssd_records_missing", ju64(st->ssd_records_missing)));
 }
 
 static void stats_human(const struct kvc_stats *st)
@@ -367,6 +372,11 @@ static void stats_human(const struct kvc_stats *st)
 	printf("%-18s %" PRIu64 "\n", "pinned chunks", st->pinned_chunks);
 	printf("%-18s %" PRIu64 "\n", "pending chunks", st->pending_chunks);
 	printf("%-18s %" PRIu64 "\n", "checksum failures", st->checksum_failures);
+	printf("%-18s %" PRIu64 " (lost from DRAM after it: %" PRIu64 ")\n",
+	       "write-back fails", st->writeback_failures, st->writeback_lost);
+	if (st->ssd_records_missing)
+		printf("%-18s %" PRIu64 " (data file missing or short)\n",
+		       "ssd records lost", st->ssd_records_missing);
 	for (unsigned i = 0; i < st->n_tiers; i++) {
 		const struct kvc_tier_stats *t = &st->tiers[i];
 		uint64_t lookups = t->hits + t->misses;
@@ -700,7 +710,7 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 	int ret;
 
 	ret = kvc_flush(c, a->tier, drop ? KVC_FLUSH_DROP : 0, &res);
-	if (ret) {
+	if (ret && ret != -KVC_EREFUSED) {
 		if (a->tier == KVC_TIER_NONE)
 			fail("flush", ret);
 		else
@@ -708,12 +718,25 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 				tier_name(a->tier), kvc_strerror(ret));
 		return RC_ERR;
 	}
+	/* Refused chunks are an error: they are not durable. */
+	if (ret)
+		fprintf(stderr, "kvctl: flush: the tier below refused %" PRIu64 " chunk%s (%s): they are not durable\n",
+			res.skipped, res.skipped == 1 ? "" : "s", kvc_strerror(res.why));
+	if (a->given & OPT_JSON) {
+		json_print(json_pack("{s:s, s:s, s:o, s:o, s:o, s:s?}",
+				     "action", drop ? "drop" : "write-back",
+				     "tier", tier_name(a->tier),
+				     "chunks", ju64(res.chunks), "bytes", ju64(res.bytes),
+				     drop ? "skipped" : "refused", ju64(res.skipped),
+				     "refused_why", ret ? kvc_strerror(res.why) : NULL));
+		return ret ? RC_ERR : RC_OK;
+	}
 	printf("%s %" PRIu64 " chunk%s, %s; %s %" PRIu64 "\n",
 	       drop ? "dropped" : "wrote back (durable)", res.chunks,
 	       res.chunks == 1 ? "" : "s", fmt_size(sz, sizeof(sz), res.bytes),
 	       drop ? "skipped, pinned or uncommitted:" : "refused by the tier below:",
 	       res.skipped);
-	return RC_OK;
+	return ret ? RC_ERR : RC_OK;
 }
 
 static int cmd_health(struct kvc *unused, const struct args *a)
@@ -831,9 +854,13 @@ static const struct cmd cmds[] = {
 		.opts = OPT_NS | OPT_KEY,
 		.required = OPT_NS | OPT_KEY, .run = cmd_evict,
 	}, {
-		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop]",
+		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop] [--json]",
 		.help = "write tiers back to the tier below, or drop their chunks",
-		.opts = OPT_TIER | OPT_DROP, .run = cmd_flush,
+		.note = "--drop --tier T drops tier T's copies only: chunks with\n"
+			"copies in other tiers keep them (dropping DRAM copies also\n"
+			"drops the HBM copies of those chunks). Exit status 2 when\n"
+			"the tier below refused chunks: they are not durable.",
+		.opts = OPT_TIER | OPT_DROP | OPT_JSON, .run = cmd_flush,
 	}, {
 		.name = "policy", .usage = "get TIER | set TIER NAME  [--json]",
 		.help = "show or switch a tier's eviction policy (lru, gdsf, h2o)",

@@ -201,6 +201,12 @@ struct kv_wire_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	/* The SSD tier's failures (0 without one). */
+	uint64_t writeback_failures;	/* write-backs refused or failed */
+	uint64_t writeback_lost;	/* chunks that left the cache from DRAM
+					 * after their write-back failed */
+	uint64_t ssd_records_missing;	/* forgotten at start: data file
+					 * missing or short */
 };
 
 struct kv_wire_tier_stats {
@@ -265,7 +271,12 @@ enum kv_flush_flags {
 struct kv_wire_flush_reply {
 	uint64_t chunks;	/* chunks written back (or dropped) */
 	uint64_t bytes;
-	uint64_t skipped;	/* pinned or unwritten, left alone */
+	uint64_t skipped;	/* dropping: pinned or pending, left alone;
+				 * writing back: DRAM chunks left without a
+				 * copy below (refused) */
+	int32_t status;		/* 0, or KV_EREFUSED: skipped > 0 on a write-back */
+	int32_t why;		/* with KV_EREFUSED: the reason of a refusal
+				 * (KV_EFULL, ENOSPC, EIO, ...) */
 };
 
 /*
@@ -388,12 +399,12 @@ _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");
 _Static_assert(sizeof(struct kv_wire_alloc) == 56, "alloc layout");
 _Static_assert(sizeof(struct kv_wire_alloc_reply) == 16, "alloc reply layout");
-_Static_assert(sizeof(struct kv_wire_stats) == 48, "stats layout");
+_Static_assert(sizeof(struct kv_wire_stats) == 72, "stats layout");
 _Static_assert(sizeof(struct kv_wire_tier_stats) == 96, "tier stats layout");
 _Static_assert(sizeof(struct kv_wire_ls) == 24, "ls layout");
 _Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");
 _Static_assert(sizeof(struct kv_wire_flush) == 8, "flush layout");
-_Static_assert(sizeof(struct kv_wire_flush_reply) == 24, "flush reply layout");
+_Static_assert(sizeof(struct kv_wire_flush_reply) == 32, "flush reply layout");
 _Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
 _Static_assert(sizeof(struct kv_wire_ns_model) == 24, "ns model layout");
 _Static_assert(sizeof(struct kv_wire_policy) == 24, "policy layout");

@@ -74,6 +74,9 @@ struct conn {
 	void *park_reply;		/* ALLOC, PIN: the replies so far */
 	uint64_t flush_base[3];		/* FLUSH: write-back counters at start */
 	bool flush_started;
+	uint64_t drop_sync;		/* FLUSH --drop: the SSD sync point its
+					 * reply waits for, or 0 */
+	struct kv_wire_flush_reply drop_fr;
 	struct conn *pnext;		/* the server's parked list */
 };
 
@@ -515,10 +518,31 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 		}
 		c->flush_started = false;
 		kv_store_wb_counters(c->srv->store, &w, &b, &f);
-		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1], f - base[2] };
-		kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu failed",
-		       (int)c->pid, (unsigned long long)fr.chunks, (unsigned long long)fr.skipped);
+		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1] };
+		/* Exact: what is in DRAM and not on the SSD now was refused. */
+		fr.skipped = kv_store_wb_refused(c->srv->store, &fr.why);
+		fr.status = fr.skipped ? KV_EREFUSED : 0;
+		if (fr.skipped)
+			kv_log(KV_WARN, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu refused by the SSD (%s): not durable",
+			       (int)c->pid, (unsigned long long)fr.chunks,
+			       (unsigned long long)fr.skipped, kv_strerror(fr.why));
+		else
+			kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back",
+			       (int)c->pid, (unsigned long long)fr.chunks);
 		reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+		return;
+	}
+	if (c->drop_sync) {	/* resumed: are the drops on the disk? */
+		ret = kv_store_ssd_synced(c->srv->store, c->drop_sync);
+		if (ret == -EINPROGRESS) {
+			park(c);
+			return;
+		}
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_MAIN, "flush by pid %d: dropped SSD copies may come back after a restart: %s",
+			       (int)c->pid, kv_strerror(ret));
+		c->drop_sync = 0;
+		reply(c, &r->hdr, 0, 1, &c->drop_fr, sizeof(c->drop_fr));
 		return;
 	}
 	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
@@ -531,6 +555,14 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 	       (int)c->pid, (unsigned long long)fr.chunks,
 	       r->u.flush->flags & KV_FLUSH_DROP ? "dropped" : "written back",
 	       (unsigned long long)fr.skipped);
+	/* Dropped SSD copies are answered once their records are gone for
+	 * good: a dropped chunk must not come back after a crash. */
+	if ((r->u.flush->flags & KV_FLUSH_DROP) && fr.chunks &&
+	    (c->drop_sync = kv_store_ssd_sync(c->srv->store))) {
+		c->drop_fr = fr;
+		park(c);
+		return;
+	}
 	reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
 }
 

@@ -117,7 +117,12 @@ struct kv_store {
 	uint64_t wb_written;		/* write-backs done, ever */
 	uint64_t wb_bytes;
 	uint64_t wb_failed;
+	uint64_t wb_lost;		/* chunks that left the cache from DRAM
+					 * after their write-back failed */
 	uint64_t io_failures;		/* promotions lost to read errors */
+	uint64_t sync_sent;		/* SSD sync points submitted */
+	uint64_t sync_done;		/* ... and reaped (in order) */
+	int sync_res;			/* the last one's result */
 	/* the HBM tier */
 	struct kv_hbm *hbm;		/* tiers[KV_TIER_HBM].t.priv, or NULL */
 	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
@@ -304,6 +309,7 @@ static int tier_open(struct kv_store *s, unsigned id, const char *name,
 static void link_parent(struct kv_store *s, struct kv_chunk *c,
 			struct kv_chunk *p);
 static void ssd_insert(struct kv_store *s, struct kv_chunk *c);
+static void sync_done(struct kv_store *s, const struct kv_ssd_job *j);
 
 /* A chunk record found on the SSD at open: back into the index. */
 static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
@@ -769,6 +775,44 @@ static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
 	}
 }
 
+/* A DRAM victim whose write-back failed leaves the cache with no copy: what
+ * the failure cost, counted (STATS writeback_lost) and said once. */
+static void wb_lost(struct kv_store *s, const struct kv_chunk *c)
+{
+	s->wb_lost++;
+	kv_log_once(KV_WARN, KV_LOG_TIER, "chunks whose write-back to SSD failed are leaving the cache (first: ns %u, %s); STATS writeback_lost counts them",
+		    (unsigned)c->ns, kv_strerror(c->wb_err));
+}
+
+/*
+ * Drop a chunk's copy in tier and nothing else (FLUSH with KV_FLUSH_DROP
+ * and a tier): the chunk stays where it has other copies and leaves the
+ * cache when that was its only one. An HBM copy lives only beside a DRAM
+ * copy (inclusive), so dropping the DRAM copy drops it too. A DRAM chunk
+ * whose SSD copy goes is not written straight back (a write-back flush
+ * may). Not an eviction: nothing is counted.
+ */
+static void drop_copy(struct kv_store *s, struct kv_chunk *c, unsigned tier)
+{
+	bool other = tier == KV_TIER_SSD ? c->ext || c->hbm_ext :
+		     tier == KV_TIER_DRAM ? c->ssd_ext != NULL : c->ext || c->ssd_ext;
+
+	if (!other) {
+		chunk_drop(s, c);
+		return;
+	}
+	if (tier == KV_TIER_SSD) {
+		ssd_out(s, c);
+		c->no_wb = true;
+	} else {
+		if (c->hbm_ext)
+			hbm_out(s, c);
+		if (tier == KV_TIER_DRAM)
+			dram_out(s, c);
+	}
+	refresh_hold(s, c);
+}
+
 /*
  * Allocate in a tier, evicting the policy's victim until it fits. The
  * policy is asked again after each eviction: only its first answer is its
@@ -782,6 +826,7 @@ static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 {
 	struct stier *st = &s->tiers[tier];
 	struct kv_evict_node *victim;
+	struct kv_chunk *c;
 	int ret;
 
 	for (;;) {
@@ -794,9 +839,11 @@ static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 			st->alloc_failures++;
 			return -KV_EFULL;
 		}
-		chunk_evict(s, tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
-			       tier == KV_TIER_HBM ? hbm_node_chunk(victim) :
-						      node_chunk(victim), tier);
+		c = tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
+		    tier == KV_TIER_HBM ? hbm_node_chunk(victim) : node_chunk(victim);
+		if (tier == KV_TIER_DRAM && c->wb_err && !c->ssd_ext)
+			wb_lost(s, c);
+		chunk_evict(s, c, tier);
 	}
 }
 
@@ -830,12 +877,14 @@ static void wb_pump(struct kv_store *s)
 		 * c is linked under it, so it is no SSD leaf. */
 		c->io = KV_IO_WRITE;	/* held from both tiers meanwhile */
 		refresh_hold(s, c);
-		ret = tier_alloc_evicting(s, KV_TIER_SSD, c->bytes, &e);
+		ret = c->bytes > s->tiers[KV_TIER_SSD].capacity ? -KV_ETOOBIG :
+		      tier_alloc_evicting(s, KV_TIER_SSD, c->bytes, &e);
 		if (ret) {
 			kv_log(KV_WARN, KV_LOG_TIER, "write-back of a %llu-byte chunk refused: %s",
 			       (unsigned long long)c->bytes, kv_strerror(ret));
 			c->io = KV_IO_NONE;
 			c->no_wb = true;
+			c->wb_err = (uint16_t)-ret;
 			s->wb_failed++;
 			refresh_hold(s, c);
 			continue;
@@ -867,8 +916,10 @@ static void wb_done(struct kv_store *s, struct kv_ssd_job *j)
 	if (j->result) {
 		kv_ssd_free(s->ssd, c->io_ext);
 		c->no_wb = true;
+		c->wb_err = (uint16_t)-j->result;
 		s->wb_failed++;
 	} else {
+		c->wb_err = 0;
 		kv_ssd_trim(s->ssd, c->io_ext, j->rec.stored);
 		c->ssd_ext = c->io_ext;
 		c->ssd_stored = j->rec.stored;
@@ -1095,6 +1146,8 @@ unsigned kv_store_reap(struct kv_store *s)
 				wb_done(s, j);
 			else if (j->op == KV_SSD_READ)
 				promote_done(s, j);
+			else if (j->op == KV_SSD_SYNC)
+				sync_done(s, j);
 			free(j);
 			n++;
 		}
@@ -1614,7 +1667,7 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 		return 0;
 	/* Collect first: the index walk must not see its chunks freed. */
 	while ((c = kv_index_next(s->idx, &cursor))) {
-		if ((tier != KV_TIER_NONE && c->tier != tier) || !is_visible(c->ns, arg))
+		if ((tier != KV_TIER_NONE && !tier_ext(c, tier)) || !is_visible(c->ns, arg))
 			continue;
 		if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io || c->hbm_io) {
 			res->skipped++;
@@ -1629,10 +1682,10 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	for (size_t i = 0; i < n; i++) {
 		res->chunks++;
 		res->bytes += drop[i]->bytes;
-		if (tier == KV_TIER_HBM)	/* out of HBM; kept below */
-			chunk_evict(s, drop[i], KV_TIER_HBM);
-		else
+		if (tier == KV_TIER_NONE)
 			chunk_drop(s, drop[i]);
+		else
+			drop_copy(s, drop[i], tier);	/* that tier's copy only */
 	}
 	free(drop);
 	return 0;
@@ -1698,6 +1751,14 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	g->pending_chunks = s->pending_chunks;
 	g->checksum_failures = s->checksum_failures;
 	g->uptime_ms = (kv_now_ns() - s->start_ns) / 1000000;
+	g->writeback_failures = s->wb_failed;
+	g->writeback_lost = s->wb_lost;
+	if (s->ssd) {
+		struct kv_ssd_stats ss;
+
+		kv_ssd_stats(s->ssd, NULL, &ss);
+		g->ssd_records_missing = ss.records_missing;
+	}
 	for (unsigned i = 0; i < KV_TIER_MAX && n < max; i++) {
 		struct stier *st = &s->tiers[i];
 		struct kv_alloc_stats as;
@@ -1840,4 +1901,49 @@ void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *n
 	j->uid = uid;
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	kv_ssd_submit(s->ssd, j);
+}
+
+/* ---- SSD sync points ---------------------------------------------------------- */
+
+static void sync_done(struct kv_store *s, const struct kv_ssd_job *j)
+{
+	s->sync_done++;		/* jobs come back in order */
+	s->sync_res = j->result;
+}
+
+uint64_t kv_store_ssd_sync(struct kv_store *s)
+{
+	struct kv_ssd_job *j;
+
+	if (!s->ssd)
+		return 0;
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_SYNC;
+	kv_ssd_submit(s->ssd, j);
+	return ++s->sync_sent;
+}
+
+int kv_store_ssd_synced(const struct kv_store *s, uint64_t seq)
+{
+	if (s->sync_done < seq)
+		return -EINPROGRESS;
+	return s->sync_done == seq ? s->sync_res : 0;
+}
+
+uint64_t kv_store_wb_refused(const struct kv_store *s, int *why)
+{
+	uint64_t cursor = 0, n = 0;
+	struct kv_chunk *c;
+
+	*why = 0;
+	if (!s->ssd)
+		return 0;
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->state != KV_CHUNK_COMMITTED || !c->ext || c->ssd_ext)
+			continue;
+		n++;
+		if (!*why || c->wb_err)
+			*why = c->wb_err ? c->wb_err : KV_EFULL;
+	}
+	return n;
 }

@@ -23,9 +23,13 @@
  *           never overwritten while a record still points at it.
  *   NS      record a namespace (id, owner, name), so ids mean the same after
  *           a restart.
+ *   SYNC    come back once every index change submitted before it is on
+ *           the disk, with 0 or the error of a commit that lost some since
+ *           the last SYNC: a drop is durable when it is answered.
  *
- * On-disk layout (docs/ssd.md): DIR/data.N (N from 0), each file_bytes long
- * and fallocated at open; DIR/index/ (LMDB, tiers/ssd_meta.h).
+ * On-disk layout (docs/ssd.md): DIR/LOCK (write-locked with fcntl by the
+ * daemon that has the tier open), DIR/data.N (N from 0), each file_bytes
+ * long and preallocated at open; DIR/index/ (LMDB, tiers/ssd_meta.h).
  *
  * Locking: everything here is called on the loop thread; the I/O thread is
  * internal. Jobs belong to the tier from kv_ssd_submit() to kv_ssd_reap().
@@ -59,6 +63,7 @@ enum kv_ssd_job_op {
 	KV_SSD_READ,
 	KV_SSD_FORGET,
 	KV_SSD_NS,
+	KV_SSD_SYNC,
 };
 
 struct kv_ssd_job {
@@ -93,12 +98,19 @@ typedef int kv_ssd_found_fn(void *arg, uint32_t ns, const struct kv_wire_key *ke
 typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
 
 /*
- * Open the tier: make the directory and files, open the index, claim the
- * space of every chunk record that fits (records that do not, or overlap
- * another, are forgotten) and hand it to found() with its extent, then
- * start the I/O thread. Returns 0 and
- * the tier in *out, or -KV_EFORMAT (another format: nothing touched),
- * -EIO, -errno; everything is logged.
+ * Open the tier: make the directory, take its lock (DIR/LOCK), make and
+ * preallocate the data files (only what is missing: a restart keeps its
+ * data), open the index, claim the space of every chunk record that fits
+ * and hand it to found() with its extent, then start the I/O thread.
+ * Records are forgotten (deleted, counted, one WARN line per reason) when
+ * they do not fit or overlap another, or when their data file was missing
+ * or shorter than their bytes at this start. Returns 0 and the tier in
+ * *out, or, everything logged and what this start made removed again:
+ *   -KV_ELOCKED  another process holds DIR/LOCK (the log names its pid);
+ *                nothing in DIR is touched
+ *   -ENOSPC      the filesystem cannot hold the data files and the index
+ *   -KV_EFORMAT  another on-disk format
+ *   -EIO, -errno
  */
 int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 		kv_ssd_found_fn *found, void *arg);
@@ -133,6 +145,8 @@ struct kv_ssd_stats {
 	uint64_t bytes_read;
 	uint64_t checksum_failures;
 	uint64_t io_errors;
+	uint64_t records_missing;	/* forgotten at open: data file missing
+					 * or short */
 	bool uring;			/* false: the pread/pwrite path */
 };
 void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,

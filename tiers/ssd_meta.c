@@ -179,7 +179,9 @@ static int meta_write(struct kv_ssd_meta *m, const char *what,
 		if (rc != MDB_MAP_FULL) {
 			kv_log(KV_ERR, KV_LOG_TIER, "cannot %s in '%s': %s",
 			       what, m->path, mdb_strerror(rc));
-			return -EIO;
+			/* A full filesystem is worth telling apart: the
+			 * operator can make room. */
+			return rc == ENOSPC || rc == EDQUOT ? -ENOSPC : -EIO;
 		}
 
 		if (m->map >= m->max_map) {

@@ -109,8 +109,9 @@ int kv_ssd_meta_load(struct kv_ssd_meta *m,
 
 /*
  * Apply n changes in one write transaction, in order. Returns 0, or
- * -ENOSPC (the map reached max_map_bytes), -EIO (LMDB error, or the
- * KV_FAULT_META fault point): then nothing of the batch was applied.
+ * -ENOSPC (the map reached max_map_bytes, or the filesystem is full), -EIO
+ * (LMDB error, or the KV_FAULT_META fault point): then nothing of the batch
+ * was applied.
  */
 int kv_ssd_meta_apply(struct kv_ssd_meta *m, struct kv_ssd_op *ops, size_t n);
 

@@ -209,6 +209,14 @@ t_flush_writeback()
 	[ "$rc" -eq 2 ]
 }
 
+t_flush_json()
+{
+	kv flush --tier dram --json
+	[ "$rc" -eq 0 ] && json_check 'd["action"] == "write-back" and d["refused"] == 0' || return 1
+	kv flush --drop --json
+	[ "$rc" -eq 0 ] && json_check 'd["action"] == "drop" and "skipped" in d'
+}
+
 # ---- errors ------------------------------------------------------------------------
 
 t_bad_key()
@@ -293,6 +301,7 @@ check "inspect of an absent key exits 1" t_inspect_absent
 check "evict removes the key, get then exits 1" t_evict
 check "flush --drop empties the tier" t_flush_drop
 check "flush --tier dram writes back, a bad tier exits 2" t_flush_writeback
+check "flush --json" t_flush_json
 check "bad key hex exits 2 with a message" t_bad_key
 check "unknown command exits 2 with usage" t_unknown_command
 check "unknown option or missing --ns exits 2" t_unknown_option
