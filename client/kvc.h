@@ -106,8 +106,10 @@ void kvc_close(struct kvc *c);
  * Register a namespace (e.g. "llama3-8b/bf16/tp0of1/c256": model, dtype,
  * layout, parallel rank, chunk size) on this handle and store its id in
  * *ns. The first user to register a name owns it; another user gets
- * -EACCES. Returns 0, -EINVAL (empty or longer than 255 bytes), -EACCES or
- * -KVC_ENSLIMIT.
+ * -EACCES. With an SSD tier a new name is recorded durably before the call
+ * returns. Returns 0, -EINVAL (empty or longer than 255 bytes), -EACCES,
+ * -KVC_ENSLIMIT, or -KVC_ENSREC (the daemon could not record the name, its
+ * disk full say: it is not registered; try again later).
  */
 int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
 
@@ -121,6 +123,48 @@ int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
  */
 int kvc_ns_register_model(struct kvc *c, const char *name, uint32_t hidden,
 			  double a, double b, uint32_t *ns);
+
+/*
+ * The id of an existing namespace, without creating it (kvctl's ls, inspect
+ * and evict): on success the handle may use the id as if it had registered
+ * the name. Returns 0, -EINVAL, -ENOENT (no such namespace), or -EACCES
+ * (another user's, and this user is neither root nor the daemon's).
+ */
+int kvc_ns_lookup(struct kvc *c, const char *name, uint32_t *ns);
+
+/* A namespace, as kvc_ns_list() reports it. */
+struct kvc_ns_info {
+	uint32_t ns;		/* its id */
+	uint32_t uid;		/* its owner */
+	uint64_t salt;		/* kvc_ns_salt(name) */
+	uint64_t chunks;	/* committed chunks cached, in any tier */
+	uint64_t bytes;		/* their sizes */
+	int pending;		/* 1: its record is on its way to the disk */
+	char name[256];		/* NUL-terminated */
+};
+
+/*
+ * List the namespaces this user may see (its own; root and the daemon's
+ * user see all), by id. Start with *cursor = 0; each call stores up to max
+ * entries (at most KVC_NS_PAGE) and returns how many, and sets *cursor to
+ * continue from (0 when the listing is complete), or returns a negative
+ * error.
+ */
+#define KVC_NS_PAGE 256
+int kvc_ns_list(struct kvc *c, uint32_t *cursor, struct kvc_ns_info *out,
+		size_t max);
+
+/*
+ * Drop a namespace: every chunk of it from every tier, its records on the
+ * daemon's SSD, and the name (its id is never handed out again in the
+ * daemon's run; registering the name again makes a new, empty namespace).
+ * Only its owner, root and the daemon's user may. chunks and bytes (may be
+ * NULL) get what was dropped. Returns 0, -EINVAL, -ENOENT, -EACCES, -EBUSY
+ * (a chunk of it is pinned or being written: nothing was dropped), or
+ * -KVC_ENSREC (dropped from the cache, but its records could not be
+ * deleted from the SSD: it may come back after a restart).
+ */
+int kvc_ns_drop(struct kvc *c, const char *name, uint64_t *chunks, uint64_t *bytes);
 
 /* The namespace's hash seed: XXH3-64 of its name. Pure function. */
 uint64_t kvc_ns_salt(const char *name);
@@ -464,6 +508,8 @@ struct kvc_stats {
 					 * after their write-back failed */
 	uint64_t ssd_records_missing;	/* index records forgotten at start:
 					 * their data file was missing or short */
+	uint64_t ssd_records_wrong_ns;	/* ... their namespace id names another
+					 * namespace now */
 };
 
 int kvc_stats(struct kvc *c, struct kvc_stats *st);

@@ -120,6 +120,8 @@ struct kv_store {
 	uint64_t wb_lost;		/* chunks that left the cache from DRAM
 					 * after their write-back failed */
 	uint64_t io_failures;		/* promotions lost to read errors */
+	struct ns_ssd *nss;		/* per namespace id: salt, record */
+	uint32_t n_nss;
 	uint64_t sync_sent;		/* SSD sync points submitted */
 	uint64_t sync_done;		/* ... and reaped (in order) */
 	int sync_res;			/* the last one's result */
@@ -132,6 +134,18 @@ struct kv_store {
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
+
+/*
+ * What the SSD tier needs of a namespace: its name's salt (every record
+ * and checksum carries it) and the state of its record, which must be
+ * durable before any chunk of it is written (docs/ssd.md).
+ */
+struct ns_ssd {
+	uint64_t salt;
+	int rec;			/* 0: recorded (or restored); -EINPROGRESS;
+					 * or the error that refused it. During a
+					 * drop: the drop's state, the same way. */
+};
 
 static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
 {
@@ -309,6 +323,8 @@ static int tier_open(struct kv_store *s, unsigned id, const char *name,
 static void link_parent(struct kv_store *s, struct kv_chunk *c,
 			struct kv_chunk *p);
 static void ssd_insert(struct kv_store *s, struct kv_chunk *c);
+static int ns_found(void *arg, uint32_t id, uid_t uid, const char *name);
+static void ns_done(struct kv_store *s, const struct kv_ssd_job *j);
 static void sync_done(struct kv_store *s, const struct kv_ssd_job *j);
 
 /* A chunk record found on the SSD at open: back into the index. */
@@ -381,6 +397,7 @@ static int ssd_open(struct kv_store *s, const struct kv_store_conf *conf)
 	ret = kv_ssd_open(&s->ssd, &sc, ssd_found, s);
 	if (ret)
 		return ret;
+	kv_ssd_namespaces(s->ssd, ns_found, s);	/* their salts */
 	kv_ssd_stats(s->ssd, &as, NULL);
 	st->t.ops = &kv_tier_ssd;
 	st->t.priv = s->ssd;
@@ -849,10 +866,17 @@ static int tier_alloc_evicting(struct kv_store *s, unsigned tier,
 
 /* ---- the SSD tier: write-back and promotion --------------------------------- */
 
-static void job_rec(const struct kv_chunk *c, struct kv_ssd_rec *r)
+static uint64_t ns_salt(const struct kv_store *s, uint32_t ns)
+{
+	return ns < s->n_nss ? s->nss[ns].salt : 0;
+}
+
+static void job_rec(const struct kv_store *s, const struct kv_chunk *c,
+		    struct kv_ssd_rec *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->magic = KV_SSD_REC_MAGIC;
+	r->salt = ns_salt(s, c->ns);
 	r->has_parent = c->has_parent;
 	r->tokens = c->tokens;
 	r->position = c->position;
@@ -895,7 +919,7 @@ static void wb_pump(struct kv_store *s)
 			   s->codecs[c->ns] - 1 : s->conf.ssd_codec;
 		j->ns = c->ns;
 		j->key = c->key;
-		job_rec(c, &j->rec);
+		job_rec(s, c, &j->rec);
 		j->rec.offset = kv_extent_offset(e);
 		j->ssd_len = kv_extent_size(e);
 		j->dram_off = kv_extent_offset(c->ext);
@@ -954,7 +978,7 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 	j->op = KV_SSD_READ;
 	j->ns = c->ns;
 	j->key = c->key;
-	job_rec(c, &j->rec);
+	job_rec(s, c, &j->rec);
 	j->rec.offset = kv_extent_offset(c->ssd_ext);
 	j->rec.stored = c->ssd_stored;
 	j->rec.codec = c->ssd_codec;
@@ -1146,6 +1170,8 @@ unsigned kv_store_reap(struct kv_store *s)
 				wb_done(s, j);
 			else if (j->op == KV_SSD_READ)
 				promote_done(s, j);
+			else if (j->op == KV_SSD_NS || j->op == KV_SSD_NS_DROP)
+				ns_done(s, j);
 			else if (j->op == KV_SSD_SYNC)
 				sync_done(s, j);
 			free(j);
@@ -1261,6 +1287,7 @@ void kv_store_close(struct kv_store *s)
 	kv_index_close(s->idx);
 	free(s->models);
 	free(s->codecs);
+	free(s->nss);
 	free(s->found);
 	free(s);
 }
@@ -1758,6 +1785,7 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 
 		kv_ssd_stats(s->ssd, NULL, &ss);
 		g->ssd_records_missing = ss.records_missing;
+		g->ssd_records_wrong_ns = ss.records_wrong_ns;
 	}
 	for (unsigned i = 0; i < KV_TIER_MAX && n < max; i++) {
 		struct stier *st = &s->tiers[i];
@@ -1889,18 +1917,129 @@ int kv_store_namespaces(struct kv_store *s,
 	return s->ssd ? kv_ssd_namespaces(s->ssd, fn, arg) : 0;
 }
 
-void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
+/* ---- namespaces on the SSD ----------------------------------------------------- */
+
+#define NS_SSD_MAX	(1u << 24)	/* ids beyond are not kept here */
+
+static struct ns_ssd *ns_slot(struct kv_store *s, uint32_t ns)
 {
+	if (ns >= NS_SSD_MAX)
+		return NULL;
+	if (ns >= s->n_nss) {
+		uint32_t n = ns + 1 > 2 * s->n_nss ? ns + 1 : 2 * s->n_nss;
+
+		s->nss = kv_xrealloc(s->nss, n * sizeof(*s->nss));
+		memset(s->nss + s->n_nss, 0, (n - s->n_nss) * sizeof(*s->nss));
+		s->n_nss = n;
+	}
+	return &s->nss[ns];
+}
+
+/* A namespace recorded before the restart: durable, its salt known. */
+static int ns_found(void *arg, uint32_t id, uid_t uid, const char *name)
+{
+	struct ns_ssd *n = ns_slot(arg, id);
+
+	if (n)
+		*n = (struct ns_ssd){ .salt = kv_ssd_salt(name), .rec = 0 };
+	return 0;
+}
+
+static void ns_done(struct kv_store *s, const struct kv_ssd_job *j)
+{
+	struct ns_ssd *n = ns_slot(s, j->ns);
+
+	if (n)
+		n->rec = j->result;
+}
+
+int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
+{
+	struct ns_ssd *n;
 	struct kv_ssd_job *j;
 
 	if (!s->ssd)
-		return;
+		return 0;
+	n = ns_slot(s, id);
+	if (!n)
+		return -EINVAL;
+	n->salt = kv_ssd_salt(name);
+	n->rec = -EINPROGRESS;
 	j = kv_xcalloc(1, sizeof(*j));
 	j->op = KV_SSD_NS;
 	j->ns = id;
 	j->uid = uid;
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	kv_ssd_submit(s->ssd, j);
+	return -EINPROGRESS;
+}
+
+int kv_store_ns_durable(const struct kv_store *s, uint32_t id)
+{
+	return s->ssd && id < s->n_nss ? s->nss[id].rec : 0;
+}
+
+int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t *bytes)
+{
+	struct kv_chunk **drop = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+	struct kv_ssd_job *j;
+	bool io = false;
+	struct ns_ssd *ns;
+
+	*chunks = *bytes = 0;
+	/* Collect first: the index walk must not see its chunks freed. */
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->ns != id)
+			continue;
+		if (c->state != KV_CHUNK_COMMITTED || c->pins) {
+			free(drop);
+			return -EBUSY;
+		}
+		io |= c->io || c->hbm_io;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			drop = kv_xrealloc(drop, cap * sizeof(*drop));
+		}
+		drop[n++] = c;
+	}
+	if (io) {
+		free(drop);
+		return -EAGAIN;
+	}
+	for (size_t i = 0; i < n; i++) {
+		(*chunks)++;
+		*bytes += drop[i]->bytes;
+		chunk_drop(s, drop[i]);
+	}
+	free(drop);
+	ns = s->ssd ? ns_slot(s, id) : NULL;
+	if (!ns)
+		return 0;
+	ns->rec = -EINPROGRESS;
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_NS_DROP;
+	j->ns = id;
+	kv_ssd_submit(s->ssd, j);
+	return -EINPROGRESS;
+}
+
+void kv_store_ns_usage(const struct kv_store *s, uint32_t first, uint32_t n,
+		       uint64_t *chunks, uint64_t *bytes)
+{
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+
+	memset(chunks, 0, n * sizeof(*chunks));
+	memset(bytes, 0, n * sizeof(*bytes));
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->state != KV_CHUNK_COMMITTED || c->ns < first || c->ns - first >= n)
+			continue;
+		chunks[c->ns - first]++;
+		bytes[c->ns - first] += c->bytes;
+	}
 }
 
 /* ---- SSD sync points ---------------------------------------------------------- */

@@ -286,11 +286,39 @@ uint64_t kv_store_wb_refused(const struct kv_store *s, int *why);
 int kv_store_set_codec(struct kv_store *s, uint32_t ns, unsigned codec);
 
 /* Namespaces recorded on the SSD at open, in id order (nothing without an
- * SSD tier); and recording a new one. */
+ * SSD tier). */
 int kv_store_namespaces(struct kv_store *s,
 			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
 			void *arg);
-void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
+
+/*
+ * A namespace was registered: record it on the SSD, where it must be
+ * durable before any chunk of it is (its name's salt goes into every
+ * record and checksum of its chunks). Returns 0 when there is nothing to
+ * record (no SSD tier), or -EINPROGRESS: the record is on its way, and
+ * kv_store_ns_durable() tells, after kv_store_reap(), how it went.
+ */
+int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
+
+/*
+ * The state of namespace id's last record change (kv_store_ns_added() or
+ * kv_store_ns_drop()): 0 durable (and for an id never recorded), or
+ * -EINPROGRESS, or the error that refused it (-ENOSPC, -EIO: the namespace
+ * must not be used).
+ */
+int kv_store_ns_durable(const struct kv_store *s, uint32_t id);
+
+/*
+ * Drop namespace id from the cache: every chunk in every tier, and on the
+ * SSD its chunk records and its own record. Nothing is dropped while a
+ * chunk of it is pinned or pending (-EBUSY) or has I/O in flight
+ * (-EAGAIN: ask again after kv_store_reap()). Otherwise its chunks go at
+ * once (*chunks and *bytes count them) and it returns 0 when nothing is
+ * to be forgotten on disk (no SSD tier), or -EINPROGRESS: the records'
+ * deletion is under way, and kv_store_ns_durable() tells how it went. The
+ * caller must make sure nothing is written under id again.
+ */
+int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t *bytes);
 
 /*
  * A sync point: once kv_store_ssd_synced(s, seq) says so, every SSD index
@@ -301,6 +329,11 @@ void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *n
  */
 uint64_t kv_store_ssd_sync(struct kv_store *s);
 int kv_store_ssd_synced(const struct kv_store *s, uint64_t seq);
+
+/* Committed chunks (and their bytes) of namespaces first .. first + n - 1,
+ * counted into chunks[i] and bytes[i] (zeroed first). */
+void kv_store_ns_usage(const struct kv_store *s, uint32_t first, uint32_t n,
+		       uint64_t *chunks, uint64_t *bytes);
 
 /* The HBM arena for HELLO: false without an HBM tier. */
 bool kv_store_hbm_export(const struct kv_store *s, uint64_t *bytes,

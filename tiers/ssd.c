@@ -21,8 +21,9 @@
  * share a directory; the data files are checked against the free space and
  * preallocated for real (a tier that could run out of blocks under its
  * writes does not start), and a start that fails removes what it made;
- * records whose data file was missing or short are forgotten before
- * anyone can read them.
+ * records whose data file was missing or short, or whose namespace id no
+ * longer names the namespace they were written for (their salt), are
+ * forgotten before anyone can read them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +55,7 @@ struct ssd_ns {
 	uint32_t id;
 	uid_t uid;
 	char *name;
+	uint64_t salt;			/* kv_ssd_salt(name) */
 };
 
 struct kv_ssd {
@@ -77,6 +79,7 @@ struct kv_ssd {
 					 * start (0: missing) */
 	uint64_t records_missing;	/* forgotten at open: data file missing
 					 * or short */
+	uint64_t records_wrong_ns;	/* forgotten at open: salt mismatch */
 	struct kv_io *io;		/* I/O thread once started */
 	struct kv_codec_ctx *cx;	/* I/O thread */
 	char *dram;			/* the DRAM arena */
@@ -358,7 +361,7 @@ static void start_write(struct kv_ssd *s, struct kv_ssd_job *j)
 		return;
 	}
 	j->rec.checksum = XXH3_64bits_withSeed(stored, j->rec.stored,
-					       kv_ssd_seed(j->ns, &j->key));
+					       kv_ssd_seed(j->rec.salt, j->ns, &j->key));
 	if (kv_fault_hit(KV_FAULT_CRASH))
 		crash_now(s, j);
 	ret = kv_io_queue(s->io, true, j->rec.offset, (void *)stored, j->io_len, j);
@@ -412,8 +415,8 @@ static void end_read(struct kv_ssd *s, struct kv_ssd_job *j)
 	char ks[64];
 
 	atomic_fetch_add(&s->bytes_read, j->io_len);
-	if (XXH3_64bits_withSeed(got, j->rec.stored, kv_ssd_seed(j->ns, &j->key)) !=
-	    j->rec.checksum) {
+	if (XXH3_64bits_withSeed(got, j->rec.stored,
+				 kv_ssd_seed(j->rec.salt, j->ns, &j->key)) != j->rec.checksum) {
 		key_str(j, ks, sizeof(ks));
 		kv_log(KV_ERR, KV_LOG_TIER, "ssd: checksum mismatch on %s at offset %llu: dropped",
 		       ks, (unsigned long long)j->rec.offset);
@@ -529,6 +532,17 @@ static void start_job(struct kv_ssd *s, struct kv_ssd_job *j)
 		commit(s);
 		j->result = s->sync_err;
 		s->sync_err = 0;
+		finish(s, j);
+		return;
+	case KV_SSD_NS_DROP:
+		/* The deletes gathered so far (the namespace's FORGETs among
+		 * them) go first; then its records go in one transaction. */
+		commit(s);
+		ret = kv_ssd_meta_ns_drop(s->meta, j->ns);
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot forget namespace %u: %s",
+			       (unsigned)j->ns, kv_strerror(ret));
+		j->result = ret;
 		finish(s, j);
 		return;
 	case KV_SSD_WRITE:
@@ -887,6 +901,23 @@ static bool rec_missing(const struct kv_ssd *s, const struct kv_ssd_rec *rec,
 	return false;
 }
 
+static int ns_cmp(const void *key, const void *elem)
+{
+	uint32_t id = *(const uint32_t *)key;
+	const struct ssd_ns *n = elem;
+
+	return (id > n->id) - (id < n->id);
+}
+
+/* Was the record written for the namespace its id names now? */
+static bool rec_ns_ok(const struct kv_ssd *s, uint32_t ns, const struct kv_ssd_rec *rec)
+{
+	const struct ssd_ns *n = s->n_ns ? bsearch(&ns, s->ns, s->n_ns, sizeof(*s->ns),
+						   ns_cmp) : NULL;
+
+	return n && n->salt == rec->salt;
+}
+
 /* Does a record fit the space as configured now, and decode sanely? */
 static bool rec_fits(const struct kv_ssd *s, const struct kv_ssd_rec *rec)
 {
@@ -914,8 +945,9 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 	struct kv_ssd_op *drop = NULL;
 	size_t n_drop = 0;
 	uint64_t bad_rec = 0;
-	uint64_t missing = 0;
+	uint64_t missing = 0, wrong_ns = 0;
 	unsigned gone = 0, file;
+	uint32_t wrong_id = 0;
 	int ret;
 
 	ret = kv_ssd_meta_load(s->meta, collect, &lc, &bad_rec);
@@ -933,6 +965,9 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 		} else if (rec_missing(s, &f->rec, &file)) {
 			if (!missing++)
 				gone = file;
+		} else if (!rec_ns_ok(s, f->ns, &f->rec)) {
+			if (!wrong_ns++)
+				wrong_id = f->ns;
 		} else if (kv_alloc_claim(s->alloc, f->rec.offset,
 					round_up(f->rec.stored, s->block), &e))
 			e = NULL;
@@ -954,12 +989,16 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records forgotten at start: their data file was missing or short (first: data.%u, %s)",
 		       (unsigned long long)missing, gone, why);
 	}
+	if (wrong_ns)
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records forgotten at start: their namespace id names no namespace now, or another one than they were written for (first: ns %u)",
+		       (unsigned long long)wrong_ns, (unsigned)wrong_id);
 	s->records_missing = missing;
-	if (n_drop - missing || bad_rec)
+	s->records_wrong_ns = wrong_ns;
+	if (n_drop - missing - wrong_ns || bad_rec)
 		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records dropped at start (damaged: %llu, outside the tier: %llu, overlapping or refused: %llu)",
-		       (unsigned long long)(n_drop - missing + bad_rec),
+		       (unsigned long long)(n_drop - missing - wrong_ns + bad_rec),
 		       (unsigned long long)bad_rec, (unsigned long long)lc.bad,
-		       (unsigned long long)(n_drop - lc.bad - missing));
+		       (unsigned long long)(n_drop - lc.bad - missing - wrong_ns));
 	else if (lc.n)
 		kv_log(KV_INFO, KV_LOG_TIER, "ssd: %zu chunks found in the index", lc.n - n_drop);
 	/* A failure here leaves records that the next start drops again. */
@@ -976,8 +1015,31 @@ static int keep_ns(void *arg, uint32_t id, uid_t uid, const char *name)
 	struct kv_ssd *s = arg;
 
 	s->ns = kv_xrealloc(s->ns, (s->n_ns + 1) * sizeof(*s->ns));
-	s->ns[s->n_ns++] = (struct ssd_ns){ id, uid, kv_xstrdup(name) };
+	s->ns[s->n_ns++] = (struct ssd_ns){ id, uid, kv_xstrdup(name), kv_ssd_salt(name) };
 	return 0;
+}
+
+static void free_ns(struct kv_ssd *s)
+{
+	for (size_t i = 0; i < s->n_ns; i++)
+		free(s->ns[i].name);
+	free(s->ns);
+	s->ns = NULL;
+	s->n_ns = 0;
+}
+
+/*
+ * The namespaces first (read now: once the I/O thread runs, the index is
+ * its alone), since a chunk record is kept only if its namespace id still
+ * names the namespace it was written for; then the chunks.
+ */
+static int load_index(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
+{
+	int ret;
+
+	free_ns(s);
+	ret = kv_ssd_meta_ns_load(s->meta, keep_ns, s);
+	return ret ? ret : load(s, found, arg);
 }
 
 /*
@@ -1095,19 +1157,14 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	ret = kv_alloc_open(&s->alloc, &ac);
 	if (ret)
 		goto fail;
-	ret = load(s, found, arg);
+	ret = load_index(s, found, arg);
 	if (ret == -EIO) {	/* damaged beyond what load() can skip */
 		kv_ssd_meta_close(s->meta);
 		s->meta = NULL;
 		ret = open_index(s, &mc, &stored, true);
 		if (!ret)
-			ret = load(s, found, arg);
+			ret = load_index(s, found, arg);
 	}
-	if (ret)
-		goto fail;
-
-	/* Read now: once the I/O thread runs, the index is its alone. */
-	ret = kv_ssd_meta_ns_load(s->meta, keep_ns, s);
 	if (ret)
 		goto fail;
 	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1189,9 +1246,7 @@ void kv_ssd_close(struct kv_ssd *s)
 	if (s->efd >= 0)
 		close(s->efd);
 	pthread_mutex_destroy(&s->lock);
-	for (size_t i = 0; i < s->n_ns; i++)
-		free(s->ns[i].name);
-	free(s->ns);
+	free_ns(s);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);	/* the directory is free for another daemon */
 	free(s->made_file);
@@ -1232,6 +1287,7 @@ void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,
 	st->checksum_failures = atomic_load(&s->checksum_failures);
 	st->io_errors = atomic_load(&s->io_errors);
 	st->records_missing = s->records_missing;
+	st->records_wrong_ns = s->records_wrong_ns;
 	st->uring = kv_io_uring(s->io);
 }
 

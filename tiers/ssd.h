@@ -22,10 +22,18 @@
  *           WRITE's data reaches the disk, so space freed by an eviction is
  *           never overwritten while a record still points at it.
  *   NS      record a namespace (id, owner, name), so ids mean the same after
- *           a restart.
+ *           a restart. The job comes back with the record's result: the
+ *           store lets no chunk of the namespace be written before it is 0.
+ *   NS_DROP forget a namespace: delete every chunk record under its id and
+ *           its own record, in one transaction, after the deletes already
+ *           submitted.
  *   SYNC    come back once every index change submitted before it is on
  *           the disk, with 0 or the error of a commit that lost some since
  *           the last SYNC: a drop is durable when it is answered.
+ *
+ * Every WRITE and READ carries the namespace's salt in rec.salt: the
+ * checksum is seeded with it (kv_ssd_seed()) and the record keeps it, so a
+ * record whose namespace id comes to name another namespace fails.
  *
  * On-disk layout (docs/ssd.md): DIR/LOCK (write-locked with fcntl by the
  * daemon that has the tier open), DIR/data.N (N from 0), each file_bytes
@@ -63,6 +71,7 @@ enum kv_ssd_job_op {
 	KV_SSD_READ,
 	KV_SSD_FORGET,
 	KV_SSD_NS,
+	KV_SSD_NS_DROP,
 	KV_SSD_SYNC,
 };
 
@@ -82,7 +91,7 @@ struct kv_ssd_job {
 					 * offset is rec.offset) */
 	void *cookie;			/* the store's: its chunk */
 	uid_t uid;			/* NS */
-	char name[256];			/* NS: NUL-terminated */
+	char name[256];			/* NS: NUL-terminated (NS_DROP: ns) */
 	/* the tier's own, while the job is in the tier */
 	void *bounce;			/* aligned staging buffer, or NULL */
 	uint64_t bounce_cap;		/* its size */
@@ -103,8 +112,9 @@ typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
  * data), open the index, claim the space of every chunk record that fits
  * and hand it to found() with its extent, then start the I/O thread.
  * Records are forgotten (deleted, counted, one WARN line per reason) when
- * they do not fit or overlap another, or when their data file was missing
- * or shorter than their bytes at this start. Returns 0 and the tier in
+ * they do not fit or overlap another, when their data file was missing or
+ * shorter than their bytes at this start, or when their salt is not that
+ * of the name recorded for their namespace id. Returns 0 and the tier in
  * *out, or, everything logged and what this start made removed again:
  *   -KV_ELOCKED  another process holds DIR/LOCK (the log names its pid);
  *                nothing in DIR is touched
@@ -147,6 +157,8 @@ struct kv_ssd_stats {
 	uint64_t io_errors;
 	uint64_t records_missing;	/* forgotten at open: data file missing
 					 * or short */
+	uint64_t records_wrong_ns;	/* forgotten at open: their namespace
+					 * id names another name (salt) */
 	bool uring;			/* false: the pread/pwrite path */
 };
 void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,

@@ -1054,6 +1054,7 @@ class Client:
                 "writeback_failures": st.writeback_failures,
                 "writeback_lost": st.writeback_lost,
                 "ssd_records_missing": st.ssd_records_missing,
+                "ssd_records_wrong_ns": st.ssd_records_wrong_ns,
                 "tiers": tiers}
 
     def flush(self, tier=TIER_NONE, drop=False):

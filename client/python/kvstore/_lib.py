@@ -89,7 +89,7 @@ class Stats(ctypes.Structure):
                 ("pending_chunks", c_u64), ("checksum_failures", c_u64),
                 ("uptime_ms", c_u64), ("namespaces", c_u64),
                 ("writeback_failures", c_u64), ("writeback_lost", c_u64),
-                ("ssd_records_missing", c_u64)]
+                ("ssd_records_missing", c_u64), ("ssd_records_wrong_ns", c_u64)]
 
 
 class FlushResult(ctypes.Structure):
