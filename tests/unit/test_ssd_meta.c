@@ -5,10 +5,11 @@
  * Round trips across close and reopen, key order, batch order, map growth
  * and its limit, format checks, garbage and invalid records, the
  * KV_FAULT_META point, a stale reader left by a killed process, random
- * byte flips in data.mdb, salted seeds, and forgetting a namespace. Each test works in its own mkdtemp() directory
- * and removes it. Where a test writes into the environment behind the
- * module's back it opens it with LMDB directly, and only while the module
- * has it closed (one process must not open an environment twice).
+ * byte flips in data.mdb, salted seeds, and forgetting a namespace. Each
+ * test works in its own mkdtemp() directory and removes it. Where a test
+ * writes into the environment behind the module's back it opens it with
+ * LMDB directly, and only while the module has it closed (one process must
+ * not open an environment twice).
  *
  * Children (the stale reader, the corruption runs) are forked while this
  * process holds no environment open, and open their own.
