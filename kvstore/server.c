@@ -413,6 +413,7 @@ static void handle_ns_list(struct conn *c, const struct kv_req *r)
 	struct kv_wire_ns_list_reply *lr;
 	struct kv_wire_ns_entry *e;
 	uint64_t *chunks, *bytes;
+	uint32_t *ids;
 
 	lr = scratch(srv, sizeof(*lr) + (size_t)q->limit * sizeof(*e));
 	e = (struct kv_wire_ns_entry *)(lr + 1);
@@ -435,16 +436,18 @@ static void handle_ns_list(struct conn *c, const struct kv_req *r)
 		m++;
 	}
 	lr->next_cursor = id < n ? id : 0;
-	if (m) {	/* one walk of the index for the page's id span */
-		uint32_t first = e[0].ns, span = e[m - 1].ns - first + 1;
-
-		chunks = kv_xcalloc(span, sizeof(*chunks));
-		bytes = kv_xcalloc(span, sizeof(*bytes));
-		kv_store_ns_usage(srv->store, first, span, chunks, bytes);
+	if (m) {	/* one walk of the index for the page */
+		ids = kv_xcalloc(m, sizeof(*ids));
+		chunks = kv_xcalloc(m, sizeof(*chunks));
+		bytes = kv_xcalloc(m, sizeof(*bytes));
+		for (uint32_t i = 0; i < m; i++)
+			ids[i] = e[i].ns;
+		kv_store_ns_usage(srv->store, ids, m, chunks, bytes);
 		for (uint32_t i = 0; i < m; i++) {
-			e[i].chunks = chunks[e[i].ns - first];
-			e[i].bytes = bytes[e[i].ns - first];
+			e[i].chunks = chunks[i];
+			e[i].bytes = bytes[i];
 		}
+		free(ids);
 		free(chunks);
 		free(bytes);
 	}

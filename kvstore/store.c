@@ -2026,19 +2026,28 @@ int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t
 	return -EINPROGRESS;
 }
 
-void kv_store_ns_usage(const struct kv_store *s, uint32_t first, uint32_t n,
+static int id_cmp(const void *key, const void *elem)
+{
+	uint32_t a = *(const uint32_t *)key, b = *(const uint32_t *)elem;
+
+	return (a > b) - (a < b);
+}
+
+void kv_store_ns_usage(const struct kv_store *s, const uint32_t *ids, uint32_t n,
 		       uint64_t *chunks, uint64_t *bytes)
 {
 	uint64_t cursor = 0;
 	struct kv_chunk *c;
+	const uint32_t *at;
 
 	memset(chunks, 0, n * sizeof(*chunks));
 	memset(bytes, 0, n * sizeof(*bytes));
 	while ((c = kv_index_next(s->idx, &cursor))) {
-		if (c->state != KV_CHUNK_COMMITTED || c->ns < first || c->ns - first >= n)
+		if (c->state != KV_CHUNK_COMMITTED ||
+		    !(at = bsearch(&c->ns, ids, n, sizeof(*ids), id_cmp)))
 			continue;
-		chunks[c->ns - first]++;
-		bytes[c->ns - first] += c->bytes;
+		chunks[at - ids]++;
+		bytes[at - ids] += c->bytes;
 	}
 }
 

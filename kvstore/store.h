@@ -330,9 +330,10 @@ int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t
 uint64_t kv_store_ssd_sync(struct kv_store *s);
 int kv_store_ssd_synced(const struct kv_store *s, uint64_t seq);
 
-/* Committed chunks (and their bytes) of namespaces first .. first + n - 1,
- * counted into chunks[i] and bytes[i] (zeroed first). */
-void kv_store_ns_usage(const struct kv_store *s, uint32_t first, uint32_t n,
+/* Committed chunks (and their bytes) of the n namespaces ids[] (in
+ * increasing order), counted into chunks[i] and bytes[i] (zeroed first):
+ * one walk of the index. */
+void kv_store_ns_usage(const struct kv_store *s, const uint32_t *ids, uint32_t n,
 		       uint64_t *chunks, uint64_t *bytes);
 
 /* The HBM arena for HELLO: false without an HBM tier. */
