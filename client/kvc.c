@@ -18,8 +18,9 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -48,6 +49,9 @@ _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors kvstore/proto.h");
 _Static_assert(sizeof(struct kvc_key) == sizeof(struct kv_wire_key),
 	       "keys go on the wire as they are");
+_Static_assert(KVC_NS_PAGE == KV_PROTO_NS_PAGE &&
+	       sizeof(((struct kvc_ns_info *)0)->name) == KV_PROTO_NS_MAX + 1,
+	       "kvc.h mirrors kvstore/proto.h");
 _Static_assert(sizeof(((struct kvc_tier_stats *)0)->name) >
 	       sizeof(((struct kv_wire_tier_stats *)0)->name) &&
 	       sizeof(((struct kvc_tier_stats *)0)->policy) >
@@ -59,6 +63,9 @@ _Static_assert(sizeof(((struct kvc_tier_stats *)0)->name) >
 /* The largest reply a valid request can get: an LS page. */
 #define REPLY_MAX (sizeof(struct kv_wire_ls_reply) + \
 		   KV_PROTO_MAX_BATCH * sizeof(struct kv_wire_entry))
+_Static_assert(sizeof(struct kv_wire_ns_list_reply) +
+	       KV_PROTO_NS_PAGE * sizeof(struct kv_wire_ns_entry) <= REPLY_MAX,
+	       "an NS_LIST page fits a reply");
 
 struct kvc {
 	pthread_mutex_t lock;
@@ -642,37 +649,135 @@ void *kvc_dram_base(struct kvc *c, size_t *bytes)
 
 /* ---- namespaces -------------------------------------------------------------- */
 
-static int ns_register(struct kvc *c, const char *name,
-		       const struct kv_wire_ns_model *model, uint32_t *ns)
+/*
+ * A request that carries a namespace name (NS_REGISTER, NS_LOOKUP,
+ * NS_DROP), with NS_REGISTER's optional model; under the lock. Returns 0
+ * with the reply in c->rep (checked to be len bytes), or an error.
+ */
+static int ns_name_rpc(struct kvc *c, unsigned op, const char *name,
+		       const struct kv_wire_ns_model *model, size_t len)
 {
-	size_t len = name ? strlen(name) : 0;
-	size_t blen = kv_proto_pad8(len) + (model ? sizeof(*model) : 0);
-	const struct kv_wire_ns_reply *r;
+	size_t n = strlen(name);
+	size_t blen = kv_proto_pad8(n) + (model ? sizeof(*model) : 0);
 	struct kv_wire_hdr h;
 	char *body;
 	int ret;
 
-	if (len == 0 || len > KV_PROTO_NS_MAX || !ns)
+	body = req_body(c, blen);
+	if (!body)
+		return -ENOMEM;
+	memcpy(body, name, n);
+	if (model)
+		memcpy(body + kv_proto_pad8(n), model, sizeof(*model));
+	ret = rpc(c, op, (uint32_t)n, blen, &h);
+	if (!ret && h.len != len) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	return ret;
+}
+
+static bool ns_name_ok(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	return len > 0 && len <= KV_PROTO_NS_MAX;
+}
+
+static int ns_register(struct kvc *c, const char *name,
+		       const struct kv_wire_ns_model *model, uint32_t *ns)
+{
+	int ret;
+
+	if (!ns_name_ok(name) || !ns)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	body = req_body(c, blen);
-	if (!body) {
+	ret = ns_name_rpc(c, KV_OP_NS_REGISTER, name, model,
+			  sizeof(struct kv_wire_ns_reply));
+	if (!ret)
+		*ns = ((const struct kv_wire_ns_reply *)c->rep)->ns;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_ns_lookup(struct kvc *c, const char *name, uint32_t *ns)
+{
+	int ret;
+
+	if (!ns_name_ok(name) || !ns)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = ns_name_rpc(c, KV_OP_NS_LOOKUP, name, NULL, sizeof(struct kv_wire_ns_reply));
+	if (!ret)
+		*ns = ((const struct kv_wire_ns_reply *)c->rep)->ns;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_ns_drop(struct kvc *c, const char *name, uint64_t *chunks, uint64_t *bytes)
+{
+	const struct kv_wire_ns_drop_reply *r;
+	int ret;
+
+	if (!ns_name_ok(name))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = ns_name_rpc(c, KV_OP_NS_DROP, name, NULL, sizeof(*r));
+	if (!ret) {
+		r = (const struct kv_wire_ns_drop_reply *)c->rep;
+		if (chunks)
+			*chunks = r->chunks;
+		if (bytes)
+			*bytes = r->bytes;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_ns_list(struct kvc *c, uint32_t *cursor, struct kvc_ns_info *out,
+		size_t max)
+{
+	const struct kv_wire_ns_list_reply *r;
+	const struct kv_wire_ns_entry *e;
+	struct kv_wire_ns_list *q;
+	struct kv_wire_hdr h;
+	int ret;
+
+	if (!cursor || !out || max == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	q = req_body(c, sizeof(*q));
+	if (!q) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	memcpy(body, name, len);
-	if (model)
-		memcpy(body + kv_proto_pad8(len), model, sizeof(*model));
-	ret = rpc(c, KV_OP_NS_REGISTER, (uint32_t)len, blen, &h);
+	q->cursor = *cursor;
+	q->limit = max < KV_PROTO_NS_PAGE ? (uint32_t)max : KV_PROTO_NS_PAGE;
+	ret = rpc(c, KV_OP_NS_LIST, 0, sizeof(*q), &h);
 	if (ret)
 		goto out;
-	if (h.len != sizeof(*r)) {
+	if (h.count > q->limit || h.len != sizeof(*r) + h.count * sizeof(*e)) {
 		conn_break(c);
 		ret = -KVC_EPROTO;
 		goto out;
 	}
-	r = (const struct kv_wire_ns_reply *)c->rep;
-	*ns = r->ns;
+	r = (const struct kv_wire_ns_list_reply *)c->rep;
+	e = (const struct kv_wire_ns_entry *)(r + 1);
+	for (uint32_t i = 0; i < h.count; i++) {
+		struct kvc_ns_info *o = &out[i];
+		size_t len = e[i].name_len <= KV_PROTO_NS_MAX ? e[i].name_len : 0;
+
+		memset(o, 0, sizeof(*o));
+		o->ns = e[i].ns;
+		o->uid = e[i].uid;
+		o->salt = e[i].salt;
+		o->chunks = e[i].chunks;
+		o->bytes = e[i].bytes;
+		o->pending = e[i].state == KV_NS_PENDING;
+		memcpy(o->name, e[i].name, len);
+	}
+	*cursor = r->next_cursor;
+	ret = (int)h.count;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -1131,6 +1236,7 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	const struct kv_wire_stats *g;
 	const struct kv_wire_tier_stats *t;
 	struct kv_wire_hdr h;
+	size_t glen;
 	int ret;
 
 	pthread_mutex_lock(&c->lock);
@@ -1138,8 +1244,9 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	if (ret)
 		goto out;
 	g = (const struct kv_wire_stats *)c->rep;
-	if (h.len < sizeof(*g) || g->n_tiers != h.count || h.count > KVC_MAX_TIERS ||
-	    h.len != sizeof(*g) + h.count * sizeof(*t)) {
+	glen = h.count <= KVC_MAX_TIERS && h.len >= h.count * sizeof(*t) ?
+	       h.len - h.count * sizeof(*t) : 0;
+	if (glen != sizeof(*g) || g->n_tiers != h.count) {
 		conn_break(c);
 		ret = -KVC_EPROTO;
 		goto out;
@@ -1152,6 +1259,10 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	st->checksum_failures = g->checksum_failures;
 	st->uptime_ms = g->uptime_ms;
 	st->namespaces = g->namespaces;
+	st->writeback_failures = g->writeback_failures;
+	st->writeback_lost = g->writeback_lost;
+	st->ssd_records_missing = g->ssd_records_missing;
+	st->ssd_records_wrong_ns = g->ssd_records_wrong_ns;
 	st->records = g->records;
 	st->max_records = g->max_records;
 	st->meta_bytes = g->meta_bytes;
@@ -1303,11 +1414,17 @@ int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 		conn_break(c);
 		ret = -KVC_EPROTO;
 	}
-	if (!ret && res) {
+	if (!ret) {
 		r = (const struct kv_wire_flush_reply *)c->rep;
-		res->chunks = r->chunks;
-		res->bytes = r->bytes;
-		res->skipped = r->skipped;
+		if (res) {
+			res->chunks = r->chunks;
+			res->bytes = r->bytes;
+			res->skipped = r->skipped;
+			res->why = r->status ? -r->why : 0;
+		}
+		/* Refusals by the tier below come with the figures. */
+		if (r->status)
+			ret = r->status == KV_EREFUSED ? -KVC_EREFUSED : -KVC_EPROTO;
 	}
 out:
 	pthread_mutex_unlock(&c->lock);

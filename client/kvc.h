@@ -106,8 +106,10 @@ void kvc_close(struct kvc *c);
  * Register a namespace (e.g. "llama3-8b/bf16/tp0of1/c256": model, dtype,
  * layout, parallel rank, chunk size) on this handle and store its id in
  * *ns. The first user to register a name owns it; another user gets
- * -EACCES. Returns 0, -EINVAL (empty or longer than 255 bytes), -EACCES or
- * -KVC_ENSLIMIT.
+ * -EACCES. With an SSD tier a new name is recorded durably before the call
+ * returns. Returns 0, -EINVAL (empty or longer than 255 bytes), -EACCES,
+ * -KVC_ENSLIMIT, or -KVC_ENSREC (the daemon could not record the name, its
+ * disk full say: it is not registered; try again later).
  */
 int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
 
@@ -121,6 +123,48 @@ int kvc_ns_register(struct kvc *c, const char *name, uint32_t *ns);
  */
 int kvc_ns_register_model(struct kvc *c, const char *name, uint32_t hidden,
 			  double a, double b, uint32_t *ns);
+
+/*
+ * The id of an existing namespace, without creating it (kvctl's ls, inspect
+ * and evict): on success the handle may use the id as if it had registered
+ * the name. Returns 0, -EINVAL, -ENOENT (no such namespace), or -EACCES
+ * (another user's, and this user is neither root nor the daemon's).
+ */
+int kvc_ns_lookup(struct kvc *c, const char *name, uint32_t *ns);
+
+/* A namespace, as kvc_ns_list() reports it. */
+struct kvc_ns_info {
+	uint32_t ns;		/* its id */
+	uint32_t uid;		/* its owner */
+	uint64_t salt;		/* kvc_ns_salt(name) */
+	uint64_t chunks;	/* committed chunks cached, in any tier */
+	uint64_t bytes;		/* their sizes */
+	int pending;		/* 1: its record is on its way to the disk */
+	char name[256];		/* NUL-terminated */
+};
+
+/*
+ * List the namespaces this user may see (its own; root and the daemon's
+ * user see all), by id. Start with *cursor = 0; each call stores up to max
+ * entries (at most KVC_NS_PAGE) and returns how many, and sets *cursor to
+ * continue from (0 when the listing is complete), or returns a negative
+ * error.
+ */
+#define KVC_NS_PAGE 256
+int kvc_ns_list(struct kvc *c, uint32_t *cursor, struct kvc_ns_info *out,
+		size_t max);
+
+/*
+ * Drop a namespace: every chunk of it from every tier, its records on the
+ * daemon's SSD, and the name (its id is never handed out again in the
+ * daemon's run; registering the name again makes a new, empty namespace).
+ * Only its owner, root and the daemon's user may. chunks and bytes (may be
+ * NULL) get what was dropped. Returns 0, -EINVAL, -ENOENT, -EACCES, -EBUSY
+ * (a chunk of it is pinned or being written: nothing was dropped), or
+ * -KVC_ENSREC (dropped from the cache, but its records could not be
+ * deleted from the SSD: it may come back after a restart).
+ */
+int kvc_ns_drop(struct kvc *c, const char *name, uint64_t *chunks, uint64_t *bytes);
 
 /* The namespace's hash seed: XXH3-64 of its name. Pure function. */
 uint64_t kvc_ns_salt(const char *name);
@@ -458,6 +502,14 @@ struct kvc_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	/* The SSD tier (0 without one): */
+	uint64_t writeback_failures;	/* write-backs refused or failed */
+	uint64_t writeback_lost;	/* chunks that left the cache from DRAM
+					 * after their write-back failed */
+	uint64_t ssd_records_missing;	/* index records forgotten at start:
+					 * their data file was missing or short */
+	uint64_t ssd_records_wrong_ns;	/* ... their namespace id names another
+					 * namespace now */
 	uint64_t records;		/* chunk records the daemon holds */
 	uint64_t max_records;		/* its bound on them (max_chunks) */
 	uint64_t meta_bytes;		/* daemon memory they take, estimated */
@@ -521,14 +573,24 @@ enum kvc_flush_flags {
 struct kvc_flush_result {
 	uint64_t chunks;	/* written back (or dropped) */
 	uint64_t bytes;
-	uint64_t skipped;	/* pinned or uncommitted: left alone */
+	uint64_t skipped;	/* dropping: pinned or uncommitted, left alone;
+				 * writing back: chunks the tier below refused,
+				 * which are not durable */
+	int why;		/* with -KVC_EREFUSED: why one was refused
+				 * (-KVC_EFULL: no room; -ENOSPC, -EIO: the
+				 * disk or the index failed); else 0 */
 };
 
 /*
  * Write the chunks of tier (KVC_TIER_NONE: every tier) back to the tier
- * below and return when that is durable; with KVC_FLUSH_DROP, drop every
- * unpinned chunk of the tier instead. A tier with no tier below has nothing
- * to write back to: it reports 0 chunks. Returns 0 or an error.
+ * below and return when that is durable; with KVC_FLUSH_DROP, drop instead:
+ * every unpinned chunk (KVC_TIER_NONE), or exactly tier's copies (a chunk
+ * with copies in other tiers keeps them; one whose only copy that was
+ * leaves the cache; dropping DRAM copies drops the HBM copies of those
+ * chunks too). A tier with no tier below has nothing to write back to: it
+ * reports 0 chunks. Returns 0, -KVC_EREFUSED (the tier below refused
+ * res->skipped chunks, for res->why: the rest is durable; res is filled
+ * in), or another error.
  */
 int kvc_flush(struct kvc *c, uint8_t tier, unsigned flags,
 	      struct kvc_flush_result *res);

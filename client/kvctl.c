@@ -14,8 +14,12 @@
  * with jansson, never by hand). Results go to stdout, diagnostics to
  * stderr as "kvctl: <what failed>: <why>".
  *
- * Exit status: 0 success (get: hit), 1 not cached (get, inspect, evict),
- * 2 usage, connection or any other error.
+ * Exit status: 0 success (get: hit), 1 not cached (get, inspect, evict;
+ * also when their namespace does not exist), 2 usage, connection or any
+ * other error (flush: also when the tier below refused chunks).
+ *
+ * Only put registers (and so may create) a namespace; every other command
+ * that takes --ns looks the name up and never creates it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +68,8 @@ static const struct optdef {
 	{ { "socket", required_argument, NULL, OPT_SOCKET }, "--socket PATH",
 	  "the daemon's socket" },
 	{ { "ns", required_argument, NULL, OPT_NS }, "--ns NAME",
-	  "namespace (registered on the way: its first user owns it)" },
+	  "namespace (put registers it: its first user owns it; the other "
+	  "commands only look it up)" },
 	{ { "key", required_argument, NULL, OPT_KEY }, "--key HEX32",
 	  "the chunk's key: 32 hex digits" },
 	{ { "parent", required_argument, NULL, OPT_PARENT }, "--parent HEX32",
@@ -251,6 +256,27 @@ static int ns_register(struct kvc *c, const char *name, uint32_t *ns)
 }
 
 /*
+ * Find an existing namespace without creating it. Returns 0, or the
+ * command's exit status (reported): RC_MISS when there is no such
+ * namespace (nothing of it can be cached), RC_ERR otherwise.
+ */
+static int ns_lookup(struct kvc *c, const char *name, uint32_t *ns)
+{
+	int ret = kvc_ns_lookup(c, name, ns);
+
+	if (ret == -ENOENT) {
+		fprintf(stderr, "kvctl: no namespace '%s'\n", name);
+		return RC_MISS;
+	}
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot look up namespace '%s': %s\n",
+			name, kvc_strerror(ret));
+		return RC_ERR;
+	}
+	return 0;
+}
+
+/*
  * Read a whole file ("-": stdin) into a malloc'd buffer the caller owns.
  * Returns 0 or a -errno, with *out and *len untouched on failure.
  */
@@ -346,17 +372,22 @@ static int stats_json(const struct kvc_stats *st)
 	}
 	if (!tiers)
 		return json_print(NULL);
-	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+				    " s:o, s:o, s:o, s:o, s:o}",
 				    "tiers", tiers,
 				    "connections", ju64(st->connections),
 				    "pinned_chunks", ju64(st->pinned_chunks),
 				    "pending_chunks", ju64(st->pending_chunks),
 				    "checksum_failures", ju64(st->checksum_failures),
 				    "namespaces", ju64(st->namespaces),
+				    "uptime_ms", ju64(st->uptime_ms),
+				    "writeback_failures", ju64(st->writeback_failures),
+				    "writeback_lost", ju64(st->writeback_lost),
+				    "ssd_records_missing", ju64(st->ssd_records_missing),
+				    "ssd_records_wrong_ns", ju64(st->ssd_records_wrong_ns),
 				    "records", ju64(st->records),
 				    "max_records", ju64(st->max_records),
-				    "meta_bytes", ju64(st->meta_bytes),
-				    "uptime_ms", ju64(st->uptime_ms)));
+				    "meta_bytes", ju64(st->meta_bytes)));
 }
 
 static void stats_human(const struct kvc_stats *st)
@@ -372,6 +403,12 @@ static void stats_human(const struct kvc_stats *st)
 	printf("%-18s %" PRIu64 "\n", "checksum failures", st->checksum_failures);
 	printf("%-18s %" PRIu64 " of %" PRIu64 " (%s of metadata)\n", "chunk records",
 	       st->records, st->max_records, fmt_size(b1, sizeof(b1), st->meta_bytes));
+	printf("%-18s %" PRIu64 " (lost from DRAM after it: %" PRIu64 ")\n",
+	       "write-back fails", st->writeback_failures, st->writeback_lost);
+	if (st->ssd_records_missing || st->ssd_records_wrong_ns)
+		printf("%-18s %" PRIu64 " (data file missing or short), %" PRIu64
+		       " (namespace id names another name)\n", "ssd records lost",
+		       st->ssd_records_missing, st->ssd_records_wrong_ns);
 	for (unsigned i = 0; i < st->n_tiers; i++) {
 		const struct kvc_tier_stats *t = &st->tiers[i];
 		uint64_t lookups = t->hits + t->misses;
@@ -503,8 +540,9 @@ static int cmd_get(struct kvc *c, const struct args *a)
 	FILE *f;
 	int ret;
 
-	if (ns_register(c, a->ns_name, &ns))
-		return RC_ERR;
+	ret = ns_lookup(c, a->ns_name, &ns);
+	if (ret)
+		return ret;
 	kvc_key_to_hex(&a->key, hex);
 	ret = get_chunk(c, ns, &a->key, &buf, &len);
 	if (ret == -ENOENT) {
@@ -577,7 +615,7 @@ static int cmd_ls(struct kvc *c, const struct args *a)
 	char sz[64];
 	int n, rc = RC_ERR;
 
-	if (a->ns_name && ns_register(c, a->ns_name, &ns))
+	if (a->ns_name && ns_lookup(c, a->ns_name, &ns))
 		return RC_ERR;
 	page = calloc(KVC_MAX_BATCH, sizeof(*page));
 	if (!page || (json && !(list = json_array()))) {
@@ -648,8 +686,9 @@ static int cmd_inspect(struct kvc *c, const struct args *a)
 	uint32_t ns;
 	int ret;
 
-	if (ns_register(c, a->ns_name, &ns))
-		return RC_ERR;
+	ret = ns_lookup(c, a->ns_name, &ns);
+	if (ret)
+		return ret;
 	kvc_key_to_hex(&a->key, hex);
 	ret = kvc_inspect(c, ns, &a->key, &e);
 	if (ret == -ENOENT) {
@@ -673,8 +712,9 @@ static int cmd_evict(struct kvc *c, const struct args *a)
 	uint32_t ns;
 	int ret, st;
 
-	if (ns_register(c, a->ns_name, &ns))
-		return RC_ERR;
+	ret = ns_lookup(c, a->ns_name, &ns);
+	if (ret)
+		return ret;
 	kvc_key_to_hex(&a->key, hex);
 	ret = kvc_evict(c, ns, &a->key, 1, &st);
 	if (ret >= 0)
@@ -705,7 +745,7 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 	int ret;
 
 	ret = kvc_flush(c, a->tier, drop ? KVC_FLUSH_DROP : 0, &res);
-	if (ret) {
+	if (ret && ret != -KVC_EREFUSED) {
 		if (a->tier == KVC_TIER_NONE)
 			fail("flush", ret);
 		else
@@ -713,12 +753,118 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 				tier_name(a->tier), kvc_strerror(ret));
 		return RC_ERR;
 	}
+	/* Refused chunks are an error: they are not durable. */
+	if (ret)
+		fprintf(stderr, "kvctl: flush: the tier below refused %" PRIu64 " chunk%s (%s): they are not durable\n",
+			res.skipped, res.skipped == 1 ? "" : "s", kvc_strerror(res.why));
+	if (a->given & OPT_JSON) {
+		json_print(json_pack("{s:s, s:s, s:o, s:o, s:o, s:s?}",
+				     "action", drop ? "drop" : "write-back",
+				     "tier", tier_name(a->tier),
+				     "chunks", ju64(res.chunks), "bytes", ju64(res.bytes),
+				     drop ? "skipped" : "refused", ju64(res.skipped),
+				     "refused_why", ret ? kvc_strerror(res.why) : NULL));
+		return ret ? RC_ERR : RC_OK;
+	}
 	printf("%s %" PRIu64 " chunk%s, %s; %s %" PRIu64 "\n",
 	       drop ? "dropped" : "wrote back (durable)", res.chunks,
 	       res.chunks == 1 ? "" : "s", fmt_size(sz, sizeof(sz), res.bytes),
 	       drop ? "skipped, pinned or uncommitted:" : "refused by the tier below:",
 	       res.skipped);
+	return ret ? RC_ERR : RC_OK;
+}
+
+/* ---- ns ls | rm ------------------------------------------------------------ */
+
+static json_t *ns_json(const struct kvc_ns_info *n)
+{
+	char salt[17];
+
+	snprintf(salt, sizeof(salt), "%016" PRIx64, n->salt);
+	return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:b}",
+			 "name", n->name, "ns", (json_int_t)n->ns,
+			 "uid", (json_int_t)n->uid, "salt", salt,
+			 "chunks", ju64(n->chunks), "bytes", ju64(n->bytes),
+			 "pending", n->pending);
+}
+
+static int ns_ls(struct kvc *c, const struct args *a)
+{
+	bool json = a->given & OPT_JSON;
+	struct kvc_ns_info *page;
+	json_t *list = NULL;
+	uint32_t cursor = 0;
+	uint64_t total = 0;
+	int n, rc = RC_ERR;
+
+	page = calloc(KVC_NS_PAGE, sizeof(*page));
+	if (!page || (json && !(list = json_array()))) {
+		fail("ns ls", -ENOMEM);
+		goto out;
+	}
+	if (!json)
+		printf("%6s %10s %10s %14s  %s\n", "NS", "UID", "CHUNKS", "BYTES", "NAME");
+	do {
+		n = kvc_ns_list(c, &cursor, page, KVC_NS_PAGE);
+		if (n < 0) {
+			fail("ns ls", n);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			total++;
+			if (json) {
+				if (json_array_append_new(list, ns_json(&page[i]))) {
+					fail("ns ls", -ENOMEM);
+					goto out;
+				}
+				continue;
+			}
+			printf("%6" PRIu32 " %10" PRIu32 " %10" PRIu64 " %14" PRIu64 "  %s%s\n",
+			       page[i].ns, page[i].uid, page[i].chunks, page[i].bytes,
+			       page[i].name, page[i].pending ? " (pending)" : "");
+		}
+	} while (cursor);
+	if (json) {
+		rc = json_print(json_pack("{s:O}", "namespaces", list));
+	} else {
+		printf("%" PRIu64 " namespace%s\n", total, total == 1 ? "" : "s");
+		rc = RC_OK;
+	}
+out:
+	json_decref(list);
+	free(page);
+	return rc;
+}
+
+static int ns_rm(struct kvc *c, const struct args *a, const char *name)
+{
+	uint64_t chunks = 0, bytes = 0;
+	char sz[64];
+	int ret;
+
+	ret = kvc_ns_drop(c, name, &chunks, &bytes);
+	if (ret) {
+		fprintf(stderr, "kvctl: cannot remove namespace '%s': %s\n", name,
+			ret == -EBUSY ? "a chunk of it is pinned or being written" :
+			ret == -ENOENT ? "no such namespace" : kvc_strerror(ret));
+		return RC_ERR;
+	}
+	if (a->given & OPT_JSON)
+		return json_print(json_pack("{s:s, s:o, s:o}", "removed", name,
+					    "chunks", ju64(chunks), "bytes", ju64(bytes)));
+	printf("removed namespace '%s': %" PRIu64 " chunk%s, %s\n", name, chunks,
+	       chunks == 1 ? "" : "s", fmt_size(sz, sizeof(sz), bytes));
 	return RC_OK;
+}
+
+static int cmd_ns(struct kvc *c, const struct args *a)
+{
+	if (a->n_ops == 1 && !strcmp(a->ops[0], "ls"))
+		return ns_ls(c, a);
+	if (a->n_ops == 2 && !strcmp(a->ops[0], "rm"))
+		return ns_rm(c, a, a->ops[1]);
+	fprintf(stderr, "kvctl: ns: want 'ls' or 'rm NAME'\n");
+	return RC_ERR;
 }
 
 static int cmd_health(struct kvc *unused, const struct args *a)
@@ -836,9 +982,20 @@ static const struct cmd cmds[] = {
 		.opts = OPT_NS | OPT_KEY,
 		.required = OPT_NS | OPT_KEY, .run = cmd_evict,
 	}, {
-		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop]",
+		.name = "flush", .usage = "[--tier dram|ssd|hbm] [--drop] [--json]",
 		.help = "write tiers back to the tier below, or drop their chunks",
-		.opts = OPT_TIER | OPT_DROP, .run = cmd_flush,
+		.note = "--drop --tier T drops tier T's copies only: chunks with\n"
+			"copies in other tiers keep them (dropping DRAM copies also\n"
+			"drops the HBM copies of those chunks). Exit status 2 when\n"
+			"the tier below refused chunks: they are not durable.",
+		.opts = OPT_TIER | OPT_DROP | OPT_JSON, .run = cmd_flush,
+	}, {
+		.name = "ns", .usage = "ls | rm NAME  [--json]",
+		.help = "list the namespaces you may see, or remove one",
+		.note = "rm drops every chunk of the namespace from every tier and\n"
+			"its records on disk; only its owner, root and the daemon's\n"
+			"user may. A namespace with a pinned chunk stays: exit 2.",
+		.opts = OPT_JSON, .operands = -1, .run = cmd_ns,
 	}, {
 		.name = "policy", .usage = "get TIER | set TIER NAME  [--json]",
 		.help = "show or switch a tier's eviction policy (lru, gdsf, h2o)",

@@ -65,6 +65,8 @@ struct kv_chunk {
 	uint8_t io;			/* KV_IO_*: a job in flight on it */
 	bool wb_queued;			/* on the store's write-back queue */
 	bool no_wb;			/* not to be written back (SSD declined) */
+	uint16_t wb_err;		/* its last write-back's error (positive),
+					 * 0 once one succeeded */
 	bool dram_held;			/* what the policies were last told */
 	bool ssd_held;
 	struct kv_chunk *wb_next;	/* write-back queue */

@@ -12,8 +12,9 @@
 
 struct ns {
 	char *name;
-	size_t len;
+	size_t len;			/* 0: burned, or skipped at restore */
 	uid_t owner;
+	bool pending;			/* its record is not durable yet */
 };
 
 struct kv_ns_table {
@@ -45,24 +46,30 @@ void kv_ns_close(struct kv_ns_table *t)
 	free(t);
 }
 
+static bool find(const struct kv_ns_table *t, const char *name, size_t len,
+		 uint32_t *id)
+{
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->v[i].len == len && !memcmp(t->v[i].name, name, len)) {
+			*id = i;
+			return true;
+		}
+	}
+	return false;
+}
+
 int kv_ns_find(const struct kv_ns_table *t, const char *name, size_t len,
 	       uint32_t *id)
 {
-	for (uint32_t i = 0; i < t->n; i++) {
-		if (t->v[i].len != len || memcmp(t->v[i].name, name, len))
-			continue;
-		*id = i;
-		return 0;
-	}
-	return -ENOENT;
+	return find(t, name, len, id) ? 0 : -ENOENT;
 }
 
 int kv_ns_register(struct kv_ns_table *t, const char *name, size_t len,
 		   uid_t uid, uint32_t *id)
 {
-	for (uint32_t i = 0; i < t->n; i++) {
-		if (t->v[i].len != len || memcmp(t->v[i].name, name, len))
-			continue;
+	uint32_t i;
+
+	if (find(t, name, len, &i)) {
 		if (t->v[i].owner != uid)
 			return -EACCES;
 		*id = i;
@@ -116,4 +123,34 @@ const char *kv_ns_name(const struct kv_ns_table *t, uint32_t id)
 uint32_t kv_ns_count(const struct kv_ns_table *t)
 {
 	return t->n;
+}
+
+int kv_ns_lookup(const struct kv_ns_table *t, const char *name, size_t len,
+		 uint32_t *id)
+{
+	uint32_t i;
+
+	if (len == 0 || !find(t, name, len, &i) || t->v[i].pending)
+		return -ENOENT;
+	*id = i;
+	return 0;
+}
+
+void kv_ns_set_pending(struct kv_ns_table *t, uint32_t id, bool pending)
+{
+	if (id < t->n)
+		t->v[id].pending = pending;
+}
+
+bool kv_ns_pending(const struct kv_ns_table *t, uint32_t id)
+{
+	return id < t->n && t->v[id].pending;
+}
+
+void kv_ns_burn(struct kv_ns_table *t, uint32_t id)
+{
+	if (id >= t->n)
+		return;
+	free(t->v[id].name);
+	t->v[id] = (struct ns){ .name = kv_xstrdup(""), .owner = (uid_t)-1 };
 }

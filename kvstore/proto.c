@@ -33,6 +33,9 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_SCORE]		= "score",
 	[KV_OP_POLICY]		= "policy",
 	[KV_OP_PREFETCH]	= "prefetch",
+	[KV_OP_NS_LOOKUP]	= "ns_lookup",
+	[KV_OP_NS_LIST]		= "ns_list",
+	[KV_OP_NS_DROP]		= "ns_drop",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -122,10 +125,13 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 			return -KV_EPROTO;
 		out->u.hello = (const struct kv_wire_hello *)body;
 		return 0;
+	case KV_OP_NS_LOOKUP:
+	case KV_OP_NS_DROP:
 	case KV_OP_NS_REGISTER:
 		if (h->count == 0 || h->count > KV_PROTO_NS_MAX)
 			return -KV_EPROTO;
-		if (blen == kv_proto_pad8(h->count) + sizeof(struct kv_wire_ns_model))
+		if (h->op == KV_OP_NS_REGISTER &&
+		    blen == kv_proto_pad8(h->count) + sizeof(struct kv_wire_ns_model))
 			out->u.ns_name.model = (const struct kv_wire_ns_model *)
 				(body + kv_proto_pad8(h->count));
 		else if (blen != kv_proto_pad8(h->count))
@@ -177,6 +183,13 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 			return -KV_EPROTO;
 		out->u.ls = (const struct kv_wire_ls *)body;
 		if (out->u.ls->limit == 0 || out->u.ls->limit > max_batch)
+			return -KV_EBATCH;
+		return 0;
+	case KV_OP_NS_LIST:
+		if (h->count != 0 || blen != sizeof(struct kv_wire_ns_list))
+			return -KV_EPROTO;
+		out->u.ns_list = (const struct kv_wire_ns_list *)body;
+		if (out->u.ns_list->limit == 0 || out->u.ns_list->limit > KV_PROTO_NS_PAGE)
 			return -KV_EBATCH;
 		return 0;
 	case KV_OP_FLUSH:

@@ -37,6 +37,7 @@ extern "C" {
 #define KV_PROTO_MAX_MSG	(1u << 20)	/* body bytes, hard cap */
 #define KV_PROTO_NS_MAX		255		/* namespace name bytes */
 #define KV_PROTO_NAME_MAX	32		/* client name bytes in HELLO */
+#define KV_PROTO_NS_PAGE	256		/* NS_LIST entries per reply, at most */
 
 #define KV_NS_ALL		0xffffffffu	/* LS: every visible namespace */
 #define KV_TIER_HBM		0
@@ -64,6 +65,9 @@ enum kv_op {
 	KV_OP_SCORE	= 15,
 	KV_OP_POLICY	= 16,
 	KV_OP_PREFETCH	= 17,	/* start promotions to DRAM; one status per key */
+	KV_OP_NS_LOOKUP	= 18,	/* a namespace's id, without creating it */
+	KV_OP_NS_LIST	= 19,	/* the namespaces this peer may see */
+	KV_OP_NS_DROP	= 20,	/* drop a namespace: chunks, records, id */
 	KV_OP_MAX
 };
 
@@ -142,6 +146,48 @@ struct kv_wire_ns_reply {
 };
 
 /*
+ * NS_LOOKUP and NS_DROP: a name as in NS_REGISTER (no model). NS_LOOKUP
+ * answers a kv_wire_ns_reply and never creates the name.
+ */
+
+/* NS_DROP reply. */
+struct kv_wire_ns_drop_reply {
+	uint32_t ns;		/* the id it had; never handed out again */
+	uint32_t pad;
+	uint64_t chunks;	/* chunks dropped, from every tier */
+	uint64_t bytes;		/* their sizes as given to ALLOC */
+};
+
+/* NS_LIST request: ids from cursor on, at most limit entries. */
+struct kv_wire_ns_list {
+	uint32_t cursor;	/* 0 to start; then the reply's next_cursor */
+	uint32_t limit;		/* 1 .. KV_PROTO_NS_PAGE */
+};
+
+/* NS_LIST reply: this, then count kv_wire_ns_entry. */
+struct kv_wire_ns_list_reply {
+	uint32_t next_cursor;	/* 0: the listing is complete */
+	uint32_t pad;
+};
+
+enum kv_ns_state {
+	KV_NS_READY	= 0,	/* usable */
+	KV_NS_PENDING	= 1,	/* its record is on its way to the disk */
+};
+
+struct kv_wire_ns_entry {
+	uint32_t ns;
+	uint32_t uid;		/* its owner */
+	uint64_t salt;
+	uint64_t chunks;	/* committed chunks cached, any tier */
+	uint64_t bytes;		/* their sizes as given to ALLOC */
+	uint8_t state;		/* enum kv_ns_state */
+	uint8_t pad[5];
+	uint16_t name_len;	/* 1 .. KV_PROTO_NS_MAX */
+	char name[KV_PROTO_NS_MAX + 1];	/* name_len bytes, NUL-padded */
+};
+
+/*
  * LOOKUP, COMMIT, ABORT, PIN, RELEASE, EVICT, INSPECT: a kv_wire_keys
  * header, then count keys. INSPECT takes exactly one.
  */
@@ -208,6 +254,14 @@ struct kv_wire_stats {
 	uint64_t checksum_failures;
 	uint64_t uptime_ms;
 	uint64_t namespaces;
+	/* The SSD tier's failures (0 without one). */
+	uint64_t writeback_failures;	/* write-backs refused or failed */
+	uint64_t writeback_lost;	/* chunks that left the cache from DRAM
+					 * after their write-back failed */
+	uint64_t ssd_records_missing;	/* forgotten at start: data file
+					 * missing or short */
+	uint64_t ssd_records_wrong_ns;	/* forgotten at start: their namespace
+					 * id names another name now */
 	uint64_t records;		/* chunk records (metadata) held */
 	uint64_t max_records;		/* their bound (max_chunks) */
 	uint64_t meta_bytes;		/* daemon memory they take, estimated */
@@ -275,7 +329,12 @@ enum kv_flush_flags {
 struct kv_wire_flush_reply {
 	uint64_t chunks;	/* chunks written back (or dropped) */
 	uint64_t bytes;
-	uint64_t skipped;	/* pinned or unwritten, left alone */
+	uint64_t skipped;	/* dropping: pinned or pending, left alone;
+				 * writing back: DRAM chunks left without a
+				 * copy below (refused) */
+	int32_t status;		/* 0, or KV_EREFUSED: skipped > 0 on a write-back */
+	int32_t why;		/* with KV_EREFUSED: the reason of a refusal
+				 * (KV_EFULL, ENOSPC, EIO, ...) */
 };
 
 /*
@@ -329,6 +388,7 @@ struct kv_req {
 			const float *scores;		/* hdr.count */
 		} score;
 		const struct kv_wire_ls *ls;
+		const struct kv_wire_ns_list *ns_list;
 		const struct kv_wire_flush *flush;
 		const struct kv_wire_policy *policy;
 	} u;
@@ -401,12 +461,16 @@ _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");
 _Static_assert(sizeof(struct kv_wire_alloc) == 56, "alloc layout");
 _Static_assert(sizeof(struct kv_wire_alloc_reply) == 16, "alloc reply layout");
-_Static_assert(sizeof(struct kv_wire_stats) == 72, "stats layout");
+_Static_assert(sizeof(struct kv_wire_stats) == 104, "stats layout");
 _Static_assert(sizeof(struct kv_wire_tier_stats) == 96, "tier stats layout");
 _Static_assert(sizeof(struct kv_wire_ls) == 24, "ls layout");
 _Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");
 _Static_assert(sizeof(struct kv_wire_flush) == 8, "flush layout");
-_Static_assert(sizeof(struct kv_wire_flush_reply) == 24, "flush reply layout");
+_Static_assert(sizeof(struct kv_wire_flush_reply) == 32, "flush reply layout");
+_Static_assert(sizeof(struct kv_wire_ns_drop_reply) == 24, "ns drop reply layout");
+_Static_assert(sizeof(struct kv_wire_ns_list) == 8, "ns list layout");
+_Static_assert(sizeof(struct kv_wire_ns_list_reply) == 8, "ns list reply layout");
+_Static_assert(sizeof(struct kv_wire_ns_entry) == 296, "ns entry layout");
 _Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
 _Static_assert(sizeof(struct kv_wire_ns_model) == 24, "ns model layout");
 _Static_assert(sizeof(struct kv_wire_policy) == 24, "policy layout");

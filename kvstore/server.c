@@ -75,6 +75,13 @@ struct conn {
 	void *park_reply;		/* ALLOC, PIN: the replies so far */
 	uint64_t flush_base[3];		/* FLUSH: write-back counters at start */
 	bool flush_started;
+	uint64_t drop_sync;		/* FLUSH --drop: the SSD sync point its
+					 * reply waits for, or 0 */
+	struct kv_wire_flush_reply drop_fr;
+	bool ns_wait;			/* NS_REGISTER, NS_DROP: waiting on the
+					 * record of ns_wait_id */
+	uint32_t ns_wait_id;
+	struct kv_wire_ns_drop_reply ns_drop;	/* NS_DROP: what went */
 	struct conn *pnext;		/* the server's parked list */
 };
 
@@ -271,15 +278,78 @@ static bool handle_hello(struct conn *c, const struct kv_req *r)
 	return true;
 }
 
+/*
+ * Where a pending namespace's record stands: 0 durable (the name is usable
+ * from now on), -EINPROGRESS, or -KV_ENSREC: it could not be written, and
+ * the id is burned, so that nothing is ever written under it in this run.
+ */
+static int ns_resolve(struct kv_server *srv, uint32_t id)
+{
+	const char *name = kv_ns_name(srv->ns, id);
+	int ret;
+
+	if (!name || !*name)
+		return -KV_ENSREC;	/* burned meanwhile */
+	if (!kv_ns_pending(srv->ns, id))
+		return 0;
+	ret = kv_store_ns_durable(srv->store, id);
+	if (ret == -EINPROGRESS)
+		return ret;
+	if (ret == 0) {
+		kv_ns_set_pending(srv->ns, id, false);
+		return 0;
+	}
+	kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%s' refused: its record could not be written (%s); id %u is not used again",
+	       name, kv_strerror(ret), (unsigned)id);
+	kv_ns_burn(srv->ns, id);
+	return -KV_ENSREC;
+}
+
+/* A new name: its record goes to the disk (pending until it is there);
+ * one that cannot even be sent is refused as a failed record is. */
+static void ns_record(struct kv_server *srv, uint32_t id, uid_t uid)
+{
+	int ret = kv_store_ns_added(srv->store, id, uid, kv_ns_name(srv->ns, id));
+
+	if (ret == -EINPROGRESS) {
+		kv_ns_set_pending(srv->ns, id, true);
+	} else if (ret) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%s' refused: its record cannot be written (%s)",
+		       kv_ns_name(srv->ns, id), kv_strerror(ret));
+		kv_ns_burn(srv->ns, id);
+	}
+}
+
+/* ns_resolve() for a request, which parks while the record is on its way. */
+static int ns_settle(struct conn *c, uint32_t id)
+{
+	int ret = ns_resolve(c->srv, id);
+
+	if (ret == -EINPROGRESS) {
+		c->ns_wait = true;
+		c->ns_wait_id = id;
+		park(c);
+	}
+	return ret;
+}
+
+/*
+ * A new name is recorded on the SSD before it is answered, so no chunk of
+ * it is ever written before its record is durable; the request parks
+ * meanwhile, and so does any other registration of that name.
+ */
 static void handle_ns_register(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_ns_reply rep = { 0 };
 	struct kv_store *st = c->srv->store;
-	int ret;
+	int ret = 0;
 
-	/* A name is its owner's tenant's: any of its uids may use it. */
-	ret = kv_ns_find(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len, &rep.ns);
-	if (ret == 0) {
+	if (c->ns_wait) {		/* resumed: the record is in, or failed */
+		c->ns_wait = false;
+		rep.ns = c->ns_wait_id;
+	} else if (kv_ns_find(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
+			      &rep.ns) == 0) {
+		/* A name is its owner's tenant's: any of its uids may use it. */
 		int t = kv_store_ns_tenant(st, rep.ns);
 
 		if (t < 0 || (unsigned)t != c->tenant)
@@ -290,8 +360,12 @@ static void handle_ns_register(struct conn *c, const struct kv_req *r)
 			ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
 					     c->uid, &rep.ns);
 		if (!ret)	/* new: keep it */
-			kv_store_ns_added(st, rep.ns, c->uid, kv_ns_name(c->srv->ns, rep.ns));
+			ns_record(c->srv, rep.ns, c->uid);
 	}
+	if (!ret)
+		ret = ns_settle(c, rep.ns);
+	if (ret == -EINPROGRESS)
+		return;
 	if (!ret && c->srv->conf.codec_ns) {
 		int codec = kv_codec_for(c->srv->conf.codec_ns, r->u.ns_name.name,
 					 r->u.ns_name.len);
@@ -321,6 +395,152 @@ static void handle_ns_register(struct conn *c, const struct kv_req *r)
 	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
 	ns_mark(c, rep.ns);
 	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+/* ---- NS_LOOKUP, NS_LIST, NS_DROP ------------------------------------------ */
+
+/* The id of a usable name this connection may see: 0, -ENOENT or -EACCES. */
+static int ns_find(struct conn *c, const struct kv_req *r, uint32_t *id)
+{
+	if (kv_ns_lookup(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len, id))
+		return -ENOENT;
+	return ns_visible(*id, c) ? 0 : -EACCES;
+}
+
+/* A name's id without creating it; the connection may then use the id. */
+static void handle_ns_lookup(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_ns_reply rep = { 0 };
+	int ret = ns_find(c, r, &rep.ns);
+
+	if (ret) {
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
+	ns_mark(c, rep.ns);
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+static void handle_ns_list(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_ns_list *q = r->u.ns_list;
+	uint32_t n = kv_ns_count(srv->ns), id, m = 0;
+	struct kv_wire_ns_list_reply *lr;
+	struct kv_wire_ns_entry *e;
+	uint64_t *chunks, *bytes;
+	uint32_t *ids;
+
+	lr = scratch(srv, sizeof(*lr) + (size_t)q->limit * sizeof(*e));
+	e = (struct kv_wire_ns_entry *)(lr + 1);
+	for (id = q->cursor; id < n && m < q->limit; id++) {
+		const char *name;
+		uid_t uid;
+
+		if (kv_ns_pending(srv->ns, id))
+			ns_resolve(srv, id);
+		name = kv_ns_name(srv->ns, id);
+		if (!*name || !ns_visible(id, c))
+			continue;	/* burned, skipped at restore, or not ours */
+		kv_ns_owner(srv->ns, id, &uid);
+		e[m].ns = id;
+		e[m].uid = (uint32_t)uid;
+		e[m].name_len = (uint16_t)strlen(name);
+		e[m].salt = XXH3_64bits(name, e[m].name_len);
+		e[m].state = kv_ns_pending(srv->ns, id) ? KV_NS_PENDING : KV_NS_READY;
+		memcpy(e[m].name, name, e[m].name_len);
+		m++;
+	}
+	lr->next_cursor = id < n ? id : 0;
+	if (m) {	/* one walk of the index for the page */
+		ids = kv_xcalloc(m, sizeof(*ids));
+		chunks = kv_xcalloc(m, sizeof(*chunks));
+		bytes = kv_xcalloc(m, sizeof(*bytes));
+		for (uint32_t i = 0; i < m; i++)
+			ids[i] = e[i].ns;
+		kv_store_ns_usage(srv->store, ids, m, chunks, bytes);
+		for (uint32_t i = 0; i < m; i++) {
+			e[i].chunks = chunks[i];
+			e[i].bytes = bytes[i];
+		}
+		free(ids);
+		free(chunks);
+		free(bytes);
+	}
+	reply(c, &r->hdr, 0, m, lr, sizeof(*lr) + (size_t)m * sizeof(*e));
+}
+
+/* Nothing may be written under id again: burn it, and take it from every
+ * connection that registered it. */
+static void ns_forget(struct kv_server *srv, uint32_t id)
+{
+	kv_ns_burn(srv->ns, id);
+	for (struct conn *c = srv->conns; c; c = c->next)
+		if (id / 64 < c->ns_words)
+			c->ns_bits[id / 64] &= ~(1ull << (id % 64));
+}
+
+/*
+ * NS_DROP: every chunk of the namespace from every tier, then its records
+ * on the SSD, durably (the reply waits); its id is burned at once. Only
+ * its owner, root and the daemon's own user may; a namespace with a chunk
+ * pinned or being written is refused (EBUSY), and one with I/O in flight
+ * on its chunks waits for it.
+ */
+static void handle_ns_drop(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	struct kv_wire_ns_drop_reply *rep = &c->ns_drop;
+	const char *name = r->u.ns_name.name;
+	int len = (int)r->u.ns_name.len;
+	uid_t owner;
+	int ret;
+
+	if (c->ns_wait) {		/* resumed: its records are being deleted */
+		ret = kv_store_ns_durable(srv->store, c->ns_wait_id);
+		if (ret == -EINPROGRESS) {
+			park(c);
+			return;
+		}
+		c->ns_wait = false;
+		goto done;
+	}
+	memset(rep, 0, sizeof(*rep));
+	ret = ns_find(c, r, &rep->ns);
+	if (!ret && kv_ns_owner(srv->ns, rep->ns, &owner) == 0 && owner != c->uid &&
+	    c->uid != 0 && c->uid != srv->self_uid)
+		ret = -EACCES;
+	if (!ret)
+		ret = kv_store_ns_drop(srv->store, rep->ns, &rep->chunks, &rep->bytes);
+	if (ret == -EAGAIN) {		/* I/O on its chunks: ask again after it */
+		park(c);
+		return;
+	}
+	if (ret && ret != -EINPROGRESS) {
+		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' not dropped for pid %d: %s",
+		       len, name, (int)c->pid, ret == -EBUSY ?
+		       "a chunk of it is pinned or being written" : kv_strerror(ret));
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	ns_forget(srv, rep->ns);
+	kv_log(KV_INFO, KV_LOG_MAIN, "namespace '%.*s' (id %u) dropped by pid %d: %llu chunks",
+	       len, name, (unsigned)rep->ns, (int)c->pid, (unsigned long long)rep->chunks);
+	if (ret == -EINPROGRESS) {
+		c->ns_wait = true;
+		c->ns_wait_id = rep->ns;
+		park(c);
+		return;
+	}
+done:
+	if (ret) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%.*s' (id %u): its records could not be deleted from the SSD index (%s); it may come back after a restart",
+		       len, name, (unsigned)rep->ns, kv_strerror(ret));
+		reply(c, &r->hdr, KV_ENSREC, 0, NULL, 0);
+		return;
+	}
+	reply(c, &r->hdr, 0, 1, rep, sizeof(*rep));
 }
 
 /* The ops that carry keys of one namespace. */
@@ -533,10 +753,31 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 		}
 		c->flush_started = false;
 		kv_store_wb_counters(c->srv->store, &w, &b, &f);
-		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1], f - base[2] };
-		kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu failed",
-		       (int)c->pid, (unsigned long long)fr.chunks, (unsigned long long)fr.skipped);
+		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1] };
+		/* Exact: what is in DRAM and not on the SSD now was refused. */
+		fr.skipped = kv_store_wb_refused(c->srv->store, &fr.why);
+		fr.status = fr.skipped ? KV_EREFUSED : 0;
+		if (fr.skipped)
+			kv_log(KV_WARN, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu refused by the SSD (%s): not durable",
+			       (int)c->pid, (unsigned long long)fr.chunks,
+			       (unsigned long long)fr.skipped, kv_strerror(fr.why));
+		else
+			kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back",
+			       (int)c->pid, (unsigned long long)fr.chunks);
 		reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+		return;
+	}
+	if (c->drop_sync) {	/* resumed: are the drops on the disk? */
+		ret = kv_store_ssd_synced(c->srv->store, c->drop_sync);
+		if (ret == -EINPROGRESS) {
+			park(c);
+			return;
+		}
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_MAIN, "flush by pid %d: dropped SSD copies may come back after a restart: %s",
+			       (int)c->pid, kv_strerror(ret));
+		c->drop_sync = 0;
+		reply(c, &r->hdr, 0, 1, &c->drop_fr, sizeof(c->drop_fr));
 		return;
 	}
 	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
@@ -549,6 +790,14 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 	       (int)c->pid, (unsigned long long)fr.chunks,
 	       r->u.flush->flags & KV_FLUSH_DROP ? "dropped" : "written back",
 	       (unsigned long long)fr.skipped);
+	/* Dropped SSD copies are answered once their records are gone for
+	 * good: a dropped chunk must not come back after a crash. */
+	if ((r->u.flush->flags & KV_FLUSH_DROP) && fr.chunks &&
+	    (c->drop_sync = kv_store_ssd_sync(c->srv->store))) {
+		c->drop_fr = fr;
+		park(c);
+		return;
+	}
 	reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
 }
 
@@ -647,6 +896,15 @@ static bool handle_frame(struct conn *c, size_t len)
 		break;
 	case KV_OP_POLICY:
 		handle_policy(c, &r);
+		break;
+	case KV_OP_NS_LOOKUP:
+		handle_ns_lookup(c, &r);
+		break;
+	case KV_OP_NS_LIST:
+		handle_ns_list(c, &r);
+		break;
+	case KV_OP_NS_DROP:
+		handle_ns_drop(c, &r);
 		break;
 	default:
 		handle_keys(c, &r);

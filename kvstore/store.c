@@ -155,7 +155,14 @@ struct kv_store {
 	uint64_t wb_written;		/* write-backs done, ever */
 	uint64_t wb_bytes;
 	uint64_t wb_failed;
+	uint64_t wb_lost;		/* chunks that left the cache from DRAM
+					 * after their write-back failed */
 	uint64_t io_failures;		/* promotions lost to read errors */
+	struct ns_ssd *nss;		/* per namespace id: salt, record */
+	uint32_t n_nss;
+	uint64_t sync_sent;		/* SSD sync points submitted */
+	uint64_t sync_done;		/* ... and reaped (in order) */
+	int sync_res;			/* the last one's result */
 	/* the HBM tier */
 	struct kv_hbm *hbm;		/* the GPU thread (arenas: per tenant), or NULL */
 	struct kv_chunk *dn_head;	/* chunks waiting for room for a DRAM copy */
@@ -180,6 +187,18 @@ static uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
 {
 	return ctt(s, c, KV_TIER_DRAM)->base + kv_extent_offset(e);
 }
+
+/*
+ * What the SSD tier needs of a namespace: its name's salt (every record
+ * and checksum carries it) and the state of its record, which must be
+ * durable before any chunk of it is written (docs/ssd.md).
+ */
+struct ns_ssd {
+	uint64_t salt;
+	int rec;			/* 0: recorded (or restored); -EINPROGRESS;
+					 * or the error that refused it. During a
+					 * drop: the drop's state, the same way. */
+};
 
 static struct kv_chunk *node_chunk(const struct kv_evict_node *n)
 {
@@ -483,6 +502,17 @@ static int ns_tenant(const struct kv_store *s, uint32_t ns)
 	return ns < s->n_ns_tenant && s->ns_tenant[ns] ? s->ns_tenant[ns] - 1 : -1;
 }
 
+/* A namespace dropped, or refused its record: its tenant's count goes down. */
+static void ns_unbind(struct kv_store *s, uint32_t ns)
+{
+	int t = ns_tenant(s, ns);
+
+	if (t < 0)
+		return;
+	s->tenants[t].namespaces--;
+	s->ns_tenant[ns] = 0;
+}
+
 static void ns_bind(struct kv_store *s, uint32_t ns, unsigned tenant)
 {
 	if (ns >= s->n_ns_tenant) {
@@ -513,6 +543,10 @@ static int ssd_ns_bind(void *arg, uint32_t id, uid_t uid, const char *name)
 	ns_bind(s, id, (unsigned)t);
 	return 0;
 }
+
+static int ns_found(void *arg, uint32_t id, uid_t uid, const char *name);
+static void ns_done(struct kv_store *s, const struct kv_ssd_job *j);
+static void sync_done(struct kv_store *s, const struct kv_ssd_job *j);
 
 /* A chunk record found on the SSD at open: back into the index. */
 static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
@@ -610,6 +644,7 @@ static int ssd_open(struct kv_store *s, const struct kv_store_conf *conf)
 	ret = kv_ssd_open(&s->ssd, &sc, ssd_found, s);
 	if (ret)
 		return ret;
+	kv_ssd_namespaces(s->ssd, ns_found, s);	/* their salts */
 	kv_ssd_stats(s->ssd, &as, NULL);
 	st->ops = &kv_tier_ssd;
 	st->capacity = as.size;
@@ -1079,6 +1114,44 @@ static void chunk_evict(struct kv_store *s, struct kv_chunk *c, unsigned tier)
 	}
 }
 
+/* A DRAM victim whose write-back failed leaves the cache with no copy: what
+ * the failure cost, counted (STATS writeback_lost) and said once. */
+static void wb_lost(struct kv_store *s, const struct kv_chunk *c)
+{
+	s->wb_lost++;
+	kv_log_once(KV_WARN, KV_LOG_TIER, "chunks whose write-back to SSD failed are leaving the cache (first: ns %u, %s); STATS writeback_lost counts them",
+		    (unsigned)c->ns, kv_strerror(c->wb_err));
+}
+
+/*
+ * Drop a chunk's copy in tier and nothing else (FLUSH with KV_FLUSH_DROP
+ * and a tier): the chunk stays where it has other copies and leaves the
+ * cache when that was its only one. An HBM copy lives only beside a DRAM
+ * copy (inclusive), so dropping the DRAM copy drops it too. A DRAM chunk
+ * whose SSD copy goes is not written straight back (a write-back flush
+ * may). Not an eviction: nothing is counted.
+ */
+static void drop_copy(struct kv_store *s, struct kv_chunk *c, unsigned tier)
+{
+	bool other = tier == KV_TIER_SSD ? c->ext || c->hbm_ext :
+		     tier == KV_TIER_DRAM ? c->ssd_ext != NULL : c->ext || c->ssd_ext;
+
+	if (!other) {
+		chunk_drop(s, c);
+		return;
+	}
+	if (tier == KV_TIER_SSD) {
+		ssd_out(s, c);
+		c->no_wb = true;
+	} else {
+		if (c->hbm_ext)
+			hbm_out(s, c);
+		if (tier == KV_TIER_DRAM)
+			dram_out(s, c);
+	}
+	refresh_hold(s, c);
+}
+
 /*
  * Allocate in a tier, evicting the policy's victim until it fits. The
  * policy is asked again after each eviction: only its first answer is its
@@ -1093,6 +1166,7 @@ static int tier_alloc_evicting(struct kv_store *s, struct tenant *t,
 	struct stier *st = &s->tiers[tier];
 	void *pstate = t->tiers[tier].pstate;
 	struct kv_evict_node *victim;
+	struct kv_chunk *c;
 	int ret;
 
 	for (;;) {
@@ -1105,18 +1179,27 @@ static int tier_alloc_evicting(struct kv_store *s, struct tenant *t,
 			st->alloc_failures++;
 			return -KV_EFULL;
 		}
-		chunk_evict(s, tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
-			       tier == KV_TIER_HBM ? hbm_node_chunk(victim) :
-						      node_chunk(victim), tier);
+		c = tier == KV_TIER_SSD ? ssd_node_chunk(victim) :
+		    tier == KV_TIER_HBM ? hbm_node_chunk(victim) : node_chunk(victim);
+		if (tier == KV_TIER_DRAM && c->wb_err && !c->ssd_ext)
+			wb_lost(s, c);
+		chunk_evict(s, c, tier);
 	}
 }
 
 /* ---- the SSD tier: write-back and promotion --------------------------------- */
 
-static void job_rec(const struct kv_chunk *c, struct kv_ssd_rec *r)
+static uint64_t ns_salt(const struct kv_store *s, uint32_t ns)
+{
+	return ns < s->n_nss ? s->nss[ns].salt : 0;
+}
+
+static void job_rec(const struct kv_store *s, const struct kv_chunk *c,
+		    struct kv_ssd_rec *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->magic = KV_SSD_REC_MAGIC;
+	r->salt = ns_salt(s, c->ns);
 	r->has_parent = c->has_parent;
 	r->tokens = c->tokens;
 	r->position = c->position;
@@ -1141,13 +1224,15 @@ static void wb_pump(struct kv_store *s)
 		 * c is linked under it, so it is no SSD leaf. */
 		c->io = KV_IO_WRITE;	/* held from both tiers meanwhile */
 		refresh_hold(s, c);
-		ret = tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_SSD,
+		ret = c->bytes > ctt(s, c, KV_TIER_SSD)->capacity ? -KV_ETOOBIG :
+		      tier_alloc_evicting(s, &s->tenants[c->tenant], KV_TIER_SSD,
 					  c->bytes, &e);
 		if (ret) {
 			kv_log(KV_WARN, KV_LOG_TIER, "write-back of a %llu-byte chunk refused: %s",
 			       (unsigned long long)c->bytes, kv_strerror(ret));
 			c->io = KV_IO_NONE;
 			c->no_wb = true;
+			c->wb_err = (uint16_t)-ret;
 			s->wb_failed++;
 			refresh_hold(s, c);
 			continue;
@@ -1158,7 +1243,7 @@ static void wb_pump(struct kv_store *s)
 			   s->codecs[c->ns] - 1 : s->conf.ssd_codec;
 		j->ns = c->ns;
 		j->key = c->key;
-		job_rec(c, &j->rec);
+		job_rec(s, c, &j->rec);
 		j->rec.offset = kv_extent_offset(e);
 		j->ssd_len = kv_extent_size(e);
 		j->dram_off = dram_off(s, c, c->ext);
@@ -1181,10 +1266,12 @@ static void wb_done(struct kv_store *s, struct kv_ssd_job *j)
 	if (j->result) {
 		part_free(s, c, KV_TIER_SSD, c->io_ext);
 		c->no_wb = true;
+		c->wb_err = (uint16_t)-j->result;
 		s->wb_failed++;
 	} else {
 		struct ttier *tt = ctt(s, c, KV_TIER_SSD);
 
+		c->wb_err = 0;
 		tt->used -= kv_extent_size(c->io_ext);
 		kv_ssd_trim(s->ssd, c->io_ext, j->rec.stored);
 		tt->used += kv_extent_size(c->io_ext);
@@ -1221,7 +1308,7 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 	j->op = KV_SSD_READ;
 	j->ns = c->ns;
 	j->key = c->key;
-	job_rec(c, &j->rec);
+	job_rec(s, c, &j->rec);
 	j->rec.offset = kv_extent_offset(c->ssd_ext);
 	j->rec.stored = c->ssd_stored;
 	j->rec.codec = c->ssd_codec;
@@ -1424,6 +1511,10 @@ unsigned kv_store_reap(struct kv_store *s)
 				wb_done(s, j);
 			else if (j->op == KV_SSD_READ)
 				promote_done(s, j);
+			else if (j->op == KV_SSD_NS || j->op == KV_SSD_NS_DROP)
+				ns_done(s, j);
+			else if (j->op == KV_SSD_SYNC)
+				sync_done(s, j);
 			free(j);
 			n++;
 		}
@@ -1533,6 +1624,7 @@ void kv_store_close(struct kv_store *s)
 	free(s->ns_tenant);
 	free(s->models);
 	free(s->codecs);
+	free(s->nss);
 	free(s->found);
 	free(s);
 }
@@ -1777,9 +1869,14 @@ int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 {
 	struct kv_chunk *c = visible(s, ns, key);
 	bool gpu = flags & KV_PIN_GPU;
+	int owner = ns_tenant(s, ns);
 	struct kv_pin *p;
 	bool hbm;
 
+	/* Another tenant's chunk: its bytes are in arenas o cannot map, and
+	 * a pin would hold it in that tenant's tiers. */
+	if (owner >= 0 && (unsigned)owner != o->tenant->id)
+		return -EACCES;
 	if (!again)
 		count_ref(s, c);
 	if (!c)
@@ -1971,7 +2068,7 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 		return 0;
 	/* Collect first: the index walk must not see its chunks freed. */
 	while ((c = kv_index_next(s->idx, &cursor))) {
-		if ((tier != KV_TIER_NONE && c->tier != tier) || !is_visible(c->ns, arg))
+		if ((tier != KV_TIER_NONE && !tier_ext(c, tier)) || !is_visible(c->ns, arg))
 			continue;
 		if (c->state != KV_CHUNK_COMMITTED || c->pins || c->io || c->hbm_io) {
 			res->skipped++;
@@ -1986,10 +2083,10 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	for (size_t i = 0; i < n; i++) {
 		res->chunks++;
 		res->bytes += drop[i]->bytes;
-		if (tier == KV_TIER_HBM)	/* out of HBM; kept below */
-			chunk_evict(s, drop[i], KV_TIER_HBM);
-		else
+		if (tier == KV_TIER_NONE)
 			chunk_drop(s, drop[i]);
+		else
+			drop_copy(s, drop[i], tier);	/* that tier's copy only */
 	}
 	free(drop);
 	return 0;
@@ -2058,6 +2155,15 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	g->records = s->chunks;
 	g->max_records = s->max_chunks;
 	g->meta_bytes = kv_store_meta_bytes(s);
+	g->writeback_failures = s->wb_failed;
+	g->writeback_lost = s->wb_lost;
+	if (s->ssd) {
+		struct kv_ssd_stats ss;
+
+		kv_ssd_stats(s->ssd, NULL, &ss);
+		g->ssd_records_missing = ss.records_missing;
+		g->ssd_records_wrong_ns = ss.records_wrong_ns;
+	}
 	for (unsigned i = 0; i < KV_TIER_MAX && n < max; i++) {
 		struct stier *st = &s->tiers[i];
 		uint64_t used = 0;
@@ -2282,19 +2388,191 @@ int kv_store_namespaces(struct kv_store *s,
 	return s->ssd ? kv_ssd_namespaces(s->ssd, fn, arg) : 0;
 }
 
-void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
+/* ---- namespaces on the SSD ----------------------------------------------------- */
+
+#define NS_SSD_MAX	(1u << 24)	/* ids beyond are not kept here */
+
+static struct ns_ssd *ns_slot(struct kv_store *s, uint32_t ns)
 {
+	if (ns >= NS_SSD_MAX)
+		return NULL;
+	if (ns >= s->n_nss) {
+		uint32_t n = ns + 1 > 2 * s->n_nss ? ns + 1 : 2 * s->n_nss;
+
+		s->nss = kv_xrealloc(s->nss, n * sizeof(*s->nss));
+		memset(s->nss + s->n_nss, 0, (n - s->n_nss) * sizeof(*s->nss));
+		s->n_nss = n;
+	}
+	return &s->nss[ns];
+}
+
+/* A namespace recorded before the restart: durable, its salt known. */
+static int ns_found(void *arg, uint32_t id, uid_t uid, const char *name)
+{
+	struct ns_ssd *n = ns_slot(arg, id);
+
+	if (n)
+		*n = (struct ns_ssd){ .salt = kv_ssd_salt(name), .rec = 0 };
+	return 0;
+}
+
+static void ns_done(struct kv_store *s, const struct kv_ssd_job *j)
+{
+	struct ns_ssd *n = ns_slot(s, j->ns);
+
+	if (n)
+		n->rec = j->result;
+	/* Refused, or dropped: no longer its tenant's. */
+	if (j->result || j->op == KV_SSD_NS_DROP)
+		ns_unbind(s, j->ns);
+}
+
+int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name)
+{
+	struct ns_ssd *n;
 	struct kv_ssd_job *j;
 	int t = kv_store_tenant_of(s, uid);
 
 	if (t >= 0)
 		ns_bind(s, id, (unsigned)t);
 	if (!s->ssd)
-		return;
+		return 0;
+	n = ns_slot(s, id);
+	if (!n) {
+		ns_unbind(s, id);
+		return -EINVAL;
+	}
+	n->salt = kv_ssd_salt(name);
+	n->rec = -EINPROGRESS;
 	j = kv_xcalloc(1, sizeof(*j));
 	j->op = KV_SSD_NS;
 	j->ns = id;
 	j->uid = uid;
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	kv_ssd_submit(s->ssd, j);
+	return -EINPROGRESS;
+}
+
+int kv_store_ns_durable(const struct kv_store *s, uint32_t id)
+{
+	return s->ssd && id < s->n_nss ? s->nss[id].rec : 0;
+}
+
+int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t *bytes)
+{
+	struct kv_chunk **drop = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+	struct kv_ssd_job *j;
+	bool io = false;
+	struct ns_ssd *ns;
+
+	*chunks = *bytes = 0;
+	/* Collect first: the index walk must not see its chunks freed. */
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->ns != id)
+			continue;
+		if (c->state != KV_CHUNK_COMMITTED || c->pins) {
+			free(drop);
+			return -EBUSY;
+		}
+		io |= c->io || c->hbm_io;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			drop = kv_xrealloc(drop, cap * sizeof(*drop));
+		}
+		drop[n++] = c;
+	}
+	if (io) {
+		free(drop);
+		return -EAGAIN;
+	}
+	for (size_t i = 0; i < n; i++) {
+		(*chunks)++;
+		*bytes += drop[i]->bytes;
+		chunk_drop(s, drop[i]);
+	}
+	free(drop);
+	ns = s->ssd ? ns_slot(s, id) : NULL;
+	if (!ns) {
+		ns_unbind(s, id);
+		return 0;
+	}
+	ns->rec = -EINPROGRESS;
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_NS_DROP;
+	j->ns = id;
+	kv_ssd_submit(s->ssd, j);
+	return -EINPROGRESS;
+}
+
+static int id_cmp(const void *key, const void *elem)
+{
+	uint32_t a = *(const uint32_t *)key, b = *(const uint32_t *)elem;
+
+	return (a > b) - (a < b);
+}
+
+void kv_store_ns_usage(const struct kv_store *s, const uint32_t *ids, uint32_t n,
+		       uint64_t *chunks, uint64_t *bytes)
+{
+	uint64_t cursor = 0;
+	struct kv_chunk *c;
+	const uint32_t *at;
+
+	memset(chunks, 0, n * sizeof(*chunks));
+	memset(bytes, 0, n * sizeof(*bytes));
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->state != KV_CHUNK_COMMITTED ||
+		    !(at = bsearch(&c->ns, ids, n, sizeof(*ids), id_cmp)))
+			continue;
+		chunks[at - ids]++;
+		bytes[at - ids] += c->bytes;
+	}
+}
+
+/* ---- SSD sync points ---------------------------------------------------------- */
+
+static void sync_done(struct kv_store *s, const struct kv_ssd_job *j)
+{
+	s->sync_done++;		/* jobs come back in order */
+	s->sync_res = j->result;
+}
+
+uint64_t kv_store_ssd_sync(struct kv_store *s)
+{
+	struct kv_ssd_job *j;
+
+	if (!s->ssd)
+		return 0;
+	j = kv_xcalloc(1, sizeof(*j));
+	j->op = KV_SSD_SYNC;
+	kv_ssd_submit(s->ssd, j);
+	return ++s->sync_sent;
+}
+
+int kv_store_ssd_synced(const struct kv_store *s, uint64_t seq)
+{
+	if (s->sync_done < seq)
+		return -EINPROGRESS;
+	return s->sync_done == seq ? s->sync_res : 0;
+}
+
+uint64_t kv_store_wb_refused(const struct kv_store *s, int *why)
+{
+	uint64_t cursor = 0, n = 0;
+	struct kv_chunk *c;
+
+	*why = 0;
+	if (!s->ssd)
+		return 0;
+	while ((c = kv_index_next(s->idx, &cursor))) {
+		if (c->state != KV_CHUNK_COMMITTED || !c->ext || c->ssd_ext)
+			continue;
+		n++;
+		if (!*why || c->wb_err)
+			*why = c->wb_err ? c->wb_err : KV_EFULL;
+	}
+	return n;
 }

@@ -200,9 +200,13 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
 
 /*
  * Write tier's chunks back to the tier below (tier KV_TIER_NONE: every
- * tier); with KV_FLUSH_DROP, drop every unpinned committed chunk of a
- * namespace for which visible(ns, arg) is true instead. A tier with nothing
- * below reports 0 written. Returns 0 or -KV_ENOTIER.
+ * tier); with KV_FLUSH_DROP, drop instead, of every namespace for which
+ * visible(ns, arg) is true: with KV_TIER_NONE every unpinned committed
+ * chunk, with a tier exactly that tier's copies (a chunk with copies
+ * elsewhere keeps them; one whose only copy that was leaves the cache; a
+ * DRAM copy takes the chunk's HBM copy with it). Pinned and pending chunks,
+ * and chunks with I/O in flight, are left alone and counted in skipped. A
+ * tier with nothing below reports 0 written. Returns 0 or -KV_ENOTIER.
  */
 int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 		   bool (*visible)(uint32_t ns, void *arg), void *arg,
@@ -296,16 +300,69 @@ int kv_store_writeback(struct kv_store *s, bool start);
 void kv_store_wb_counters(const struct kv_store *s, uint64_t *written,
 			  uint64_t *bytes, uint64_t *failed);
 
+/*
+ * DRAM chunks with no SSD copy, which a write-back flush that just ended
+ * (kv_store_writeback() returned 0) could not make durable: the SSD
+ * refused them (no room for them, an I/O or index error) or evicted their
+ * copy to make room for others. *why gets the reason of one of them (a
+ * positive code: its write-back's error, or KV_EFULL). 0 without an SSD.
+ */
+uint64_t kv_store_wb_refused(const struct kv_store *s, int *why);
+
 /* Store namespace ns's chunks on SSD with codec (enum kv_codec) instead of
  * the default. 0 or -EINVAL. */
 int kv_store_set_codec(struct kv_store *s, uint32_t ns, unsigned codec);
 
 /* Namespaces recorded on the SSD at open, in id order (nothing without an
- * SSD tier); and recording a new one. */
+ * SSD tier). */
 int kv_store_namespaces(struct kv_store *s,
 			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
 			void *arg);
-void kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
+
+/*
+ * A namespace was registered: record it on the SSD, where it must be
+ * durable before any chunk of it is (its name's salt goes into every
+ * record and checksum of its chunks). Returns 0 when there is nothing to
+ * record (no SSD tier), or -EINPROGRESS: the record is on its way, and
+ * kv_store_ns_durable() tells, after kv_store_reap(), how it went.
+ */
+int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
+
+/*
+ * The state of namespace id's last record change (kv_store_ns_added() or
+ * kv_store_ns_drop()): 0 durable (and for an id never recorded), or
+ * -EINPROGRESS, or the error that refused it (-ENOSPC, -EIO: the namespace
+ * must not be used).
+ */
+int kv_store_ns_durable(const struct kv_store *s, uint32_t id);
+
+/*
+ * Drop namespace id from the cache: every chunk in every tier, and on the
+ * SSD its chunk records and its own record. Nothing is dropped while a
+ * chunk of it is pinned or pending (-EBUSY) or has I/O in flight
+ * (-EAGAIN: ask again after kv_store_reap()). Otherwise its chunks go at
+ * once (*chunks and *bytes count them) and it returns 0 when nothing is
+ * to be forgotten on disk (no SSD tier), or -EINPROGRESS: the records'
+ * deletion is under way, and kv_store_ns_durable() tells how it went. The
+ * caller must make sure nothing is written under id again.
+ */
+int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t *bytes);
+
+/*
+ * A sync point: once kv_store_ssd_synced(s, seq) says so, every SSD index
+ * change made before it (the deletes of dropped copies included) is on the
+ * disk. Returns the point, or 0 without an SSD tier (nothing to wait for).
+ * synced: 0, -EINPROGRESS (ask again after kv_store_reap()), or the error
+ * of an index commit that failed before it (logged by the tier).
+ */
+uint64_t kv_store_ssd_sync(struct kv_store *s);
+int kv_store_ssd_synced(const struct kv_store *s, uint64_t seq);
+
+/* Committed chunks (and their bytes) of the n namespaces ids[] (in
+ * increasing order), counted into chunks[i] and bytes[i] (zeroed first):
+ * one walk of the index. */
+void kv_store_ns_usage(const struct kv_store *s, const uint32_t *ids, uint32_t n,
+		       uint64_t *chunks, uint64_t *bytes);
 
 /*
  * A tenant's HBM arena for HELLO: returns its fd (borrowed: pass it with

@@ -15,6 +15,15 @@
  * completed in it, in one transaction (after fdatasync when sync is on),
  * and only then reports those writes: a chunk counts as on the SSD once
  * its record is committed, never before.
+ *
+ * Opening (the loop thread, before the I/O thread starts): DIR/LOCK is
+ * write-locked before anything else in DIR is touched, so two daemons never
+ * share a directory; the data files are checked against the free space and
+ * preallocated for real (a tier that could run out of blocks under its
+ * writes does not start), and a start that fails removes what it made;
+ * records whose data file was missing or short, or whose namespace id no
+ * longer names the namespace they were written for (their salt), are
+ * forgotten before anyone can read them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -45,6 +55,7 @@ struct ssd_ns {
 	uint32_t id;
 	uid_t uid;
 	char *name;
+	uint64_t salt;			/* kv_ssd_salt(name) */
 };
 
 struct kv_ssd {
@@ -58,6 +69,17 @@ struct kv_ssd {
 	uint32_t mem_align;
 	struct kv_alloc *alloc;		/* loop thread */
 	struct kv_ssd_meta *meta;	/* I/O thread once started */
+	int lock_fd;			/* DIR/LOCK, write-locked while open */
+	/* What this start found and made, for undo_start() and load(). */
+	bool undo;			/* the lock is ours: undo may touch DIR */
+	bool made_dir;
+	bool made_index;
+	bool *made_file;		/* per data file */
+	uint64_t *old_size;		/* per data file: its size before this
+					 * start (0: missing) */
+	uint64_t records_missing;	/* forgotten at open: data file missing
+					 * or short */
+	uint64_t records_wrong_ns;	/* forgotten at open: salt mismatch */
 	struct kv_io *io;		/* I/O thread once started */
 	struct kv_codec_ctx *cx;	/* I/O thread */
 	char *dram;			/* the DRAM arena */
@@ -82,6 +104,7 @@ struct kv_ssd {
 	size_t n_ops;
 	size_t cap_ops;
 	bool forget_pending;		/* ops holds a FORGET */
+	int sync_err;			/* a commit failed since the last SYNC */
 	struct kv_ssd_job *committing;	/* writes done, records in ops */
 	struct kv_ssd_job *in_flight;	/* writes queued on the engine */
 	/* Idle staging buffers: a fresh 32 MiB one per compressed chunk
@@ -230,13 +253,13 @@ static void op_add(struct kv_ssd *s, const struct kv_ssd_op *op)
  * record. With sync on, the data is made durable first, so a record never
  * reaches the disk before its bytes.
  */
-static void commit(struct kv_ssd *s)
+static int commit(struct kv_ssd *s)
 {
 	struct kv_ssd_job *j, *next;
 	int ret = 0;
 
 	if (!s->n_ops && !s->committing)
-		return;
+		return 0;
 	if (s->committing && s->conf.sync)
 		ret = kv_io_sync(s->io);
 	if (!ret && s->n_ops)
@@ -245,6 +268,7 @@ static void commit(struct kv_ssd *s)
 		kv_log(KV_ERR, KV_LOG_TIER, "ssd: index commit of %zu changes failed: %s",
 		       s->n_ops, kv_strerror(ret));
 		atomic_fetch_add(&s->io_errors, 1);
+		s->sync_err = ret;
 	}
 	s->n_ops = 0;
 	s->forget_pending = false;
@@ -258,6 +282,7 @@ static void commit(struct kv_ssd *s)
 		finish(s, j);
 	}
 	s->committing = NULL;
+	return ret;
 }
 
 /*
@@ -336,7 +361,7 @@ static void start_write(struct kv_ssd *s, struct kv_ssd_job *j)
 		return;
 	}
 	j->rec.checksum = XXH3_64bits_withSeed(stored, j->rec.stored,
-					       kv_ssd_seed(j->ns, &j->key));
+					       kv_ssd_seed(j->rec.salt, j->ns, &j->key));
 	if (kv_fault_hit(KV_FAULT_CRASH))
 		crash_now(s, j);
 	ret = kv_io_queue(s->io, true, j->rec.offset, (void *)stored, j->io_len, j);
@@ -390,8 +415,8 @@ static void end_read(struct kv_ssd *s, struct kv_ssd_job *j)
 	char ks[64];
 
 	atomic_fetch_add(&s->bytes_read, j->io_len);
-	if (XXH3_64bits_withSeed(got, j->rec.stored, kv_ssd_seed(j->ns, &j->key)) !=
-	    j->rec.checksum) {
+	if (XXH3_64bits_withSeed(got, j->rec.stored,
+				 kv_ssd_seed(j->rec.salt, j->ns, &j->key)) != j->rec.checksum) {
 		key_str(j, ks, sizeof(ks));
 		kv_log(KV_ERR, KV_LOG_TIER, "ssd: checksum mismatch on %s at offset %llu: dropped",
 		       ks, (unsigned long long)j->rec.offset);
@@ -503,6 +528,23 @@ static void start_job(struct kv_ssd *s, struct kv_ssd_job *j)
 		j->result = ret;
 		finish(s, j);
 		return;
+	case KV_SSD_SYNC:
+		commit(s);
+		j->result = s->sync_err;
+		s->sync_err = 0;
+		finish(s, j);
+		return;
+	case KV_SSD_NS_DROP:
+		/* The deletes gathered so far (the namespace's FORGETs among
+		 * them) go first; then its records go in one transaction. */
+		commit(s);
+		ret = kv_ssd_meta_ns_drop(s->meta, j->ns);
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot forget namespace %u: %s",
+			       (unsigned)j->ns, kv_strerror(ret));
+		j->result = ret;
+		finish(s, j);
+		return;
 	case KV_SSD_WRITE:
 		/* Space freed by an eviction may be reused by this write:
 		 * the eviction's FORGET must be on the disk first. */
@@ -546,6 +588,10 @@ static void *io_thread(void *arg)
 			next = list->next;
 			take_job(s, list);
 		}
+		/* Deletes go to the disk now, not with the next write: a chunk
+		 * dropped on purpose must not come back after a crash. */
+		if (s->forget_pending)
+			commit(s);
 		if (stop && !kv_io_pending(s->io) && !s->committing && !s->n_ops &&
 		    !s->stalled)
 			break;
@@ -567,6 +613,166 @@ static void *io_thread(void *arg)
 
 /* ---- open and close -------------------------------------------------------- */
 
+/*
+ * Take DIR/LOCK before anything else in DIR is touched. A second kvstored
+ * (or anyone holding a write lock on the file) makes this start fail with
+ * -KV_ELOCKED and a log line naming the holder. An fcntl lock goes with its
+ * process, so a crash never leaves one behind; the pid written into the
+ * file only helps when F_GETLK cannot say (a holder in another pid
+ * namespace).
+ */
+static int lock_dir(struct kv_ssd *s)
+{
+	char path[4096];
+	char buf[32];
+	struct flock fl;
+	ssize_t n;
+	int fd, ret;
+	int err = EAGAIN;
+	long pid;
+
+	snprintf(path, sizeof(path), "%s/LOCK", s->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot open '%s': %s", path, strerror(errno));
+		return ret;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(fd, F_SETLK, &fl) == 0) {
+			n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+			if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+				kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot write the pid into '%s': %s",
+				       path, strerror(errno));
+			s->lock_fd = fd;
+			return 0;
+		}
+		if (errno != EACCES && errno != EAGAIN) {
+			err = errno;
+			break;
+		}
+		fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(fd, F_GETLK, &fl) < 0) {
+			err = errno;
+			break;
+		}
+		if (fl.l_type == F_UNLCK)
+			continue;	/* let go meanwhile: try again */
+		pid = fl.l_pid;
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		if (pid <= 0)
+			pid = strtol(buf, NULL, 10);
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: '%s' is in use by another kvstored (pid %ld holds '%s'): refusing to start",
+		       s->dir, pid, path);
+		close(fd);
+		return -KV_ELOCKED;
+	}
+	kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot lock '%s': %s", path, strerror(err));
+	close(fd);
+	return -err;
+}
+
+static uint64_t file_len(const struct kv_ssd *s, unsigned i)
+{
+	return i + 1 < s->n_files ? s->file_bytes : s->space - (uint64_t)i * s->file_bytes;
+}
+
+static void data_path(const struct kv_ssd *s, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/data.%u", s->dir, i);
+}
+
+/* Room kept for the index beside the data files: LMDB grows its file as
+ * records come (about 250 bytes each; 1/256 of the tier holds a record per
+ * 64 KiB of chunks). */
+static uint64_t index_room(uint64_t space)
+{
+	uint64_t r = space / 256;
+
+	return r < (8ull << 20) ? 8ull << 20 : r > (1ull << 30) ? 1ull << 30 : r;
+}
+
+/*
+ * Before anything is made: note what each data file holds now (a restart
+ * keeps its data), and refuse a tier the filesystem cannot hold. Only what
+ * is missing counts: the files' unallocated blocks, and room for the index.
+ */
+static int check_space(struct kv_ssd *s)
+{
+	uint64_t need = 0, avail;
+	struct statvfs vfs;
+	char path[4096];
+	struct stat st;
+
+	s->old_size = kv_xcalloc(s->n_files, sizeof(*s->old_size));
+	s->made_file = kv_xcalloc(s->n_files, sizeof(*s->made_file));
+	for (unsigned i = 0; i < s->n_files; i++) {
+		uint64_t len = file_len(s, i), have;
+
+		data_path(s, i, path, sizeof(path));
+		if (stat(path, &st) < 0) {
+			if (errno != ENOENT) {
+				int ret = -errno;
+
+				kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot stat %s: %s", path,
+				       strerror(errno));
+				return ret;
+			}
+			s->made_file[i] = true;
+			need += len;
+			continue;
+		}
+		s->old_size[i] = (uint64_t)st.st_size;
+		have = (uint64_t)st.st_blocks * 512;
+		need += len > have ? len - have : 0;
+	}
+	if (need == 0)
+		return 0;
+	if (statvfs(s->dir, &vfs) < 0) {
+		int ret = -errno;
+
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot stat the filesystem of %s: %s",
+		       s->dir, strerror(errno));
+		return ret;
+	}
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (need + index_room(s->space) > avail) {
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: %s cannot hold ssd_bytes %llu: its filesystem has %llu bytes free, the data files need %llu more and the index up to %llu",
+		       s->dir, (unsigned long long)s->space, (unsigned long long)avail,
+		       (unsigned long long)need, (unsigned long long)index_room(s->space));
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/*
+ * Make len bytes of the file real blocks, so that no write into the tier
+ * can fail for lack of space later. Where the filesystem cannot allocate
+ * (EOPNOTSUPP), glibc's posix_fallocate() writes the blocks out, through a
+ * descriptor without O_DIRECT.
+ */
+static int prealloc(int fd, const char *path, uint64_t len)
+{
+	int err, pfd;
+
+	if (fallocate(fd, 0, 0, (off_t)len) == 0)
+		return 0;
+	err = errno;
+	if (err == EOPNOTSUPP) {
+		pfd = open(path, O_RDWR | O_CLOEXEC);
+		err = pfd < 0 ? errno : posix_fallocate(pfd, 0, (off_t)len);
+		if (pfd >= 0)
+			close(pfd);
+		if (!err)
+			return 0;
+	}
+	kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot preallocate %s to %llu bytes: %s",
+	       path, (unsigned long long)len, strerror(err));
+	return -err;
+}
+
 static int open_files(struct kv_ssd *s)
 {
 	bool direct = true;
@@ -576,10 +782,9 @@ static int open_files(struct kv_ssd *s)
 		s->fds[i] = -1;
 	for (unsigned i = 0; i < s->n_files; i++) {
 		char path[4096];
-		uint64_t len;
-		int fd;
+		int fd, ret;
 
-		snprintf(path, sizeof(path), "%s/data.%u", s->dir, i);
+		data_path(s, i, path, sizeof(path));
 		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (direct ? O_DIRECT : 0), 0600);
 		if (fd < 0 && errno == EINVAL && direct) {
 			kv_log(KV_WARN, KV_LOG_TIER, "ssd: %s cannot do O_DIRECT; using the page cache",
@@ -588,23 +793,61 @@ static int open_files(struct kv_ssd *s)
 			fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		}
 		if (fd < 0) {
-			int ret = -errno;
-
+			ret = -errno;
 			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot open %s: %s", path,
 			       strerror(errno));
 			return ret;
 		}
 		s->fds[i] = fd;
-		len = i + 1 < s->n_files ? s->file_bytes : s->space - (uint64_t)i * s->file_bytes;
-		if (fallocate(fd, 0, 0, (off_t)len) < 0 && ftruncate(fd, (off_t)len) < 0) {
-			int ret = -errno;
-
-			kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot size %s to %llu bytes: %s",
-			       path, (unsigned long long)len, strerror(errno));
+		ret = prealloc(fd, path, file_len(s, i));
+		if (ret)
 			return ret;
-		}
 	}
 	return 0;
+}
+
+/*
+ * A start that fails takes back what it made, so that it leaves no data
+ * files that fill the filesystem and no fresh index: files it made go,
+ * files it grew go back to their size, an index it made goes, and so does
+ * a directory it made. A tier that was there keeps its data (and DIR/LOCK,
+ * which means nothing once no process holds it).
+ */
+static void undo_start(struct kv_ssd *s)
+{
+	static const char *const index_files[] = { "data.mdb", "lock.mdb" };
+	char path[4200];
+
+	if (!s->undo)
+		return;
+	for (unsigned i = 0; s->fds && i < s->n_files && s->fds[i] >= 0; i++) {
+		data_path(s, i, path, sizeof(path));
+		if (s->made_file[i]) {
+			if (unlink(path) < 0 && errno != ENOENT)
+				kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot remove %s: %s",
+				       path, strerror(errno));
+		} else if (s->old_size[i] < file_len(s, i) &&
+			   ftruncate(s->fds[i], (off_t)s->old_size[i]) < 0) {
+			kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot shrink %s back: %s",
+			       path, strerror(errno));
+		}
+	}
+	if (s->made_index) {
+		for (size_t i = 0; i < KV_ARRAY_SIZE(index_files); i++) {
+			snprintf(path, sizeof(path), "%s/index/%s", s->dir, index_files[i]);
+			unlink(path);
+		}
+		snprintf(path, sizeof(path), "%s/index", s->dir);
+		rmdir(path);
+	}
+	if (s->made_dir) {
+		snprintf(path, sizeof(path), "%s/LOCK", s->dir);
+		unlink(path);
+		if (rmdir(s->dir) < 0)
+			kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot remove %s: %s", s->dir,
+			       strerror(errno));
+	}
+	kv_log(KV_INFO, KV_LOG_TIER, "ssd: the failed start removed what it made in %s", s->dir);
 }
 
 struct found {
@@ -631,6 +874,48 @@ static int collect(void *arg, uint32_t ns, const struct kv_wire_key *key,
 	}
 	lc->v[lc->n++] = (struct found){ ns, *key, *rec };
 	return 0;
+}
+
+/*
+ * Does any block of the record lie where its data file was missing or
+ * short at this start? Then its bytes are gone (the file was made or grown
+ * again with zeros): *file gets the first such file.
+ */
+static bool rec_missing(const struct kv_ssd *s, const struct kv_ssd_rec *rec,
+			unsigned *file)
+{
+	uint64_t at = rec->offset;
+	uint64_t end = rec->offset + round_up(rec->stored, s->block);
+
+	while (at < end) {
+		unsigned i = (unsigned)(at / s->file_bytes);
+		uint64_t in = at % s->file_bytes;
+		uint64_t len = end - at < s->file_bytes - in ? end - at : s->file_bytes - in;
+
+		if (in + len > s->old_size[i]) {
+			*file = i;
+			return true;
+		}
+		at += len;
+	}
+	return false;
+}
+
+static int ns_cmp(const void *key, const void *elem)
+{
+	uint32_t id = *(const uint32_t *)key;
+	const struct ssd_ns *n = elem;
+
+	return (id > n->id) - (id < n->id);
+}
+
+/* Was the record written for the namespace its id names now? */
+static bool rec_ns_ok(const struct kv_ssd *s, uint32_t ns, const struct kv_ssd_rec *rec)
+{
+	const struct ssd_ns *n = s->n_ns ? bsearch(&ns, s->ns, s->n_ns, sizeof(*s->ns),
+						   ns_cmp) : NULL;
+
+	return n && n->salt == rec->salt;
 }
 
 /* Does a record fit the space as configured now, and decode sanely? */
@@ -660,6 +945,9 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 	struct kv_ssd_op *drop = NULL;
 	size_t n_drop = 0;
 	uint64_t bad_rec = 0;
+	uint64_t missing = 0, wrong_ns = 0;
+	unsigned gone = 0, file;
+	uint32_t wrong_id = 0;
 	int ret;
 
 	ret = kv_ssd_meta_load(s->meta, collect, &lc, &bad_rec);
@@ -672,9 +960,15 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 		struct found *f = &lc.v[i];
 		struct kv_extent *e = NULL;
 
-		if (!rec_fits(s, &f->rec))
+		if (!rec_fits(s, &f->rec)) {
 			lc.bad++;
-		else if (kv_alloc_claim(s->alloc, f->rec.offset,
+		} else if (rec_missing(s, &f->rec, &file)) {
+			if (!missing++)
+				gone = file;
+		} else if (!rec_ns_ok(s, f->ns, &f->rec)) {
+			if (!wrong_ns++)
+				wrong_id = f->ns;
+		} else if (kv_alloc_claim(s->alloc, f->rec.offset,
 					round_up(f->rec.stored, s->block), &e))
 			e = NULL;
 		else if (found(arg, f->ns, &f->key, &f->rec, e)) {
@@ -685,12 +979,28 @@ static int load(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
 		}
 		drop[n_drop++] = (struct kv_ssd_op){ .del = true, .ns = f->ns, .key = f->key };
 	}
-	if (n_drop || bad_rec)
+	if (missing) {
+		char why[64] = "missing";
+
+		if (s->old_size[gone])
+			snprintf(why, sizeof(why), "%llu of %llu bytes",
+				 (unsigned long long)s->old_size[gone],
+				 (unsigned long long)file_len(s, gone));
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records forgotten at start: their data file was missing or short (first: data.%u, %s)",
+		       (unsigned long long)missing, gone, why);
+	}
+	if (wrong_ns)
+		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records forgotten at start: their namespace id names no namespace now, or another one than they were written for (first: ns %u)",
+		       (unsigned long long)wrong_ns, (unsigned)wrong_id);
+	s->records_missing = missing;
+	s->records_wrong_ns = wrong_ns;
+	if (n_drop - missing - wrong_ns || bad_rec)
 		kv_log(KV_WARN, KV_LOG_TIER, "ssd: %llu index records dropped at start (damaged: %llu, outside the tier: %llu, overlapping or refused: %llu)",
-		       (unsigned long long)(n_drop + bad_rec), (unsigned long long)bad_rec,
-		       (unsigned long long)lc.bad, (unsigned long long)(n_drop - lc.bad));
+		       (unsigned long long)(n_drop - missing - wrong_ns + bad_rec),
+		       (unsigned long long)bad_rec, (unsigned long long)lc.bad,
+		       (unsigned long long)(n_drop - lc.bad - missing - wrong_ns));
 	else if (lc.n)
-		kv_log(KV_INFO, KV_LOG_TIER, "ssd: %zu chunks found in the index", lc.n);
+		kv_log(KV_INFO, KV_LOG_TIER, "ssd: %zu chunks found in the index", lc.n - n_drop);
 	/* A failure here leaves records that the next start drops again. */
 	if (n_drop && kv_ssd_meta_apply(s->meta, drop, n_drop))
 		kv_log(KV_WARN, KV_LOG_TIER, "ssd: cannot delete the dropped records yet");
@@ -705,8 +1015,31 @@ static int keep_ns(void *arg, uint32_t id, uid_t uid, const char *name)
 	struct kv_ssd *s = arg;
 
 	s->ns = kv_xrealloc(s->ns, (s->n_ns + 1) * sizeof(*s->ns));
-	s->ns[s->n_ns++] = (struct ssd_ns){ id, uid, kv_xstrdup(name) };
+	s->ns[s->n_ns++] = (struct ssd_ns){ id, uid, kv_xstrdup(name), kv_ssd_salt(name) };
 	return 0;
+}
+
+static void free_ns(struct kv_ssd *s)
+{
+	for (size_t i = 0; i < s->n_ns; i++)
+		free(s->ns[i].name);
+	free(s->ns);
+	s->ns = NULL;
+	s->n_ns = 0;
+}
+
+/*
+ * The namespaces first (read now: once the I/O thread runs, the index is
+ * its alone), since a chunk record is kept only if its namespace id still
+ * names the namespace it was written for; then the chunks.
+ */
+static int load_index(struct kv_ssd *s, kv_ssd_found_fn *found, void *arg)
+{
+	int ret;
+
+	free_ns(s);
+	ret = kv_ssd_meta_ns_load(s->meta, keep_ns, s);
+	return ret ? ret : load(s, found, arg);
 }
 
 /*
@@ -740,16 +1073,13 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	struct kv_alloc_conf ac;
 	struct kv_io_conf ic;
 	struct kv_ssd *s;
+	struct stat st;
+	char path[4200];
 	uint32_t mem_align, block;
 	int ret;
 
 	if (!conf->dir || !conf->bytes || !conf->queue_depth || !conf->dram_base)
 		return -EINVAL;
-	if (mkdir(conf->dir, 0700) < 0 && errno != EEXIST) {
-		ret = -errno;
-		kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot make %s: %s", conf->dir, strerror(errno));
-		return ret;
-	}
 	s = kv_xcalloc(1, sizeof(*s));
 	s->conf = *conf;
 	s->dir = kv_xstrdup(conf->dir);
@@ -757,6 +1087,7 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	s->dram = conf->dram_base;
 	s->dram_bytes = conf->dram_bytes;
 	s->efd = -1;
+	s->lock_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 
 	/* The geometry: the block from the first file's O_DIRECT rules. */
@@ -774,6 +1105,24 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	 * what was asked for (to the block), and a resize keeps file_bytes. */
 	s->space = conf->bytes - conf->bytes % s->block;
 	s->n_files = (unsigned)((s->space + s->file_bytes - 1) / s->file_bytes);
+
+	/* Nothing in the directory is touched before its lock is ours. */
+	if (mkdir(s->dir, 0700) == 0) {
+		s->made_dir = true;
+	} else if (errno != EEXIST) {
+		ret = -errno;
+		kv_log(KV_ERR, KV_LOG_TIER, "ssd: cannot make %s: %s", s->dir, strerror(errno));
+		goto fail;
+	}
+	ret = lock_dir(s);
+	if (ret)
+		goto fail;
+	s->undo = true;
+	snprintf(path, sizeof(path), "%s/index", s->dir);
+	s->made_index = stat(path, &st) < 0 && errno == ENOENT;
+	ret = check_space(s);
+	if (ret)
+		goto fail;
 	ret = open_files(s);
 	if (ret)
 		goto fail;
@@ -808,19 +1157,14 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	ret = kv_alloc_open(&s->alloc, &ac);
 	if (ret)
 		goto fail;
-	ret = load(s, found, arg);
+	ret = load_index(s, found, arg);
 	if (ret == -EIO) {	/* damaged beyond what load() can skip */
 		kv_ssd_meta_close(s->meta);
 		s->meta = NULL;
 		ret = open_index(s, &mc, &stored, true);
 		if (!ret)
-			ret = load(s, found, arg);
+			ret = load_index(s, found, arg);
 	}
-	if (ret)
-		goto fail;
-
-	/* Read now: once the I/O thread runs, the index is its alone. */
-	ret = kv_ssd_meta_ns_load(s->meta, keep_ns, s);
 	if (ret)
 		goto fail;
 	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -857,6 +1201,7 @@ int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 	return 0;
 
 fail:
+	undo_start(s);
 	kv_ssd_close(s);
 	return ret;
 }
@@ -901,9 +1246,11 @@ void kv_ssd_close(struct kv_ssd *s)
 	if (s->efd >= 0)
 		close(s->efd);
 	pthread_mutex_destroy(&s->lock);
-	for (size_t i = 0; i < s->n_ns; i++)
-		free(s->ns[i].name);
-	free(s->ns);
+	free_ns(s);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);	/* the directory is free for another daemon */
+	free(s->made_file);
+	free(s->old_size);
 	free(s->ops);
 	free(s->fds);
 	free(s->dir);
@@ -939,6 +1286,8 @@ void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,
 	st->bytes_read = atomic_load(&s->bytes_read);
 	st->checksum_failures = atomic_load(&s->checksum_failures);
 	st->io_errors = atomic_load(&s->io_errors);
+	st->records_missing = s->records_missing;
+	st->records_wrong_ns = s->records_wrong_ns;
 	st->uring = kv_io_uring(s->io);
 }
 

@@ -22,10 +22,22 @@
  *           WRITE's data reaches the disk, so space freed by an eviction is
  *           never overwritten while a record still points at it.
  *   NS      record a namespace (id, owner, name), so ids mean the same after
- *           a restart.
+ *           a restart. The job comes back with the record's result: the
+ *           store lets no chunk of the namespace be written before it is 0.
+ *   NS_DROP forget a namespace: delete every chunk record under its id and
+ *           its own record, in one transaction, after the deletes already
+ *           submitted.
+ *   SYNC    come back once every index change submitted before it is on
+ *           the disk, with 0 or the error of a commit that lost some since
+ *           the last SYNC: a drop is durable when it is answered.
  *
- * On-disk layout (docs/ssd.md): DIR/data.N (N from 0), each file_bytes long
- * and fallocated at open; DIR/index/ (LMDB, tiers/ssd_meta.h).
+ * Every WRITE and READ carries the namespace's salt in rec.salt: the
+ * checksum is seeded with it (kv_ssd_seed()) and the record keeps it, so a
+ * record whose namespace id comes to name another namespace fails.
+ *
+ * On-disk layout (docs/ssd.md): DIR/LOCK (write-locked with fcntl by the
+ * daemon that has the tier open), DIR/data.N (N from 0), each file_bytes
+ * long and preallocated at open; DIR/index/ (LMDB, tiers/ssd_meta.h).
  *
  * Locking: everything here is called on the loop thread; the I/O thread is
  * internal. Jobs belong to the tier from kv_ssd_submit() to kv_ssd_reap().
@@ -59,6 +71,8 @@ enum kv_ssd_job_op {
 	KV_SSD_READ,
 	KV_SSD_FORGET,
 	KV_SSD_NS,
+	KV_SSD_NS_DROP,
+	KV_SSD_SYNC,
 };
 
 struct kv_ssd_job {
@@ -77,7 +91,7 @@ struct kv_ssd_job {
 					 * offset is rec.offset) */
 	void *cookie;			/* the store's: its chunk */
 	uid_t uid;			/* NS */
-	char name[256];			/* NS: NUL-terminated */
+	char name[256];			/* NS: NUL-terminated (NS_DROP: ns) */
 	/* the tier's own, while the job is in the tier */
 	void *bounce;			/* aligned staging buffer, or NULL */
 	uint64_t bounce_cap;		/* its size */
@@ -93,12 +107,20 @@ typedef int kv_ssd_found_fn(void *arg, uint32_t ns, const struct kv_wire_key *ke
 typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
 
 /*
- * Open the tier: make the directory and files, open the index, claim the
- * space of every chunk record that fits (records that do not, or overlap
- * another, are forgotten) and hand it to found() with its extent, then
- * start the I/O thread. Returns 0 and
- * the tier in *out, or -KV_EFORMAT (another format: nothing touched),
- * -EIO, -errno; everything is logged.
+ * Open the tier: make the directory, take its lock (DIR/LOCK), make and
+ * preallocate the data files (only what is missing: a restart keeps its
+ * data), open the index, claim the space of every chunk record that fits
+ * and hand it to found() with its extent, then start the I/O thread.
+ * Records are forgotten (deleted, counted, one WARN line per reason) when
+ * they do not fit or overlap another, when their data file was missing or
+ * shorter than their bytes at this start, or when their salt is not that
+ * of the name recorded for their namespace id. Returns 0 and the tier in
+ * *out, or, everything logged and what this start made removed again:
+ *   -KV_ELOCKED  another process holds DIR/LOCK (the log names its pid);
+ *                nothing in DIR is touched
+ *   -ENOSPC      the filesystem cannot hold the data files and the index
+ *   -KV_EFORMAT  another on-disk format
+ *   -EIO, -errno
  */
 int kv_ssd_open(struct kv_ssd **out, const struct kv_ssd_conf *conf,
 		kv_ssd_found_fn *found, void *arg);
@@ -133,6 +155,10 @@ struct kv_ssd_stats {
 	uint64_t bytes_read;
 	uint64_t checksum_failures;
 	uint64_t io_errors;
+	uint64_t records_missing;	/* forgotten at open: data file missing
+					 * or short */
+	uint64_t records_wrong_ns;	/* forgotten at open: their namespace
+					 * id names another name (salt) */
 	bool uring;			/* false: the pread/pwrite path */
 };
 void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,

@@ -62,8 +62,9 @@ struct fmt {
 };
 
 /* No padding anywhere: rec_check and the stored formats hash raw bytes. */
-_Static_assert(sizeof(struct kv_ssd_rec) == 96, "kv_ssd_rec layout");
-_Static_assert(offsetof(struct kv_ssd_rec, rec_check) == 88, "kv_ssd_rec layout");
+_Static_assert(sizeof(struct kv_ssd_rec) == 104, "kv_ssd_rec layout");
+_Static_assert(offsetof(struct kv_ssd_rec, salt) == 88, "kv_ssd_rec layout");
+_Static_assert(offsetof(struct kv_ssd_rec, rec_check) == 96, "kv_ssd_rec layout");
 _Static_assert(sizeof(struct fmt) == 32, "fmt layout");
 _Static_assert(KV_CODEC_MAX == 3, "records accept codecs 0..2");
 
@@ -103,12 +104,17 @@ static void key_decode(const unsigned char *in, uint32_t *ns, struct kv_wire_key
 	key->hi = be64toh(hi);
 }
 
-uint64_t kv_ssd_seed(uint32_t ns, const struct kv_wire_key *key)
+uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_wire_key *key)
 {
 	unsigned char k[KEY_BYTES];
 
 	key_encode(k, ns, key);
-	return XXH3_64bits(k, sizeof(k));
+	return XXH3_64bits_withSeed(k, sizeof(k), salt);
+}
+
+uint64_t kv_ssd_salt(const char *name)
+{
+	return XXH3_64bits(name, strlen(name));
 }
 
 static uint64_t rec_hash(const struct kv_ssd_rec *r)
@@ -179,7 +185,9 @@ static int meta_write(struct kv_ssd_meta *m, const char *what,
 		if (rc != MDB_MAP_FULL) {
 			kv_log(KV_ERR, KV_LOG_TIER, "cannot %s in '%s': %s",
 			       what, m->path, mdb_strerror(rc));
-			return -EIO;
+			/* A full filesystem is worth telling apart: the
+			 * operator can make room. */
+			return rc == ENOSPC || rc == EDQUOT ? -ENOSPC : -EIO;
 		}
 
 		if (m->map >= m->max_map) {
@@ -1029,6 +1037,14 @@ struct ns_put_ctx {
 	size_t len;
 };
 
+static void ns_key(unsigned char key[NS_KEY_BYTES], uint32_t id)
+{
+	uint32_t be = htobe32(id);
+
+	memcpy(key, NS_PREFIX, 2);
+	memcpy(key + 2, &be, sizeof(be));
+}
+
 static int ns_put_body(struct kv_ssd_meta *m, MDB_txn *txn, void *arg)
 {
 	struct ns_put_ctx *c = arg;
@@ -1043,24 +1059,20 @@ int kv_ssd_meta_ns_put(struct kv_ssd_meta *m, uint32_t id, uid_t uid, const char
 	unsigned char buf[sizeof(struct ns_val) + NS_NAME_MAX];
 	struct ns_put_ctx c = { .val = buf };
 	struct ns_val nv;
-	uint32_t be = htobe32(id);
 	size_t len;
-	int ret;
 
 	if (!m || !name)
 		return -EINVAL;
 	len = strlen(name);
 	if (len < 1 || len > NS_NAME_MAX)
 		return -EINVAL;
-	memcpy(c.key, NS_PREFIX, 2);
-	memcpy(c.key + 2, &be, sizeof(be));
+	ns_key(c.key, id);
 	nv.uid = (uint32_t)uid;
 	nv.len = (uint32_t)len;
 	memcpy(buf, &nv, sizeof(nv));
 	memcpy(buf + sizeof(nv), name, len);
 	c.len = sizeof(nv) + len;
-	ret = meta_write(m, "record a namespace", ns_put_body, &c, false);
-	return ret == -ENOSPC ? -EIO : ret;
+	return meta_write(m, "record a namespace", ns_put_body, &c, false);
 }
 
 /* A stored namespace, checked; name gets it NUL-terminated. */
@@ -1127,6 +1139,52 @@ int kv_ssd_meta_ns_load(struct kv_ssd_meta *m,
 			break;
 	}
 	return walk_end(m, cur, txn, rc, ret, &bk, "namespace records");
+}
+
+static int ns_drop_body(struct kv_ssd_meta *m, MDB_txn *txn, void *arg)
+{
+	uint32_t id = *(const uint32_t *)arg;
+	unsigned char first[KEY_BYTES] = { 0 };
+	unsigned char nk[NS_KEY_BYTES];
+	MDB_val k;
+	MDB_val v;
+	MDB_cursor *cur;
+	uint32_t be = htobe32(id);
+	int rc;
+
+	/* Chunk keys start with the id big-endian: the namespace's records
+	 * are one run from (id, 0, 0) on. */
+	memcpy(first, &be, sizeof(be));
+	rc = mdb_cursor_open(txn, m->chunks, &cur);
+	if (rc)
+		return rc;
+	/* Find the run's first record again after each delete: no cursor
+	 * position is trusted across a delete that rebalances pages. */
+	for (;;) {
+		k = (MDB_val){ .mv_size = sizeof(first), .mv_data = first };
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc)
+			break;
+		if (k.mv_size < sizeof(be) || memcmp(k.mv_data, &be, sizeof(be)))
+			break;
+		rc = mdb_cursor_del(cur, 0);
+		if (rc)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	ns_key(nk, id);
+	k = (MDB_val){ .mv_size = sizeof(nk), .mv_data = nk };
+	rc = mdb_del(txn, m->meta, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int kv_ssd_meta_ns_drop(struct kv_ssd_meta *m, uint32_t id)
+{
+	if (!m)
+		return -EINVAL;
+	return meta_write(m, "forget a namespace", ns_drop_body, &id, true);
 }
 
 uint64_t kv_ssd_meta_count(struct kv_ssd_meta *m)

@@ -33,7 +33,10 @@
 
 #include "kvstore/proto.h"
 
-#define KV_SSD_FORMAT		1		/* bump on any layout change */
+#define KV_SSD_FORMAT		2		/* bump on any layout change; 2:
+						 * records carry the namespace
+						 * salt, checksums are seeded
+						 * with it */
 #define KV_SSD_REC_MAGIC	0x5253564bu	/* "KVSR" little-endian */
 
 /* One chunk on the SSD. Fixed layout, host byte order (x86-64 only). */
@@ -49,11 +52,14 @@ struct kv_ssd_rec {
 	uint64_t stored;		/* bytes on disk, before padding */
 	uint64_t bytes;			/* the chunk's bytes, decoded */
 	uint64_t checksum;		/* XXH3-64 of the stored bytes, seeded
-					 * with kv_ssd_seed(ns, key) */
+					 * with kv_ssd_seed(salt, ns, key) */
 	uint64_t hits;			/* policy state, carried over restarts */
 	uint32_t freq;
 	uint32_t reserved2;		/* 0 */
 	double score;
+	uint64_t salt;			/* the namespace name's salt
+					 * (kv_ssd_salt()): a record that
+					 * reaches another name is caught */
 	uint64_t rec_check;		/* XXH3-64 of every byte above */
 };
 
@@ -109,16 +115,25 @@ int kv_ssd_meta_load(struct kv_ssd_meta *m,
 
 /*
  * Apply n changes in one write transaction, in order. Returns 0, or
- * -ENOSPC (the map reached max_map_bytes), -EIO (LMDB error, or the
- * KV_FAULT_META fault point): then nothing of the batch was applied.
+ * -ENOSPC (the map reached max_map_bytes, or the filesystem is full), -EIO
+ * (LMDB error, or the KV_FAULT_META fault point): then nothing of the batch
+ * was applied.
  */
 int kv_ssd_meta_apply(struct kv_ssd_meta *m, struct kv_ssd_op *ops, size_t n);
 
 /* Delete every record (the tier is being wiped). 0 or -EIO. */
 int kv_ssd_meta_clear(struct kv_ssd_meta *m);
 
-/* The seed of a chunk's checksum: ties the stored bytes to their key. */
-uint64_t kv_ssd_seed(uint32_t ns, const struct kv_wire_key *key);
+/*
+ * The seed of a chunk's checksum: ties the stored bytes to their key, their
+ * namespace id and their namespace's name (its salt), so bytes that reach
+ * another key, or a namespace id that now names something else, fail.
+ */
+uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_wire_key *key);
+
+/* A namespace name's salt: XXH3-64 of its bytes, seed 0 (the NS_REGISTER
+ * reply's salt, the client's key hash seed). */
+uint64_t kv_ssd_salt(const char *name);
 
 /* Fill r->rec_check; true when an existing r->rec_check is right. */
 void kv_ssd_rec_seal(struct kv_ssd_rec *r);
@@ -130,13 +145,21 @@ int kv_ssd_meta_set_geom(struct kv_ssd_meta *m, const struct kv_ssd_geom *g);
 /*
  * Namespaces, so that ids mean the same after a restart: record one
  * (id, owner, name of 1..255 bytes) in its own transaction, and call fn
- * for each recorded one in id order. 0, fn's value, -EINVAL or -EIO.
+ * for each recorded one in id order. 0, fn's value, -EINVAL, -ENOSPC (the
+ * filesystem or the map is full) or -EIO (KV_FAULT_META included).
  */
 int kv_ssd_meta_ns_put(struct kv_ssd_meta *m, uint32_t id, uid_t uid,
 		       const char *name);
 int kv_ssd_meta_ns_load(struct kv_ssd_meta *m,
 			int (*fn)(void *arg, uint32_t id, uid_t uid, const char *name),
 			void *arg);
+
+/*
+ * Forget namespace id: delete every chunk record under it and its own
+ * record, in one transaction. Returns 0 (also when nothing was there),
+ * -ENOSPC or -EIO (KV_FAULT_META included): then nothing was deleted.
+ */
+int kv_ssd_meta_ns_drop(struct kv_ssd_meta *m, uint32_t id);
 
 /* Records in the index now (an LMDB stat). */
 uint64_t kv_ssd_meta_count(struct kv_ssd_meta *m);

@@ -96,6 +96,20 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 			check(blen == kv_proto_pad8(n));
 		}
 		break;
+	case KV_OP_NS_LOOKUP:
+	case KV_OP_NS_DROP:		/* a name, never a model */
+		check(n >= 1 && n <= KV_PROTO_NS_MAX);
+		check(r->u.ns_name.name == body && r->u.ns_name.len == n);
+		check(!memchr(r->u.ns_name.name, '\0', r->u.ns_name.len));
+		check(!r->u.ns_name.model && blen == kv_proto_pad8(n));
+		sum += touch(buf, size, r->u.ns_name.name, r->u.ns_name.len);
+		break;
+	case KV_OP_NS_LIST:
+		check(n == 0);
+		check((const char *)r->u.ns_list == body && blen == sizeof(*r->u.ns_list));
+		check(r->u.ns_list->limit >= 1 && r->u.ns_list->limit <= KV_PROTO_NS_PAGE);
+		sum += touch(buf, size, r->u.ns_list, sizeof(*r->u.ns_list));
+		break;
 	case KV_OP_SCORE:
 		check(n <= cap);
 		check(blen == kv_proto_score_len(n));
@@ -360,6 +374,21 @@ int main(int argc, char **argv)
 	seed_start(KV_OP_NS_REGISTER, KV_PROTO_NS_MAX + 1, KV_PROTO_NS_MAX + 1);
 	memset(seed_body(), 'q', KV_PROTO_NS_MAX + 1);
 	err |= seed_write_ret(dir, "ns_register-256", -KV_EPROTO);
+	seed_start(KV_OP_NS_LOOKUP, 9, 16);
+	memcpy(seed_body(), "llama3-8b", 9);
+	err |= seed_write(dir, "ns_lookup");
+	seed_start(KV_OP_NS_DROP, 9, 16);
+	memcpy(seed_body(), "llama3-8b", 9);
+	err |= seed_write(dir, "ns_drop");
+	seed_start(KV_OP_NS_LOOKUP, 5, 8 + sizeof(struct kv_wire_ns_model));
+	memcpy(seed_body(), "model", 5);
+	err |= seed_write_ret(dir, "ns_lookup-model", -KV_EPROTO);
+	seed_start(KV_OP_NS_LIST, 0, sizeof(struct kv_wire_ns_list));
+	((struct kv_wire_ns_list *)seed_body())->limit = KV_PROTO_NS_PAGE;
+	err |= seed_write(dir, "ns_list");
+	((struct kv_wire_ns_list *)seed_body())->cursor = 7;
+	((struct kv_wire_ns_list *)seed_body())->limit = KV_PROTO_NS_PAGE + 1;
+	err |= seed_write_ret(dir, "ns_list-257", -KV_EBATCH);
 
 	for (size_t o = 0; o < sizeof(key_ops) / sizeof(key_ops[0]); o++) {
 		for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {

@@ -209,6 +209,54 @@ t_flush_writeback()
 	[ "$rc" -eq 2 ]
 }
 
+t_flush_json()
+{
+	kv flush --tier dram --json
+	[ "$rc" -eq 0 ] && json_check 'd["action"] == "write-back" and d["refused"] == 0' || return 1
+	kv flush --drop --json
+	[ "$rc" -eq 0 ] && json_check 'd["action"] == "drop" and "skipped" in d'
+}
+
+# ---- namespaces --------------------------------------------------------------------
+
+t_ns_ls()
+{
+	kv ns ls
+	[ "$rc" -eq 0 ] && grep -q "$ns" "$tmp/out" || return 1
+	kv ns ls --json
+	[ "$rc" -eq 0 ] && json_check 'any(n["name"] == "'"$ns"'" and n["ns"] == 0 and
+n["pending"] is False for n in d["namespaces"])' || return 1
+	kv ns frobnicate
+	[ "$rc" -eq 2 ] && grep -q "want 'ls' or 'rm NAME'" "$tmp/err"
+}
+
+# ls, inspect, evict and get look a namespace up; only put creates one.
+t_ns_no_create()
+{
+	kv stats --json
+	[ "$rc" -eq 0 ] || return 1
+	before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["namespaces"])' "$tmp/out")
+	kv ls --ns never/created
+	[ "$rc" -eq 2 ] && grep -q "no namespace 'never/created'" "$tmp/err" || return 1
+	for c in inspect evict get; do
+		kv "$c" --ns never/created --key "$k1"
+		[ "$rc" -eq 1 ] || return 1
+	done
+	kv stats --json
+	[ "$rc" -eq 0 ] && json_check 'd["namespaces"] == '"$before"
+}
+
+t_ns_rm()
+{
+	kv ns rm "$ns"
+	[ "$rc" -eq 0 ] && grep -q "removed namespace '$ns'" "$tmp/out" || return 1
+	kv ns ls --json
+	[ "$rc" -eq 0 ] && json_check 'not any(n["name"] == "'"$ns"'" for n in d["namespaces"])' ||
+		return 1
+	kv ns rm "$ns"
+	[ "$rc" -eq 2 ] && grep -q 'no such namespace' "$tmp/err"
+}
+
 # ---- errors ------------------------------------------------------------------------
 
 t_bad_key()
@@ -293,11 +341,15 @@ check "inspect of an absent key exits 1" t_inspect_absent
 check "evict removes the key, get then exits 1" t_evict
 check "flush --drop empties the tier" t_flush_drop
 check "flush --tier dram writes back, a bad tier exits 2" t_flush_writeback
+check "flush --json" t_flush_json
+check "ns ls and ns ls --json list the namespace" t_ns_ls
+check "ls, inspect, evict and get --ns never create a namespace" t_ns_no_create
 check "bad key hex exits 2 with a message" t_bad_key
 check "unknown command exits 2 with usage" t_unknown_command
 check "unknown option or missing --ns exits 2" t_unknown_option
 check "--help and COMMAND --help exit 0" t_help
 check "health with no daemon exits 2 naming the socket" t_no_daemon
+check "ns rm removes the namespace" t_ns_rm
 check "kvstored stops cleanly on SIGTERM" t_daemon_stop
 check "no sanitizer reports from kvctl" t_kvctl_clean
 summary

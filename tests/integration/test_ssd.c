@@ -486,10 +486,11 @@ static void test_flush_refused(void **state)
 	assert_int_equal(kvc_connect(d.sock, &c), 0);
 	assert_int_equal(kvc_ns_register(c, "big", &ns), 0);
 	put_range(c, ns, 0, 2, 2 * MIB);	/* each larger than the SSD */
-	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), 0);
+	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), -KVC_EREFUSED);
 	assert_int_equal(fr.chunks, 0);
 	assert_int_equal(fr.skipped, 2);
-	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), 0);	/* again */
+	assert_int_equal(fr.why, -KVC_ETOOBIG);
+	assert_int_equal(kvc_flush(c, KVC_TIER_DRAM, 0, &fr), -KVC_EREFUSED);	/* again */
 	assert_int_equal(fr.skipped, 2);
 	assert_int_equal(check_range(c, ns, 0, 2, 2 * MIB), 2);	/* still in DRAM */
 	kvc_close(c);

@@ -765,6 +765,52 @@ static void test_hello_fields(void **state)
 	assert_int_equal(parse_copy(HDR_LEN, KV_PROTO_MAX_BATCH), -KV_EPROTO);
 }
 
+/* NS_LOOKUP and NS_DROP take a name as NS_REGISTER does, never a model;
+ * NS_LIST a cursor and a page limit. */
+static void test_ns_ops_fields(void **state)
+{
+	static const unsigned ops[] = { KV_OP_NS_LOOKUP, KV_OP_NS_DROP };
+	struct kv_wire_ns_list *q;
+	struct kv_req r;
+	size_t len;
+
+	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
+		len = mk_ns("llama3-8b", 9);
+		hdr()->op = (uint16_t)ops[i];
+		assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+		assert_int_equal(r.u.ns_name.len, 9);
+		assert_memory_equal(r.u.ns_name.name, "llama3-8b", 9);
+		assert_null(r.u.ns_name.model);
+		len = mk(ops[i], 5, 8 + sizeof(struct kv_wire_ns_model));
+		memcpy(body(), "model", 5);
+		assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+		len = mk(ops[i], 0, 8);
+		assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+		len = mk_ns("a\0b", 3);
+		hdr()->op = (uint16_t)ops[i];
+		assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	}
+	assert_string_equal(kv_proto_op_name(KV_OP_NS_LOOKUP), "ns_lookup");
+	assert_string_equal(kv_proto_op_name(KV_OP_NS_LIST), "ns_list");
+	assert_string_equal(kv_proto_op_name(KV_OP_NS_DROP), "ns_drop");
+
+	len = mk(KV_OP_NS_LIST, 0, sizeof(*q));
+	q = (struct kv_wire_ns_list *)body();
+	q->cursor = 12;
+	q->limit = KV_PROTO_NS_PAGE;
+	assert_int_equal(parse(len, 1, &r), 0);	/* not bound by max_batch */
+	assert_int_equal(r.u.ns_list->cursor, 12);
+	q->limit = KV_PROTO_NS_PAGE + 1;
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EBATCH);
+	q->limit = 0;
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EBATCH);
+	q->limit = 1;
+	hdr()->count = 1;
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+	len = mk(KV_OP_NS_LIST, 0, 16);
+	assert_int_equal(parse_copy(len, KV_PROTO_MAX_BATCH), -KV_EPROTO);
+}
+
 static void test_ns_register_fields(void **state)
 {
 	char name[KV_PROTO_NS_MAX + 9];
@@ -1023,9 +1069,17 @@ static void test_mutations(void **state)
 		assert_true(r.hdr.op > KV_OP_ERROR && r.hdr.op < KV_OP_MAX);
 		switch (r.hdr.op) {
 		case KV_OP_NS_REGISTER:
+		case KV_OP_NS_LOOKUP:
+		case KV_OP_NS_DROP:
 			assert_true(r.u.ns_name.len >= 1 &&
 				    r.u.ns_name.len <= KV_PROTO_NS_MAX);
 			assert_null(memchr(r.u.ns_name.name, 0, r.u.ns_name.len));
+			assert_true(r.hdr.op == KV_OP_NS_REGISTER || !r.u.ns_name.model);
+			break;
+		case KV_OP_NS_LIST:
+			assert_int_equal(r.hdr.len, sizeof(struct kv_wire_ns_list));
+			assert_true(r.u.ns_list->limit >= 1 &&
+				    r.u.ns_list->limit <= KV_PROTO_NS_PAGE);
 			break;
 		case KV_OP_HELLO:
 		case KV_OP_LS:
@@ -1072,6 +1126,7 @@ int main(void)
 		cmocka_unit_test(test_error_keeps_header),
 		cmocka_unit_test(test_hello_fields),
 		cmocka_unit_test(test_ns_register_fields),
+		cmocka_unit_test(test_ns_ops_fields),
 		cmocka_unit_test(test_inspect_count),
 		cmocka_unit_test(test_alloc_flags),
 		cmocka_unit_test(test_ls_fields),

@@ -4,11 +4,12 @@
  *
  * Round trips across close and reopen, key order, batch order, map growth
  * and its limit, format checks, garbage and invalid records, the
- * KV_FAULT_META point, a stale reader left by a killed process, and random
- * byte flips in data.mdb. Each test works in its own mkdtemp() directory
- * and removes it. Where a test writes into the environment behind the
- * module's back it opens it with LMDB directly, and only while the module
- * has it closed (one process must not open an environment twice).
+ * KV_FAULT_META point, a stale reader left by a killed process, random
+ * byte flips in data.mdb, salted seeds, and forgetting a namespace. Each
+ * test works in its own mkdtemp() directory and removes it. Where a test
+ * writes into the environment behind the module's back it opens it with
+ * LMDB directly, and only while the module has it closed (one process must
+ * not open an environment twice).
  *
  * Children (the stale reader, the corruption runs) are forked while this
  * process holds no environment open, and open their own.
@@ -118,6 +119,7 @@ static struct kv_ssd_rec make_rec(void)
 		.hits = rnd(),
 		.freq = (uint32_t)rnd(),
 		.score = (double)(rnd() >> 11) / 9007199254740992.0,
+		.salt = rnd(),
 	};
 
 	if (r.has_parent) {
@@ -264,6 +266,7 @@ static void check_same(struct items *want, const struct items *got)
 		assert_int_equal(g->rec.hits, w->rec.hits);
 		assert_int_equal(g->rec.freq, w->rec.freq);
 		assert_true(g->rec.score == w->rec.score);
+		assert_int_equal(g->rec.salt, w->rec.salt);
 		assert_int_equal(g->rec.rec_check, w->rec.rec_check);
 		assert_memory_equal(&g->rec, &w->rec, sizeof(w->rec));
 	}
@@ -431,9 +434,15 @@ static void test_seal(void **state)
 	unsigned char *p = (unsigned char *)&r;
 
 	rng_state = 1;
-	assert_int_equal(kv_ssd_seed(7, &k1), kv_ssd_seed(7, &k1));
-	assert_int_not_equal(kv_ssd_seed(7, &k1), kv_ssd_seed(8, &k1));
-	assert_int_not_equal(kv_ssd_seed(7, &k1), kv_ssd_seed(7, &k2));
+	assert_int_equal(kv_ssd_seed(1, 7, &k1), kv_ssd_seed(1, 7, &k1));
+	assert_int_not_equal(kv_ssd_seed(1, 7, &k1), kv_ssd_seed(1, 8, &k1));
+	assert_int_not_equal(kv_ssd_seed(1, 7, &k1), kv_ssd_seed(1, 7, &k2));
+	/* the same id and key under another name's salt: another seed, so a
+	 * record that reaches another namespace fails its checksum */
+	assert_int_not_equal(kv_ssd_seed(kv_ssd_salt("alpha"), 7, &k1),
+			     kv_ssd_seed(kv_ssd_salt("beta"), 7, &k1));
+	/* the salt is the NS_REGISTER reply's: XXH3-64 of the name */
+	assert_int_equal(kv_ssd_salt("demo"), 0x07f72fb3af456330ull);
 
 	r = make_rec();
 	assert_false(kv_ssd_rec_valid(&r));	/* not sealed yet */
@@ -832,6 +841,12 @@ static void test_format(void **state)
 	assert_int_equal(f.version, KV_SSD_FORMAT + 1);
 	assert_int_equal(chunks, 50);
 
+	/* format 1 (before records carried the namespace salt) is refused */
+	f = good;
+	f.version = 1;
+	direct_write(dir, "meta", "format", 6, &f, sizeof(f));
+	expect_eformat(dir, "format 1");
+
 	f = good;
 	f.magic = 0x12345678;
 	direct_write(dir, "meta", "format", 6, &f, sizeof(f));
@@ -1221,6 +1236,53 @@ static void test_namespaces(void **state)
 		mdb_txn_abort(txn);
 		mdb_env_close(env);
 	}
+	rmtree(dir);
+}
+
+/* Forgetting a namespace deletes its records and its name, nothing else. */
+static void test_ns_drop(void **state)
+{
+	static const uint32_t nss[] = { 1, 2, 3, 0x10002 };
+	struct items want = { 0 };
+	struct items got = { 0 };
+	struct ns_seen seen = { .n = 0 };
+	struct kv_ssd_meta *m;
+	size_t kept = 0;
+	char dir[64];
+
+	rng_state = 41;
+	tmpdir(dir, sizeof(dir));
+	m = open_dir(dir);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(kv_ssd_meta_ns_put(m, nss[i], 1000, "n"), 0);
+	put_random(m, &want, 600, 64, nss, 4);
+	assert_int_equal(kv_ssd_meta_ns_drop(m, 2), 0);
+	assert_int_equal(kv_ssd_meta_ns_drop(m, 2), 0);	/* again: nothing there */
+	assert_int_equal(kv_ssd_meta_ns_drop(m, 77), 0);	/* never was */
+	assert_int_equal(kv_ssd_meta_ns_drop(NULL, 2), -EINVAL);
+	kv_ssd_meta_close(m);
+
+	m = open_dir(dir);
+	assert_int_equal(load_all(m, &got), 0);
+	for (size_t i = 0; i < want.n; i++)
+		if (want.v[i].ns != 2)
+			want.v[kept++] = want.v[i];
+	want.n = kept;
+	assert_true(kept < 600 && kept > 300);
+	check_same(&want, &got);
+	assert_int_equal(kv_ssd_meta_ns_load(m, ns_collect, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(seen.id[0], 1);
+	assert_int_equal(seen.id[1], 3);
+	assert_int_equal(seen.id[2], 0x10002);
+	/* the fault point fails the whole transaction */
+	kv_fault_arm(KV_FAULT_META, 1);
+	assert_int_equal(kv_ssd_meta_ns_drop(m, 3), -EIO);
+	assert_int_equal(load_all(m, &got), 0);
+	assert_int_equal(got.n, kept);
+	kv_ssd_meta_close(m);
+	free(want.v);
+	free(got.v);
 	rmtree(dir);
 }
 
@@ -1653,6 +1715,7 @@ int main(void)
 		cmocka_unit_test(test_fault),
 		cmocka_unit_test(test_set_geom),
 		cmocka_unit_test(test_namespaces),
+		cmocka_unit_test(test_ns_drop),
 		cmocka_unit_test(test_stale_reader),
 		cmocka_unit_test(test_corruption),
 	};

@@ -1051,6 +1051,10 @@ class Client:
                 "pending_chunks": st.pending_chunks,
                 "checksum_failures": st.checksum_failures,
                 "uptime_ms": st.uptime_ms, "namespaces": st.namespaces,
+                "writeback_failures": st.writeback_failures,
+                "writeback_lost": st.writeback_lost,
+                "ssd_records_missing": st.ssd_records_missing,
+                "ssd_records_wrong_ns": st.ssd_records_wrong_ns,
                 "records": st.records, "max_records": st.max_records,
                 "meta_bytes": st.meta_bytes,
                 "tiers": tiers}
@@ -1058,11 +1062,18 @@ class Client:
     def flush(self, tier=TIER_NONE, drop=False):
         """Write tier (TIER_NONE: every tier) back to the tier below and wait
         until durable, or with drop=True drop its unpinned chunks
-        (kvc_flush). Returns {"chunks", "bytes", "skipped"}."""
+        (kvc_flush). Returns {"chunks", "bytes", "skipped"}. When the tier
+        below refused chunks (they are not durable) raises KvError with
+        KVC_EREFUSED, its detail the same dict plus "why" (the refusal's
+        message)."""
         r = _lib.FlushResult()
-        _check(self._call("kvc_flush", _u(tier, 8, "tier"), _FLUSH_DROP if drop else 0,
-                          ctypes.byref(r)), "kvc_flush")
-        return {"chunks": r.chunks, "bytes": r.bytes, "skipped": r.skipped}
+        rc = self._call("kvc_flush", _u(tier, 8, "tier"), _FLUSH_DROP if drop else 0,
+                        ctypes.byref(r))
+        res = {"chunks": r.chunks, "bytes": r.bytes, "skipped": r.skipped}
+        if rc == -KVC_EREFUSED:
+            raise KvError(rc, "kvc_flush", dict(res, why=strerror(r.why)))
+        _check(rc, "kvc_flush")
+        return res
 
     def policy(self, tier, name=None):
         """The eviction policy of tier; with name, switch it first

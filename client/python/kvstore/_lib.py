@@ -88,12 +88,15 @@ class Stats(ctypes.Structure):
                 ("connections", ctypes.c_uint), ("pinned_chunks", c_u64),
                 ("pending_chunks", c_u64), ("checksum_failures", c_u64),
                 ("uptime_ms", c_u64), ("namespaces", c_u64),
+                ("writeback_failures", c_u64), ("writeback_lost", c_u64),
+                ("ssd_records_missing", c_u64), ("ssd_records_wrong_ns", c_u64),
                 ("records", c_u64), ("max_records", c_u64), ("meta_bytes", c_u64)]
 
 
 class FlushResult(ctypes.Structure):
     """struct kvc_flush_result"""
-    _fields_ = [("chunks", c_u64), ("bytes", c_u64), ("skipped", c_u64)]
+    _fields_ = [("chunks", c_u64), ("bytes", c_u64), ("skipped", c_u64),
+                ("why", c_int)]
 
 
 P = ctypes.POINTER

@@ -141,11 +141,13 @@ class TestStructLayout(unittest.TestCase):
                             "used_bytes": 48, "chunks": 56, "hits": 64, "misses": 72,
                             "evictions": 80, "promotions": 88, "demotions": 96,
                             "alloc_failures": 104}),
-        "Stats": (528, {"n_tiers": 0, "tiers": 8, "connections": 456,
+        "Stats": (560, {"n_tiers": 0, "tiers": 8, "connections": 456,
                         "pinned_chunks": 464, "pending_chunks": 472,
                         "checksum_failures": 480, "uptime_ms": 488, "namespaces": 496,
-                        "records": 504, "max_records": 512, "meta_bytes": 520}),
-        "FlushResult": (24, {"chunks": 0, "bytes": 8, "skipped": 16}),
+                        "writeback_failures": 504, "writeback_lost": 512,
+                        "ssd_records_missing": 520, "ssd_records_wrong_ns": 528,
+                        "records": 536, "max_records": 544, "meta_bytes": 552}),
+        "FlushResult": (32, {"chunks": 0, "bytes": 8, "skipped": 16, "why": 24}),
     }
 
     def test_layouts(self):
