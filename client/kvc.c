@@ -47,6 +47,9 @@ _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&
 	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors kvstore/proto.h");
+_Static_assert(sizeof(((struct kvc_tenant *)0)->name) > KV_TENANT_NAME_BYTES &&
+	       sizeof(((struct kvc_tenant *)0)->uids) / sizeof(uint32_t) ==
+	       KV_TENANT_UIDS_SHOWN && KV_TIER_MAX == 3, "kvc_tenant mirrors kv_wire_tenant");
 _Static_assert(sizeof(struct kvc_key) == sizeof(struct kv_wire_key),
 	       "keys go on the wire as they are");
 _Static_assert(KVC_NS_PAGE == KV_PROTO_NS_PAGE &&
@@ -1500,6 +1503,48 @@ int kvc_policy(struct kvc *c, uint8_t tier, const char *set, char name[16])
 		memcpy(name, ((const struct kv_wire_policy *)c->rep)->name, 15);
 		name[15] = '\0';
 	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_tenants(struct kvc *c, struct kvc_tenant *out, size_t max)
+{
+	const struct kv_wire_tenant *w;
+	struct kv_wire_hdr h;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = req_body(c, 0) ? rpc(c, KV_OP_TENANTS, 0, 0, &h) : -ENOMEM;
+	if (!ret && (h.count > 4096 || h.len != h.count * sizeof(*w))) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+	if (ret)
+		goto out;
+	w = (const struct kv_wire_tenant *)c->rep;
+	for (uint32_t i = 0; i < h.count && i < max; i++) {
+		struct kvc_tenant *t = &out[i];
+
+		memset(t, 0, sizeof(*t));
+		memcpy(t->name, w[i].name, sizeof(w[i].name));
+		t->n_uids = w[i].n_uids;
+		for (unsigned u = 0; u < w[i].n_uids && u < KV_TENANT_UIDS_SHOWN; u++)
+			t->uids[u] = w[i].uids[u];
+		t->connections = w[i].connections;
+		for (unsigned k = 0; k < KV_TIER_MAX; k++) {
+			t->capacity[k] = w[i].capacity[k];
+			t->used[k] = w[i].used[k];
+			t->chunks[k] = w[i].chunks[k];
+		}
+		t->namespaces = w[i].namespaces;
+		t->max_namespaces = w[i].max_namespaces;
+		t->uncommitted = w[i].uncommitted;
+		t->max_uncommitted = w[i].max_uncommitted;
+		t->records = w[i].records;
+		t->max_records = w[i].max_records;
+	}
+	ret = (int)h.count;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;

@@ -616,6 +616,28 @@ int kvc_policy(struct kvc *c, uint8_t tier, const char *set, char name[16]);
 /* Round trip to the daemon: 0 and its uptime in *uptime_ms (may be NULL). */
 int kvc_ping(struct kvc *c, uint64_t *uptime_ms);
 
+/* A tenant: the uids that share chunks, with arenas and quotas of their
+ * own (docs/configuration.md, "Tenants"). Arrays by tier: KVC_TIER_*. */
+struct kvc_tenant {
+	char name[33];			/* "uid:1000" or a declared name */
+	unsigned n_uids;		/* its uids; the first (up to 8) below */
+	uint32_t uids[8];
+	unsigned connections;		/* open now */
+	uint64_t capacity[3];		/* its quota of each tier, bytes */
+	uint64_t used[3];
+	uint64_t chunks[3];		/* its chunks with a copy in each tier */
+	uint64_t namespaces, max_namespaces;
+	uint64_t uncommitted, max_uncommitted;
+	uint64_t records, max_records;	/* chunk records (metadata) */
+};
+
+/*
+ * The tenants this user may see: its own, or every one for root and the
+ * daemon's user. Stores up to max in out and returns how many there are
+ * (which may be more than max), or a negative error.
+ */
+int kvc_tenants(struct kvc *c, struct kvc_tenant *out, size_t max);
+
 /* Name an error code (negative or positive). Never NULL. */
 const char *kvc_strerror(int err);
 

@@ -949,6 +949,70 @@ static int cmd_policy(struct kvc *c, const struct args *a)
 	return RC_OK;
 }
 
+static json_t *tenant_json(const struct kvc_tenant *t)
+{
+	json_t *tiers = json_object(), *uids = json_array();
+
+	for (unsigned i = 0; i < t->n_uids && i < 8; i++)
+		json_array_append_new(uids, ju64(t->uids[i]));
+	for (uint8_t k = 0; k < 3; k++)
+		json_object_set_new(tiers, tier_name(k),
+				    json_pack("{s:o, s:o, s:o}", "capacity_bytes",
+					      ju64(t->capacity[k]), "used_bytes",
+					      ju64(t->used[k]), "chunks", ju64(t->chunks[k])));
+	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			 "name", t->name, "uids", uids, "n_uids", ju64(t->n_uids),
+			 "connections", ju64(t->connections), "tiers", tiers,
+			 "namespaces", ju64(t->namespaces),
+			 "max_namespaces", ju64(t->max_namespaces),
+			 "uncommitted_bytes", ju64(t->uncommitted),
+			 "max_uncommitted_bytes", ju64(t->max_uncommitted),
+			 "records", ju64(t->records), "max_records", ju64(t->max_records));
+}
+
+static int cmd_tenants(struct kvc *c, const struct args *a)
+{
+	struct kvc_tenant t[64];
+	int n = kvc_tenants(c, t, 64);
+	char b1[32], b2[32];
+
+	if (n < 0) {
+		fprintf(stderr, "kvctl: cannot list the tenants: %s\n", kvc_strerror(n));
+		return RC_ERR;
+	}
+	if (n > 64)
+		n = 64;
+	if (a->given & OPT_JSON) {
+		json_t *arr = json_array();
+
+		for (int i = 0; i < n; i++)
+			json_array_append_new(arr, tenant_json(&t[i]));
+		return json_print(json_pack("{s:o}", "tenants", arr));
+	}
+	for (int i = 0; i < n; i++) {
+		printf("%stenant %s: uid%s", i ? "\n" : "", t[i].name, t[i].n_uids > 1 ? "s " : " ");
+		for (unsigned u = 0; u < t[i].n_uids && u < 8; u++)
+			printf("%s%u", u ? "," : "", (unsigned)t[i].uids[u]);
+		printf("%s, %u connection%s\n", t[i].n_uids > 8 ? ",..." : "",
+		       t[i].connections, t[i].connections == 1 ? "" : "s");
+		for (uint8_t k = 0; k < 3; k++) {
+			if (!t[i].capacity[k] && !t[i].used[k])
+				continue;
+			printf("  %-12s %s of %s, %" PRIu64 " chunks\n", tier_name(k),
+			       fmt_size(b1, sizeof(b1), t[i].used[k]),
+			       fmt_size(b2, sizeof(b2), t[i].capacity[k]), t[i].chunks[k]);
+		}
+		printf("  %-12s %" PRIu64 " of %" PRIu64 "\n", "namespaces", t[i].namespaces,
+		       t[i].max_namespaces);
+		printf("  %-12s %s of %s\n", "uncommitted",
+		       fmt_size(b1, sizeof(b1), t[i].uncommitted),
+		       fmt_size(b2, sizeof(b2), t[i].max_uncommitted));
+		printf("  %-12s %" PRIu64 " of %" PRIu64 "\n", "records", t[i].records,
+		       t[i].max_records);
+	}
+	return RC_OK;
+}
+
 static const struct cmd cmds[] = {
 	{
 		.name = "stats", .usage = "[--json]",
@@ -996,6 +1060,10 @@ static const struct cmd cmds[] = {
 			"its records on disk; only its owner, root and the daemon's\n"
 			"user may. A namespace with a pinned chunk stays: exit 2.",
 		.opts = OPT_JSON, .operands = -1, .run = cmd_ns,
+	}, {
+		.name = "tenants", .usage = "[--json]",
+		.help = "show each tenant's quotas and what it holds (yours; all for root)",
+		.opts = OPT_JSON, .run = cmd_tenants,
 	}, {
 		.name = "policy", .usage = "get TIER | set TIER NAME  [--json]",
 		.help = "show or switch a tier's eviction policy (lru, gdsf, h2o)",

@@ -36,6 +36,7 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_NS_LOOKUP]	= "ns_lookup",
 	[KV_OP_NS_LIST]		= "ns_list",
 	[KV_OP_NS_DROP]		= "ns_drop",
+	[KV_OP_TENANTS]		= "tenants",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -175,6 +176,7 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 		return parse_alloc(body, blen, h->count, max_batch, out);
 	case KV_OP_STATS:
 	case KV_OP_PING:
+	case KV_OP_TENANTS:
 		if (h->count != 0 || blen != 0)
 			return -KV_EPROTO;
 		return 0;

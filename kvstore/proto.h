@@ -68,6 +68,7 @@ enum kv_op {
 	KV_OP_NS_LOOKUP	= 18,	/* a namespace's id, without creating it */
 	KV_OP_NS_LIST	= 19,	/* the namespaces this peer may see */
 	KV_OP_NS_DROP	= 20,	/* drop a namespace: chunks, records, id */
+	KV_OP_TENANTS	= 21,	/* each tenant's quotas and what it holds */
 	KV_OP_MAX
 };
 
@@ -360,6 +361,30 @@ struct kv_wire_ping_reply {
 	uint64_t uptime_ms;
 };
 
+#define KV_TENANT_NAME_BYTES	32
+#define KV_TENANT_UIDS_SHOWN	8
+
+/*
+ * TENANTS: empty request. Reply: count of these, the connection's own
+ * tenant only, or every tenant for root and the daemon's own uid. Arrays
+ * by tier are indexed by KV_TIER_*.
+ */
+struct kv_wire_tenant {
+	char name[KV_TENANT_NAME_BYTES];	/* NUL-padded */
+	uint64_t capacity[KV_TIER_MAX];	/* its quota of each tier (bytes) */
+	uint64_t used[KV_TIER_MAX];	/* bytes it holds there */
+	uint64_t chunks[KV_TIER_MAX];	/* its chunks with a copy there */
+	uint64_t namespaces;
+	uint64_t max_namespaces;
+	uint64_t uncommitted;		/* bytes, all its connections */
+	uint64_t max_uncommitted;
+	uint64_t records;		/* chunk records */
+	uint64_t max_records;
+	uint32_t connections;		/* open, of its uids */
+	uint32_t n_uids;		/* its uids; the first few follow */
+	uint32_t uids[KV_TENANT_UIDS_SHOWN];
+};
+
 /*
  * A decoded request. Pointers point into the buffer given to
  * kv_proto_parse() and live as long as it does.
@@ -472,6 +497,7 @@ _Static_assert(sizeof(struct kv_wire_ns_list) == 8, "ns list layout");
 _Static_assert(sizeof(struct kv_wire_ns_list_reply) == 8, "ns list reply layout");
 _Static_assert(sizeof(struct kv_wire_ns_entry) == 296, "ns entry layout");
 _Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
+_Static_assert(sizeof(struct kv_wire_tenant) == 192, "tenant layout");
 _Static_assert(sizeof(struct kv_wire_ns_model) == 24, "ns model layout");
 _Static_assert(sizeof(struct kv_wire_policy) == 24, "policy layout");
 _Static_assert(sizeof(float) == 4, "scores are float32");

@@ -837,6 +837,43 @@ static void handle_policy(struct conn *c, const struct kv_req *r)
 	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
 }
 
+/* Each tenant's quotas and holdings: a connection's own tenant, or all of
+ * them for root and the daemon's own uid. */
+static void handle_tenants(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	unsigned n = kv_store_tenants(srv->store), k = 0;
+	bool admin = c->uid == 0 || c->uid == srv->self_uid;
+	struct kv_wire_tenant *w = scratch(srv, n * sizeof(*w));
+
+	for (unsigned t = 0; t < n; t++) {
+		struct kv_store_tenant_stats st;
+
+		if (!admin && t != c->tenant)
+			continue;
+		kv_store_tenant_stats(srv->store, t, &st);
+		memcpy(w[k].name, st.name, strnlen(st.name, sizeof(w[k].name)));
+		for (unsigned i = 0; i < KV_TIER_MAX; i++) {
+			w[k].capacity[i] = st.capacity[i];
+			w[k].used[i] = st.used[i];
+			w[k].chunks[i] = st.chunks[i];
+		}
+		w[k].namespaces = st.namespaces;
+		w[k].max_namespaces = st.max_namespaces;
+		w[k].uncommitted = st.uncommitted;
+		w[k].max_uncommitted = st.max_uncommitted;
+		w[k].records = st.records;
+		w[k].max_records = st.max_records;
+		w[k].n_uids = st.n_uids;
+		for (unsigned u = 0; u < st.n_uids && u < KV_TENANT_UIDS_SHOWN; u++)
+			w[k].uids[u] = (uint32_t)st.uids[u];
+		for (const struct conn *o = srv->conns; o; o = o->next)
+			w[k].connections += o->tenant == t;
+		k++;
+	}
+	reply(c, &r->hdr, 0, k, w, k * sizeof(*w));
+}
+
 static void handle_ping(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_stats g;
@@ -902,6 +939,9 @@ static bool handle_frame(struct conn *c, size_t len)
 		break;
 	case KV_OP_NS_LIST:
 		handle_ns_list(c, &r);
+		break;
+	case KV_OP_TENANTS:
+		handle_tenants(c, &r);
 		break;
 	case KV_OP_NS_DROP:
 		handle_ns_drop(c, &r);

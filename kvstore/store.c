@@ -2288,6 +2288,8 @@ void kv_store_tenant_stats(const struct kv_store *s, unsigned tenant,
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->name, sizeof(st->name), "%s", t->conf.name);
+	memcpy(st->uids, t->conf.uids, t->conf.n_uids * sizeof(st->uids[0]));
+	st->n_uids = t->conf.n_uids;
 	for (unsigned i = 0; i < KV_TIER_MAX; i++) {
 		const struct ttier *tt = &t->tiers[i];
 		struct kv_alloc_stats as;

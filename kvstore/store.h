@@ -396,6 +396,8 @@ int kv_store_ns_admit(const struct kv_store *s, unsigned tenant);
 
 struct kv_store_tenant_stats {
 	char name[KV_TENANT_NAME];
+	uid_t uids[KV_TENANT_UIDS];
+	unsigned n_uids;
 	uint64_t capacity[KV_TIER_MAX];	/* its quota of each tier (bytes) */
 	uint64_t used[KV_TIER_MAX];
 	uint64_t chunks[KV_TIER_MAX];	/* with a copy in each tier */

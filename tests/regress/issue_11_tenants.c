@@ -265,6 +265,16 @@ static int nobody_limits(const char *sock)
 	}
 	if (kvc_alloc(c, ns, pd, 3, ptrs) != 2 || pd[2].status != -KVC_EQUOTA)
 		return 7;
+	/* It sees its own tenant only, with its figures. */
+	{
+		struct kvc_tenant t[4];
+
+		if (kvc_tenants(c, t, 4) != 1 || strcmp(t[0].name, "b") ||
+		    t[0].namespaces != 3 || t[0].max_namespaces != 3 ||
+		    t[0].uncommitted != 2u << 20 || t[0].max_uncommitted != 2u << 20 ||
+		    t[0].capacity[KVC_TIER_DRAM] != 8u << 20 || t[0].connections != 1)
+			return 8;
+	}
 	kvc_close(c);
 	return 0;
 }
@@ -290,6 +300,18 @@ static void test_namespace_and_uncommitted_quotas(void **state)
 
 		snprintf(name, sizeof(name), "a/%d", i);
 		assert_int_equal(kvc_ns_register(c, name, &ns), 0);
+	}
+	/* Root sees both tenants: b as it left it, itself with 9 names. */
+	{
+		struct kvc_tenant t[4];
+
+		assert_int_equal(kvc_tenants(c, t, 4), 2);
+		assert_string_equal(t[0].name, "b");
+		assert_int_equal(t[0].namespaces, 3);
+		assert_int_equal(t[0].uncommitted, 0);	/* its connection left */
+		assert_string_equal(t[1].name, "uid:0");
+		assert_int_equal(t[1].namespaces, 9);
+		assert_int_equal(t[1].capacity[KVC_TIER_DRAM], 8u << 20);
 	}
 	kvc_close(c);
 	assert_true(kvt_log_has(&d, "tenant 'b'"));
