@@ -312,6 +312,22 @@ int main(void)
 		printf("%s\n", why);
 		return 77;
 	}
+	{
+		int fd = open(mnt, O_RDONLY | O_DIRECTORY);
+
+		frozen = 1;
+		if (fd < 0 || ioctl(fd, FIFREEZE, 0) < 0) {
+			frozen = 0;
+			printf("cannot freeze a filesystem here (FIFREEZE: %s)\n", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			remove_disk();
+			return 77;
+		}
+		ioctl(fd, FITHAW, 0);
+		frozen = 0;
+		close(fd);
+	}
 	remove_disk();
 	if (getenv("KVT_ONLY"))		/* one case: KVT_ONLY=test_name */
 		cmocka_set_test_filter(getenv("KVT_ONLY"));
