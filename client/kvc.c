@@ -13,10 +13,20 @@
  * checked against the mapping before a byte is copied. A handle whose
  * connection broke answers -KVC_ECLOSED from then on.
  *
+ * Deadlines: each exchange (a request and its reply; connect and HELLO)
+ * must finish within the handle's timeout (KVSTORE_TIMEOUT_MS, default
+ * KVC_TIMEOUT_DEFAULT_MS, kvc_set_timeout(); 0: none). The socket stays
+ * blocking; with a timeout every send and recv is MSG_DONTWAIT behind a
+ * poll() for the time left. An exchange that runs out answers
+ * -KVC_ETIMEDOUT and closes the connection: a reply may still come, and
+ * the stream would be out of step.
+ *
  * The library never logs and never raises signals (MSG_NOSIGNAL).
  */
 #define XXH_STATIC_LINKING_ONLY
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -73,6 +84,8 @@ _Static_assert(sizeof(struct kv_wire_ns_list_reply) +
 struct kvc {
 	pthread_mutex_t lock;
 	int fd;				/* -1 once the connection broke */
+	unsigned timeout_ms;		/* per exchange; 0: none */
+	uint64_t deadline_ns;		/* the exchange under way must end by then */
 	uint64_t next_id;
 	char *dram;			/* the DRAM arena, mapped */
 	size_t dram_bytes;
@@ -197,13 +210,61 @@ static void conn_break(struct kvc *c)
 	}
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Start an exchange: its deadline is the handle's timeout from now. */
+static void exchange_start(struct kvc *c)
+{
+	c->deadline_ns = c->timeout_ms ? now_ns() + c->timeout_ms * 1000000ull : 0;
+}
+
+/*
+ * Wait until the socket is ready for events, or the exchange's deadline
+ * passes: then the connection is closed (its stream is out of step) and
+ * -KVC_ETIMEDOUT returned. Only with a timeout.
+ */
+static int wait_ready(struct kvc *c, short events)
+{
+	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = events };
+		uint64_t now = now_ns();
+		int n;
+
+		if (now >= c->deadline_ns) {
+			conn_break(c);
+			return -KVC_ETIMEDOUT;
+		}
+		n = poll(&p, 1, (int)((c->deadline_ns - now + 999999) / 1000000));
+		if (n > 0)
+			return 0;	/* readable, writable, or an error recv reports */
+		if (n < 0 && errno != EINTR) {
+			conn_break(c);
+			return -KVC_ECLOSED;
+		}
+	}
+}
+
 static int send_all(struct kvc *c, const void *buf, size_t len)
 {
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(c->fd, p, len,
+				 MSG_NOSIGNAL | (c->timeout_ms ? MSG_DONTWAIT : 0));
 
+		if (n < 0 && errno == EAGAIN && c->timeout_ms) {
+			int ret = wait_ready(c, POLLOUT);
+
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -237,11 +298,17 @@ static int recv_all(struct kvc *c, void *buf, size_t len)
 			len -= take;
 			continue;
 		}
+		if (c->timeout_ms) {
+			int ret = wait_ready(c, POLLIN);
+
+			if (ret)
+				return ret;
+		}
 		if (len >= RX_CAP / 2)
-			n = recv(c->fd, p, len, 0);
+			n = recv(c->fd, p, len, c->timeout_ms ? MSG_DONTWAIT : 0);
 		else
-			n = recv(c->fd, c->rx, RX_CAP, 0);
-		if (n < 0 && errno == EINTR)
+			n = recv(c->fd, c->rx, RX_CAP, c->timeout_ms ? MSG_DONTWAIT : 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) {
 			conn_break(c);
@@ -310,6 +377,7 @@ static int send_req(struct kvc *c, unsigned op, uint32_t count, size_t len,
 
 	if (c->fd < 0)
 		return -KVC_ECLOSED;
+	exchange_start(c);
 	memset(rq, 0, sizeof(*rq));
 	rq->len = (uint32_t)len;
 	rq->op = (uint16_t)op;
@@ -502,12 +570,17 @@ static int hello(struct kvc *c)
 	rq->op = KV_OP_HELLO;
 	rq->req_id = ++c->next_id;
 	/* If the daemon refused us at accept, this send may fail: read the
-	 * reason anyway. */
-	send(c->fd, rq, HDR_LEN + sizeof(*hb), MSG_NOSIGNAL);
+	 * reason anyway. A new socket's buffer takes these 72 bytes. */
+	send(c->fd, rq, HDR_LEN + sizeof(*hb), MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	do {
-		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR);
+		if (c->timeout_ms) {
+			ret = wait_ready(c, POLLIN);
+			if (ret)
+				return ret;
+		}
+		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (c->timeout_ms ? MSG_DONTWAIT : 0));
+	} while (n < 0 && (errno == EINTR || errno == EAGAIN));
 	if (n <= 0)
 		return n == 0 ? -KVC_ECLOSED : -errno;
 	nfd = take_fds(&mh, fds, HELLO_FDS_ROOM);
@@ -567,6 +640,51 @@ out:
 	return ret;
 }
 
+/* KVSTORE_TIMEOUT_MS: decimal milliseconds; unset or not a number: the
+ * default. */
+static unsigned env_timeout(void)
+{
+	const char *v = getenv("KVSTORE_TIMEOUT_MS");
+	unsigned long ms;
+	char *end;
+
+	if (!v || !*v)
+		return KVC_TIMEOUT_DEFAULT_MS;
+	errno = 0;
+	ms = strtoul(v, &end, 10);
+	if (*end || errno || ms > UINT32_MAX || *v == '-' || *v == '+' || *v == ' ')
+		return KVC_TIMEOUT_DEFAULT_MS;
+	return (unsigned)ms;
+}
+
+/*
+ * connect() to a daemon whose backlog is full waits until it accepts:
+ * with a timeout, try without waiting until the deadline instead.
+ */
+static int connect_by(struct kvc *c, const struct sockaddr_un *sa)
+{
+	int flags = c->timeout_ms ? fcntl(c->fd, F_GETFL) : -1;
+	int ret;
+
+	if (flags >= 0)
+		fcntl(c->fd, F_SETFL, flags | O_NONBLOCK);
+	for (;;) {
+		struct timespec pause = { 0, 5000000 };
+
+		ret = connect(c->fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
+		if (flags < 0 || ret != -EAGAIN)
+			break;
+		if (now_ns() >= c->deadline_ns) {
+			ret = -KVC_ETIMEDOUT;
+			break;
+		}
+		nanosleep(&pause, NULL);
+	}
+	if (flags >= 0)
+		fcntl(c->fd, F_SETFL, flags);
+	return ret;
+}
+
 int kvc_connect(const char *path, struct kvc **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -585,15 +703,16 @@ int kvc_connect(const char *path, struct kvc **out)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
 	c->hbm_info.fd = -1;
+	c->timeout_ms = env_timeout();
+	exchange_start(c);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		ret = -errno;
 		goto out_free;
 	}
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ret = -errno;
+	ret = connect_by(c, &sa);
+	if (ret)
 		goto out_close;
-	}
 	ret = hello(c);
 	if (ret)
 		goto out_close;
@@ -624,6 +743,16 @@ void kvc_close(struct kvc *c)
 	free(c->rep);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+int kvc_set_timeout(struct kvc *c, unsigned ms)
+{
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	c->timeout_ms = ms;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
 }
 
 void kvci_hbm_info(struct kvc *c, struct kvci_hbm *out)

@@ -15,6 +15,18 @@
  * failure: -errno (ENOENT: not cached; EEXIST: already cached; EINVAL: bad
  * argument; ENOBUFS: buffer too small; EACCES: namespace owned by another
  * user; EBUSY: pinned) or -KVC_E* below. kvc_strerror() names them all.
+ * Any call that talks to the daemon may also answer -KVC_EMEMORY (the
+ * daemon's memory for client buffers is in use: try again later; the
+ * handle stays usable) or -KVC_ETIMEDOUT (see Timeouts).
+ *
+ * Timeouts: each request a call sends to the daemon (a call may send
+ * several: large batches are split) must be answered within the handle's
+ * timeout, and so must kvc_connect(). The default is $KVSTORE_TIMEOUT_MS
+ * (milliseconds, 0: wait for ever) when set, else KVC_TIMEOUT_DEFAULT_MS;
+ * kvc_set_timeout() changes it. A call that runs out returns
+ * -KVC_ETIMEDOUT and closes the handle's connection, since a late reply
+ * would put the stream out of step: every later call answers
+ * -KVC_ECLOSED, and the caller opens a new handle.
  *
  * Threads: a handle may be shared by threads; its calls run one at a time
  * (a mutex per handle). For parallel requests open one handle per thread.
@@ -77,6 +89,7 @@ enum kvc_tier {
 #define KVC_MAX_TIERS		4
 #define KVC_MAX_BATCH		1024	/* keys per message; calls split larger batches */
 #define KVC_DEFAULT_SOCKET	"./var/kvstore.sock"
+#define KVC_TIMEOUT_DEFAULT_MS	30000	/* per request, without $KVSTORE_TIMEOUT_MS */
 
 struct kvc;			/* opaque: one connection */
 
@@ -91,10 +104,17 @@ struct kvc_key {
  * KVC_DEFAULT_SOCKET), check the protocol version and map the DRAM arena.
  * Returns 0 and stores a handle in *out (close it with kvc_close()), or with
  * *out untouched: -ENOENT/-ECONNREFUSED (no daemon there), -KVC_EPEER (this
- * user is not allowed), -KVC_ECONNS (connection limit), -KVC_EVERSION, or
- * another -errno.
+ * user is not allowed), -KVC_ECONNS (connection limit), -KVC_ETIMEDOUT (no
+ * answer within the timeout, see above), -KVC_EVERSION, or another -errno.
  */
 int kvc_connect(const char *socket_path, struct kvc **out);
+
+/*
+ * Set the handle's timeout for each later request, in milliseconds; 0
+ * waits for ever. Waits for a call under way on another thread to end.
+ * Returns 0, or -EINVAL for a NULL handle.
+ */
+int kvc_set_timeout(struct kvc *c, unsigned ms);
 
 /* Close the connection; the daemon releases its pins and allocations.
  * Accepts NULL. */
@@ -291,6 +311,11 @@ int kvc_put(struct kvc *c, uint32_t ns, const struct kvc_key *key,
  * pointer to it in ptrs[i] (NULL where d[i].status != 0); the chunk stays
  * invisible until kvc_commit(), and kvc_abort() (or closing) frees it.
  * Each returns how many succeeded or a negative error for the whole call.
+ * The daemon aborts an allocation not committed within its lease
+ * (alloc_lease_ms, 30 s by default): kvc_commit() or kvc_abort() of it
+ * then gives -KVC_EEXPIRED for that key, and the bytes written were not
+ * kept. Write and commit well within the lease: the space may already
+ * belong to another chunk when it has expired.
  */
 int kvc_alloc(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 	      void **ptrs);

@@ -744,6 +744,10 @@ static int cmd_flush(struct kvc *c, const struct args *a)
 	char sz[64];
 	int ret;
 
+	/* Writing a large DRAM tier back takes as long as the disk needs:
+	 * no deadline unless KVSTORE_TIMEOUT_MS asks for one. */
+	if (!getenv("KVSTORE_TIMEOUT_MS"))
+		kvc_set_timeout(c, 0);
 	ret = kvc_flush(c, a->tier, drop ? KVC_FLUSH_DROP : 0, &res);
 	if (ret && ret != -KVC_EREFUSED) {
 		if (a->tier == KVC_TIER_NONE)

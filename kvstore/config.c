@@ -63,8 +63,18 @@ static const struct key keys[] = {
 	  "most namespaces the daemon keeps (split among tenants)" },
 	{ "max_chunks", K_U64, F(max_chunks), 0, 0, 1ull << 32,
 	  "most chunk records (metadata) the daemon keeps; 0: one per 64 KiB of the tiers" },
+	{ "max_client_memory", K_SIZE, F(max_client_memory), 0, 1 << 20, 1ull << 40,
+	  "most bytes all connections together may hold in buffers (beyond 32 KiB each)" },
+	{ "hello_timeout_ms", K_U64, F(hello_timeout_ms), 0, 0, 3600000,
+	  "close a connection that has not sent HELLO this long after connecting; 0: never" },
+	{ "frame_timeout_ms", K_U64, F(frame_timeout_ms), 0, 0, 3600000,
+	  "close a connection whose started message is not complete this long after; 0: never" },
+	{ "alloc_lease_ms", K_U64, F(alloc_lease_ms), 0, 0, 86400000,
+	  "abort an allocation not committed this long after ALLOC; 0: never" },
 	{ "log", K_LOG, F(log), S(log), 0, 0,
 	  "log level and subsystems: LEVEL[:SUBSYS,...]" },
+	{ "log_file", K_STR, F(log_file), S(log_file), 0, 0,
+	  "append log lines to this file (reopened on SIGHUP); empty: stderr" },
 	{ "allow_uids", K_UIDS, 0, 0, 0, 0,
 	  "users that may connect, comma-separated uids; empty: the daemon's own" },
 	{ "cost_mode", K_COSTMODE, F(cost_mode), S(cost_mode), 0, 0,
@@ -126,6 +136,10 @@ void kv_config_defaults(struct kv_config *cfg)
 	cfg->max_msg = KV_PROTO_MAX_MSG;
 	cfg->max_batch = KV_PROTO_MAX_BATCH;
 	cfg->max_namespaces = 4096;
+	cfg->max_client_memory = 256ull << 20;
+	cfg->hello_timeout_ms = 5000;
+	cfg->frame_timeout_ms = 10000;
+	cfg->alloc_lease_ms = 30000;
 	strcpy(cfg->log, "info");
 	strcpy(cfg->cost_mode, "compute");
 	cfg->cost_hidden = 4096;	/* KV_COST_MODEL_DEFAULT */

@@ -31,7 +31,12 @@ struct kv_config {
 	uint64_t max_batch;		/* keys per message */
 	uint64_t max_namespaces;
 	uint64_t max_chunks;		/* chunk records; 0: by the tiers' capacity */
+	uint64_t max_client_memory;	/* bytes all connections may buffer */
+	uint64_t hello_timeout_ms;	/* connect to HELLO; 0: none */
+	uint64_t frame_timeout_ms;	/* a frame's first byte to its last; 0: none */
+	uint64_t alloc_lease_ms;	/* ALLOC to COMMIT; 0: none */
 	char log[64];
+	char log_file[256];		/* "": stderr */
 	char cost_mode[16];		/* "compute" or "reload" */
 	uint32_t cost_hidden;		/* default cost model: d, a, b */
 	double cost_a;

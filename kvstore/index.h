@@ -84,6 +84,8 @@ struct kv_chunk {
 	struct kv_chunk *dn_next;	/* the store's queue of DRAM copies */
 	struct kv_chunk *dn_prev;
 	struct kv_evict_node hbm_node;	/* in HBM: its policy's node */
+	/* Allocation leases (kv_store_owner_expire()). */
+	uint64_t alloc_ns;		/* PENDING: when it was allocated */
 };
 
 enum kv_chunk_hbm_io {

@@ -2,6 +2,7 @@
  * log.c - the log line writer behind kv_log().
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +65,22 @@ int kv_log_parse(const char *spec)
 	kv_log_level = level;
 	kv_log_mask = mask;
 	return 0;
+}
+
+/* dup2() swaps descriptor 2 in one step, so no line is lost or split. */
+int kv_log_open(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fd == STDERR_FILENO)	/* stderr was closed */
+		return fcntl(fd, F_SETFD, 0) < 0 ? -errno : 0;
+	if (dup2(fd, STDERR_FILENO) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
 }
 
 void kv_log_write(int level, unsigned subsys, const char *fmt, ...)

@@ -3,7 +3,8 @@
  *
  * kv_log() tests the level and the subsystem mask before it evaluates any
  * argument, so a disabled debug line costs one branch. kv_trace() vanishes
- * unless built with DEBUG=1. Lines go to stderr:
+ * unless built with DEBUG=1. Lines go to stderr (descriptor 2, which
+ * kv_log_open() may point at a file):
  *   2026-11-22T23:10:00.123Z INFO  net: accepted connection from uid 1000
  * Thread-safe (each line is one write(2)).
  */
@@ -43,6 +44,17 @@ extern unsigned kv_log_mask;
  * Returns 0 and sets the level and mask, or -EINVAL and changes nothing.
  */
 int kv_log_parse(const char *spec);
+
+/*
+ * Send log lines to the file at path from now on, appending (created with
+ * mode 0640 when missing). The file takes the place of descriptor 2, so
+ * whatever else the process writes to stderr lands there too. Calling it
+ * again with the same path opens the path anew: after logrotate moved the
+ * file away, lines go to a new file at path. Thread-safe: a line written
+ * meanwhile goes whole to the old file or the new. Returns 0, or -errno
+ * with the log left where it was.
+ */
+int kv_log_open(const char *path);
 
 void kv_log_write(int level, unsigned subsys, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -1,12 +1,30 @@
 /*
  * main.c - kvstored: read the configuration, open the store and the
  * server, run the loop until SIGINT or SIGTERM, then close in order.
+ *
+ * Signals: SIGINT, SIGTERM and SIGHUP are blocked in every thread (the
+ * mask is set before the store starts its threads) and taken by a thread
+ * of their own with sigtimedwait(), so they are answered even while the
+ * loop or the close is stuck, say on a disk that stopped answering:
+ *   SIGHUP reopens log_file (for logrotate) and never ends the process;
+ *   SIGINT or SIGTERM is passed to the loop through a pipe: the first
+ *   writes DRAM back for at most shutdown_flush_ms, a second stops that at
+ *   once; then the server closes (the socket goes, its lock is let go) and
+ *   the store closes.
+ * The process must be gone SHUTDOWN_GRACE_MS after the write-back's
+ * deadline (SECOND_GRACE_MS after a second signal). If it is not, the
+ * close waits for a thread stuck in a system call: the signal thread logs
+ * it and _exit()s with status 1. Nothing durable is lost that way: the SSD
+ * index is committed only after its data, as a kill -9 relies on.
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +36,14 @@
 #include "kvstore/store.h"
 #include "kvstore/util.h"
 #include "tiers/codec.h"
+
+#define SHUTDOWN_GRACE_MS	2000	/* to close, after the write-back's deadline */
+#define SECOND_GRACE_MS		1000	/* to close, after a second signal */
+#define FD_RESERVE		64	/* the daemon's own descriptors, beside one per
+					 * SSD data file: listener, spare, lock, log,
+					 * memfd, epoll, pipes, eventfds, io_uring,
+					 * LMDB, a GPU's device files */
+#define SSD_FILE_BYTES		(1ull << 30)	/* tiers/ssd.c: data files of 1 GiB */
 
 /*
  * Shutting down with an SSD tier: write the DRAM tier back first, so the
@@ -51,9 +77,8 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(sd->base, NULL);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void stop(struct shutdown *sd, int sig)
 {
-	struct shutdown *sd = arg;
 	uint64_t failed;
 	struct timeval tick = { 0, 10000 };
 
@@ -68,6 +93,142 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	sd->timer = event_new(sd->base, -1, EV_PERSIST, on_drain, sd);
 	event_add(sd->timer, &tick);
 	on_drain(-1, 0, sd);
+}
+
+/* The signal thread wrote signal numbers into the pipe. */
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+	unsigned char sig;
+
+	while (read(fd, &sig, 1) == 1)
+		stop(arg, sig);
+}
+
+struct sigctl {
+	sigset_t set;			/* SIGINT, SIGTERM, SIGHUP */
+	int pipe[2];			/* to the loop: signal numbers */
+	uint64_t flush_ms;
+	const char *log_file;		/* "": none */
+};
+
+static void hangup(const struct sigctl *sc)
+{
+	int ret;
+
+	if (!sc->log_file[0]) {
+		kv_log(KV_INFO, KV_LOG_MAIN, "hangup: no log_file to reopen; logging to stderr as before");
+		return;
+	}
+	ret = kv_log_open(sc->log_file);
+	if (ret)
+		kv_log(KV_WARN, KV_LOG_MAIN, "cannot reopen log file '%s': %s; logging where it did",
+		       sc->log_file, kv_strerror(ret));
+	else
+		kv_log(KV_INFO, KV_LOG_MAIN, "hangup: reopened log file '%s'", sc->log_file);
+}
+
+static void *signal_thread(void *arg)
+{
+	const struct sigctl *sc = arg;
+	uint64_t deadline = 0;		/* 0: not shutting down */
+	uint64_t first = 0;
+
+	for (;;) {
+		uint64_t now = kv_now_ns(), grace;
+		struct timespec ts;
+		unsigned char b;
+		int sig;
+
+		if (deadline && now >= deadline)
+			break;
+		if (deadline) {
+			ts.tv_sec = (time_t)((deadline - now) / 1000000000u);
+			ts.tv_nsec = (long)((deadline - now) % 1000000000u);
+			sig = sigtimedwait(&sc->set, NULL, &ts);
+		} else {
+			sig = sigwaitinfo(&sc->set, NULL);
+		}
+		if (sig < 0)
+			continue;	/* EINTR, or the deadline (checked above) */
+		if (sig == SIGHUP) {
+			hangup(sc);
+			continue;
+		}
+		now = kv_now_ns();
+		grace = deadline ? SECOND_GRACE_MS : sc->flush_ms + SHUTDOWN_GRACE_MS;
+		if (!deadline)
+			first = now;
+		if (!deadline || now + grace * 1000000u < deadline)
+			deadline = now + grace * 1000000u;
+		b = (unsigned char)sig;
+		if (write(sc->pipe[1], &b, 1) < 0) {
+			/* the pipe is full of signals already */
+		}
+	}
+	kv_log(KV_ERR, KV_LOG_MAIN, "cannot finish shutting down: still closing %llu ms after the signal (a disk that does not answer?); exiting without waiting",
+	       (unsigned long long)((kv_now_ns() - first) / 1000000u));
+	_exit(1);
+}
+
+/* Block the signals here (threads started later inherit the mask) and
+ * start the thread that takes them. */
+static int start_signals(struct sigctl *sc)
+{
+	pthread_t t;
+	int ret;
+
+	sigemptyset(&sc->set);
+	sigaddset(&sc->set, SIGINT);
+	sigaddset(&sc->set, SIGTERM);
+	sigaddset(&sc->set, SIGHUP);
+	ret = pthread_sigmask(SIG_BLOCK, &sc->set, NULL);
+	if (ret)
+		return -ret;
+	if (pipe2(sc->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	ret = pthread_create(&t, NULL, signal_thread, sc);
+	if (ret)
+		return -ret;
+	pthread_detach(t);
+	return 0;
+}
+
+/*
+ * Every connection is a descriptor: make room for max_conns of them beside
+ * the daemon's own, raising the soft RLIMIT_NOFILE as far as the hard
+ * limit allows, else lowering max_conns (one WARN line).
+ */
+static void fit_fd_limit(struct kv_config *cfg)
+{
+	uint64_t reserve = FD_RESERVE;
+	struct rlimit rl;
+	uint64_t need;
+
+	if (cfg->ssd_dir[0])
+		reserve += (cfg->ssd_bytes + SSD_FILE_BYTES - 1) / SSD_FILE_BYTES;
+	need = cfg->max_conns + reserve;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur) {
+		struct rlimit nl = { rl.rlim_max, rl.rlim_max };
+
+		if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need)
+			nl.rlim_cur = need;
+		if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+			kv_log(KV_INFO, KV_LOG_MAIN, "open-file limit raised from %llu to %llu",
+			       (unsigned long long)rl.rlim_cur,
+			       (unsigned long long)nl.rlim_cur);
+			rl.rlim_cur = nl.rlim_cur;
+		}
+	}
+	if (rl.rlim_cur >= need)
+		return;
+	kv_log(KV_WARN, KV_LOG_MAIN, "open-file limit %llu (hard %llu) is too low for max_conns %llu and %llu of the daemon's own: max_conns lowered to %llu",
+	       (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+	       (unsigned long long)cfg->max_conns, (unsigned long long)reserve,
+	       (unsigned long long)(rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1));
+	cfg->max_conns = rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;
 }
 
 /*
@@ -90,15 +251,18 @@ static void make_socket_dir(const char *path)
 
 int main(int argc, char **argv)
 {
-	struct kv_config cfg;
-	struct kv_store_conf sc;
+	/* static: the signal thread uses them until _exit() or exit() */
+	static struct sigctl sc;
+	static struct kv_config cfg;
+	struct kv_store_conf sc_store;
 	struct kv_server_conf vc;
 	struct kv_store *store = NULL;
 	struct kv_server *srv = NULL;
 	struct event_base *base;
-	struct event *sigint, *sigterm;
+	struct event *sigev;
 	struct shutdown sd = { 0 };
 	char err[512];
+	int lock_fd;
 	int ret;
 
 	kv_config_defaults(&cfg);
@@ -117,10 +281,35 @@ int main(int argc, char **argv)
 			(unsigned long long)cfg.alloc_granule);
 		return 2;
 	}
+	if (cfg.log_file[0]) {
+		ret = kv_log_open(cfg.log_file);
+		if (ret) {
+			fprintf(stderr, "kvstored: cannot open log_file '%s': %s\n",
+				cfg.log_file, kv_strerror(ret));
+			return 1;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
+	sc.flush_ms = cfg.shutdown_flush_ms;
+	sc.log_file = cfg.log_file;
+	ret = start_signals(&sc);
+	if (ret) {
+		fprintf(stderr, "kvstored: cannot set up signal handling: %s\n", kv_strerror(ret));
+		return 1;
+	}
+	fit_fd_limit(&cfg);
 
+	/* The socket first: a second daemon stops here, before it touches
+	 * anything the first one uses. */
+	make_socket_dir(cfg.socket);
+	lock_fd = kv_server_lock(cfg.socket);
+	if (lock_fd < 0) {
+		fprintf(stderr, "kvstored: cannot serve on '%s': %s\n", cfg.socket,
+			kv_strerror(lock_fd));
+		return 1;
+	}
 
-	sc = (struct kv_store_conf){
+	sc_store = (struct kv_store_conf){
 		.dram_bytes = cfg.dram_bytes,
 		.align = cfg.alloc_granule,
 		.dram_policy = cfg.policy_dram,
@@ -156,7 +345,7 @@ int main(int argc, char **argv)
 		.max_namespaces = (uint32_t)cfg.max_namespaces,
 		.max_chunks = cfg.max_chunks,
 	};
-	ret = kv_store_open(&store, &sc);
+	ret = kv_store_open(&store, &sc_store);
 	if (ret) {
 		fprintf(stderr, "kvstored: cannot open the store: %s\n", kv_strerror(ret));
 		return 1;
@@ -167,7 +356,6 @@ int main(int argc, char **argv)
 		kv_store_close(store);
 		return 1;
 	}
-	make_socket_dir(cfg.socket);
 	vc = (struct kv_server_conf){
 		.socket_path = cfg.socket,
 		.socket_group = cfg.socket_group,
@@ -178,6 +366,10 @@ int main(int argc, char **argv)
 		.max_pins = (uint32_t)cfg.max_pins,
 		.max_uncommitted = cfg.max_uncommitted,
 		.codec_ns = cfg.ssd_codec_ns[0] ? cfg.ssd_codec_ns : NULL,
+		.max_client_memory = cfg.max_client_memory,
+		.hello_timeout_ms = (uint32_t)cfg.hello_timeout_ms,
+		.frame_timeout_ms = (uint32_t)cfg.frame_timeout_ms,
+		.alloc_lease_ms = (uint32_t)cfg.alloc_lease_ms,
 	};
 	ret = kv_server_open(&srv, &vc, store, base);
 	if (ret) {
@@ -190,21 +382,19 @@ int main(int argc, char **argv)
 	sd.base = base;
 	sd.store = store;
 	sd.deadline_ns = cfg.shutdown_flush_ms;	/* made absolute at the signal */
-	sigint = evsignal_new(base, SIGINT, on_signal, &sd);
-	sigterm = evsignal_new(base, SIGTERM, on_signal, &sd);
-	evsignal_add(sigint, NULL);
-	evsignal_add(sigterm, NULL);
+	sigev = event_new(base, sc.pipe[0], EV_READ | EV_PERSIST, on_signal, &sd);
+	event_add(sigev, NULL);
 	kv_log(KV_INFO, KV_LOG_MAIN, "kvstored ready (pid %d)", (int)getpid());
 
 	event_base_dispatch(base);
 
 	kv_server_close(srv);
+	close(lock_fd);
 	if (sd.timer)
 		event_free(sd.timer);
-	event_free(sigint);
-	event_free(sigterm);
+	event_free(sigev);
 	event_base_free(base);
-	kv_store_close(store);
+	kv_store_close(store);	/* a hung disk: the signal thread ends it */
 	kv_log(KV_INFO, KV_LOG_MAIN, "stopped");
 	return 0;
 }

@@ -1718,6 +1718,7 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	c->tokens = a->tokens;
 	c->position = a->position;
 	c->bytes = a->bytes;
+	c->alloc_ns = kv_now_ns();
 	if (where == KV_TIER_HBM)
 		c->hbm_ext = ext;
 	else
@@ -2575,6 +2576,29 @@ uint64_t kv_store_wb_refused(const struct kv_store *s, int *why)
 		n++;
 		if (!*why || c->wb_err)
 			*why = c->wb_err ? c->wb_err : KV_EFULL;
+	}
+	return n;
+}
+
+/* ---- allocation leases ------------------------------------------------------ */
+
+unsigned kv_store_owner_expire(struct kv_store *s, struct kv_owner *o,
+			       uint64_t now_ns, uint64_t lease_ns,
+			       kv_store_expired_fn *fn, void *arg)
+{
+	struct kv_chunk *c, *next;
+	unsigned n = 0;
+
+	if (!o)
+		return 0;
+	for (c = o->pending; c; c = next) {
+		next = c->wnext;
+		if (now_ns - c->alloc_ns < lease_ns)
+			continue;
+		if (fn)
+			fn(arg, c->ns, &c->key);
+		chunk_drop(s, c);	/* as kv_store_abort() */
+		n++;
 	}
 	return n;
 }

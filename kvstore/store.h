@@ -170,6 +170,18 @@ int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		   const struct kv_wire_key *key);
 
 /*
+ * Allocation leases: abort every uncommitted allocation of o made lease_ns
+ * or more before now_ns (kv_now_ns() time), as kv_store_abort() would,
+ * calling fn(arg, ns, key) (fn may be NULL) for each just before it goes;
+ * the key pointer is valid only during the call. Returns how many were
+ * aborted. Accepts a NULL o (nothing to do).
+ */
+typedef void kv_store_expired_fn(void *arg, uint32_t ns, const struct kv_wire_key *key);
+unsigned kv_store_owner_expire(struct kv_store *s, struct kv_owner *o,
+			       uint64_t now_ns, uint64_t lease_ns,
+			       kv_store_expired_fn *fn, void *arg);
+
+/*
  * For n keys store each one's tier in tiers[i] (KV_TIER_NONE: absent) and
  * return how many leading keys are present. Present chunks count as used,
  * deepest first, so recency never ranks a parent behind its child.

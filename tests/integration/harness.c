@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -48,7 +49,12 @@ void kvt_dump_log(const struct kvt_daemon *d)
 
 bool kvt_log_has(const struct kvt_daemon *d, const char *needle)
 {
-	FILE *f = fopen(d->log, "r");
+	return kvt_file_has(d->log, needle);
+}
+
+bool kvt_file_has(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
 	char line[2048];
 	bool found = false;
 
@@ -60,7 +66,8 @@ bool kvt_log_has(const struct kvt_daemon *d, const char *needle)
 	return found;
 }
 
-static int spawn(struct kvt_daemon *d, const char *const *args)
+static int spawn(struct kvt_daemon *d, const char *const *args,
+		 const struct kvt_opts *o)
 {
 	const char *tmp = getenv("TMPDIR");
 	const char *argv[64];
@@ -107,6 +114,15 @@ static int spawn(struct kvt_daemon *d, const char *const *args)
 
 		/* A test or benchmark killed mid-run takes its daemon along. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (o && o->nofile) {
+			struct rlimit rl = { o->nofile,
+					     o->nofile_hard ? o->nofile_hard : o->nofile };
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+				fprintf(stderr, "cannot set RLIMIT_NOFILE: %s\n", strerror(errno));
+				_exit(127);
+			}
+		}
 		if (fd >= 0) {
 			dup2(fd, STDERR_FILENO);
 			dup2(fd, STDOUT_FILENO);
@@ -148,10 +164,12 @@ static bool pings(const char *path)
 
 /* Start the daemon and wait up to 10 s for ready(socket). */
 static int start_until(struct kvt_daemon *d, const char *const *args,
-		       bool (*ready)(const char *))
+		       const struct kvt_opts *o, bool (*ready)(const char *))
 {
-	if (spawn(d, args))
+	if (spawn(d, args, o))
 		return -1;
+	if (o && o->no_wait)
+		return 0;
 	for (int i = 0; i < 1000 && kvt_alive(d); i++) {
 		if (ready(d->sock))
 			return 0;
@@ -166,12 +184,34 @@ static int start_until(struct kvt_daemon *d, const char *const *args,
 
 int kvt_spawn(struct kvt_daemon *d, const char *const *args)
 {
-	return start_until(d, args, accepts);
+	return start_until(d, args, NULL, accepts);
 }
 
 int kvt_start(struct kvt_daemon *d, const char *const *args)
 {
-	return start_until(d, args, pings);
+	return start_until(d, args, NULL, pings);
+}
+
+int kvt_start_opts(struct kvt_daemon *d, const char *const *args,
+		   const struct kvt_opts *o)
+{
+	return start_until(d, args, o, pings);
+}
+
+int kvt_wait_exit(struct kvt_daemon *d, int ms)
+{
+	int st;
+
+	for (int i = 0; d->pid > 0; i++) {
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		if (i * 5 >= ms)
+			break;
+		sleep_ms(5);
+	}
+	return -1;
 }
 
 bool kvt_alive(struct kvt_daemon *d)

@@ -33,6 +33,23 @@ int kvt_start(struct kvt_daemon *d, const char *const *args);
  * (for a daemon that will refuse this process). */
 int kvt_spawn(struct kvt_daemon *d, const char *const *args);
 
+/* What kvt_start_opts() does beyond kvt_start(). */
+struct kvt_opts {
+	unsigned long nofile;	/* RLIMIT_NOFILE (soft and hard) for the
+				 * daemon; 0: this process's */
+	unsigned long nofile_hard;	/* with nofile: a hard limit above it */
+	bool no_wait;		/* return once it runs, without waiting for
+				 * its socket (a daemon meant to refuse) */
+};
+
+/* kvt_start() with options (o may be NULL). */
+int kvt_start_opts(struct kvt_daemon *d, const char *const *args,
+		   const struct kvt_opts *o);
+
+/* Wait up to ms for the daemon to exit by itself. Returns its exit status,
+ * 128 + the signal that ended it, or -1 if it still runs. */
+int kvt_wait_exit(struct kvt_daemon *d, int ms);
+
 /* SIGTERM, wait for exit, remove the directory. Returns the daemon's exit
  * status (0 on a clean shutdown) or -1 if it had died by a signal. */
 int kvt_stop(struct kvt_daemon *d);
@@ -57,6 +74,8 @@ bool kvt_log_has(const struct kvt_daemon *d, const char *needle);
  * root); return its exit status, 99 when the switch failed, 98 when it died.
  */
 int kvt_as_user(unsigned id, int (*fn)(const char *), const char *arg);
+/* Does the file at path (a log_file, say) contain needle? */
+bool kvt_file_has(const char *path, const char *needle);
 
 /* Path of the kvstored binary under test. */
 const char *kvt_daemon_path(void);

@@ -847,6 +847,13 @@ class Client:
                 op._end_locked()
         self._lib.kvc_close(h)
 
+    def set_timeout(self, ms):
+        """Wait at most ms milliseconds for each reply from the daemon, 0 for
+        ever (kvc_set_timeout; the default is $KVSTORE_TIMEOUT_MS, else
+        30000). A call that runs out raises KvError(KVC_ETIMEDOUT) and
+        closes the connection: later calls raise KVC_ECLOSED."""
+        _check(self._call("kvc_set_timeout", _u(ms, 32, "ms")), "kvc_set_timeout")
+
     def __enter__(self):
         return self
 

@@ -107,6 +107,7 @@ _op = c_ptr  # struct kvc_paged_op *
 _PROTOS = {
     "kvc_connect": (c_int, [ctypes.c_char_p, P(_handle)]),
     "kvc_close": (None, [_handle]),
+    "kvc_set_timeout": (c_int, [_handle, ctypes.c_uint]),
     "kvc_ns_register": (c_int, [_handle, ctypes.c_char_p, P(c_u32)]),
     "kvc_ns_register_model": (c_int, [_handle, ctypes.c_char_p, c_u32,
                                       ctypes.c_double, ctypes.c_double, P(c_u32)]),

@@ -456,6 +456,26 @@ class TestClient(DaemonCase):
         self.assertRaises(TypeError, self.kv.put, ns, kvstore.content_key(ns.salt, [98]), "str")
         self.assertRaises(ValueError, self.kv.put, ns, b"x" * 15, b"data")
 
+    def test_timeout(self):
+        # A stopped daemon: the call gives up after set_timeout's ms, and
+        # the client is closed for further use (issue 11).
+        with kvstore.Client(self.daemon.sock) as c:
+            c.set_timeout(200)
+            self.assertGreater(c.ping(), 0)
+            os.kill(self.daemon.proc.pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                with self.assertRaises(kvstore.KvError) as cm:
+                    c.ping()
+                self.assertEqual(cm.exception.code, -kvstore.KVC_ETIMEDOUT)
+                self.assertLess(time.monotonic() - t0, 2.0)
+            finally:
+                os.kill(self.daemon.proc.pid, signal.SIGCONT)
+            with self.assertRaises(kvstore.KvError) as cm:
+                c.ping()
+            self.assertEqual(cm.exception.code, -kvstore.KVC_ECLOSED)
+            self.assertRaises(ValueError, c.set_timeout, -1)
+
     def test_get_missing(self):
         key = kvstore.prefix_key(self.ns.salt, None, [424242])
         self.assertIsNone(self.kv.get(self.ns, key))
