@@ -168,6 +168,7 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 		break;
 	case KV_OP_STATS:
 	case KV_OP_PING:
+	case KV_OP_TENANTS:
 		check(n == 0 && blen == 0);
 		break;
 	default:
@@ -454,6 +455,8 @@ int main(int argc, char **argv)
 	err |= seed_write(dir, "stats");
 	seed_start(KV_OP_PING, 0, 0);
 	err |= seed_write(dir, "ping");
+	seed_start(KV_OP_TENANTS, 0, 0);
+	err |= seed_write(dir, "tenants");
 
 	if (err)
 		return 1;

@@ -380,7 +380,7 @@ static void test_valid_flush(void **state)
 
 static void test_valid_stats_ping(void **state)
 {
-	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING };
+	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS };
 	struct kv_req r;
 
 	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
@@ -709,6 +709,7 @@ static void test_bad_op(void **state)
 	}
 	assert_string_equal(kv_proto_op_name(KV_OP_ERROR), "error");
 	assert_string_equal(kv_proto_op_name(KV_OP_PING), "ping");
+	assert_string_equal(kv_proto_op_name(KV_OP_TENANTS), "tenants");
 	for (unsigned op = 0; op < KV_OP_MAX; op++)
 		assert_string_not_equal(kv_proto_op_name(op), "unknown");
 	assert_string_equal(kv_proto_op_name(KV_OP_MAX), "unknown");
@@ -1012,7 +1013,7 @@ static void test_flush_fields(void **state)
 
 static void test_stats_ping_body(void **state)
 {
-	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING };
+	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS };
 
 	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
 		assert_int_equal(parse_copy(mk(ops[i], 0, 8), KV_PROTO_MAX_BATCH),
@@ -1086,6 +1087,7 @@ static void test_mutations(void **state)
 		case KV_OP_FLUSH:
 		case KV_OP_STATS:
 		case KV_OP_PING:
+		case KV_OP_TENANTS:
 			break;
 		default:
 			assert_true(r.hdr.count <= mb);
