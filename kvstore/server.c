@@ -220,7 +220,18 @@ static size_t reply_max(const struct kv_server *srv, const struct kv_wire_hdr *h
 		body = sizeof(struct kv_wire_hello_reply);
 		break;
 	case KV_OP_NS_REGISTER:
+	case KV_OP_NS_LOOKUP:
 		body = sizeof(struct kv_wire_ns_reply);
+		break;
+	case KV_OP_NS_LIST:	/* its limit is in the body: at most a page */
+		body = sizeof(struct kv_wire_ns_list_reply) +
+		       KV_PROTO_NS_PAGE * sizeof(struct kv_wire_ns_entry);
+		break;
+	case KV_OP_NS_DROP:
+		body = sizeof(struct kv_wire_ns_drop_reply);
+		break;
+	case KV_OP_TENANTS:
+		body = KV_TENANT_MAX * sizeof(struct kv_wire_tenant);
 		break;
 	case KV_OP_LOOKUP:
 		body = kv_proto_lookup_reply_len(n);
