@@ -502,15 +502,17 @@ static int ns_tenant(const struct kv_store *s, uint32_t ns)
 	return ns < s->n_ns_tenant && s->ns_tenant[ns] ? s->ns_tenant[ns] - 1 : -1;
 }
 
-/* A namespace dropped, or refused its record: its tenant's count goes down. */
+/*
+ * A namespace dropped, or refused its record: no longer its tenant's. Its
+ * id is burned (never handed out again in this run), and it still counts
+ * against the tenant's namespaces quota: the quotas add up to at most
+ * max_namespaces, so no tenant can fill the table for the others by
+ * registering and dropping names.
+ */
 static void ns_unbind(struct kv_store *s, uint32_t ns)
 {
-	int t = ns_tenant(s, ns);
-
-	if (t < 0)
-		return;
-	s->tenants[t].namespaces--;
-	s->ns_tenant[ns] = 0;
+	if (ns_tenant(s, ns) >= 0)
+		s->ns_tenant[ns] = 0;
 }
 
 static void ns_bind(struct kv_store *s, uint32_t ns, unsigned tenant)

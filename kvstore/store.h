@@ -403,7 +403,9 @@ const char *kv_store_tenant_name(const struct kv_store *s, unsigned tenant);
 /* The tenant namespace ns is bound to (that of its owner), or -ENOENT. */
 int kv_store_ns_tenant(const struct kv_store *s, uint32_t ns);
 
-/* May tenant register one more namespace? 0 or -KV_EQUOTA (or -ENOENT). */
+/* May tenant register one more namespace? 0 or -KV_EQUOTA (or -ENOENT).
+ * Its names count, and so do its ids burned in this run (dropped, or
+ * refused their record), as they take places in the table. */
 int kv_store_ns_admit(const struct kv_store *s, unsigned tenant);
 
 struct kv_store_tenant_stats {

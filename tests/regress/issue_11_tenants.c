@@ -256,6 +256,10 @@ static int nobody_limits(const char *sock)
 	}
 	if (kvc_ns_register(c, "b/3", &ns) != -KVC_EQUOTA)
 		return 5;
+	/* A dropped name's id stays burned for the run and keeps counting:
+	 * register-and-drop cannot fill the daemon's table for others. */
+	if (kvc_ns_drop(c, "b/1", NULL, NULL) || kvc_ns_register(c, "b/4", &ns) != -KVC_EQUOTA)
+		return 9;
 	if (kvc_ns_register(c, "b/0", &ns))	/* its own: still fine */
 		return 6;
 	memset(pd, 0, sizeof(pd));
