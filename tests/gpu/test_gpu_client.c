@@ -854,6 +854,21 @@ static int child_die(const char *sock, unsigned k, unsigned p, unsigned flags,
 	_exit(0);
 }
 
+/* A child becomes uid and gid 65534. 0, or -1 (said why) when it cannot:
+ * the caller skips (77). */
+static int become_nobody(void)
+{
+	if (geteuid() != 0) {
+		printf("child: not root, so it cannot become another uid\n");
+		return -1;
+	}
+	if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) {
+		printf("child: cannot become uid 65534: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * --child-outsider SOCK DAEMON_PID MAP_BYTES: become uid and gid 65534
  * (root only; else exit 77) and try every way into the HBM arena that
@@ -870,14 +885,8 @@ static int child_outsider(const char *sock, pid_t daemon, size_t map_bytes)
 	DIR *dir;
 	int ret;
 
-	if (geteuid() != 0) {
-		printf("child: not root, so it cannot become another uid\n");
+	if (become_nobody())
 		return 77;
-	}
-	if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) {
-		printf("child: cannot become uid 65534: %s\n", strerror(errno));
-		return 77;
-	}
 	ret = kvc_connect(sock, &c);
 	if (ret == 0) {
 		fprintf(stderr, "child: uid 65534 connected to the daemon\n");
@@ -937,14 +946,8 @@ static int child_tenant(const char *sock, unsigned n, size_t cb)
 	uint8_t *all, *want;
 	int found = 0, ret;
 
-	if (geteuid() != 0) {
-		printf("child: not root, so it cannot become another uid\n");
+	if (become_nobody())
 		return 77;
-	}
-	if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) {
-		printf("child: cannot become uid 65534: %s\n", strerror(errno));
-		return 77;
-	}
 	ret = kvc_connect(sock, &c);
 	if (ret)
 		return child_err("kvc_connect as the second tenant", ret);
