@@ -336,12 +336,23 @@ void *kvc_dram_base(struct kvc *c, size_t *bytes);
  * recorded on the stream after the last copy, so the caller waits on it (or
  * on the stream) before using the bytes. Chunks stay pinned until their
  * copies are complete: a thread of the library's, one per handle, waits for
- * each call's copies and then releases its pins (gets) or commits its
- * chunks (puts; a put whose copy failed is aborted), so a put is visible
- * shortly after its copy ends. kvc_gpu_flush() waits for all of that.
+ * each call's copies and then releases its pins (gets) or aborts the
+ * chunks of a put whose copy failed.
+ *
+ * Read-your-writes for puts (kvc_put_gpu, kvc_put_paged): the commit of a
+ * put's chunks is queued on its stream after their copies, as a host
+ * function that returns once the daemon has committed them. So once done
+ * has fired, or the stream (or the device) has been synchronized past the
+ * put, or kvc_gpu_flush() has returned, every lookup and get, from this
+ * connection or any other, sees the chunks. The price: the work queued on
+ * that stream after a put waits for the commit's round trip to the daemon
+ * (tens of microseconds), so put from a side stream, not the one the next
+ * forward pass runs on. A chunk whose copy or commit failed is not stored;
+ * kvc_gpu_flush() reports the first such failure.
  *
  * Where the bytes come from: a chunk in HBM (the daemon's GPU arena, opened
- * once through CUDA IPC when the daemon's GPU is this one) is copied device
+ * once from the file descriptor the daemon hands over (CUDA VMM) when
+ * the daemon's GPU is this one) is copied device
  * to device; a chunk in DRAM is copied from the shared arena mapping, which
  * the library page-locks lazily in slabs as chunks are used (and, with
  * KVC_GPU_REGISTER_ALL, in the background); a chunk on SSD is read into

@@ -5,11 +5,13 @@
  * Every copy is queued on the caller's CUDA stream; nothing here waits for
  * the GPU on the way in. What a chunk's copy needs held (its pin, or for a
  * put its uncommitted allocation) is kept in a pending record behind an
- * event recorded after the copies. A completion thread per handle sleeps
- * on the oldest record's event and then finishes it (releases the pins,
- * commits the puts), so a put becomes visible as soon as its copy is done
- * whatever the engine does next; kvc_gpu_flush() and closing wait for all
- * of them. Only that thread removes records.
+ * event recorded after the copies. A put's chunks are committed in stream
+ * order, by a host function queued after its copies (commit_in_stream()):
+ * once the stream passes a put, they are visible to every connection. A
+ * completion thread per handle sleeps on the oldest record's event and
+ * then finishes it (releases a get's pins; aborts a put whose copy failed
+ * and notes the error), whatever the engine does next; kvc_gpu_flush()
+ * and closing wait for all of them. Only that thread removes records.
  *
  * Sources: a DRAM chunk is read from this process's mapping of the shared
  * arena, page-locked in slabs (SLAB bytes) the first time a chunk in the
@@ -49,8 +51,11 @@ enum slab_state {
 struct pending {
 	struct pending *next;
 	struct kv_gpu_event *ev;
+	struct kvc *c;
 	uint32_t ns;
 	bool commit;		/* keys are puts to commit, else pins to release */
+	atomic_bool committed;	/* commit: done in stream order by commit_in_stream() */
+	int commit_result;	/* its result, read once the event is reached */
 	size_t n;
 	struct kvc_key keys[];
 };
@@ -252,9 +257,10 @@ int kvc_gpu_mode(struct kvc *c, enum kvc_gpu_mode mode)
 
 /* ---- pending records and the completion thread ----------------------------- */
 
-/* Let keys go once their copies ended with result. Without g->lock. */
-static void keys_finish(struct kvc_gpu *g, uint32_t ns, bool commit,
-			const struct kvc_key *keys, size_t n, int result)
+/* Let keys go once their copies ended with result; returns result or the
+ * first failure of the calls. Takes the handle's lock only. */
+static int keys_apply(struct kvc *c, uint32_t ns, bool commit, const struct kvc_key *keys,
+		      size_t n, int result)
 {
 	int ret = result;
 
@@ -264,25 +270,58 @@ static void keys_finish(struct kvc_gpu *g, uint32_t ns, bool commit,
 
 		/* A failed copy's puts are aborted, never committed. */
 		if (!commit)
-			r = kvc_release(g->c, ns, keys + i, m, NULL);
+			r = kvc_release(c, ns, keys + i, m, NULL);
 		else if (result)
-			r = kvc_abort(g->c, ns, keys + i, m, NULL);
+			r = kvc_abort(c, ns, keys + i, m, NULL);
 		else
-			r = kvc_commit(g->c, ns, keys + i, m, NULL);
+			r = kvc_commit(c, ns, keys + i, m, NULL);
 		if (r < 0 && !ret)
 			ret = r;
 	}
-	if (ret) {
-		pthread_mutex_lock(&g->lock);
-		if (!g->error)
-			g->error = ret;
-		pthread_mutex_unlock(&g->lock);
-	}
+	return ret;
+}
+
+/* Remember the first asynchronous failure for kvc_gpu_flush(). */
+static void note_error(struct kvc_gpu *g, int ret)
+{
+	if (!ret)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (!g->error)
+		g->error = ret;
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* keys_apply() and note its failure. Without g->lock. */
+static void keys_finish(struct kvc_gpu *g, uint32_t ns, bool commit,
+			const struct kvc_key *keys, size_t n, int result)
+{
+	note_error(g, keys_apply(g->c, ns, commit, keys, n, result));
+}
+
+/*
+ * A put's commit, queued on its stream after its copies (cudaLaunchHostFunc):
+ * it runs once they are done, and the stream goes on only when the daemon
+ * has committed the chunks. So whatever the caller waits on after the put
+ * (its done event, a stream or device sync) implies that every lookup and
+ * get, from any connection, sees them: read-your-writes. It runs on the
+ * CUDA runtime's thread and takes the handle's lock only, never g->lock,
+ * which is held across stream syncs.
+ */
+static void commit_in_stream(void *arg)
+{
+	struct pending *p = arg;
+
+	p->commit_result = keys_apply(p->c, p->ns, true, p->keys, p->n, 0);
+	atomic_store_explicit(&p->committed, true, memory_order_release);
 }
 
 static void pending_finish(struct kvc_gpu *g, struct pending *p, int result)
 {
-	keys_finish(g, p->ns, p->commit, p->keys, p->n, result);
+	if (atomic_load_explicit(&p->committed, memory_order_acquire))
+		note_error(g, p->commit_result);
+	else
+		keys_finish(g, p->ns, p->commit, p->keys, p->n, result);
 	kv_gpu_event_destroy(p->ev);
 	free(p);
 }
@@ -342,20 +381,28 @@ static int pending_add(struct kvc_gpu *g, struct kv_gpu_stream *stream, uint32_t
 	}
 	p->next = NULL;
 	p->ev = NULL;
+	p->c = g->c;
 	p->ns = ns;
 	p->commit = commit;
+	atomic_init(&p->committed, false);
+	p->commit_result = 0;
 	p->n = n;
 	memcpy(p->keys, keys, n * sizeof(keys[0]));
-	ret = kv_gpu_event_create_blocking(&p->ev);
+	/* Puts commit in stream order (commit_in_stream()); if that cannot be
+	 * queued, the stream is waited for below and they commit before the
+	 * call returns, so the contract holds either way. */
+	ret = commit ? kv_gpu_launch_host(stream, commit_in_stream, p) : 0;
+	if (!ret)
+		ret = kv_gpu_event_create_blocking(&p->ev);
 	if (!ret)
 		ret = kv_gpu_event_record(p->ev, stream);
 	if (ret || !g->done_started) {
 		int r = kv_gpu_stream_sync(stream);
 
 		pthread_mutex_unlock(&g->lock);
-		pending_finish(g, p, ret ? ret : r);
+		pending_finish(g, p, r);
 		pthread_mutex_lock(&g->lock);
-		return ret;
+		return r;
 	}
 	*g->tail = p;
 	g->tail = &p->next;

@@ -246,6 +246,13 @@ extern "C" int kv_gpu_stream_wait(struct kv_gpu_stream *s, struct kv_gpu_event *
 			   "cudaStreamWaitEvent");
 }
 
+extern "C" int kv_gpu_launch_host(struct kv_gpu_stream *s, void (*fn)(void *), void *arg)
+{
+	if (!fn)
+		return -EINVAL;
+	return kv_cuda_err(cudaLaunchHostFunc(KV_STREAM(s), fn, arg), "cudaLaunchHostFunc");
+}
+
 extern "C" int kv_gpu_event_ms(struct kv_gpu_event *start, struct kv_gpu_event *end,
 			       float *ms)
 {

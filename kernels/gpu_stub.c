@@ -77,6 +77,11 @@ int kv_gpu_stream_wait(struct kv_gpu_stream *s, struct kv_gpu_event *e)
 	(void)s; (void)e;
 	return NOGPU;
 }
+int kv_gpu_launch_host(struct kv_gpu_stream *s, void (*fn)(void *), void *arg)
+{
+	(void)s; (void)fn; (void)arg;
+	return NOGPU;
+}
 int kv_gpu_event_ms(struct kv_gpu_event *a, struct kv_gpu_event *b, float *ms)
 {
 	(void)a; (void)b; (void)ms;

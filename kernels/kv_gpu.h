@@ -164,6 +164,13 @@ int kv_gpu_event_query(struct kv_gpu_event *e);
 int kv_gpu_event_sync(struct kv_gpu_event *e);
 /* Make s wait (on the device) until e is reached. */
 int kv_gpu_stream_wait(struct kv_gpu_stream *s, struct kv_gpu_event *e);
+/*
+ * Queue fn(arg) on s: it runs on a thread of the CUDA runtime once the work
+ * queued before it is done, and the work queued after it waits until it
+ * returns. fn must make no CUDA call and must not wait for anything that
+ * waits for the GPU (a lock held across a stream or device sync).
+ */
+int kv_gpu_launch_host(struct kv_gpu_stream *s, void (*fn)(void *), void *arg);
 /* Milliseconds between two timing events, both reached. */
 int kv_gpu_event_ms(struct kv_gpu_event *start, struct kv_gpu_event *end,
 		    float *ms);

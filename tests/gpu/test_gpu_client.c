@@ -1107,9 +1107,7 @@ static void test_get_put_gpu(void **state)
 	expect_ret(again.status, -EEXIST, "kvc_put_gpu of a key being written: status");
 	sync_event(0, "kvc_put_gpu: done event");
 
-	/* Copies done: the handle's next GPU call commits them before it runs.
-	 * (kvc.h says "its next call"; kvc_get() and the other host calls do
-	 * not commit, so the first call here is a GPU one.) */
+	/* The done event fired: committed (read-your-writes, kvc.h). */
 	check_get_gpu(c, ns, &pkeys[0], &want[0], 1, sizes[0], TIER_BIT(KVC_TIER_DRAM), NULL,
 		      dev, buf, "kvc_get_gpu of a GPU put, first call after its copy");
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
@@ -1514,6 +1512,139 @@ static void test_hbm_shared(void **state)
 		if (tiers[i] == KVC_TIER_DRAM && tiers2[i] != KVC_TIER_DRAM)
 			fail_msg("chunk %d moved from DRAM to tier %u with --hbm-promote off", i,
 				 tiers2[i]);
+	fx_close(c);
+	fx_stop(d);
+}
+
+/* ---- read-your-writes for GPU puts --------------------------------------- */
+
+#define RYW_ROUNDS	1000	/* kvc_put_gpu rounds (the issue asks for >= 1000) */
+#define RYW_PAGED	256	/* kvc_put_paged rounds */
+
+/* The chunk just put is visible at once from the putting connection and
+ * from another one, in a tier of mask. */
+static void ryw_visible(struct kvc *c, uint32_t ns, struct kvc *c2, uint32_t ns2,
+			const struct kvc_key *key, unsigned mask, unsigned round,
+			const char *how)
+{
+	struct kvc *conn[2] = { c, c2 };
+	uint32_t nss[2] = { ns, ns2 };
+
+	for (int i = 0; i < 2; i++) {
+		uint8_t tier = 0xee;
+		int ret = kvc_lookup(conn[i], nss[i], key, 1, &tier);
+
+		if (ret != 1)
+			fail_msg("read-your-writes, round %u, after %s: kvc_lookup from the %s "
+				 "connection returned %d (%s), want 1; seed %#" PRIx64, round, how,
+				 i ? "other" : "putting", ret, err_name(ret), seed);
+		check_tier(tier, mask, "read-your-writes: kvc_lookup", round);
+	}
+}
+
+/*
+ * kvc.h: once a put's done event has fired, or its stream has been
+ * synchronized, or kvc_gpu_flush() has returned, every lookup and get from
+ * any connection sees the chunk. Each round puts a new chunk of new bytes
+ * (into DRAM, or HBM every other round), waits one of those three ways in
+ * turn, and looks it up at once from both connections; every 8th round
+ * also reads it back byte for byte from the other connection, to the GPU
+ * and to the host. Then the same through kvc_put_paged. Before the fix,
+ * the commit ran on the library's thread after the event, and the first
+ * lookup could miss.
+ */
+static void test_put_read_your_writes(void **state)
+{
+	const char *args[] = { "--dram-bytes", "256M", "--hbm-bytes", "128M", "--gpu", "0",
+			       "--hbm-promote", "off", "--log", "warn", NULL };
+	static const char *const how[3] = { "its done event", "a stream sync",
+					    "kvc_gpu_flush" };
+	const size_t bytes = 64 * 1024 + 16;	/* not a power of two */
+	const unsigned both = TIER_BIT(KVC_TIER_DRAM) | TIER_BIT(KVC_TIER_HBM);
+	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
+	const size_t cb = shape_chunk_bytes(&sh);
+	uint8_t *src = fx_dev(bytes), *dev = fx_dev(cb + SPARE);
+	uint8_t *want = fx_host(cb), *buf = fx_host(cb + SPARE);
+	struct kvt_daemon *d = fx_start(args);
+	struct kvc *c, *c2;
+	struct cache ca;
+	uint32_t ns, ns2;
+
+	c = fx_connect(d->sock, "ryw", &ns);
+	c2 = fx_connect(d->sock, "ryw", &ns2);
+	expect_ret(kvc_gpu_open(c, 0, 0), 0, "kvc_gpu_open");
+	for (unsigned r = 0; r < RYW_ROUNDS; r++) {
+		struct kvc_put_desc pd = { 0 };
+		bool hbm = r & 1;
+
+		fill(want, bytes, 7000 + (uint64_t)r);
+		upload(src, want, bytes);
+		pd.key = key_of(7000 + (uint64_t)r);
+		pd.tokens = 16;
+		pd.data = src;
+		pd.bytes = bytes;
+		pd.status = 1;
+		expect_ret(kvc_put_gpu(c, ns, &pd, 1, hbm ? KVC_PUT_HBM : 0, fx.s, fx.ev[0]), 1,
+			   "read-your-writes: kvc_put_gpu");
+		expect_ret(pd.status, 0, "read-your-writes: kvc_put_gpu status");
+		if (r % 3 == 0)
+			sync_event(0, "read-your-writes: the put's done event");
+		else if (r % 3 == 1)
+			expect_ret(kv_gpu_stream_sync(fx.s), 0, "read-your-writes: stream sync");
+		else
+			expect_ret(kvc_gpu_flush(c), 0, "read-your-writes: kvc_gpu_flush");
+		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r,
+			    how[r % 3]);
+		if (r % 8 == 0) {
+			uint8_t *w[1] = { want };
+
+			check_get_gpu(c2, ns2, &pd.key, w, 1, bytes,
+				      hbm ? both : TIER_BIT(KVC_TIER_DRAM), NULL, dev, buf,
+				      "read-your-writes: kvc_get_gpu from the other connection");
+			check_get_host(c2, ns2, &pd.key, want, bytes, buf,
+				       "read-your-writes: kvc_get from the other connection", r);
+		}
+	}
+	expect_ret(kvc_gpu_flush(c2), 0, "kvc_gpu_flush of the other connection");
+
+	/* kvc_put_paged: the commit follows the gather on the same stream. */
+	cache_open(&ca, &sh);
+	for (unsigned r = 0; r < RYW_PAGED; r++) {
+		struct kvc_paged_desc pd = { 0 };
+		int32_t *pages = random_pages(&ca, 1);
+		bool hbm = r & 1;
+
+		if (r % 32 == 0)
+			cache_random(&ca, 7000 + r);
+		pd.key = key_of(9000 + (uint64_t)r);
+		pd.pages = pages;
+		pd.position = 0;
+		pd.status = 1;
+		expect_ret(kvc_put_paged(c, ns, &ca.l, &pd, 1, hbm ? KVC_PUT_HBM : 0, fx.s,
+					 fx.ev[0]), 1, "read-your-writes: kvc_put_paged");
+		expect_ret(pd.status, 0, "read-your-writes: kvc_put_paged status");
+		if (r % 3 == 0)
+			sync_event(0, "read-your-writes: the paged put's done event");
+		else if (r % 3 == 1)
+			expect_ret(kv_gpu_stream_sync(fx.s), 0, "read-your-writes: stream sync");
+		else
+			expect_ret(kvc_gpu_flush(c), 0, "read-your-writes: kvc_gpu_flush");
+		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r,
+			    how[r % 3]);
+		if (r % 8 == 0) {
+			gather_host(&ca, pages, want);
+			check_get_host(c2, ns2, &pd.key, want, cb, buf,
+				       "read-your-writes: kvc_get of a paged put", r);
+		}
+		/* random_pages() took a host buffer: give it back. */
+		for (int i = 0; i < MAX_HOST; i++)
+			if (fx.host[i] == (void *)pages) {
+				free(fx.host[i]);
+				fx.host[i] = NULL;
+			}
+	}
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	fx_close(c2);
 	fx_close(c);
 	fx_stop(d);
 }
@@ -2140,6 +2271,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_hbm_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hbm_fd_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hbm_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_read_your_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_exits_mid_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_killed_mid_copy_hbm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote_always, setup, teardown),
