@@ -55,6 +55,9 @@ _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 	       (int)KVC_EQUOTA == (int)KV_EQUOTA &&
 	       (int)KVC_EREFUSED == (int)KV_EREFUSED && KV_EMAX == KV_EREFUSED + 1,
 	       "kvc.h mirrors kvstore/errors.h");
+_Static_assert((int)KVC_PLAN_LOADED == (int)KV_PLAN_LOADED &&
+	       (int)KVC_PLAN_COMPUTED == (int)KV_PLAN_COMPUTED &&
+	       (int)KVC_PLAN_BOTH == (int)KV_PLAN_BOTH, "kvc.h mirrors kvstore/proto.h");
 _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&
 	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors kvstore/proto.h");
@@ -1398,6 +1401,11 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 	st->records = g->records;
 	st->max_records = g->max_records;
 	st->meta_bytes = g->meta_bytes;
+	st->plans_loaded = g->plans_loaded;
+	st->plans_computed = g->plans_computed;
+	st->plans_both = g->plans_both;
+	st->plan_tokens_loaded = g->plan_tokens_loaded;
+	st->plan_tokens_computed = g->plan_tokens_computed;
 	t = (const struct kv_wire_tier_stats *)(g + 1);
 	for (unsigned i = 0; i < g->n_tiers; i++) {
 		struct kvc_tier_stats *o = &st->tiers[i];
@@ -1413,6 +1421,9 @@ int kvc_stats(struct kvc *c, struct kvc_stats *st)
 		o->promotions = t[i].promotions;
 		o->demotions = t[i].demotions;
 		o->alloc_failures = t[i].alloc_failures;
+		o->read_bw = t[i].read_bw;
+		o->read_samples = t[i].read_samples;
+		o->read_bytes = t[i].read_bytes;
 	}
 out:
 	pthread_mutex_unlock(&c->lock);
@@ -1635,6 +1646,49 @@ int kvc_policy(struct kvc *c, uint8_t tier, const char *set, char name[16])
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+/* Send a report of len bytes (op's body) whose reply is a status alone. */
+static int report(struct kvc *c, unsigned op, const void *body, size_t len)
+{
+	struct kv_wire_hdr h;
+	void *p;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	p = req_body(c, len);
+	if (!p) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(p, body, len);
+	ret = rpc(c, op, 0, len, &h);
+	if (!ret && (h.len || h.count)) {
+		conn_break(c);
+		ret = -KVC_EPROTO;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int kvc_report_bw(struct kvc *c, uint8_t tier, uint64_t bytes, uint64_t ns)
+{
+	const struct kv_wire_bw_report b = { .tier = tier, .bytes = bytes, .ns = ns };
+
+	return report(c, KV_OP_BW_REPORT, &b, sizeof(b));
+}
+
+int kvc_report_plan(struct kvc *c, unsigned kind, uint64_t tokens_loaded,
+		    uint64_t tokens_computed)
+{
+	const struct kv_wire_plan_report p = {
+		.kind = kind,
+		.tokens_loaded = tokens_loaded,
+		.tokens_computed = tokens_computed,
+	};
+
+	return report(c, KV_OP_PLAN_REPORT, &p, sizeof(p));
 }
 
 int kvc_tenants(struct kvc *c, struct kvc_tenant *out, size_t max)

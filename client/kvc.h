@@ -527,6 +527,11 @@ struct kvc_tier_stats {
 	uint64_t promotions;
 	uint64_t demotions;
 	uint64_t alloc_failures;
+	/* Reads out of the tier: HBM and DRAM as clients report them
+	 * (kvc_report_bw()), SSD as the daemon times its reads into DRAM. */
+	uint64_t read_bw;	/* bytes/s, a moving average; 0: no sample yet */
+	uint64_t read_samples;
+	uint64_t read_bytes;
 };
 
 struct kvc_stats {
@@ -549,9 +554,42 @@ struct kvc_stats {
 	uint64_t records;		/* chunk records the daemon holds */
 	uint64_t max_records;		/* its bound on them (max_chunks) */
 	uint64_t meta_bytes;		/* daemon memory they take, estimated */
+	/* Plans reported by clients (kvc_report_plan()): requests by kind,
+	 * and the tokens loaded and computed, all kinds together. */
+	uint64_t plans_loaded;
+	uint64_t plans_computed;
+	uint64_t plans_both;
+	uint64_t plan_tokens_loaded;
+	uint64_t plan_tokens_computed;
 };
 
 int kvc_stats(struct kvc *c, struct kvc_stats *st);
+
+/*
+ * Report a timed read out of tier (KVC_TIER_HBM or KVC_TIER_DRAM): bytes
+ * copied from the daemon's mapping in ns nanoseconds (measured with CUDA
+ * events), for the tier's read bandwidth that kvc_stats() reports. The
+ * daemon averages every client's samples; it times the SSD tier itself.
+ * Returns 0, or -KVC_ENOTIER (the daemon has no such tier), -EINVAL
+ * (KVC_TIER_SSD; bytes or ns 0) or -ERANGE (a rate below 1 KB/s or above
+ * 10 TB/s), the sample dropped; or an error of the connection.
+ */
+int kvc_report_bw(struct kvc *c, uint8_t tier, uint64_t bytes, uint64_t ns);
+
+/* The plan one request got for its cached chunks (none cached: no report). */
+enum kvc_plan_kind {
+	KVC_PLAN_LOADED		= 1,	/* every cached chunk loaded */
+	KVC_PLAN_COMPUTED	= 2,	/* cached chunks existed; all recomputed */
+	KVC_PLAN_BOTH		= 3,	/* part loaded, part computed at once */
+};
+
+/*
+ * Report the plan of one request: its kind and the cached tokens it loaded
+ * and computed; kvc_stats() counts them. Returns 0, -EINVAL (no such kind),
+ * or an error of the connection.
+ */
+int kvc_report_plan(struct kvc *c, unsigned kind, uint64_t tokens_loaded,
+		    uint64_t tokens_computed);
 
 struct kvc_entry {
 	struct kvc_key key;

@@ -221,10 +221,11 @@ static void fail(const char *what, int err)
 	fprintf(stderr, "kvctl: %s: %s\n", what, kvc_strerror(err));
 }
 
-/* jansson's integers are signed 64-bit; our counters never reach 2^63. */
+/* jansson's integers are signed 64-bit: a counter past 2^63 - 1 (only
+ * the ones clients feed can get there, saturated) shows as 2^63 - 1. */
 static json_t *ju64(uint64_t v)
 {
-	return json_integer((json_int_t)v);
+	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
 /* Print one JSON document and free it. Returns RC_OK or RC_ERR. */
@@ -346,7 +347,7 @@ static int write_all(FILE *f, const void *buf, size_t len)
 static json_t *tier_json(const struct kvc_tier_stats *t)
 {
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-			 " s:o}",
+			 " s:o, s:o, s:o, s:o}",
 			 "name", t->name,
 			 "policy", t->policy,
 			 "capacity_bytes", ju64(t->capacity_bytes),
@@ -357,7 +358,10 @@ static json_t *tier_json(const struct kvc_tier_stats *t)
 			 "evictions", ju64(t->evictions),
 			 "promotions", ju64(t->promotions),
 			 "demotions", ju64(t->demotions),
-			 "alloc_failures", ju64(t->alloc_failures));
+			 "alloc_failures", ju64(t->alloc_failures),
+			 "read_bw", ju64(t->read_bw),
+			 "read_samples", ju64(t->read_samples),
+			 "read_bytes", ju64(t->read_bytes));
 }
 
 static int stats_json(const struct kvc_stats *st)
@@ -373,7 +377,7 @@ static int stats_json(const struct kvc_stats *st)
 	if (!tiers)
 		return json_print(NULL);
 	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-				    " s:o, s:o, s:o, s:o, s:o}",
+				    " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 				    "tiers", tiers,
 				    "connections", ju64(st->connections),
 				    "pinned_chunks", ju64(st->pinned_chunks),
@@ -387,7 +391,12 @@ static int stats_json(const struct kvc_stats *st)
 				    "ssd_records_wrong_ns", ju64(st->ssd_records_wrong_ns),
 				    "records", ju64(st->records),
 				    "max_records", ju64(st->max_records),
-				    "meta_bytes", ju64(st->meta_bytes)));
+				    "meta_bytes", ju64(st->meta_bytes),
+				    "plans_loaded", ju64(st->plans_loaded),
+				    "plans_computed", ju64(st->plans_computed),
+				    "plans_both", ju64(st->plans_both),
+				    "plan_tokens_loaded", ju64(st->plan_tokens_loaded),
+				    "plan_tokens_computed", ju64(st->plan_tokens_computed)));
 }
 
 static void stats_human(const struct kvc_stats *st)
@@ -409,6 +418,10 @@ static void stats_human(const struct kvc_stats *st)
 		printf("%-18s %" PRIu64 " (data file missing or short), %" PRIu64
 		       " (namespace id names another name)\n", "ssd records lost",
 		       st->ssd_records_missing, st->ssd_records_wrong_ns);
+	printf("%-18s loaded %" PRIu64 ", computed %" PRIu64 ", both %" PRIu64
+	       " (tokens loaded %" PRIu64 ", computed %" PRIu64 ")\n", "plans",
+	       st->plans_loaded, st->plans_computed, st->plans_both,
+	       st->plan_tokens_loaded, st->plan_tokens_computed);
 	for (unsigned i = 0; i < st->n_tiers; i++) {
 		const struct kvc_tier_stats *t = &st->tiers[i];
 		uint64_t lookups = t->hits + t->misses;
@@ -433,6 +446,12 @@ static void stats_human(const struct kvc_stats *st)
 		printf("  %-16s %" PRIu64 "\n", "promotions", t->promotions);
 		printf("  %-16s %" PRIu64 "\n", "demotions", t->demotions);
 		printf("  %-16s %" PRIu64 "\n", "alloc failures", t->alloc_failures);
+		if (t->read_samples)
+			printf("  %-16s %.3f GB/s (%" PRIu64 " samples, %s)\n", "read bw",
+			       (double)t->read_bw / 1e9, t->read_samples,
+			       fmt_size(b1, sizeof(b1), t->read_bytes));
+		else
+			printf("  %-16s - (no sample yet)\n", "read bw");
 	}
 }
 

@@ -37,6 +37,8 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_NS_LIST]		= "ns_list",
 	[KV_OP_NS_DROP]		= "ns_drop",
 	[KV_OP_TENANTS]		= "tenants",
+	[KV_OP_BW_REPORT]	= "bw_report",
+	[KV_OP_PLAN_REPORT]	= "plan_report",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -200,6 +202,18 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 		out->u.flush = (const struct kv_wire_flush *)body;
 		if (out->u.flush->flags & ~(uint32_t)KV_FLUSH_DROP)
 			return -KV_EPROTO;
+		return 0;
+	/* Their values are the handler's to judge: a wrong one is answered
+	 * with a status, and the connection stays. */
+	case KV_OP_BW_REPORT:
+		if (h->count != 0 || blen != sizeof(struct kv_wire_bw_report))
+			return -KV_EPROTO;
+		out->u.bw = (const struct kv_wire_bw_report *)body;
+		return 0;
+	case KV_OP_PLAN_REPORT:
+		if (h->count != 0 || blen != sizeof(struct kv_wire_plan_report))
+			return -KV_EPROTO;
+		out->u.plan = (const struct kv_wire_plan_report *)body;
 		return 0;
 	default:
 		return -KV_EPROTO;

@@ -31,8 +31,10 @@
 extern "C" {
 #endif
 
-#define KV_PROTO_VERSION	3		/* 2: HBM tier (HELLO, PIN, ALLOC);
-						 * 3: the HBM arena's fd in HELLO */
+#define KV_PROTO_VERSION	4		/* 2: HBM tier (HELLO, PIN, ALLOC);
+						 * 3: the HBM arena's fd in HELLO;
+						 * 4: BW_REPORT, PLAN_REPORT, and
+						 * STATS' read and plan figures */
 #define KV_PROTO_MAX_BATCH	1024		/* keys per message, hard cap */
 #define KV_PROTO_MAX_MSG	(1u << 20)	/* body bytes, hard cap */
 #define KV_PROTO_NS_MAX		255		/* namespace name bytes */
@@ -69,6 +71,8 @@ enum kv_op {
 	KV_OP_NS_LIST	= 19,	/* the namespaces this peer may see */
 	KV_OP_NS_DROP	= 20,	/* drop a namespace: chunks, records, id */
 	KV_OP_TENANTS	= 21,	/* each tenant's quotas and what it holds */
+	KV_OP_BW_REPORT	= 22,	/* a client's timed read of a tier */
+	KV_OP_PLAN_REPORT = 23,	/* the load/compute plan of one request */
 	KV_OP_MAX
 };
 
@@ -266,6 +270,12 @@ struct kv_wire_stats {
 	uint64_t records;		/* chunk records (metadata) held */
 	uint64_t max_records;		/* their bound (max_chunks) */
 	uint64_t meta_bytes;		/* daemon memory they take, estimated */
+	/* PLAN_REPORT: requests by plan kind, and their tokens. */
+	uint64_t plans_loaded;
+	uint64_t plans_computed;
+	uint64_t plans_both;
+	uint64_t plan_tokens_loaded;
+	uint64_t plan_tokens_computed;
 };
 
 struct kv_wire_tier_stats {
@@ -280,6 +290,11 @@ struct kv_wire_tier_stats {
 	uint64_t demotions;
 	uint64_t alloc_failures;	/* ALLOCs refused for lack of space */
 	char policy[16];	/* eviction policy name, NUL-padded */
+	/* Reads out of the tier: HBM and DRAM as clients report them
+	 * (BW_REPORT), SSD as the daemon measures its promotions. */
+	uint64_t read_bw;		/* bytes/s, moving average; 0: no sample */
+	uint64_t read_samples;
+	uint64_t read_bytes;
 };
 
 /* LS request. */
@@ -386,6 +401,35 @@ struct kv_wire_tenant {
 };
 
 /*
+ * BW_REPORT: a client timed a read of bytes out of tier (a copy from the
+ * shared mapping to its GPU, measured with CUDA events). Reply: empty, or
+ * a status (KV_ENOTIER, EINVAL, ERANGE).
+ */
+struct kv_wire_bw_report {
+	uint8_t tier;		/* KV_TIER_HBM or KV_TIER_DRAM */
+	uint8_t pad[7];
+	uint64_t bytes;		/* > 0 */
+	uint64_t ns;		/* > 0 */
+};
+
+/*
+ * PLAN_REPORT: the plan one request got for its cached chunks. Reply:
+ * empty, or EINVAL (kind out of range).
+ */
+enum kv_plan_kind {
+	KV_PLAN_LOADED	 = 1,	/* every cached chunk loaded */
+	KV_PLAN_COMPUTED = 2,	/* cached chunks existed; all recomputed */
+	KV_PLAN_BOTH	 = 3,	/* part loaded, part computed */
+};
+
+struct kv_wire_plan_report {
+	uint32_t kind;		/* enum kv_plan_kind */
+	uint32_t pad;
+	uint64_t tokens_loaded;
+	uint64_t tokens_computed;
+};
+
+/*
  * A decoded request. Pointers point into the buffer given to
  * kv_proto_parse() and live as long as it does.
  */
@@ -416,6 +460,8 @@ struct kv_req {
 		const struct kv_wire_ns_list *ns_list;
 		const struct kv_wire_flush *flush;
 		const struct kv_wire_policy *policy;
+		const struct kv_wire_bw_report *bw;
+		const struct kv_wire_plan_report *plan;
 	} u;
 };
 
@@ -486,8 +532,12 @@ _Static_assert(sizeof(struct kv_wire_keys) == 8, "keys layout");
 _Static_assert(sizeof(struct kv_wire_pin_reply) == 24, "pin reply layout");
 _Static_assert(sizeof(struct kv_wire_alloc) == 56, "alloc layout");
 _Static_assert(sizeof(struct kv_wire_alloc_reply) == 16, "alloc reply layout");
-_Static_assert(sizeof(struct kv_wire_stats) == 104, "stats layout");
-_Static_assert(sizeof(struct kv_wire_tier_stats) == 96, "tier stats layout");
+_Static_assert(sizeof(struct kv_wire_stats) == 144, "stats layout");
+_Static_assert(offsetof(struct kv_wire_stats, plans_loaded) == 104, "stats offsets");
+_Static_assert(sizeof(struct kv_wire_tier_stats) == 120, "tier stats layout");
+_Static_assert(offsetof(struct kv_wire_tier_stats, read_bw) == 96, "tier stats offsets");
+_Static_assert(sizeof(struct kv_wire_bw_report) == 24, "bw report layout");
+_Static_assert(sizeof(struct kv_wire_plan_report) == 24, "plan report layout");
 _Static_assert(sizeof(struct kv_wire_ls) == 24, "ls layout");
 _Static_assert(sizeof(struct kv_wire_entry) == 88, "entry layout");
 _Static_assert(sizeof(struct kv_wire_flush) == 8, "flush layout");

@@ -262,6 +262,10 @@ static size_t reply_max(const struct kv_server *srv, const struct kv_wire_hdr *h
 	case KV_OP_POLICY:
 		body = sizeof(struct kv_wire_policy);
 		break;
+	case KV_OP_BW_REPORT:
+	case KV_OP_PLAN_REPORT:
+		body = 0;	/* a status alone */
+		break;
 	default:		/* one status per key */
 		body = kv_proto_status_len(n);
 		break;
@@ -1079,6 +1083,37 @@ static void handle_ping(struct conn *c, const struct kv_req *r)
 	reply(c, &r->hdr, 0, 1, &pr, sizeof(pr));
 }
 
+/*
+ * A client's timed read of a tier. Samples from clients are untrusted: a
+ * refused one changes nothing, and says why at DEBUG only, since a client
+ * can send them as fast as it likes.
+ */
+static void handle_bw_report(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_bw_report *b = r->u.bw;
+	int ret = kv_store_report_bw(c->srv->store, b->tier, b->bytes, b->ns);
+
+	if (ret)
+		kv_log(KV_DEBUG, KV_LOG_NET, "bandwidth sample from pid %d refused (tier %u, %llu bytes in %llu ns): %s",
+		       (int)c->pid, (unsigned)b->tier, (unsigned long long)b->bytes,
+		       (unsigned long long)b->ns,
+		       ret == -EINVAL && b->tier == KV_TIER_SSD ?
+		       "the daemon times the SSD tier itself" : kv_strerror(ret));
+	reply(c, &r->hdr, ret, 0, NULL, 0);
+}
+
+static void handle_plan_report(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_plan_report *p = r->u.plan;
+	int ret = kv_store_report_plan(c->srv->store, p->kind, p->tokens_loaded,
+				       p->tokens_computed);
+
+	if (ret)
+		kv_log(KV_DEBUG, KV_LOG_NET, "plan report from pid %d refused: no plan kind %u",
+		       (int)c->pid, (unsigned)p->kind);
+	reply(c, &r->hdr, ret, 0, NULL, 0);
+}
+
 /* Handle one whole frame (in c->frame, or hello_buf), 8-byte aligned.
  * Returns false when the connection was closed. */
 static bool handle_frame(struct conn *c, const void *frame, size_t len)
@@ -1132,6 +1167,12 @@ static bool handle_frame(struct conn *c, const void *frame, size_t len)
 		break;
 	case KV_OP_NS_DROP:
 		handle_ns_drop(c, &r);
+		break;
+	case KV_OP_BW_REPORT:
+		handle_bw_report(c, &r);
+		break;
+	case KV_OP_PLAN_REPORT:
+		handle_plan_report(c, &r);
 		break;
 	default:
 		handle_keys(c, &r);

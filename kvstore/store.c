@@ -50,6 +50,7 @@
 
 #include "evict/policy.h"
 #include "kernels/kv_gpu.h"
+#include "kvstore/bw.h"
 #include "kvstore/errors.h"
 #include "kvstore/index.h"
 #include "kvstore/log.h"
@@ -92,6 +93,9 @@ struct stier {
 	uint64_t promotions;
 	uint64_t demotions;
 	uint64_t alloc_failures;
+	struct kv_bw read;		/* reads out of it: SSD promotions timed
+					 * here, HBM and DRAM copies as clients
+					 * report them (kv_store_report_bw()) */
 };
 
 /*
@@ -143,6 +147,9 @@ struct kv_store {
 	uint64_t pending_chunks;
 	uint64_t checksum_failures;
 	uint64_t start_ns;
+	uint64_t plans[KV_PLAN_BOTH + 1];	/* PLAN_REPORT, by kind */
+	uint64_t plan_tokens_loaded;
+	uint64_t plan_tokens_computed;
 	uint32_t max_pins;
 	uint64_t max_uncommitted;
 	/* the SSD tier */
@@ -158,6 +165,9 @@ struct kv_store {
 	uint64_t wb_lost;		/* chunks that left the cache from DRAM
 					 * after their write-back failed */
 	uint64_t io_failures;		/* promotions lost to read errors */
+	unsigned rd_inflight;		/* promotions submitted, not reaped */
+	uint64_t rd_start;		/* the read batch under way began */
+	uint64_t rd_bytes;		/* ... and has brought up this much */
 	struct ns_ssd *nss;		/* per namespace id: salt, record */
 	uint32_t n_nss;
 	uint64_t sync_sent;		/* SSD sync points submitted */
@@ -172,6 +182,8 @@ struct kv_store {
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
+#define RD_PERIOD_NS	1000000000ull	/* an SSD read batch that never drains
+					 * gives a sample a second */
 
 /* A chunk's tenant's part of a tier. */
 static struct ttier *ctt(const struct kv_store *s, const struct kv_chunk *c,
@@ -1319,8 +1331,34 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 	j->dram_len = kv_extent_size(e);
 	j->cookie = c;
 	c->io_ext = e;
+	if (s->rd_inflight++ == 0) {
+		s->rd_start = kv_now_ns();
+		s->rd_bytes = 0;
+	}
 	kv_ssd_submit(s->ssd, j);
 	return -EINPROGRESS;
+}
+
+/*
+ * A promotion was reaped. The SSD tier's read bandwidth is timed by batch,
+ * as the daemon's readers see it: from the first read submitted while none
+ * was in flight until the last of them is reaped (read, checksummed,
+ * decoded, in DRAM), over the bytes of the chunks that came up. Reads in
+ * flight together share the disk, so timing each alone would count the
+ * same seconds several times.
+ */
+static void read_timed(struct kv_store *s, uint64_t bytes)
+{
+	uint64_t now = kv_now_ns();
+
+	s->rd_inflight--;
+	s->rd_bytes += bytes;
+	if (s->rd_inflight && now - s->rd_start < RD_PERIOD_NS)
+		return;
+	if (s->rd_bytes)	/* an implausible sample is dropped */
+		kv_bw_add(&s->tiers[KV_TIER_SSD].read, s->rd_bytes, now - s->rd_start);
+	s->rd_start = now;
+	s->rd_bytes = 0;
 }
 
 static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
@@ -1329,6 +1367,7 @@ static void promote_done(struct kv_store *s, struct kv_ssd_job *j)
 	struct stier *st = &s->tiers[KV_TIER_SSD];
 
 	c->io = KV_IO_NONE;
+	read_timed(s, j->result ? 0 : c->bytes);
 	if (j->result) {
 		/* Bad bytes are never shown: the chunk leaves the cache. */
 		part_free(s, c, KV_TIER_DRAM, c->io_ext);
@@ -2160,6 +2199,11 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	g->meta_bytes = kv_store_meta_bytes(s);
 	g->writeback_failures = s->wb_failed;
 	g->writeback_lost = s->wb_lost;
+	g->plans_loaded = s->plans[KV_PLAN_LOADED];
+	g->plans_computed = s->plans[KV_PLAN_COMPUTED];
+	g->plans_both = s->plans[KV_PLAN_BOTH];
+	g->plan_tokens_loaded = s->plan_tokens_loaded;
+	g->plan_tokens_computed = s->plan_tokens_computed;
 	if (s->ssd) {
 		struct kv_ssd_stats ss;
 
@@ -2198,10 +2242,33 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 		t[n].promotions = st->promotions;
 		t[n].demotions = st->demotions;
 		t[n].alloc_failures = st->alloc_failures;
+		t[n].read_bw = kv_bw_rate(&st->read);
+		t[n].read_samples = st->read.samples;
+		t[n].read_bytes = st->read.bytes;
 		n++;
 	}
 	g->n_tiers = n;
 	return n;
+}
+
+int kv_store_report_bw(struct kv_store *s, uint8_t tier, uint64_t bytes, uint64_t ns)
+{
+	if (tier >= KV_TIER_MAX || !s->tiers[tier].ops)
+		return -KV_ENOTIER;
+	if (tier == KV_TIER_SSD)
+		return -EINVAL;		/* timed here: read_timed() */
+	return kv_bw_add(&s->tiers[tier].read, bytes, ns);
+}
+
+int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
+			 uint64_t computed)
+{
+	if (kind < KV_PLAN_LOADED || kind > KV_PLAN_BOTH)
+		return -EINVAL;
+	s->plans[kind] = kv_add_sat(s->plans[kind], 1);
+	s->plan_tokens_loaded = kv_add_sat(s->plan_tokens_loaded, loaded);
+	s->plan_tokens_computed = kv_add_sat(s->plan_tokens_computed, computed);
+	return 0;
 }
 
 int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,

@@ -249,6 +249,23 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 			struct kv_wire_tier_stats *t, uint32_t max);
 
 /*
+ * A client timed a read of bytes out of tier in ns nanoseconds (BW_REPORT):
+ * a sample for the tier's read-bandwidth average (kvstore/bw.h), which all
+ * tenants share. Returns 0, -KV_ENOTIER (a tier the store lacks), -EINVAL
+ * (the SSD tier, whose reads the store times itself; bytes or ns 0) or
+ * -ERANGE (a rate below 1 KB/s or above 10 TB/s), the average untouched.
+ */
+int kv_store_report_bw(struct kv_store *s, uint8_t tier, uint64_t bytes, uint64_t ns);
+
+/*
+ * The plan one request got for its cached chunks (PLAN_REPORT): counted by
+ * kind (enum kv_plan_kind), with its tokens loaded and computed. Returns 0
+ * or -EINVAL (no such kind), the counts untouched. Counts saturate.
+ */
+int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
+			 uint64_t computed);
+
+/*
  * Set namespace ns's cost model (the first registration decides). Returns
  * 0 or -EINVAL (hidden 0, a or b negative or not finite).
  */

@@ -39,6 +39,12 @@ int kv_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 uint64_t kv_now_ns(void);	/* CLOCK_MONOTONIC */
 
+/* a + b, or UINT64_MAX where that overflows (counters fed by clients). */
+static inline uint64_t kv_add_sat(uint64_t a, uint64_t b)
+{
+	return a + b < a ? UINT64_MAX : a + b;
+}
+
 /*
  * Fault injection on slow paths (STYLE.md section 10). A test arms a point
  * to fail on its N-th hit from now (N >= 1); kv_fault_hit() returns true

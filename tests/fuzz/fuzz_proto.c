@@ -171,6 +171,18 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 	case KV_OP_TENANTS:
 		check(n == 0 && blen == 0);
 		break;
+	case KV_OP_BW_REPORT:		/* any values: the handler judges them */
+		check(n == 0);
+		check((const char *)r->u.bw == body && blen == sizeof(*r->u.bw));
+		sum += touch(buf, size, r->u.bw, sizeof(*r->u.bw));
+		sum += r->u.bw->bytes ^ r->u.bw->ns;
+		break;
+	case KV_OP_PLAN_REPORT:
+		check(n == 0);
+		check((const char *)r->u.plan == body && blen == sizeof(*r->u.plan));
+		sum += touch(buf, size, r->u.plan, sizeof(*r->u.plan));
+		sum += r->u.plan->kind;
+		break;
 	default:
 		check(false);
 	}
@@ -457,6 +469,21 @@ int main(int argc, char **argv)
 	err |= seed_write(dir, "ping");
 	seed_start(KV_OP_TENANTS, 0, 0);
 	err |= seed_write(dir, "tenants");
+
+	seed_start(KV_OP_BW_REPORT, 0, sizeof(struct kv_wire_bw_report));
+	((struct kv_wire_bw_report *)seed_body())->tier = KV_TIER_DRAM;
+	((struct kv_wire_bw_report *)seed_body())->bytes = 32u << 20;
+	((struct kv_wire_bw_report *)seed_body())->ns = 600000;
+	err |= seed_write(dir, "bw_report");
+	seed_start(KV_OP_BW_REPORT, 0, 16);
+	err |= seed_write_ret(dir, "bw_report-short", -KV_EPROTO);
+	seed_start(KV_OP_PLAN_REPORT, 0, sizeof(struct kv_wire_plan_report));
+	((struct kv_wire_plan_report *)seed_body())->kind = KV_PLAN_BOTH;
+	((struct kv_wire_plan_report *)seed_body())->tokens_loaded = 512;
+	((struct kv_wire_plan_report *)seed_body())->tokens_computed = 256;
+	err |= seed_write(dir, "plan_report");
+	seed_start(KV_OP_PLAN_REPORT, 1, sizeof(struct kv_wire_plan_report));
+	err |= seed_write_ret(dir, "plan_report-count", -KV_EPROTO);
 
 	if (err)
 		return 1;

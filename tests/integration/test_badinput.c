@@ -1045,6 +1045,100 @@ static void test_hostile_fields(void **state)
 	expect_serves_and_stops();
 }
 
+/*
+ * BW_REPORT and PLAN_REPORT: a body of another length or a count is
+ * malformed (closed); hostile values are answered with a status, count
+ * nothing, and the connection stays.
+ */
+static void test_reports(void **state)
+{
+	static const unsigned ops[] = { KV_OP_BW_REPORT, KV_OP_PLAN_REPORT };
+	static const struct {
+		uint8_t tier;
+		uint64_t bytes, ns;
+		int status;
+	} bw[] = {
+		{ KV_TIER_NONE, 1 << 20, 1000, KV_ENOTIER },
+		{ KV_TIER_MAX, 1 << 20, 1000, KV_ENOTIER },
+		{ KV_TIER_HBM, 1 << 20, 1000, KV_ENOTIER },
+		{ KV_TIER_DRAM, 0, 0, EINVAL },
+		{ KV_TIER_DRAM, UINT64_MAX, 1, ERANGE },
+		{ KV_TIER_DRAM, 1, UINT64_MAX, ERANGE },
+		{ KV_TIER_DRAM, UINT64_MAX, UINT64_MAX, 0 },	/* 1 GB/s */
+	};
+	static const uint32_t kinds[] = { 0, 4, 0x80000001u, UINT32_MAX };
+	struct kv_wire_plan_report *p;
+	struct kv_wire_bw_report *b;
+	struct kvc_stats st;
+	struct frame f;
+	struct kvc *c;
+	uint64_t id = 10;
+	int fd;
+
+	for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
+		fd = raw_session();
+		fr_make(&f, ops[o], 2, 0, 16);
+		send_frame(fd, &f);
+		expect_fail_close(fd, ops[o], 2, KV_EPROTO);
+		fd = raw_session();
+		fr_make(&f, ops[o], 3, 1, 24);
+		send_frame(fd, &f);
+		expect_fail_close(fd, ops[o], 3, KV_EPROTO);
+		fd = raw_session();
+		fr_make(&f, ops[o], 4, 0, 32);
+		send_frame(fd, &f);
+		expect_fail_close(fd, ops[o], 4, KV_EPROTO);
+	}
+
+	fd = raw_session();
+	for (size_t i = 0; i < sizeof(bw) / sizeof(bw[0]); i++) {
+		fr_make(&f, KV_OP_BW_REPORT, ++id, 0, sizeof(*b));
+		b = (struct kv_wire_bw_report *)fr_body(&f);
+		b->tier = bw[i].tier;
+		memset(b->pad, 0xee, sizeof(b->pad));	/* not checked */
+		b->bytes = bw[i].bytes;
+		b->ns = bw[i].ns;
+		send_frame(fd, &f);
+		expect_reply(fd, KV_OP_BW_REPORT, id, bw[i].status);
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		fr_make(&f, KV_OP_PLAN_REPORT, ++id, 0, sizeof(*p));
+		p = (struct kv_wire_plan_report *)fr_body(&f);
+		p->kind = kinds[i];
+		p->tokens_loaded = UINT64_MAX;
+		p->tokens_computed = UINT64_MAX;
+		send_frame(fd, &f);
+		expect_reply(fd, KV_OP_PLAN_REPORT, id, EINVAL);
+	}
+	/* counts saturate rather than wrap */
+	for (int i = 0; i < 2; i++) {
+		fr_make(&f, KV_OP_PLAN_REPORT, ++id, 0, sizeof(*p));
+		p = (struct kv_wire_plan_report *)fr_body(&f);
+		p->kind = KV_PLAN_BOTH;
+		p->tokens_loaded = UINT64_MAX - 1;
+		p->tokens_computed = 1;
+		send_frame(fd, &f);
+		expect_reply(fd, KV_OP_PLAN_REPORT, id, 0);
+	}
+	expect_serving(fd, ++id);
+	close(fd);
+
+	assert_int_equal(kvc_connect(kvd.sock, &c), 0);
+	assert_int_equal(kvc_stats(c, &st), 0);
+	kvc_close(c);
+	for (unsigned i = 0; i < st.n_tiers; i++) {
+		bool dram = !strcmp(st.tiers[i].name, "dram");
+
+		assert_int_equal(st.tiers[i].read_samples, dram);
+		assert_int_equal(st.tiers[i].read_bw, dram ? 1000000000u : 0);
+	}
+	assert_int_equal(st.plans_loaded + st.plans_computed, 0);
+	assert_int_equal(st.plans_both, 2);
+	assert_int_equal(st.plan_tokens_loaded, UINT64_MAX);
+	assert_int_equal(st.plan_tokens_computed, 2);
+	expect_serves_and_stops();
+}
+
 /* Send a frame one byte at a time, a millisecond apart. */
 static void send_slowly(int fd, const struct frame *f)
 {
@@ -1311,6 +1405,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_second_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unregistered_ns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_fields, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_pings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_mixed, setup, teardown),

@@ -124,13 +124,18 @@ t_stats_json()
 	[ "$rc" -eq 0 ] || return 1
 	json_check '[t["chunks"] for t in d["tiers"] if t["name"] == "dram"] == [1] and
 all(k in d for k in ("connections", "pinned_chunks", "pending_chunks",
-	"checksum_failures", "namespaces", "uptime_ms"))'
+	"checksum_failures", "namespaces", "uptime_ms")) and
+all(d[k] == 0 for k in ("plans_loaded", "plans_computed", "plans_both",
+	"plan_tokens_loaded", "plan_tokens_computed")) and
+all((t["read_bw"], t["read_samples"], t["read_bytes"]) == (0, 0, 0) for t in d["tiers"])'
 }
 
 t_stats_human()
 {
 	kv stats
-	[ "$rc" -eq 0 ] && grep -q 'dram' "$tmp/out" && grep -q 'hit ratio' "$tmp/out"
+	[ "$rc" -eq 0 ] && grep -q 'dram' "$tmp/out" && grep -q 'hit ratio' "$tmp/out" &&
+		grep -q 'read bw  *- (no sample yet)' "$tmp/out" &&
+		grep -q '^plans  *loaded 0, computed 0, both 0' "$tmp/out"
 }
 
 t_ls()

@@ -264,7 +264,7 @@ static void test_error_reply_leaks_nothing(void **state)
 static void test_reply_holds_no_handle(void **state)
 {
 	(void)state;
-	assert_int_equal(KV_PROTO_VERSION, 3);
+	assert_true(KV_PROTO_VERSION >= 3);	/* fds since 3 */
 	assert_int_equal(sizeof(struct kv_wire_hello_reply), 72);
 	assert_int_equal(offsetof(struct kv_wire_hello_reply, hbm_pci) + KV_HBM_PCI_BYTES,
 			 sizeof(struct kv_wire_hello_reply));

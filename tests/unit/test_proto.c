@@ -172,6 +172,28 @@ static size_t mk_flush(uint32_t flags)
 	return len;
 }
 
+static size_t mk_bw(uint8_t tier, uint64_t bytes, uint64_t ns)
+{
+	size_t len = mk(KV_OP_BW_REPORT, 0, sizeof(struct kv_wire_bw_report));
+	struct kv_wire_bw_report *b = (struct kv_wire_bw_report *)body();
+
+	b->tier = tier;
+	b->bytes = bytes;
+	b->ns = ns;
+	return len;
+}
+
+static size_t mk_plan(uint32_t kind, uint64_t loaded, uint64_t computed)
+{
+	size_t len = mk(KV_OP_PLAN_REPORT, 0, sizeof(struct kv_wire_plan_report));
+	struct kv_wire_plan_report *p = (struct kv_wire_plan_report *)body();
+
+	p->kind = kind;
+	p->tokens_loaded = loaded;
+	p->tokens_computed = computed;
+	return len;
+}
+
 /* One valid frame of each op (and a few batched ones), by index. */
 static size_t mk_valid(unsigned i)
 {
@@ -198,10 +220,18 @@ static size_t mk_valid(unsigned i)
 	case 15: return mk(KV_OP_PING, 0, 0);
 	case 16: return mk_keys(KV_OP_LOOKUP, KV_PROTO_MAX_BATCH);
 	case 17: return mk_alloc(64, 0);
+	case 18: return mk_bw(KV_TIER_DRAM, 32u << 20, 600000);
+	case 19: return mk_plan(KV_PLAN_BOTH, 512, 256);
 	default: return 0;
 	}
 }
-#define N_VALID 18
+#define N_VALID 20
+#define N_SMALL 18	/* the valid frames but the two large ones (16, 17) */
+
+static size_t mk_small(unsigned i)
+{
+	return mk_valid(i < 16 ? i : i + 2);
+}
 
 /* ---- decoding ---------------------------------------------------------- */
 
@@ -390,6 +420,58 @@ static void test_valid_stats_ping(void **state)
 		assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
 		check_common(&r, ops[i], 0, 0);
 		assert_int_equal(parse_copy(len, 1), 0);
+	}
+}
+
+/*
+ * BW_REPORT and PLAN_REPORT: fixed bodies. Their values are the handler's
+ * to judge (a status, the connection stays), so any value decodes.
+ */
+static void test_valid_reports(void **state)
+{
+	static const uint64_t odd[] = { 0, 1, UINT64_MAX };
+	struct kv_req r;
+	size_t len;
+
+	len = mk_bw(KV_TIER_DRAM, 4096, 1000);
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	check_common(&r, KV_OP_BW_REPORT, 0, sizeof(struct kv_wire_bw_report));
+	assert_ptr_equal(r.u.bw, body());
+	assert_int_equal(r.u.bw->tier, KV_TIER_DRAM);
+	assert_int_equal(r.u.bw->bytes, 4096);
+	assert_int_equal(r.u.bw->ns, 1000);
+	for (size_t i = 0; i < KV_ARRAY_SIZE(odd); i++) {
+		len = mk_bw((uint8_t)odd[i], odd[i], odd[i]);
+		assert_int_equal(parse_copy(len, 1), 0);
+	}
+
+	len = mk_plan(KV_PLAN_LOADED, 768, 0);
+	assert_int_equal(parse(len, KV_PROTO_MAX_BATCH, &r), 0);
+	check_common(&r, KV_OP_PLAN_REPORT, 0, sizeof(struct kv_wire_plan_report));
+	assert_ptr_equal(r.u.plan, body());
+	assert_int_equal(r.u.plan->kind, KV_PLAN_LOADED);
+	assert_int_equal(r.u.plan->tokens_loaded, 768);
+	assert_int_equal(r.u.plan->tokens_computed, 0);
+	for (size_t i = 0; i < KV_ARRAY_SIZE(odd); i++) {
+		len = mk_plan((uint32_t)odd[i], odd[i], odd[i]);
+		assert_int_equal(parse_copy(len, 1), 0);
+	}
+}
+
+/* Any other count or length is malformed. */
+static void test_report_body(void **state)
+{
+	static const unsigned ops[] = { KV_OP_BW_REPORT, KV_OP_PLAN_REPORT };
+	static const size_t lens[] = { 0, 8, 16, 32, 48 };
+
+	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
+		for (size_t l = 0; l < KV_ARRAY_SIZE(lens); l++)
+			assert_int_equal(parse_copy(mk(ops[i], 0, lens[l]),
+						    KV_PROTO_MAX_BATCH), -KV_EPROTO);
+		assert_int_equal(parse_copy(mk(ops[i], 1, 24), KV_PROTO_MAX_BATCH),
+				 -KV_EPROTO);
+		assert_int_equal(parse_copy(mk(ops[i], UINT32_MAX, 24), KV_PROTO_MAX_BATCH),
+				 -KV_EPROTO);
 	}
 }
 
@@ -1042,7 +1124,7 @@ static void test_mutations(void **state)
 
 	rng_state = 6;
 	for (unsigned iter = 0; iter < 100000; iter++) {
-		size_t len = mk_valid(iter % 16);	/* the small frames */
+		size_t len = mk_small(iter % N_SMALL);
 		uint32_t mb = rnd() % 2 ? KV_PROTO_MAX_BATCH : 1 + rnd() % 16;
 		unsigned flips = 1 + rnd() % 4;
 		struct kv_req r;
@@ -1089,6 +1171,11 @@ static void test_mutations(void **state)
 		case KV_OP_PING:
 		case KV_OP_TENANTS:
 			break;
+		case KV_OP_BW_REPORT:
+		case KV_OP_PLAN_REPORT:
+			assert_int_equal(r.hdr.count, 0);
+			assert_int_equal(r.hdr.len, 24);
+			break;
 		default:
 			assert_true(r.hdr.count <= mb);
 			assert_int_equal(r.hdr.len, r.hdr.op == KV_OP_ALLOC ?
@@ -1113,6 +1200,7 @@ int main(void)
 		cmocka_unit_test(test_valid_ls),
 		cmocka_unit_test(test_valid_flush),
 		cmocka_unit_test(test_valid_stats_ping),
+		cmocka_unit_test(test_valid_reports),
 		cmocka_unit_test(test_valid_table),
 		cmocka_unit_test(test_len_over_max_msg),
 		cmocka_unit_test(test_len_not_multiple_of_8),
@@ -1134,6 +1222,7 @@ int main(void)
 		cmocka_unit_test(test_ls_fields),
 		cmocka_unit_test(test_flush_fields),
 		cmocka_unit_test(test_stats_ping_body),
+		cmocka_unit_test(test_report_body),
 		cmocka_unit_test(test_mutations),
 	};
 

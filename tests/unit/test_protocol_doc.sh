@@ -7,6 +7,7 @@
 # - the HELLO section names the current KV_PROTO_VERSION, and no other;
 # - every op of enum kv_op has its row in "Messages at a glance", by number;
 # - the header check names KV_OP_MAX, not a stale number;
+# - STATS' lengths and offsets are those of proto.h's structs;
 # - every code of enum kv_error has its row in the error table, by number;
 # - no field is documented as "Always 0".
 set -u
@@ -36,10 +37,22 @@ for name, num in ops.items():
         fails.append("op %s (%d) has no row in 'Messages at a glance'" % (name, num))
 op_max = max(ops.values()) + 1
 header = doc[doc.index("## The header"):doc.index("## Messages at a glance")]
-for n in re.findall(r"≥ (\d+)", header):
+for n in re.findall(r"≥ (\d+)", header) + re.findall(r"`KV_OP_MAX`, (\d+)", doc):
     if int(n) != op_max:
-        fails.append("the header checks say ops from %s up are refused; KV_OP_MAX is %d" %
+        fails.append("protocol.md says ops from %s up are refused; KV_OP_MAX is %d" %
                      (n, op_max))
+
+# STATS grows: its row in the table, its section and the tier entries'
+# offset follow the struct sizes proto.h asserts.
+sizes = {name: int(num) for name, num in
+         re.findall(r"sizeof\(struct (kv_wire_\w+)\) == (\d+)", proto)}
+g, t = sizes["kv_wire_stats"], sizes["kv_wire_tier_stats"]
+if not re.search(r"^\| 9 \| STATS \|.*\| %d \+ %dt \|$" % (g, t), glance, re.M):
+    fails.append("the STATS row in 'Messages at a glance' is not %d + %dt" % (g, t))
+stats = doc[doc.index("### STATS (9)"):doc.index("### LS (10)")]
+if "`%d + %d × count`" % (g, t) not in stats or "from offset %d:" % g not in stats:
+    fails.append("the STATS section does not say %d + %d × count, tiers from offset %d" %
+                 (g, t, g))
 
 codes = {name: int(num) for name, num in re.findall(r"\b(KV_E\w+)\s*=\s*(\d+)", errors)
          if name != "KV_EBASE"}

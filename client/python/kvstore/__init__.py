@@ -72,6 +72,7 @@ __all__ = [
     "strerror", "ns_salt", "prefix_key", "content_key", "prefix_keys",
     "key_hex", "key_from_hex",
     "TIER_HBM", "TIER_DRAM", "TIER_SSD", "TIER_NONE",
+    "PLAN_LOADED", "PLAN_COMPUTED", "PLAN_BOTH",
     "LAYOUT_VLLM", "LAYOUT_VLLM_SPLIT", "LAYOUT_FLASHINFER", "LAYOUT_SGLANG",
     "GPU_AUTO", "GPU_ZEROCOPY", "GPU_STAGED",
     "GPU_REGISTER_ALL", "GPU_NO_HBM", "PUT_HBM",
@@ -114,6 +115,11 @@ TIER_HBM = 0
 TIER_DRAM = 1
 TIER_SSD = 2
 TIER_NONE = 0xff
+
+# enum kvc_plan_kind: the plan a request got for its cached chunks
+PLAN_LOADED = 1  # every cached chunk loaded
+PLAN_COMPUTED = 2  # cached chunks existed; all recomputed
+PLAN_BOTH = 3  # part loaded, part computed at once
 
 MAX_TIERS = 4
 MAX_BATCH = 1024  # keys per message; the library splits larger batches
@@ -1044,7 +1050,11 @@ class Client:
     def stats(self):
         """The daemon's counters (kvc_stats) as a dict; "tiers" lists one dict
         per tier (name, policy, capacity_bytes, used_bytes, chunks, hits,
-        misses, evictions, promotions, demotions, alloc_failures)."""
+        misses, evictions, promotions, demotions, alloc_failures, and
+        read_bw: the tier's read bandwidth in bytes/s, a moving average, 0
+        before any sample; read_samples, read_bytes). The plans clients
+        reported: plans_loaded, plans_computed, plans_both,
+        plan_tokens_loaded, plan_tokens_computed."""
         st = _lib.Stats()
         _check(self._call("kvc_stats", ctypes.byref(st)), "kvc_stats")
         tiers = []
@@ -1064,7 +1074,36 @@ class Client:
                 "ssd_records_wrong_ns": st.ssd_records_wrong_ns,
                 "records": st.records, "max_records": st.max_records,
                 "meta_bytes": st.meta_bytes,
+                "plans_loaded": st.plans_loaded, "plans_computed": st.plans_computed,
+                "plans_both": st.plans_both,
+                "plan_tokens_loaded": st.plan_tokens_loaded,
+                "plan_tokens_computed": st.plan_tokens_computed,
                 "tiers": tiers}
+
+    def report_bw(self, tier, nbytes, seconds):
+        """Report a timed read out of tier (TIER_HBM or TIER_DRAM): nbytes
+        copied from the daemon's mapping in seconds (say, from CUDA events'
+        elapsed_time() / 1000), for the tier's read_bw in stats()
+        (kvc_report_bw). seconds is rounded to whole nanoseconds. The daemon
+        refuses a tier it lacks (KVC_ENOTIER), TIER_SSD, which it times
+        itself, and nbytes or a time of 0 (EINVAL), and a rate below 1 KB/s
+        or above 10 TB/s (ERANGE): KvError."""
+        try:
+            ns = round(seconds * 1e9)
+        except (ValueError, OverflowError):
+            raise ValueError("seconds must be a finite number, not %r" % (seconds,)) from None
+        _check(self._call("kvc_report_bw", _u(tier, 8, "tier"), _u(nbytes, 64, "nbytes"),
+                          _u(ns, 64, "nanoseconds")), "kvc_report_bw")
+
+    def report_plan(self, kind, tokens_loaded, tokens_computed):
+        """Report the plan one request got for its cached chunks: kind
+        PLAN_LOADED, PLAN_COMPUTED or PLAN_BOTH, and its cached tokens loaded
+        and computed (kvc_report_plan); stats() counts them. A request
+        without cached chunks is not reported. Another kind: KvError
+        (EINVAL)."""
+        _check(self._call("kvc_report_plan", _u(kind, 32, "kind"),
+                          _u(tokens_loaded, 64, "tokens_loaded"),
+                          _u(tokens_computed, 64, "tokens_computed")), "kvc_report_plan")
 
     def flush(self, tier=TIER_NONE, drop=False):
         """Write tier (TIER_NONE: every tier) back to the tier below and wait

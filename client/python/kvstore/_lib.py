@@ -79,7 +79,8 @@ class TierStats(ctypes.Structure):
                 ("capacity_bytes", c_u64), ("used_bytes", c_u64), ("chunks", c_u64),
                 ("hits", c_u64), ("misses", c_u64), ("evictions", c_u64),
                 ("promotions", c_u64), ("demotions", c_u64),
-                ("alloc_failures", c_u64)]
+                ("alloc_failures", c_u64), ("read_bw", c_u64),
+                ("read_samples", c_u64), ("read_bytes", c_u64)]
 
 
 class Stats(ctypes.Structure):
@@ -90,7 +91,10 @@ class Stats(ctypes.Structure):
                 ("uptime_ms", c_u64), ("namespaces", c_u64),
                 ("writeback_failures", c_u64), ("writeback_lost", c_u64),
                 ("ssd_records_missing", c_u64), ("ssd_records_wrong_ns", c_u64),
-                ("records", c_u64), ("max_records", c_u64), ("meta_bytes", c_u64)]
+                ("records", c_u64), ("max_records", c_u64), ("meta_bytes", c_u64),
+                ("plans_loaded", c_u64), ("plans_computed", c_u64),
+                ("plans_both", c_u64), ("plan_tokens_loaded", c_u64),
+                ("plan_tokens_computed", c_u64)]
 
 
 class FlushResult(ctypes.Structure):
@@ -145,6 +149,8 @@ _PROTOS = {
     "kvc_get_paged_layers": (c_int, [_op, c_u32, c_u32, c_ptr]),
     "kvc_get_paged_end": (c_int, [_op]),
     "kvc_stats": (c_int, [_handle, P(Stats)]),
+    "kvc_report_bw": (c_int, [_handle, c_u8, c_u64, c_u64]),
+    "kvc_report_plan": (c_int, [_handle, ctypes.c_uint, c_u64, c_u64]),
     "kvc_evict": (c_int, [_handle, c_u32, P(Key), c_size, P(c_int)]),
     "kvc_prefetch": (c_int, [_handle, c_u32, P(Key), c_size, P(c_int)]),
     "kvc_flush": (c_int, [_handle, c_u8, ctypes.c_uint, P(FlushResult)]),

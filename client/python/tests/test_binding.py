@@ -137,16 +137,19 @@ class TestStructLayout(unittest.TestCase):
                          "chunk_tokens": 28, "k": 32, "v": 40}),
         "PagedDesc": (56, {"key": 0, "pages": 16, "parent": 24, "has_parent": 40,
                            "position": 44, "status": 48, "tier": 52}),
-        "TierStats": (112, {"name": 0, "policy": 16, "capacity_bytes": 40,
+        "TierStats": (136, {"name": 0, "policy": 16, "capacity_bytes": 40,
                             "used_bytes": 48, "chunks": 56, "hits": 64, "misses": 72,
                             "evictions": 80, "promotions": 88, "demotions": 96,
-                            "alloc_failures": 104}),
-        "Stats": (560, {"n_tiers": 0, "tiers": 8, "connections": 456,
-                        "pinned_chunks": 464, "pending_chunks": 472,
-                        "checksum_failures": 480, "uptime_ms": 488, "namespaces": 496,
-                        "writeback_failures": 504, "writeback_lost": 512,
-                        "ssd_records_missing": 520, "ssd_records_wrong_ns": 528,
-                        "records": 536, "max_records": 544, "meta_bytes": 552}),
+                            "alloc_failures": 104, "read_bw": 112, "read_samples": 120,
+                            "read_bytes": 128}),
+        "Stats": (696, {"n_tiers": 0, "tiers": 8, "connections": 552,
+                        "pinned_chunks": 560, "pending_chunks": 568,
+                        "checksum_failures": 576, "uptime_ms": 584, "namespaces": 592,
+                        "writeback_failures": 600, "writeback_lost": 608,
+                        "ssd_records_missing": 616, "ssd_records_wrong_ns": 624,
+                        "records": 632, "max_records": 640, "meta_bytes": 648,
+                        "plans_loaded": 656, "plans_computed": 664, "plans_both": 672,
+                        "plan_tokens_loaded": 680, "plan_tokens_computed": 688}),
         "FlushResult": (32, {"chunks": 0, "bytes": 8, "skipped": 16, "why": 24}),
     }
 
@@ -576,9 +579,65 @@ class TestClient(DaemonCase):
         self.assertEqual(dram["capacity_bytes"], 64 << 20)
         self.assertGreaterEqual(dram["chunks"], 1)
         self.assertGreaterEqual(dram["used_bytes"], 5000)
-        for f in ("hits", "misses", "evictions", "promotions", "demotions", "alloc_failures"):
+        for f in ("hits", "misses", "evictions", "promotions", "demotions", "alloc_failures",
+                  "read_bw", "read_samples", "read_bytes"):
             self.assertIsInstance(dram[f], int)
+        for f in ("plans_loaded", "plans_computed", "plans_both", "plan_tokens_loaded",
+                  "plan_tokens_computed"):
+            self.assertIsInstance(st[f], int)
         self.assertEqual(self.kv.policy(kvstore.TIER_DRAM), "lru")
+
+    def test_report_bw_and_plan(self):
+        # A daemon of its own: the figures start from nothing.
+        d = Daemon()
+        try:
+            with kvstore.Client(d.sock) as kv:
+                def dram():
+                    return [t for t in kv.stats()["tiers"] if t["name"] == "dram"][0]
+                self.assertEqual((dram()["read_bw"], dram()["read_samples"]), (0, 0))
+                # 32 MiB in 0.6 ms, then 8 GB/s: the first is taken as is, the
+                # next weighs 1/8 (docs/protocol.md, BW_REPORT).
+                kv.report_bw(kvstore.TIER_DRAM, 32 << 20, 0.0006)
+                r1 = (32 << 20) * 10**9 // 600000
+                self.assertEqual(dram()["read_bw"], r1)
+                kv.report_bw(kvstore.TIER_DRAM, 8 * 10**9, 1.0)
+                avg8 = 8 * r1 - r1 + 8 * 10**9
+                t = dram()
+                self.assertEqual((t["read_bw"], t["read_samples"], t["read_bytes"]),
+                                 (avg8 // 8, 2, (32 << 20) + 8 * 10**9))
+                for tier, nbytes, secs, code in (
+                        (kvstore.TIER_HBM, 1 << 20, 1e-4, -kvstore.KVC_ENOTIER),
+                        (kvstore.TIER_SSD, 1 << 20, 1e-4, -kvstore.KVC_ENOTIER),
+                        (7, 1 << 20, 1e-4, -kvstore.KVC_ENOTIER),
+                        (kvstore.TIER_DRAM, 0, 1e-4, -errno.EINVAL),
+                        (kvstore.TIER_DRAM, 1 << 20, 0, -errno.EINVAL),
+                        (kvstore.TIER_DRAM, 11 * 10**12, 1.0, -errno.ERANGE),
+                        (kvstore.TIER_DRAM, 999, 1.0, -errno.ERANGE)):
+                    with self.assertRaises(kvstore.KvError) as cm:
+                        kv.report_bw(tier, nbytes, secs)
+                    self.assertEqual(cm.exception.code, code, (tier, nbytes, secs))
+                self.assertEqual(dram()["read_samples"], 2)
+                self.assertRaises(ValueError, kv.report_bw, kvstore.TIER_DRAM, 1, -1.0)
+                self.assertRaises(ValueError, kv.report_bw, kvstore.TIER_DRAM, 1, float("nan"))
+                self.assertRaises(ValueError, kv.report_bw, kvstore.TIER_DRAM, -1, 1.0)
+
+                kv.report_plan(kvstore.PLAN_LOADED, 512, 0)
+                kv.report_plan(kvstore.PLAN_BOTH, 256, 768)
+                kv.report_plan(kvstore.PLAN_BOTH, 0, 256)
+                kv.report_plan(kvstore.PLAN_COMPUTED, 0, 1024)
+                for kind in (0, 4, 2**32 - 1):
+                    with self.assertRaises(kvstore.KvError) as cm:
+                        kv.report_plan(kind, 1, 1)
+                    self.assertEqual(cm.exception.code, -errno.EINVAL)
+                st = kv.stats()
+                self.assertEqual([st[k] for k in ("plans_loaded", "plans_computed", "plans_both",
+                                                  "plan_tokens_loaded",
+                                                  "plan_tokens_computed")],
+                                 [1, 1, 2, 768, 2048])
+                self.assertEqual(kv.ping() >= 0, True)
+        finally:
+            rc, log = d.stop()
+            self.assertEqual(rc, 0, log)
 
     def test_flush(self):
         ns = self.ns
