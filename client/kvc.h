@@ -442,6 +442,12 @@ enum kvc_layout_kind {
 	/* SGLang: per layer K and V buffers [num_tokens, kv_heads, head_dim],
 	 * indexed by token slot (block_size must be 1; num_blocks = slots) */
 	KVC_LAYOUT_SGLANG = 3,
+	/* Hugging Face transformers: per layer K and V tensors [1, kv_heads,
+	 * num_blocks, head_dim] (batch 1, contiguous; num_blocks = the
+	 * tensors' token capacity). block_size must be 1 and a page is a token
+	 * position; head_dim * elem_bytes must be a multiple of 16 (each
+	 * token's head is copied on its own) */
+	KVC_LAYOUT_HF = 4,
 };
 
 /*
@@ -454,14 +460,15 @@ enum kvc_layout_kind {
 struct kvc_layout {
 	enum kvc_layout_kind kind;
 	uint32_t layers;
-	uint32_t block_size;	/* tokens per block; 1 for KVC_LAYOUT_SGLANG */
-	uint32_t num_blocks;	/* blocks (token slots for SGLang) per layer */
+	uint32_t block_size;	/* tokens per block; 1 for KVC_LAYOUT_SGLANG, _HF */
+	uint32_t num_blocks;	/* blocks (token slots for SGLang, positions for
+				 * HF) per layer */
 	uint32_t kv_heads;
 	uint32_t head_dim;
 	uint32_t elem_bytes;	/* 2 for bf16/fp16, 1 for fp8 */
 	uint32_t chunk_tokens;	/* a multiple of block_size */
 	void *const *k;		/* [layers] */
-	void *const *v;		/* [layers] (KVC_LAYOUT_VLLM_SPLIT, _SGLANG) */
+	void *const *v;		/* [layers] (KVC_LAYOUT_VLLM_SPLIT, _SGLANG, _HF) */
 };
 
 /* Bytes of one chunk in this layout, or 0 if the layout is invalid. */
@@ -470,7 +477,8 @@ size_t kvc_layout_chunk_bytes(const struct kvc_layout *l);
 struct kvc_paged_desc {
 	struct kvc_key key;	/* in */
 	const int32_t *pages;	/* in: chunk_tokens / block_size engine blocks
-				 * (token slots for SGLang), in token order */
+				 * (token slots for SGLang, token positions for
+				 * HF), in token order */
 	/* puts only: */
 	struct kvc_key parent;	/* ignored unless has_parent */
 	int has_parent;

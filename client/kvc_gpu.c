@@ -638,17 +638,25 @@ int kvc_put_gpu(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 
 /* ---- paged ------------------------------------------------------------------------- */
 
+/* Layouts of tensors indexed by token: a page is one token. */
+static bool per_token(const struct kvc_layout *l)
+{
+	return l->kind == KVC_LAYOUT_SGLANG || l->kind == KVC_LAYOUT_HF;
+}
+
 size_t kvc_layout_chunk_bytes(const struct kvc_layout *l)
 {
 	uint64_t row;
 
 	if (!l || !l->layers || !l->block_size || !l->kv_heads || !l->head_dim ||
 	    !l->elem_bytes || !l->chunk_tokens || l->chunk_tokens % l->block_size ||
-	    (l->kind == KVC_LAYOUT_SGLANG && l->block_size != 1) ||
-	    l->kind > KVC_LAYOUT_SGLANG)
+	    (per_token(l) && l->block_size != 1) || l->kind > KVC_LAYOUT_HF)
 		return 0;
 	row = (uint64_t)l->kv_heads * l->head_dim * l->elem_bytes;
 	if (row % 16 || row > UINT32_MAX)
+		return 0;
+	/* HF: each head of a token is a piece of its own (kv_gpu.h) */
+	if (l->kind == KVC_LAYOUT_HF && ((uint64_t)l->head_dim * l->elem_bytes) % 16)
 		return 0;
 	return (size_t)((uint64_t)l->layers * 2 * l->chunk_tokens * row);
 }
@@ -664,7 +672,7 @@ static int layout_desc(const struct kvc_layout *l, struct kv_gpu_paged *p, void 
 	void **k, **v;
 
 	if (!kvc_layout_chunk_bytes(l) || !l->k ||
-	    ((l->kind == KVC_LAYOUT_VLLM_SPLIT || l->kind == KVC_LAYOUT_SGLANG) && !l->v))
+	    ((l->kind == KVC_LAYOUT_VLLM_SPLIT || per_token(l)) && !l->v))
 		return -EINVAL;
 	k = calloc(2 * (size_t)l->layers, sizeof(*k));
 	if (!k)
@@ -699,6 +707,14 @@ static int layout_desc(const struct kvc_layout *l, struct kv_gpu_paged *p, void 
 	p->row_bytes = (uint32_t)row;
 	p->page_stride = l->kind == KVC_LAYOUT_FLASHINFER ? 2 * stride : stride;
 	p->n_pages = l->num_blocks;
+	if (l->kind == KVC_LAYOUT_HF) {
+		/* [1, H, num_blocks, D]: token t's head h at (h * num_blocks + t) * D */
+		uint64_t head = (uint64_t)l->head_dim * l->elem_bytes;
+
+		p->heads = l->kv_heads;
+		p->page_stride = head;
+		p->head_stride = (uint64_t)l->num_blocks * head;
+	}
 	p->k = k;
 	p->v = v;
 	*kv = k;

@@ -202,6 +202,23 @@ int kv_gpu_memset(void *dst, int v, size_t n, struct kv_gpu_stream *s);
  * Page p of a chunk (its tokens [p * page_tokens, (p + 1) * page_tokens))
  * goes to engine page pages[chunk * pages_per_chunk + p].
  *
+ * Split rows (heads > 1): on the engine side a token's row is cut into
+ * heads segments of seg = row_bytes / heads bytes each, head_stride bytes
+ * apart, and a page is one token (page_tokens 1). Segment s of page i of
+ * a layer's K starts at
+ *	k[l] + i * page_stride + s * head_stride
+ * and holds chunk row bytes [s * seg, (s + 1) * seg). So:
+ *   Hugging Face transformers [1, H, cap, D] K and V per layer: heads = H,
+ *	page_stride = D * elem, head_stride = cap * D * elem, n_pages = cap,
+ *	a page is one token position.
+ * With heads 0 or 1 the row is contiguous and head_stride is ignored.
+ *
+ * Bounds: pages[] ids are checked against n_pages; the buffers' sizes are
+ * the caller's promise: each layer's K (and V) buffer must hold
+ *	(n_pages - 1) * page_stride + page_tokens * row_bytes	(heads <= 1)
+ *	(n_pages - 1) * page_stride + (heads - 1) * head_stride + seg
+ * bytes from its base (an HF tensor's heads * cap * D * elem bytes).
+ *
  * SCATTER copies chunks into the engine's pages (a get), GATHER the other
  * way (a put). Only layers [layer_begin, layer_end) are copied, so a get
  * can run layer by layer.
@@ -227,14 +244,19 @@ struct kv_gpu_paged {
 	uint32_t chunk_tokens;	/* a multiple of page_tokens */
 	uint32_t page_tokens;	/* >= 1 */
 	uint32_t row_bytes;	/* a multiple of 16 */
-	uint64_t page_stride;	/* a multiple of 16, >= page_tokens * row_bytes */
+	uint64_t page_stride;	/* a multiple of 16, >= page_tokens * row_bytes
+				 * (heads > 1: >= seg) */
 	uint64_t n_pages;	/* pages in each layer's K (and V) buffer: every
 				 * page id must be below it */
+	uint64_t head_stride;	/* heads > 1: bytes from one segment of a page to
+				 * the next, a multiple of 16, >= seg */
 	void *const *k;		/* [layers] each layer's K buffer (device memory,
 				 * 16-byte aligned) */
 	void *const *v;		/* [layers] V */
 	uint32_t n;		/* chunks */
-	uint32_t pad;
+	uint32_t heads;		/* engine-side segments of a row: 0 or 1, the
+				 * row is contiguous; > 1 needs page_tokens 1 and
+				 * seg = row_bytes / heads a multiple of 16 */
 	void *const *chunks;	/* [n] each chunk's start, 16-byte aligned:
 				 * device memory (a VMM mapping too), or
 				 * registered host memory */
@@ -245,8 +267,9 @@ struct kv_gpu_paged {
 uint64_t kv_gpu_paged_chunk_bytes(const struct kv_gpu_paged *p);
 
 /*
- * Check p (geometry, alignment, page ids against n_pages, layer range).
- * Returns 0 or -EINVAL. Plain C: the stub build has it too.
+ * Check p (geometry, alignment, the row split, page ids against n_pages,
+ * layer range, engine addresses that would wrap). Returns 0 or -EINVAL.
+ * Plain C: the stub build has it too.
  */
 int kv_gpu_paged_check(const struct kv_gpu_paged *p);
 
@@ -276,7 +299,8 @@ int kv_gpu_paged_copy(struct kv_gpu_ctx *ctx, struct kv_gpu_stream *s,
 
 /*
  * The plain-C reference of kv_gpu_paged_copy(): the same copy with every
- * pointer in host memory, one memcpy per page. For tests.
+ * pointer in host memory, one memcpy per page (per segment when heads > 1).
+ * For tests.
  */
 int kv_gpu_paged_ref(const struct kv_gpu_paged *p, enum kv_gpu_dir dir);
 

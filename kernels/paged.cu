@@ -8,6 +8,15 @@
  * Items are numbered with the page fastest, then K/V, layer, chunk, so
  * consecutive items are consecutive bytes of a chunk.
  *
+ * Split rows (heads > 1, page_tokens 1: Hugging Face's [1, H, cap, D]):
+ * an item is one (chunk, layer, K or V, page, segment), seg = row_bytes /
+ * heads bytes between chunk word ((l * 2 + kv) * ppc + p) * row_words +
+ * s * item_words and engine word (pages[c * ppc + p] * page_stride +
+ * s * head_stride) / 16. The segment is the fastest index, so consecutive
+ * items are still consecutive bytes of a chunk. These run in their own
+ * instances of the kernel (template flag SPLIT): the contiguous layouts
+ * keep the index math they had, with no division by heads.
+ *
  * Geometry: blocks of 256 threads, cut into groups of G threads (G a power
  * of two, 1..32: the smallest with G * 8 >= the item's 16-byte words). A
  * group copies one item at a time, each thread holding 8 independent
@@ -15,14 +24,16 @@
  * (coalesced on both sides); groups walk the items grid-stride. The grid
  * is what stays resident (SMs * blocks per SM), fewer when there is less
  * work. So a 2 KiB SGLang token row is one 16-thread group's single pass,
- * a 32 KiB vLLM block a warp's 8 passes, and a 16-byte row one thread's.
+ * a 32 KiB vLLM block a warp's 8 passes, a 16-byte row one thread's, and
+ * a 256-byte segment of a split row (one head of 128 bf16) two threads'.
  * Enough loads are in flight to cover PCIe latency when the chunk is
  * registered host memory read in place (ZEROCOPY). The index type is
  * 32-bit when the item count allows (the per-item divisions are cheaper).
  *
  * Alignment preconditions (kv_gpu_paged_check() enforces them): every
  * chunk, K and V base is 16-byte aligned, row_bytes and page_stride are
- * multiples of 16, so every access is one aligned uint4.
+ * multiples of 16 (split rows: seg and head_stride too), so every access
+ * is one aligned uint4.
  *
  * Per call, the pointer arrays and page ids are packed into a pinned slot
  * of a ring and copied to the slot's device twin on the caller's stream
@@ -60,13 +71,18 @@ struct paged_args {
 	uint4 *const *chunks;	/* [n], or NULL: the one chunk chunk0 */
 	uint4 *chunk0;
 	const int32_t *pages;	/* [n * ppc] */
-	uint64_t items;		/* n * nl * 2 * ppc */
-	uint64_t item_words;	/* page_tokens * row_bytes / 16 */
+	uint64_t items;		/* n * nl * 2 * ppc (* heads when split) */
+	uint64_t item_words;	/* page_tokens * row_bytes / 16 (split: seg / 16) */
 	uint64_t stride_words;	/* page_stride / 16 */
 	uint32_t ppc;		/* pages per chunk */
 	uint32_t nl;		/* layers copied */
 	uint32_t l0;		/* layer of item layer 0 in the chunk's layout */
 	int gather;		/* engine -> chunk */
+	/* split rows only (after the rest: the contiguous kernels read the
+	 * fields above at the offsets they always had) */
+	uint32_t heads;		/* segments a row; 1 when not split */
+	uint64_t row_words;	/* row_bytes / 16 */
+	uint64_t head_words;	/* head_stride / 16 */
 };
 
 /*
@@ -106,8 +122,12 @@ static __device__ __forceinline__ void copy_item(uint4 *dst, const uint4 *src, u
 	}
 }
 
-/* I: the item index type; G: threads per item. */
-template <typename I, int G>
+/*
+ * I: the item index type; G: threads per item; SPLIT: rows cut into
+ * segments on the engine side (heads > 1). Without SPLIT the code is the
+ * contiguous layouts' own, the segment terms compiled out.
+ */
+template <typename I, int G, bool SPLIT>
 static __global__ void __launch_bounds__(THREADS) paged_kernel(const struct paged_args a)
 {
 	const uint32_t lane = threadIdx.x % G;
@@ -115,8 +135,15 @@ static __global__ void __launch_bounds__(THREADS) paged_kernel(const struct page
 	const I step = (I)((uint64_t)gridDim.x * THREADS / G);
 
 	for (I it = first; it < (I)a.items; it += step) {
-		const I q = it / a.ppc;
-		const uint32_t pg = (uint32_t)(it - q * a.ppc);
+		I ip = it;		/* the item's page-level index */
+		uint32_t sg = 0;	/* its segment */
+
+		if (SPLIT) {
+			ip = it / a.heads;
+			sg = (uint32_t)(it - ip * a.heads);
+		}
+		const I q = ip / a.ppc;
+		const uint32_t pg = (uint32_t)(ip - q * a.ppc);
 		const uint32_t kv = (uint32_t)q & 1;
 		const I r = q >> 1;
 		const I c = r / a.nl;
@@ -126,8 +153,12 @@ static __global__ void __launch_bounds__(THREADS) paged_kernel(const struct page
 		const int32_t page = a.pages[(uint64_t)c * a.ppc + pg];
 		uint4 *e = base + (uint64_t)page * a.stride_words;
 		uint4 *ch = chunk + ((((uint64_t)a.l0 + li) * 2 + kv) * a.ppc + pg) *
-			a.item_words;
+			(SPLIT ? a.row_words : a.item_words);
 
+		if (SPLIT) {
+			e += (uint64_t)sg * a.head_words;
+			ch += (uint64_t)sg * a.item_words;
+		}
 		if (a.gather)
 			copy_item<G>(ch, e, a.item_words, lane);
 		else
@@ -137,12 +168,14 @@ static __global__ void __launch_bounds__(THREADS) paged_kernel(const struct page
 
 typedef void (*paged_fn)(const struct paged_args);
 
-/* [index type: 0 32-bit, 1 64-bit][log2 G] */
-static const paged_fn kernels[2][6] = {
-	{ paged_kernel<uint32_t, 1>, paged_kernel<uint32_t, 2>, paged_kernel<uint32_t, 4>,
-	  paged_kernel<uint32_t, 8>, paged_kernel<uint32_t, 16>, paged_kernel<uint32_t, 32> },
-	{ paged_kernel<uint64_t, 1>, paged_kernel<uint64_t, 2>, paged_kernel<uint64_t, 4>,
-	  paged_kernel<uint64_t, 8>, paged_kernel<uint64_t, 16>, paged_kernel<uint64_t, 32> },
+#define PAGED_ROW(I, S)								\
+	{ paged_kernel<I, 1, S>, paged_kernel<I, 2, S>, paged_kernel<I, 4, S>,	\
+	  paged_kernel<I, 8, S>, paged_kernel<I, 16, S>, paged_kernel<I, 32, S> }
+
+/* [split rows][index type: 0 32-bit, 1 64-bit][log2 G] */
+static const paged_fn kernels[2][2][6] = {
+	{ PAGED_ROW(uint32_t, false), PAGED_ROW(uint64_t, false) },
+	{ PAGED_ROW(uint32_t, true), PAGED_ROW(uint64_t, true) },
 };
 
 struct slot {
@@ -155,7 +188,7 @@ struct slot {
 struct kv_gpu_ctx {
 	int dev;
 	int sms;
-	int occ[2][6];		/* resident blocks per SM of kernels[][] */
+	int occ[2][2][6];	/* resident blocks per SM of kernels[][][] */
 	cudaStream_t copy;	/* staged copies */
 	cudaEvent_t mark;	/* a point on one stream that another waits for */
 	void *stage[2];		/* STAGED: device staging buffers */
@@ -261,17 +294,19 @@ extern "C" int kv_gpu_ctx_open(struct kv_gpu_ctx **out, size_t staging_bytes)
 						 ctx->dev), "cudaDeviceGetAttribute");
 	if (ret)
 		goto out_close;
-	for (int t = 0; t < 2; t++) {
-		for (int g = 0; g < 6; g++) {
-			int *occ = &ctx->occ[t][g];
+	for (int sp = 0; sp < 2; sp++) {
+		for (int t = 0; t < 2; t++) {
+			for (int g = 0; g < 6; g++) {
+				int *occ = &ctx->occ[sp][t][g];
 
-			ret = kv_cuda_err(cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ,
-						kernels[t][g], THREADS, 0),
-					  "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-			if (ret)
-				goto out_close;
-			if (*occ < 1)
-				*occ = 1;
+				ret = kv_cuda_err(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+							occ, kernels[sp][t][g], THREADS, 0),
+						  "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+				if (ret)
+					goto out_close;
+				if (*occ < 1)
+					*occ = 1;
+			}
 		}
 	}
 	ret = kv_cuda_err(cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking),
@@ -385,12 +420,15 @@ static int tables_put(struct kv_gpu_ctx *ctx, cudaStream_t s, const struct kv_gp
 	a->chunks = a->k + 2 * nl;
 	a->chunk0 = NULL;
 	a->pages = (const int32_t *)(a->k + 2 * nl + p->n);
-	a->item_words = (uint64_t)p->page_tokens * p->row_bytes / 16;
+	a->heads = p->heads > 1 ? p->heads : 1;
+	a->item_words = (uint64_t)p->page_tokens * p->row_bytes / 16 / a->heads;
 	a->stride_words = p->page_stride / 16;
+	a->row_words = p->row_bytes / 16;
+	a->head_words = a->heads > 1 ? p->head_stride / 16 : 0;
 	a->ppc = (uint32_t)ppc;
 	a->nl = (uint32_t)nl;
 	a->l0 = p->layer_begin;
-	a->items = (uint64_t)p->n * nl * 2 * ppc;
+	a->items = (uint64_t)p->n * nl * 2 * ppc * a->heads;
 	return 0;
 }
 
@@ -400,6 +438,7 @@ static int launch(const struct kv_gpu_ctx *ctx, cudaStream_t s, const struct pag
 	uint64_t blocks;
 	uint64_t groups;
 	uint64_t most;
+	int split = a->heads > 1;
 	int wide;
 
 	while (shift < 5 && ((uint64_t)UNROLL << shift) < a->item_words)
@@ -407,10 +446,10 @@ static int launch(const struct kv_gpu_ctx *ctx, cudaStream_t s, const struct pag
 	blocks = ((a->items << shift) + THREADS - 1) / THREADS;
 	groups = blocks * THREADS >> shift;
 	wide = a->items + groups > UINT32_MAX;
-	most = (uint64_t)ctx->sms * ctx->occ[wide][shift];
+	most = (uint64_t)ctx->sms * ctx->occ[split][wide][shift];
 	if (blocks > most)
 		blocks = most;
-	kernels[wide][shift]<<<(unsigned)blocks, THREADS, 0, s>>>(*a);
+	kernels[split][wide][shift]<<<(unsigned)blocks, THREADS, 0, s>>>(*a);
 	return kv_cuda_err(cudaGetLastError(), "paged kernel launch");
 }
 
@@ -587,7 +626,7 @@ extern "C" int kv_gpu_paged_copy(struct kv_gpu_ctx *ctx, struct kv_gpu_stream *s
 	if (mode == KV_GPU_ZEROCOPY || all_dev) {
 		ret = launch(ctx, s, &a);
 	} else {
-		a.items = (uint64_t)a.nl * 2 * a.ppc;	/* one chunk a launch */
+		a.items = (uint64_t)a.nl * 2 * a.ppc * a.heads;	/* one chunk a launch */
 		a.l0 = 0;				/* stage holds the slice */
 		if (dir == KV_GPU_SCATTER)
 			ret = staged_scatter(ctx, s, p, &a, off, slice);

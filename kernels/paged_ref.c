@@ -11,7 +11,10 @@
  * page p of chunk c, layer l, K or V, is page_tokens * row_bytes bytes at
  * chunk offset ((l * 2 + kv) * chunk_tokens + p * page_tokens) * row_bytes
  * and at engine address (kv ? v : k)[l] + pages[c * ppc + p] * page_stride,
- * where ppc = chunk_tokens / page_tokens.
+ * where ppc = chunk_tokens / page_tokens. With heads > 1 (page_tokens 1)
+ * the engine side of a page is heads segments of seg = row_bytes / heads
+ * bytes: segment s is chunk bytes [s * seg, (s + 1) * seg) of the row and
+ * sits at engine address + s * head_stride.
  *
  * Alignment: every pointer and every stride is a multiple of 16 bytes, so
  * the CUDA kernel may move 16-byte words; the check enforces it here so
@@ -62,11 +65,12 @@ uint64_t kv_gpu_paged_chunk_bytes(const struct kv_gpu_paged *p)
 
 /*
  * Does every page of a layer's buffer at base, n_pages of them page_stride
- * apart, end inside the address space? (The buffer's size is the
- * caller's promise; this only refuses what would wrap.)
+ * apart, end inside the address space? tail: bytes from a page's start to
+ * the end of its last byte (page_tokens * row_bytes, or with split rows
+ * (heads - 1) * head_stride + seg). (The buffer's size is the caller's
+ * promise; this only refuses what would wrap.)
  */
-static int span_ok(const void *base, const struct kv_gpu_paged *p,
-		   uint64_t page_bytes)
+static int span_ok(const void *base, const struct kv_gpu_paged *p, uint64_t tail)
 {
 	uint64_t last = p->n_pages - 1;	/* n_pages > 0 */
 	uint64_t span;
@@ -76,8 +80,31 @@ static int span_ok(const void *base, const struct kv_gpu_paged *p,
 	if (last > INT32_MAX)
 		last = INT32_MAX;	/* the largest page id there can be */
 	return mul_ok(last, p->page_stride, &span) &&
-	       add_ok(span, page_bytes, &span) &&
+	       add_ok(span, tail, &span) &&
 	       add_ok((uintptr_t)base, span, &span);
+}
+
+/*
+ * The engine-side shape of a page: *seg, the bytes of one contiguous
+ * piece, and *tail, from the page's start to the end of its last piece.
+ * 0, or -EINVAL for a split that breaks the rules of kv_gpu.h.
+ */
+static int page_shape(const struct kv_gpu_paged *p, uint64_t *seg, uint64_t *tail)
+{
+	if (p->heads <= 1) {
+		*seg = (uint64_t)p->page_tokens * p->row_bytes;	/* < 2^64 */
+		*tail = *seg;
+		return p->page_stride % ALIGN || p->page_stride < *seg ? -EINVAL : 0;
+	}
+	if (p->page_tokens != 1 || p->row_bytes % p->heads)
+		return -EINVAL;
+	*seg = p->row_bytes / p->heads;
+	if (*seg % ALIGN || p->head_stride % ALIGN || p->head_stride < *seg ||
+	    p->page_stride % ALIGN || p->page_stride < *seg)
+		return -EINVAL;
+	if (!mul_ok(p->heads - 1, p->head_stride, tail) || !add_ok(*tail, *seg, tail))
+		return -EINVAL;
+	return 0;
 }
 
 /*
@@ -86,7 +113,8 @@ static int span_ok(const void *base, const struct kv_gpu_paged *p,
  */
 int kv_gpu_paged_check(const struct kv_gpu_paged *p)
 {
-	uint64_t page_bytes;
+	uint64_t seg;
+	uint64_t tail;
 	uint64_t chunk_bytes;
 	uint64_t ppc;
 	uint64_t n_ids;
@@ -102,8 +130,7 @@ int kv_gpu_paged_check(const struct kv_gpu_paged *p)
 		return -EINVAL;
 	if (p->row_bytes == 0 || p->row_bytes % ALIGN)
 		return -EINVAL;
-	page_bytes = (uint64_t)p->page_tokens * p->row_bytes;	/* < 2^64 */
-	if (p->page_stride % ALIGN || p->page_stride < page_bytes)
+	if (page_shape(p, &seg, &tail))
 		return -EINVAL;
 	if (p->n_pages == 0)
 		return -EINVAL;
@@ -121,8 +148,7 @@ int kv_gpu_paged_check(const struct kv_gpu_paged *p)
 	if (!p->k || !p->v || !p->chunks || !p->pages)
 		return -EINVAL;
 	for (uint32_t l = p->layer_begin; l < p->layer_end; l++) {
-		if (!span_ok(p->k[l], p, page_bytes) ||
-		    !span_ok(p->v[l], p, page_bytes))
+		if (!span_ok(p->k[l], p, tail) || !span_ok(p->v[l], p, tail))
 			return -EINVAL;
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
@@ -142,7 +168,9 @@ int kv_gpu_paged_check(const struct kv_gpu_paged *p)
 int kv_gpu_paged_ref(const struct kv_gpu_paged *p, enum kv_gpu_dir dir)
 {
 	uint64_t ppc;
-	size_t page_bytes;
+	uint64_t seg;
+	uint64_t tail;
+	uint32_t segs;
 	int ret;
 
 	if (dir != KV_GPU_SCATTER && dir != KV_GPU_GATHER)
@@ -151,7 +179,8 @@ int kv_gpu_paged_ref(const struct kv_gpu_paged *p, enum kv_gpu_dir dir)
 	if (ret)
 		return ret;
 	ppc = p->chunk_tokens / p->page_tokens;
-	page_bytes = (size_t)p->page_tokens * p->row_bytes;
+	(void)page_shape(p, &seg, &tail);	/* checked above */
+	segs = p->heads > 1 ? p->heads : 1;
 	for (uint32_t c = 0; c < p->n; c++) {
 		unsigned char *chunk = p->chunks[c];
 		const int32_t *ids = p->pages + (size_t)c * ppc;
@@ -167,10 +196,15 @@ int kv_gpu_paged_ref(const struct kv_gpu_paged *p, enum kv_gpu_dir dir)
 					unsigned char *e_at = base +
 						(size_t)ids[pg] * p->page_stride;
 
-					if (dir == KV_GPU_SCATTER)
-						memcpy(e_at, c_at, page_bytes);
-					else
-						memcpy(c_at, e_at, page_bytes);
+					for (uint32_t sg = 0; sg < segs; sg++) {
+						unsigned char *c_seg = c_at + sg * seg;
+						unsigned char *e_seg = e_at + sg * p->head_stride;
+
+						if (dir == KV_GPU_SCATTER)
+							memcpy(e_seg, c_seg, seg);
+						else
+							memcpy(c_seg, e_seg, seg);
+					}
 				}
 			}
 		}

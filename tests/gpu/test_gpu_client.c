@@ -4,9 +4,12 @@
  *  1. kvc_get_gpu / kvc_put_gpu between the store and device memory, with
  *     -EEXIST, -ENOBUFS and -ENOENT per chunk;
  *  2. kvc_put_paged / kvc_get_paged for every layout kind (vLLM, vLLM with
- *     K and V apart, FlashInfer, SGLang) in both DRAM modes (ZEROCOPY and
- *     STAGED), the stored chunk checked against a CPU construction of the
- *     layer-major layout;
+ *     K and V apart, FlashInfer, SGLang, Hugging Face) in both DRAM modes
+ *     (ZEROCOPY and STAGED), the stored chunk checked against a CPU
+ *     construction of the layer-major layout; for HF also chunks put from
+ *     the host, loaded at consecutive positions from an odd one and checked
+ *     against transformers' own index formula, then put back from the HF
+ *     tensors and read with kvc_get_gpu;
  *  3. kvc_get_paged_begin/_layers/_end, one layer and one event at a time;
  *  4. the HBM tier shared through the arena's fd (CUDA VMM): another
  *     process puts, this one gets (from HBM, then from DRAM once HBM has
@@ -364,6 +367,10 @@ struct cache {
 	struct shape sh;
 	size_t row;		/* one token's K (or V) in one layer */
 	size_t page;		/* block_size rows */
+	size_t seg;		/* a page's contiguous pieces: the page, or (HF)
+				 * one head of one token */
+	size_t seg_stride;	/* from one piece of a page to the next */
+	uint32_t segs;		/* pieces a page: 1, or (HF) kv_heads */
 	size_t tensor;		/* one layer's K (or V) pages */
 	size_t bytes;
 	uint32_t ppc;		/* pages per chunk */
@@ -386,6 +393,8 @@ static const char *kind_name(enum kvc_layout_kind kind)
 		return "flashinfer";
 	case KVC_LAYOUT_SGLANG:
 		return "sglang";
+	case KVC_LAYOUT_HF:
+		return "hf";
 	}
 	return "?";
 }
@@ -406,6 +415,10 @@ static struct shape small_shape(enum kvc_layout_kind kind)
 	if (kind == KVC_LAYOUT_SGLANG) {
 		sh.block_size = 1;
 		sh.num_blocks = 512;
+	}
+	if (kind == KVC_LAYOUT_HF) {
+		sh.block_size = 1;
+		sh.num_blocks = 517;	/* capacity: positions, none a power of two */
 	}
 	return sh;
 }
@@ -430,7 +443,8 @@ static size_t shape_chunk_bytes(const struct shape *sh)
 	return (size_t)sh->layers * 2 * sh->chunk_tokens * shape_row(sh);
 }
 
-/* Where page p of layer l's K (kv 0) or V (kv 1) starts in the cache. */
+/* Where page p of layer l's K (kv 0) or V (kv 1) starts in the cache (its
+ * first piece; piece s is s * seg_stride further). */
 static size_t page_off(const struct cache *ca, uint32_t l, unsigned kv, uint32_t p)
 {
 	size_t rev = ca->sh.layers - 1 - l;
@@ -440,6 +454,8 @@ static size_t page_off(const struct cache *ca, uint32_t l, unsigned kv, uint32_t
 		return rev * 2 * ca->tensor + kv * ca->tensor + p * ca->page;
 	case KVC_LAYOUT_FLASHINFER:	/* [num_blocks][2][block_size][H][D] */
 		return rev * 2 * ca->tensor + (2 * (size_t)p + kv) * ca->page;
+	case KVC_LAYOUT_HF:		/* K and V apart: [1][H][num_blocks][D] */
+		return (kv ? ca->sh.layers + l : rev) * ca->tensor + p * ca->seg;
 	default:			/* K and V apart: [num_blocks][block_size][H][D] */
 		return (kv ? ca->sh.layers + l : rev) * ca->tensor + p * ca->page;
 	}
@@ -454,13 +470,21 @@ static size_t chunk_off(const struct cache *ca, uint32_t l, unsigned kv, uint32_
 /* Lay the cache out over dev (no allocation: the child processes use it). */
 static void cache_layout(struct cache *ca, const struct shape *sh, void *dev)
 {
-	bool apart = sh->kind == KVC_LAYOUT_VLLM_SPLIT || sh->kind == KVC_LAYOUT_SGLANG;
+	bool apart = sh->kind == KVC_LAYOUT_VLLM_SPLIT || sh->kind == KVC_LAYOUT_SGLANG ||
+		sh->kind == KVC_LAYOUT_HF;
 
 	memset(ca, 0, sizeof(*ca));
 	ca->sh = *sh;
 	ca->row = shape_row(sh);
 	ca->page = sh->block_size * ca->row;
 	ca->tensor = sh->num_blocks * ca->page;
+	ca->seg = ca->page;
+	ca->segs = 1;
+	if (sh->kind == KVC_LAYOUT_HF) {
+		ca->seg = (size_t)sh->head_dim * sh->elem_bytes;
+		ca->segs = sh->kv_heads;
+		ca->seg_stride = sh->num_blocks * ca->seg;
+	}
 	ca->bytes = (size_t)sh->layers * 2 * ca->tensor;
 	ca->ppc = sh->chunk_tokens / sh->block_size;
 	ca->dev = dev;
@@ -519,29 +543,37 @@ static int32_t *random_pages(const struct cache *ca, size_t n)
 	return perm;
 }
 
-/* The CPU's chunk of the cache image at pages: [layers][K, V][tokens][row]. */
-static void gather_host(const struct cache *ca, const int32_t *pages, uint8_t *chunk)
+/*
+ * Copy layers [lb, le) of chunk (at pages) to the cache image (to_cache)
+ * or back, a page's pieces at a time.
+ */
+static void copy_host(struct cache *ca, uint8_t *chunk, const int32_t *pages, uint32_t lb,
+		      uint32_t le, bool to_cache)
 {
-	const struct shape *sh = &ca->sh;
-
-	for (uint32_t l = 0; l < sh->layers; l++)
+	for (uint32_t l = lb; l < le; l++)
 		for (unsigned kv = 0; kv < 2; kv++)
 			for (uint32_t p = 0; p < ca->ppc; p++)
-				memcpy(chunk + chunk_off(ca, l, kv, p * sh->block_size),
-				       ca->want + page_off(ca, l, kv, (uint32_t)pages[p]),
-				       ca->page);
+				for (uint32_t s = 0; s < ca->segs; s++) {
+					uint8_t *c = chunk + s * ca->seg +
+						chunk_off(ca, l, kv, p * ca->sh.block_size);
+					uint8_t *e = ca->want + s * ca->seg_stride +
+						page_off(ca, l, kv, (uint32_t)pages[p]);
+
+					memcpy(to_cache ? e : c, to_cache ? c : e, ca->seg);
+				}
+}
+
+/* The CPU's chunk of the cache image at pages: [layers][K, V][tokens][row]. */
+static void gather_host(struct cache *ca, const int32_t *pages, uint8_t *chunk)
+{
+	copy_host(ca, chunk, pages, 0, ca->sh.layers, false);
 }
 
 /* What a get of layers [lb, le) of chunk at pages does to the image. */
 static void scatter_host(struct cache *ca, const uint8_t *chunk, const int32_t *pages,
 			 uint32_t lb, uint32_t le)
 {
-	for (uint32_t l = lb; l < le; l++)
-		for (unsigned kv = 0; kv < 2; kv++)
-			for (uint32_t p = 0; p < ca->ppc; p++)
-				memcpy(ca->want + page_off(ca, l, kv, (uint32_t)pages[p]),
-				       chunk + chunk_off(ca, l, kv, p * ca->sh.block_size),
-				       ca->page);
+	copy_host(ca, (uint8_t *)chunk, pages, lb, le, true);
 }
 
 /* Download the cache and fail, naming where, unless it matches its image. */
@@ -560,17 +592,21 @@ static void cache_check(struct cache *ca, const char *what)
 	for (uint32_t l = 0; l < ca->sh.layers; l++) {
 		for (unsigned kv = 0; kv < 2; kv++) {
 			for (uint32_t p = 0; p < ca->sh.num_blocks; p++) {
-				size_t at = page_off(ca, l, kv, p);
+				for (uint32_t s = 0; s < ca->segs; s++) {
+					size_t at = page_off(ca, l, kv, p) + s * ca->seg_stride;
+					size_t in = s * ca->seg + off - at;	/* in the page */
 
-				if (off < at || off >= at + ca->page)
-					continue;
-				fail_msg("%s (%s): cache byte %zu differs: layer %u %s page %u "
-					 "token %zu byte %zu: got 0x%02x%s, want 0x%02x%s; "
-					 "%zu bytes differ; seed %#" PRIx64, what,
-					 kind_name(ca->sh.kind), off, l, kv ? "V" : "K", p,
-					 (off - at) / ca->row, (off - at) % ca->row, g[off],
-					 g[off] == POISON ? " (the poison)" : "", w[off],
-					 w[off] == POISON ? " (the poison)" : "", diff, seed);
+					if (off < at || off >= at + ca->seg)
+						continue;
+					fail_msg("%s (%s): cache byte %zu differs: layer %u %s "
+						 "page %u token %zu byte %zu: got 0x%02x%s, "
+						 "want 0x%02x%s; %zu bytes differ; seed %#" PRIx64,
+						 what, kind_name(ca->sh.kind), off, l,
+						 kv ? "V" : "K", p, in / ca->row, in % ca->row,
+						 g[off], g[off] == POISON ? " (the poison)" : "",
+						 w[off], w[off] == POISON ? " (the poison)" : "",
+						 diff, seed);
+				}
 			}
 		}
 	}
@@ -1265,6 +1301,116 @@ static void test_paged_sglang(void **state)
 	paged_roundtrip(KVC_LAYOUT_SGLANG);
 }
 
+/*
+ * The HF cache image after n chunks were loaded at the positions from
+ * first on, by transformers' formula (K and V [1, H, cap, D] each: token
+ * t's head h at (h * cap + t) * D), not the fixture's page_off().
+ */
+static void hf_image(struct cache *b, uint8_t *const *chunks, size_t n, uint32_t first)
+{
+	const struct shape *sh = &b->sh;
+	const size_t seg = (size_t)sh->head_dim * sh->elem_bytes;
+	const size_t cap = sh->num_blocks;
+
+	for (uint32_t l = 0; l < sh->layers; l++) {
+		for (unsigned kv = 0; kv < 2; kv++) {
+			uint8_t *t = b->want + ((uint8_t *)(kv ? b->v[l] : b->k[l]) - b->dev);
+
+			for (size_t h = 0; h < sh->kv_heads; h++)
+				for (uint32_t tok = 0; tok < n * sh->chunk_tokens; tok++)
+					memcpy(t + (h * cap + first + tok) * seg,
+					       chunks[tok / sh->chunk_tokens] + h * seg +
+					       chunk_off(b, l, kv, tok % sh->chunk_tokens), seg);
+		}
+	}
+}
+
+/*
+ * HF as transformers has it: n chunks made on the CPU and put from the
+ * host as a prefix chain, loaded with kvc_get_paged into poisoned
+ * [1, H, cap, D] tensors at the consecutive positions from first, every
+ * byte checked (hf_image()); then the same positions put back
+ * under new keys with kvc_put_paged and read with kvc_get_gpu: the chunks
+ * as made.
+ */
+static void hf_positions(enum kvc_gpu_mode mode, uint64_t round, uint32_t first)
+{
+	struct shape sh = small_shape(KVC_LAYOUT_HF);
+	enum { N = 4 };
+	const size_t cb = shape_chunk_bytes(&sh);
+	const uint32_t T = sh.chunk_tokens;
+	struct kvc_paged_desc d[N];
+	struct kvc_key keys[N], back[N];
+	uint8_t *chunks[N];
+	int32_t pages[N * 32];
+	uint8_t *dev = fx_dev(N * (cb + SPARE)), *host = fx_host(cb + SPARE);
+	struct cache b;
+	struct kvc *c;
+	uint32_t ns;
+	char name[64], what[128];
+
+	assert_true(T <= 32 && first + N * T <= sh.num_blocks);
+	snprintf(name, sizeof(name), "hf-%s", mode_name(mode));
+	c = fx_connect(shared_d.sock, name, &ns);
+	expect_ret(kvc_gpu_open(c, 0, 0), 0, "kvc_gpu_open");
+	kvc_gpu_mode(c, mode);
+	for (size_t i = 0; i < N; i++) {
+		chunks[i] = fx_host(cb);
+		fill(chunks[i], cb, round * 100 + i);
+		keys[i] = key_of(round * 100 + i);
+		back[i] = key_of(round * 100 + 50 + i);
+	}
+	put_host_chain(c, ns, keys, chunks, N, cb, T);
+
+	cache_open(&b, &sh);
+	cache_poison(&b);
+	memset(d, 0, sizeof(d));
+	for (uint32_t i = 0; i < N * T; i++)
+		pages[i] = (int32_t)(first + i);
+	for (size_t i = 0; i < N; i++) {
+		d[i].key = keys[i];
+		d[i].pages = pages + i * T;
+		d[i].status = 1;
+	}
+	snprintf(what, sizeof(what), "kvc_get_paged (hf, %s, positions from %u)",
+		 mode_name(mode), first);
+	expect_ret(kvc_get_paged(c, ns, &b.l, d, N, fx.s, fx.ev[0]), N, what);
+	for (size_t i = 0; i < N; i++)
+		expect_ret(d[i].status, 0, "kvc_get_paged (hf): status");
+	sync_event(0, "kvc_get_paged (hf): done event");
+	hf_image(&b, chunks, N, first);
+	cache_check(&b, what);
+
+	/* Back: gather the same positions under new keys; read them whole. */
+	for (size_t i = 0; i < N; i++) {
+		d[i].key = back[i];
+		d[i].parent = back[i ? i - 1 : 0];
+		d[i].has_parent = i > 0;
+		d[i].position = (uint32_t)i * T;
+		d[i].status = 1;
+	}
+	snprintf(what, sizeof(what), "kvc_put_paged (hf, %s, positions from %u)",
+		 mode_name(mode), first);
+	expect_ret(kvc_put_paged(c, ns, &b.l, d, N, 0, fx.s, fx.ev[0]), N, what);
+	for (size_t i = 0; i < N; i++)
+		expect_ret(d[i].status, 0, "kvc_put_paged (hf): status");
+	sync_event(0, "kvc_put_paged (hf): done event");
+	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
+	snprintf(what, sizeof(what), "kvc_get_gpu of chunks put by kvc_put_paged (hf, %s)",
+		 mode_name(mode));
+	check_get_gpu(c, ns, back, chunks, N, cb, TIER_BIT(KVC_TIER_DRAM), NULL, dev, host,
+		      what);
+	fx_close(c);
+}
+
+static void test_paged_hf(void **state)
+{
+	paged_roundtrip(KVC_LAYOUT_HF);
+	hf_positions(KVC_GPU_ZEROCOPY, 20, 37);
+	hf_positions(KVC_GPU_STAGED, 21, 1);
+	hf_positions(KVC_GPU_AUTO, 22, 0);
+}
+
 /* ---- 3. layer by layer -------------------------------------------------- */
 
 static void layers_once(enum kvc_layout_kind kind, enum kvc_gpu_mode mode, uint64_t round)
@@ -1346,7 +1492,7 @@ static void layers_once(enum kvc_layout_kind kind, enum kvc_gpu_mode mode, uint6
 
 static void test_layerwise(void **state)
 {
-	for (int k = KVC_LAYOUT_VLLM; k <= KVC_LAYOUT_SGLANG; k++) {
+	for (int k = KVC_LAYOUT_VLLM; k <= KVC_LAYOUT_HF; k++) {
 		layers_once((enum kvc_layout_kind)k, KVC_GPU_ZEROCOPY, 10 + 2 * (uint64_t)k);
 		layers_once((enum kvc_layout_kind)k, KVC_GPU_STAGED, 11 + 2 * (uint64_t)k);
 	}
@@ -2265,6 +2411,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_paged_vllm_split, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paged_flashinfer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paged_sglang, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paged_hf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layerwise, setup, teardown),
 	};
 	const struct CMUnitTest own_daemon_tests[] = {

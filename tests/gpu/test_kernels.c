@@ -3,13 +3,14 @@
  * run on host copies of the same bytes.
  *
  * Cases: every engine layout (vLLM combined and split, FlashInfer, SGLang
- * token slots), both directions, five ways to hold the chunks (ZEROCOPY
- * from registered host memory, ZEROCOPY from device memory, STAGED from
- * registered host memory, STAGED from device memory, which takes the
- * one-kernel path, STAGED from pageable host memory, which the copy engine
- * reads), 1, 3 and 17 chunks a call, three row sizes and three
- * layer ranges, random data fresh per case and poisoned destinations with
- * guard bytes on both sides. Then: refusals that must queue nothing, a
+ * token slots, Hugging Face [1, H, cap, D] with rows split into heads, its
+ * pages random or consecutive positions from an odd one), both
+ * directions, five ways to hold the chunks (ZEROCOPY from registered host
+ * memory, ZEROCOPY from device memory, STAGED from registered host memory,
+ * STAGED from device memory, which takes the one-kernel path, STAGED from
+ * pageable host memory, which the copy engine reads), 1, 3 and 17 chunks a
+ * call, three row sizes and three layer ranges, random data fresh per case
+ * and poisoned destinations with guard bytes on both sides. Then: refusals that must queue nothing, a
  * burst of calls on two streams that wraps the context's table ring while
  * the caller rewrites its arrays, a gather then a scatter of the same
  * chunk with no sync between, and a page table large enough to grow the
@@ -36,8 +37,10 @@
 #define CHUNK_ARENA	(40ul << 20)
 #define STAGING		(4ul << 20)
 
-enum kind { VLLM, VLLM_SPLIT, FLASHINFER, SGLANG, KINDS };
-static const char *const kind_name[KINDS] = { "vllm", "vllm-split", "flashinfer", "sglang" };
+enum kind { VLLM, VLLM_SPLIT, FLASHINFER, SGLANG, HF, KINDS };
+static const char *const kind_name[KINDS] = {
+	"vllm", "vllm-split", "flashinfer", "sglang", "hf",
+};
 
 enum where { ZC_HOST, ZC_DEV, STAGED_HOST, STAGED_DEV, STAGED_PAGEABLE, WHERES };
 static const char *const where_name[WHERES] = {
@@ -50,8 +53,11 @@ struct geom {
 	uint32_t chunk_tokens;
 	uint32_t bs;		/* page_tokens */
 	uint32_t row_bytes;
-	uint32_t nb;		/* pages (blocks, token slots) per layer */
+	uint32_t nb;		/* pages (blocks, token slots, positions) per layer */
 	uint32_t n;		/* chunks */
+	uint32_t heads;		/* HF: segments of a row (KV heads) */
+	uint32_t first;		/* in_order: the first page */
+	int in_order;		/* pages first, first + 1, ..., not random */
 };
 
 /* What every case shares. */
@@ -141,12 +147,14 @@ static uint64_t chunk_bytes(const struct geom *g)
 	return (uint64_t)g->layers * 2 * g->chunk_tokens * g->row_bytes;
 }
 
-/* k[], v[] and page_stride of layout g->kind for a cache at base. */
-static void layout(const struct geom *g, char *base, void **k, void **v, uint64_t *stride)
+/* k[], v[], page_stride and head_stride of layout g->kind for a cache at base. */
+static void layout(const struct geom *g, char *base, void **k, void **v, uint64_t *stride,
+		   uint64_t *head_stride)
 {
 	uint64_t rb = g->row_bytes;
 	uint64_t per = (uint64_t)g->nb * g->bs * rb;	/* K or V of a layer */
 
+	*head_stride = 0;
 	for (uint32_t l = 0; l < g->layers; l++) {
 		switch (g->kind) {
 		case VLLM:		/* [L][2][nb][bs][row] */
@@ -159,6 +167,12 @@ static void layout(const struct geom *g, char *base, void **k, void **v, uint64_
 			k[l] = base + l * per;
 			v[l] = base + g->layers * per + l * per;
 			*stride = g->bs * rb;
+			break;
+		case HF:		/* K: [L][H][nb][row / H], V after it */
+			k[l] = base + l * per;
+			v[l] = base + g->layers * per + l * per;
+			*stride = rb / g->heads;
+			*head_stride = g->nb * (rb / g->heads);
 			break;
 		case FLASHINFER:	/* [L][nb][2][bs][row] */
 		default:
@@ -244,14 +258,15 @@ static void call_init(struct call *c, const struct geom *g, char *eng_dev, char 
 	uint32_t ppc = g->chunk_tokens / g->bs;
 	uint32_t *perm = xmalloc((g->nb > g->n ? g->nb : g->n) * sizeof(*perm));
 	uint64_t stride;
+	uint64_t head_stride;
 
 	memset(c, 0, sizeof(*c));
 	c->g = *g;
 	c->eb = eng_bytes(g);
 	c->cb = chunk_bytes(g) * g->n;
 	c->chunks = chunks;
-	layout(g, eng_dev, c->kd, c->vd, &stride);
-	layout(g, eng_host, c->kh, c->vh, &stride);
+	layout(g, eng_dev, c->kd, c->vd, &stride, &head_stride);
+	layout(g, eng_host, c->kh, c->vh, &stride, &head_stride);
 	c->cd = xmalloc(g->n * sizeof(void *));
 	c->ch = xmalloc(g->n * sizeof(void *));
 	c->pages = xmalloc((size_t)g->n * ppc * sizeof(int32_t));
@@ -266,14 +281,15 @@ static void call_init(struct call *c, const struct geom *g, char *eng_dev, char 
 		perm[i] = i;
 	shuffle(perm, g->nb);
 	for (uint32_t i = 0; i < g->n * ppc; i++)
-		c->pages[i] = (int32_t)perm[i];
+		c->pages[i] = (int32_t)(g->in_order ? g->first + i : perm[i]);
 	free(perm);
 
 	c->pd = (struct kv_gpu_paged){
 		.layers = g->layers, .layer_begin = lb, .layer_end = le,
 		.chunk_tokens = g->chunk_tokens, .page_tokens = g->bs,
 		.row_bytes = g->row_bytes, .page_stride = stride, .n_pages = g->nb,
-		.k = c->kd, .v = c->vd, .n = g->n, .chunks = c->cd, .pages = c->pages,
+		.head_stride = head_stride, .k = c->kd, .v = c->vd, .n = g->n,
+		.heads = g->heads, .chunks = c->cd, .pages = c->pages,
 	};
 	c->ph = c->pd;
 	c->ph.k = c->kh;
@@ -358,9 +374,11 @@ static void run_geom(struct rig *r, const struct geom *g)
 				uint32_t le = ranges[i][1];
 				int ok = run_case(r, g, (enum kv_gpu_dir)d, (enum where)w, lb, le);
 
-				report(r, ok, "%s %s %s bs %u row %u chunks %u layers [%u,%u)",
-				       kind_name[g->kind], d ? "gather" : "scatter",
-				       where_name[w], g->bs, g->row_bytes, g->n, lb, le);
+				report(r, ok, "%s %s %s bs %u row %u%s%s chunks %u layers "
+				       "[%u,%u)", kind_name[g->kind], d ? "gather" : "scatter",
+				       where_name[w], g->bs, g->row_bytes,
+				       g->heads > 1 ? " split" : "",
+				       g->in_order ? " pages in order" : "", g->n, lb, le);
 			}
 		}
 	}
@@ -369,6 +387,7 @@ static void run_geom(struct rig *r, const struct geom *g)
 static void run_cases(struct rig *r)
 {
 	static const uint32_t rows[] = { 2048, 272, 16 };
+	static const uint32_t heads[] = { 8, 17, 1 };	/* HF: 256, 16, 16-byte heads */
 	static const uint32_t counts[] = { 1, 3, 17 };
 
 	for (int k = 0; k < KINDS; k++) {
@@ -378,16 +397,32 @@ static void run_cases(struct rig *r)
 					.kind = (enum kind)k,
 					.layers = 4,
 					.chunk_tokens = 64,
-					.bs = k == SGLANG ? 1 : k == FLASHINFER ? 8 : 16,
+					.bs = k == SGLANG || k == HF ? 1 : k == FLASHINFER ? 8 : 16,
 					.row_bytes = rows[ri],
 					.n = counts[ni],
+					.heads = k == HF ? heads[ri] : 0,
 				};
 
 				/* pages spread over twice the room needed */
 				g.nb = 2 * g.n * (g.chunk_tokens / g.bs) + 3;
 				run_geom(r, &g);
+				if (k != HF)
+					continue;
+				/* as an engine has them: consecutive positions */
+				g.in_order = 1;
+				g.first = 2 * ni + 1;
+				run_geom(r, &g);
 			}
 		}
+	}
+	/* HF with 64-dim bf16 heads (128 bytes: one thread an item) */
+	{
+		struct geom g = {
+			.kind = HF, .layers = 4, .chunk_tokens = 32, .bs = 1, .row_bytes = 1024,
+			.n = 5, .heads = 8, .in_order = 1, .first = 33, .nb = 5 * 32 + 40,
+		};
+
+		run_geom(r, &g);
 	}
 }
 
@@ -451,6 +486,16 @@ static void run_refusals(struct rig *r)
 	REFUSE("layer_end", kv_gpu_paged_copy(r->ctx, r->s, &c.pd, KV_GPU_SCATTER,
 					       KV_GPU_ZEROCOPY));
 	c.pd.layer_end = 4;
+	/* Split rows need one-token pages (and a row cut in whole 16 bytes). */
+	c.pd.heads = 3;
+	REFUSE("heads 3", kv_gpu_paged_copy(r->ctx, r->s, &c.pd, KV_GPU_SCATTER,
+					     KV_GPU_ZEROCOPY));
+	c.pd.heads = 2;
+	c.pd.head_stride = 128;
+	REFUSE("heads 2, 16-token pages", kv_gpu_paged_copy(r->ctx, r->s, &c.pd, KV_GPU_GATHER,
+							     KV_GPU_STAGED));
+	c.pd.heads = 0;
+	c.pd.head_stride = 0;
 	REFUSE("no staging", kv_gpu_paged_copy(nostage, r->s, &c.pd, KV_GPU_SCATTER,
 						KV_GPU_STAGED));
 	REFUSE("slice over staging", kv_gpu_paged_copy(small, r->s, &c.pd, KV_GPU_GATHER,
@@ -691,8 +736,9 @@ static void figure(const char *what, size_t bytes, float ms, const char *roof, f
 
 /*
  * Llama-3-8B per chunk: 32 layers, 8 KV heads x 128 x bf16 = 2 KiB rows,
- * 256 tokens: 32 MiB. 16 chunks a call, into vLLM 16-token blocks and
- * SGLang token slots, pages spread over a cache twice the size needed.
+ * 256 tokens: 32 MiB. 16 chunks a call, into vLLM 16-token blocks, SGLang
+ * token slots and HF [1, 8, cap, 128] tensors (rows split into heads),
+ * pages spread over a cache twice the size needed (HF: random positions).
  */
 static void run_figures(struct rig *r)
 {
@@ -722,11 +768,13 @@ static void run_figures(struct rig *r)
 	d2h = time_copy(r, NULL, NULL, 0, 0, host, dchunks, all);
 	printf("figure: memcpy %zu MiB pinned (registered) host->GPU: %.1f GB/s, GPU->host: %.1f GB/s\n",
 	       all >> 20, gbs(all, h2d), gbs(all, d2h));
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 3; k++) {
+		static const enum kind kinds[3] = { VLLM, SGLANG, HF };
 		struct call c;
 
-		g.kind = k ? SGLANG : VLLM;
-		g.bs = k ? 1 : 16;
+		g.kind = kinds[k];
+		g.bs = g.kind == VLLM ? 16 : 1;
+		g.heads = g.kind == HF ? 8 : 0;
 		g.nb = 2 * N * (g.chunk_tokens / g.bs);
 		for (int w = 0; w < 3; w++) {
 			static const enum where wh[3] = { ZC_HOST, STAGED_HOST, ZC_DEV };

@@ -106,6 +106,15 @@ static void test_layout_bytes(void **state)
 	l.elem_bytes = 1;		/* 24 bytes: not a multiple of 16 */
 	assert_int_equal(kvc_layout_chunk_bytes(&l), 0);
 	l.elem_bytes = 2;
+	l.kind = KVC_LAYOUT_HF;		/* a head of 6 bytes: each is a piece of its own */
+	assert_int_equal(kvc_layout_chunk_bytes(&l), 0);
+	l.head_dim = 128;		/* 256-byte heads: fine */
+	assert_int_equal(kvc_layout_chunk_bytes(&l), 32ull << 20);
+	l.block_size = 16;		/* token positions: block_size must be 1 */
+	assert_int_equal(kvc_layout_chunk_bytes(&l), 0);
+	l.block_size = 1;
+	l.kind = (enum kvc_layout_kind)5;
+	assert_int_equal(kvc_layout_chunk_bytes(&l), 0);
 	l.kind = (enum kvc_layout_kind)9;
 	assert_int_equal(kvc_layout_chunk_bytes(&l), 0);
 	assert_int_equal(kvc_layout_chunk_bytes(NULL), 0);

@@ -3,7 +3,8 @@
  * each engine layout's own index formula, written here per element and
  * independently of page_stride: scatter, gather, a round trip, layer
  * ranges, bytes no page addresses left at their poison, and every refusal
- * of kv_gpu_paged_check(). Needs no GPU.
+ * of kv_gpu_paged_check(). Hugging Face's [1, H, cap, D] tensors (rows
+ * split into heads on the engine side) too. Needs no GPU.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,10 +24,13 @@ enum kind {
 	VLLM_SPLIT,	/* [nb, bs, H, D] K and V apart */
 	FLASHINFER,	/* [nb, 2, bs, H, D] per layer */
 	SGLANG,		/* [slots, H, D] K and V, one token a page */
+	HF,		/* [1, H, cap, D] K and V, one token a page, split rows */
 	KINDS
 };
 
-static const char *const kind_name[KINDS] = { "vllm", "vllm-split", "flashinfer", "sglang" };
+static const char *const kind_name[KINDS] = {
+	"vllm", "vllm-split", "flashinfer", "sglang", "hf",
+};
 
 struct geom {
 	enum kind kind;
@@ -34,8 +38,12 @@ struct geom {
 	uint32_t chunk_tokens;
 	uint32_t bs;		/* tokens per block (1 for SGLang) */
 	uint32_t row_bytes;
-	uint32_t nb;		/* blocks (token slots for SGLang) per layer */
+	uint32_t nb;		/* blocks (token slots, positions) per layer */
 	uint32_t n;		/* chunks */
+	uint32_t heads;		/* HF: KV heads, row_bytes / heads each */
+	int in_order;		/* pages first, first + 1, ... (HF positions),
+				 * not a random pick */
+	uint32_t first;
 };
 
 struct setup {
@@ -102,8 +110,14 @@ static unsigned char *engine_at(const struct setup *s, uint32_t c, uint32_t l, u
 		return s->eng[0] + (size_t)l * nb * 2 * bs * rb +
 			((blk * 2 + kv) * bs + slot) * rb + b;
 	case SGLANG:
-	default:
 		return s->eng[kv] + ((size_t)l * nb + blk) * rb + b;
+	case HF:		/* head h of position blk: ((h * cap) + blk) * D */
+	default: {
+		size_t seg = rb / g->heads;
+
+		return s->eng[kv] + (size_t)l * nb * rb +
+			((b / seg) * nb + blk) * seg + b % seg;
+	}
 	}
 }
 
@@ -135,6 +149,7 @@ static void setup_init(struct setup *s, const struct geom *g)
 		break;
 	case VLLM_SPLIT:
 	case SGLANG:
+	case HF:
 	default:
 		s->eng_bytes = g->layers * per_layer;
 		s->eng[0] = xalloc(s->eng_bytes);
@@ -154,6 +169,13 @@ static void setup_init(struct setup *s, const struct geom *g)
 			s->k[l] = s->eng[0] + l * per_layer;
 			s->v[l] = s->eng[1] + l * per_layer;
 			s->p.page_stride = (uint64_t)g->bs * rb;
+			break;
+		case HF:
+			s->k[l] = s->eng[0] + l * per_layer;
+			s->v[l] = s->eng[1] + l * per_layer;
+			s->p.page_stride = rb / g->heads;
+			s->p.head_stride = (uint64_t)g->nb * (rb / g->heads);
+			s->p.heads = g->heads;
 			break;
 		case FLASHINFER:
 		default:
@@ -191,7 +213,7 @@ static void setup_init(struct setup *s, const struct geom *g)
 		perm[j] = x;
 	}
 	for (size_t i = 0; i < g->n * ppc; i++)
-		s->pages[i] = (int32_t)perm[i];
+		s->pages[i] = (int32_t)(g->in_order ? g->first + i : perm[i]);
 	free(perm);
 
 	s->p.layers = g->layers;
@@ -414,6 +436,91 @@ static void test_sglang(void **state)
 	run_kind(SGLANG, 1);
 }
 
+/*
+ * HF: rows of heads segments (one head: the contiguous path through the
+ * same geometry), pages a random pick and, as an engine has them, the
+ * positions of consecutive chunks from an odd first one.
+ */
+static void test_hf(void **state)
+{
+	static const uint32_t shapes[][2] = {	/* row_bytes, heads */
+		{ 16, 1 }, { 48, 3 }, { 256, 2 }, { 256, 16 }, { 512, 4 },
+	};
+	static const uint32_t ranges[][2] = { { 0, 4 }, { 1, 3 }, { 3, 4 } };
+
+	rng_state = 0x48460000u;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		for (uint32_t n = 1; n <= 3; n += 2) {
+			for (int in_order = 0; in_order < 2; in_order++) {
+				struct geom g = {
+					.kind = HF, .layers = 4, .chunk_tokens = 16, .bs = 1,
+					.row_bytes = shapes[i][0], .heads = shapes[i][1],
+					.n = n, .in_order = in_order, .first = 7,
+				};
+
+				/* capacity past the last position, as a cache has */
+				g.nb = g.n * g.chunk_tokens + 11;
+				for (size_t r = 0; r < 3; r++) {
+					print_message("hf row %u heads %u chunks %u %s layers "
+						      "[%u, %u)\n", g.row_bytes, g.heads, g.n,
+						      in_order ? "from 7" : "random",
+						      ranges[r][0], ranges[r][1]);
+					run_case(&g, ranges[r][0], ranges[r][1]);
+				}
+			}
+		}
+	}
+}
+
+/* HF bytes where the formula of transformers puts them, spelled out once. */
+static void test_hf_formula(void **state)
+{
+	enum { H = 2, D = 8, CAP = 5, T = 2 };	/* bf16: 16-byte heads */
+	uint16_t k[H][CAP][D] __attribute__((aligned(16)));
+	uint16_t v[H][CAP][D] __attribute__((aligned(16)));
+	/* [layers][K, V][tokens][H][D] */
+	uint16_t chunk[1][2][T][H][D] __attribute__((aligned(16)));
+	void *kp[1] = { k };
+	void *vp[1] = { v };
+	void *cp[1] = { chunk };
+	int32_t pages[T] = { 3, 1 };
+	struct kv_gpu_paged p = {
+		.layers = 1, .layer_begin = 0, .layer_end = 1, .chunk_tokens = T,
+		.page_tokens = 1, .row_bytes = H * D * 2, .page_stride = D * 2,
+		.n_pages = CAP, .head_stride = CAP * D * 2, .k = kp, .v = vp, .n = 1,
+		.heads = H, .chunks = cp, .pages = pages,
+	};
+
+	for (int kv = 0; kv < 2; kv++)
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					chunk[0][kv][t][h][d] = (uint16_t)(kv << 12 | t << 8 |
+									   h << 4 | d);
+	memset(k, 0, sizeof(k));
+	memset(v, 0, sizeof(v));
+	assert_int_equal(kv_gpu_paged_ref(&p, KV_GPU_SCATTER), 0);
+	for (int h = 0; h < H; h++) {
+		for (int pos = 0; pos < CAP; pos++) {
+			for (int d = 0; d < D; d++) {
+				int t = pos == 3 ? 0 : pos == 1 ? 1 : -1;
+				uint16_t want_k = t < 0 ? 0 : (uint16_t)(t << 8 | h << 4 | d);
+
+				assert_int_equal(k[h][pos][d], want_k);
+				assert_int_equal(v[h][pos][d], t < 0 ? 0 : want_k | 1 << 12);
+			}
+		}
+	}
+	memset(chunk, 0, sizeof(chunk));
+	assert_int_equal(kv_gpu_paged_ref(&p, KV_GPU_GATHER), 0);
+	for (int kv = 0; kv < 2; kv++)
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					assert_int_equal(chunk[0][kv][t][h][d],
+							 kv << 12 | t << 8 | h << 4 | d);
+}
+
 /* A whole chunk is one page; and a page_stride with a gap after a page. */
 static void test_odd_pages(void **state)
 {
@@ -527,6 +634,75 @@ static void test_check_geometry(void **state)
 		struct kv_gpu_paged q = s->p;
 
 		q.page_stride = 16 * 64 * 3;
+		assert_int_equal(kv_gpu_paged_check(&q), 0);
+	}
+	setup_release(s);
+}
+
+/* A valid HF descriptor: 4 heads of 64 bytes, capacity 40, 2 chunks of 16. */
+static struct setup *valid_hf_setup(void)
+{
+	static struct setup s;
+	struct geom g = {
+		.kind = HF, .layers = 2, .chunk_tokens = 16, .bs = 1, .row_bytes = 256,
+		.heads = 4, .nb = 40, .n = 2,
+	};
+
+	rng_state = 77;
+	setup_init(&s, &g);
+	assert_int_equal(kv_gpu_paged_check(&s.p), 0);
+	return &s;
+}
+
+static void test_check_hf(void **state)
+{
+	struct setup *s = valid_hf_setup();
+
+	REFUSED(q.heads = 3);				/* 256 % 3 */
+	REFUSED(q.heads = 32);				/* 8-byte segments */
+	REFUSED(q.heads = 8; q.row_bytes = 64);		/* 8-byte segments again */
+	REFUSED(q.page_tokens = 2);			/* a page is one token */
+	REFUSED(q.page_tokens = 16);
+	REFUSED(q.head_stride = 40 * 64 + 8);		/* not 16-aligned */
+	REFUSED(q.head_stride = 48);			/* shorter than a segment */
+	REFUSED(q.head_stride = 0);
+	REFUSED(q.page_stride = 72);			/* not 16-aligned */
+	REFUSED(q.page_stride = 48);			/* shorter than a segment */
+	REFUSED(q.page_stride = 0);
+	/* The last segment of the last page past the address space. */
+	REFUSED(q.head_stride = UINT64_MAX / 2 & ~15ull);
+	REFUSED(q.head_stride = UINT64_MAX - 15; q.heads = 2);
+	REFUSED(q.head_stride = 1ull << 62; q.heads = 16; q.row_bytes = 16 * 16);
+	REFUSED(q.page_stride = UINT64_MAX - 15);
+	{
+		struct kv_gpu_paged q = s->p;
+		int32_t saved = s->pages[0];
+
+		s->pages[0] = 40;			/* == n_pages */
+		assert_int_equal(kv_gpu_paged_check(&q), -EINVAL);
+		s->pages[0] = 39;			/* the last position */
+		assert_int_equal(kv_gpu_paged_check(&q), 0);
+		s->pages[0] = saved;
+	}
+	{
+		/* Still valid: heads 1 (and 0) is the contiguous row, head_stride
+		 * ignored; a page_stride past a segment; one 16-byte head. */
+		struct kv_gpu_paged q = s->p;
+
+		q.heads = 1;
+		q.head_stride = 8;
+		q.page_stride = 256;
+		assert_int_equal(kv_gpu_paged_check(&q), 0);
+		q.heads = 0;
+		assert_int_equal(kv_gpu_paged_check(&q), 0);
+		q = s->p;
+		q.page_stride = 128;
+		q.head_stride = 64;
+		assert_int_equal(kv_gpu_paged_check(&q), 0);
+		q = s->p;
+		q.heads = 16;
+		q.page_stride = 16;
+		q.head_stride = 16 * 40;
 		assert_int_equal(kv_gpu_paged_check(&q), 0);
 	}
 	setup_release(s);
@@ -649,9 +825,12 @@ int main(void)
 		cmocka_unit_test(test_vllm_split),
 		cmocka_unit_test(test_flashinfer),
 		cmocka_unit_test(test_sglang),
+		cmocka_unit_test(test_hf),
+		cmocka_unit_test(test_hf_formula),
 		cmocka_unit_test(test_odd_pages),
 		cmocka_unit_test(test_gap_stride),
 		cmocka_unit_test(test_check_geometry),
+		cmocka_unit_test(test_check_hf),
 		cmocka_unit_test(test_check_pointers),
 		cmocka_unit_test(test_check_pages),
 		cmocka_unit_test(test_empty),

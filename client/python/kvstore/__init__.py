@@ -73,7 +73,7 @@ __all__ = [
     "key_hex", "key_from_hex",
     "TIER_HBM", "TIER_DRAM", "TIER_SSD", "TIER_NONE",
     "PLAN_LOADED", "PLAN_COMPUTED", "PLAN_BOTH",
-    "LAYOUT_VLLM", "LAYOUT_VLLM_SPLIT", "LAYOUT_FLASHINFER", "LAYOUT_SGLANG",
+    "LAYOUT_VLLM", "LAYOUT_VLLM_SPLIT", "LAYOUT_FLASHINFER", "LAYOUT_SGLANG", "LAYOUT_HF",
     "GPU_AUTO", "GPU_ZEROCOPY", "GPU_STAGED",
     "GPU_REGISTER_ALL", "GPU_NO_HBM", "PUT_HBM",
     "MAX_BATCH", "MAX_TIERS", "DEFAULT_SOCKET", "KEY_BYTES",
@@ -130,6 +130,7 @@ LAYOUT_VLLM = 0  # per layer [2, num_blocks, block_size, H, D]
 LAYOUT_VLLM_SPLIT = 1  # per layer K and V [num_blocks, block_size, H, D]
 LAYOUT_FLASHINFER = 2  # per layer [num_blocks, 2, block_size, H, D]
 LAYOUT_SGLANG = 3  # per layer K and V [num_tokens, H, D]
+LAYOUT_HF = 4  # per layer K and V [1, H, tokens, D] (transformers)
 
 GPU_AUTO = 0
 GPU_ZEROCOPY = 1
@@ -543,8 +544,8 @@ def _tensorish(objs, who):
 class Layout:
     """An engine's paged KV cache on one GPU (struct kvc_layout).
 
-    k (and v for LAYOUT_VLLM_SPLIT and LAYOUT_SGLANG) hold one device
-    pointer per layer: ints, tensors or CUDA arrays. The Layout keeps them,
+    k (and v for LAYOUT_VLLM_SPLIT, LAYOUT_SGLANG and LAYOUT_HF) hold one
+    device pointer per layer: ints, tensors or CUDA arrays. The Layout keeps them,
     and the pointer arrays it hands the library, alive as long as it lives.
     chunk_bytes is the size of one chunk of the store in this layout
     (layer-major, [layers][K, V][chunk_tokens][kv_heads][head_dim]).
@@ -554,7 +555,7 @@ class Layout:
     def __init__(self, kind, layers, block_size, num_blocks, kv_heads, head_dim,
                  elem_bytes, chunk_tokens, k, v=None):
         kind = operator.index(kind)
-        if kind not in (LAYOUT_VLLM, LAYOUT_VLLM_SPLIT, LAYOUT_FLASHINFER, LAYOUT_SGLANG):
+        if kind not in _LAYOUT_NAMES:
             raise ValueError("unknown layout kind %d" % kind)
         dims = {}
         for nm, val in (("layers", layers), ("block_size", block_size),
@@ -571,14 +572,20 @@ class Layout:
                              % (dims["chunk_tokens"], dims["block_size"]))
         if kind == LAYOUT_SGLANG and dims["block_size"] != 1:
             raise ValueError("LAYOUT_SGLANG needs block_size 1 (token slots)")
+        if kind == LAYOUT_HF and dims["block_size"] != 1:
+            raise ValueError("LAYOUT_HF needs block_size 1 (token positions)")
         row = dims["kv_heads"] * dims["head_dim"] * dims["elem_bytes"]
         if row % 16:
             raise ValueError("a token's row (kv_heads * head_dim * elem_bytes = %d "
                              "bytes) must be a multiple of 16" % row)
+        if kind == LAYOUT_HF and (dims["head_dim"] * dims["elem_bytes"]) % 16:
+            raise ValueError("LAYOUT_HF: a head (head_dim * elem_bytes = %d bytes) "
+                             "must be a multiple of 16"
+                             % (dims["head_dim"] * dims["elem_bytes"]))
         k = list(k)
         if len(k) != layers:
             raise ValueError("k has %d layers, layers is %d" % (len(k), layers))
-        if kind in (LAYOUT_VLLM_SPLIT, LAYOUT_SGLANG):
+        if kind in (LAYOUT_VLLM_SPLIT, LAYOUT_SGLANG, LAYOUT_HF):
             if v is None:
                 raise ValueError("this layout kind needs v (per-layer V buffers)")
         if v is not None:
@@ -606,7 +613,8 @@ class Layout:
 
     @property
     def pages_per_chunk(self):
-        """Engine blocks (token slots for SGLang) per chunk."""
+        """Engine blocks (token slots for SGLang, token positions for HF) per
+        chunk."""
         return self.chunk_tokens // self.block_size
 
     @property
@@ -615,10 +623,9 @@ class Layout:
         return self.chunk_bytes // self.layers
 
     def __repr__(self):
-        names = {0: "VLLM", 1: "VLLM_SPLIT", 2: "FLASHINFER", 3: "SGLANG"}
         return ("Layout(%s, layers=%d, block_size=%d, num_blocks=%d, kv_heads=%d, "
                 "head_dim=%d, elem_bytes=%d, chunk_tokens=%d, chunk_bytes=%d)"
-                % (names[self.kind], self.layers, self.block_size, self.num_blocks,
+                % (_LAYOUT_NAMES[self.kind], self.layers, self.block_size, self.num_blocks,
                    self.kv_heads, self.head_dim, self.elem_bytes, self.chunk_tokens,
                    self.chunk_bytes))
 
@@ -669,28 +676,121 @@ class Layout:
         nt, h, d = shape
         return cls(LAYOUT_SGLANG, len(ks), 1, nt, h, d, eb, chunk_tokens, ks, vs)
 
+    @classmethod
+    def hf(cls, keys, values, chunk_tokens):
+        """Hugging Face transformers: per layer K and V tensors [1, kv_heads,
+        tokens, head_dim] (batch 1, contiguous), a page per token position:
+        pages are positions in the tensors, below their tokens dimension
+        (the capacity; a StaticCache's max_cache_len)."""
+        ks, shape, eb = _tensorish(keys, "Layout.hf")
+        vs, vshape, veb = _tensorish(values, "Layout.hf")
+        if len(shape) != 4 or vshape != shape or veb != eb or len(vs) != len(ks):
+            raise ValueError("Layout.hf: K and V must be alike, [1, kv_heads, tokens, "
+                             "head_dim], not %s and %s" % (shape, vshape))
+        if shape[0] != 1:
+            raise ValueError("Layout.hf: batch must be 1, not %d (shape %s)"
+                             % (shape[0], shape))
+        _, h, cap, d = shape
+        return cls(LAYOUT_HF, len(ks), 1, cap, h, d, eb, chunk_tokens, ks, vs)
+
+
+_LAYOUT_NAMES = {LAYOUT_VLLM: "VLLM", LAYOUT_VLLM_SPLIT: "VLLM_SPLIT",
+                 LAYOUT_FLASHINFER: "FLASHINFER", LAYOUT_SGLANG: "SGLANG", LAYOUT_HF: "HF"}
+
+
+_IOTA_MAX = 1 << 21  # the longest cached 0, 1, 2, ... (8 MiB)
+_iota = array.array(_I32)
+
+
+def _range_i32(r):
+    """range r as array('i'): a slice of a cached 0, 1, 2, ... when it fits
+    (a memcpy, where array(range) makes an int per entry: about 1 ms for
+    32K)."""
+    global _iota
+    lo, hi = (r.start, r.stop) if r.step > 0 else (r.stop + 1, r.start + 1)
+    if len(r) and 0 <= lo and hi <= _IOTA_MAX:
+        iota = _iota
+        if hi > len(iota):
+            iota = array.array(_I32, range(min(max(hi, 2 * len(iota)), _IOTA_MAX)))
+            _iota = iota  # a new array: slices already taken stay valid
+        return iota[r.start:r.stop:r.step] if r.stop >= 0 else iota[r.start::r.step]
+    return array.array(_I32, r)
+
+
+def _int32s(obj, what):
+    """obj (a sequence of ints, a range, an array, a tensor of any shape) as
+    array('i'), without a Python int per entry where it can: an int32
+    tensor is copied as bytes (from the CPU; a tensor elsewhere comes to it
+    first), an array('i') is taken as it is, a range is a slice of a cached
+    one, a list goes through array's own C loop."""
+    if isinstance(obj, array.array) and obj.typecode == _I32:
+        return obj
+    if isinstance(obj, range):
+        try:
+            return _range_i32(obj)
+        except OverflowError:
+            raise ValueError("%s: page ids must be int32" % what) from None
+    if hasattr(obj, "tolist"):  # a tensor (or an ndarray)
+        if hasattr(obj, "data_ptr") and str(getattr(obj, "dtype", "")) == "torch.int32":
+            dev = getattr(obj, "device", None)
+            if dev is not None and getattr(dev, "type", "cpu") != "cpu":
+                obj = obj.cpu()
+            obj = obj.contiguous()
+            out = array.array(_I32, bytes(4 * obj.numel()))
+            if len(out):
+                ctypes.memmove(out.buffer_info()[0], obj.data_ptr(), 4 * len(out))
+            return out
+        obj = obj.tolist()
+        if isinstance(obj, list) and obj and isinstance(obj[0], list):  # 2-D
+            obj = [x for row in obj for x in row]
+    try:
+        return array.array(_I32, obj)
+    except OverflowError:
+        raise ValueError("%s: page ids must be int32" % what) from None
+
+
+def _is_flat(pages, n, ppc):
+    """One sequence of page ids for all keys, rather than one per key?"""
+    if isinstance(pages, (range, array.array)):
+        return True
+    shape = getattr(pages, "shape", None)
+    if shape is not None and hasattr(pages, "tolist"):  # a tensor: taken whole
+        shape = tuple(shape)
+        if len(shape) == 2 and shape != (n, ppc):
+            raise ValueError("pages: a 2-D tensor must be [%d keys, %d pages], not %s"
+                             % (n, ppc, shape))
+        if len(shape) not in (1, 2):
+            raise ValueError("pages: a tensor must be 1-D or 2-D, not %s" % (shape,))
+        return True
+    if isinstance(pages, (list, tuple)) and pages:
+        first = pages[0]
+        return not hasattr(first, "__len__") and hasattr(first, "__index__")
+    return False
+
 
 def _pages(layout, pages, n):
-    """Per-key page lists as one int32 buffer; returns (buffer, per-key
-    pointers)."""
-    if hasattr(pages, "tolist"):
-        pages = pages.tolist()
-    pages = list(pages)
-    if len(pages) != n:
-        raise ValueError("%d page lists for %d keys" % (len(pages), n))
+    """Page ids for n keys as one int32 buffer; returns (buffer, per-key
+    pointers). pages: per key a sequence of ids, a range or a tensor; or
+    all keys' ids in one: a flat sequence, a range, an array('i') or a
+    tensor (1-D, or 2-D [n, pages_per_chunk]), n * pages_per_chunk ids in
+    key order."""
     ppc = layout.pages_per_chunk
-    flat = array.array(_I32)
-    for i, row in enumerate(pages):
-        if hasattr(row, "tolist"):
-            row = row.tolist()
-        row = list(row)
-        if len(row) != ppc:
-            raise ValueError("pages[%d] has %d entries, a chunk needs %d"
-                             % (i, len(row), ppc))
-        try:
+    if _is_flat(pages, n, ppc):
+        flat = _int32s(pages, "pages")
+        if len(flat) != n * ppc:
+            raise ValueError("%d page ids for %d keys of %d pages each"
+                             % (len(flat), n, ppc))
+    else:
+        pages = list(pages)
+        if len(pages) != n:
+            raise ValueError("%d page lists for %d keys" % (len(pages), n))
+        flat = array.array(_I32)
+        for i, row in enumerate(pages):
+            row = _int32s(row, "pages[%d]" % i)
+            if len(row) != ppc:
+                raise ValueError("pages[%d] has %d entries, a chunk needs %d"
+                                 % (i, len(row), ppc))
             flat.extend(row)
-        except OverflowError:
-            raise ValueError("pages[%d]: page ids must be int32" % i) from None
     addr = flat.buffer_info()[0]
     pi = ctypes.POINTER(ctypes.c_int32)
     ptrs = [ctypes.cast(addr + i * ppc * 4, pi) for i in range(n)]
@@ -1226,8 +1326,11 @@ class Client:
 
     def get_paged(self, ns, layout, keys, pages, stream=0, event=None):
         """Scatter chunks into the engine's pages (kvc_get_paged). pages: per
-        key chunk_tokens / block_size block ids (token slots for SGLang), a
-        sequence of ints or a tensor (or one 2-D tensor for all keys).
+        key chunk_tokens / block_size block ids (token slots for SGLang,
+        positions for HF), a sequence of ints, a range or a tensor; or all
+        keys' ids in one flat sequence, range, array('i') or tensor (1-D,
+        or 2-D [keys, pages_per_chunk]), key after key. A range or an int32
+        tensor costs no Python int per id (HF: range(0, n * chunk_tokens)).
         Returns per key (status, tier)."""
         arr, n = _keys(keys)
         flat, ptrs = _pages(layout, pages, n)
@@ -1244,7 +1347,8 @@ class Client:
 
     def put_paged(self, ns, layout, items, flags=0, stream=0, event=None):
         """Gather chunks out of the engine's pages and store them
-        (kvc_put_paged). items: (key, pages[, parent[, position]]).
+        (kvc_put_paged). items: (key, pages[, parent[, position]]); pages as
+        one key's in get_paged (a range, say).
         Returns per item 0 (queued), -EEXIST, ..."""
         items = list(items)
         n = len(items)
@@ -1270,7 +1374,8 @@ class Client:
     def get_paged_layers(self, ns, layout, keys, pages, stream=0):
         """Begin a layer-by-layer paged get (kvc_get_paged_begin): pins the
         chunks and returns a PagedOp; op.load(b, e, event) queues layers
-        [b, e); op.end() (or leaving `with`) lets it go.
+        [b, e); op.end() (or leaving `with`) lets it go. pages as in
+        get_paged.
 
             with kv.get_paged_layers(ns, layout, keys, pages, stream) as op:
                 for l in range(layout.layers):

@@ -277,6 +277,9 @@ class TestLayout(unittest.TestCase):
         sg = kvstore.Layout(kvstore.LAYOUT_SGLANG, 1, 1, 1000, 8, 64, 2, 16, [1], [2])
         self.assertEqual(sg.pages_per_chunk, 16)
         self.assertIn("SGLANG", repr(sg))
+        hf = kvstore.Layout(kvstore.LAYOUT_HF, 2, 1, 4096, 8, 128, 2, 256, [1, 2], [3, 4])
+        self.assertEqual((hf.chunk_bytes, hf.pages_per_chunk), (2 * 2 * 256 * 8 * 128 * 2, 256))
+        self.assertIn("Layout(HF,", repr(hf))
 
     def test_bad_layouts(self):
         L = kvstore.Layout
@@ -292,6 +295,12 @@ class TestLayout(unittest.TestCase):
                        dict(kind=kvstore.LAYOUT_VLLM_SPLIT),  # no v
                        dict(kind=kvstore.LAYOUT_VLLM_SPLIT, v=[1]),
                        dict(kind=kvstore.LAYOUT_SGLANG, v=[1, 2]),  # block_size 16
+                       dict(kind=kvstore.LAYOUT_HF, v=[1, 2]),  # block_size 16
+                       dict(kind=kvstore.LAYOUT_HF, block_size=1, chunk_tokens=32),  # no v
+                       # 8-byte heads: each token's head is a piece of its own
+                       dict(kind=kvstore.LAYOUT_HF, block_size=1, kv_heads=4, head_dim=4,
+                            v=[1, 2]),
+                       dict(kind=5),
                        dict(k=[1, -5])):
             with self.subTest(change=change):
                 self.assertRaises(ValueError, L, **dict(ok, **change))
@@ -330,6 +339,31 @@ class TestLayout(unittest.TestCase):
         with self.assertRaises(ValueError):
             kvstore.Layout.sglang(ks, [FakeTensor((4096, 8, 32), 1)] * 2, 32)
 
+    def test_hf_from_tensors(self):
+        ks = [FakeTensor((1, 8, 4096, 128), 0x100 * (i + 1)) for i in range(3)]
+        vs = [FakeTensor((1, 8, 4096, 128), 0x100000 * (i + 1)) for i in range(3)]
+        lay = kvstore.Layout.hf(ks, vs, 256)
+        self.assertEqual((lay.kind, lay.layers, lay.block_size, lay.num_blocks, lay.kv_heads,
+                          lay.head_dim, lay.elem_bytes, lay.pages_per_chunk),
+                         (kvstore.LAYOUT_HF, 3, 1, 4096, 8, 128, 2, 256))
+        self.assertEqual(list(lay._k), [k.data_ptr() for k in ks])
+        self.assertEqual(list(lay._v), [v.data_ptr() for v in vs])
+        self.assertEqual(lay.chunk_bytes, 3 * 2 * 256 * 8 * 128 * 2)
+        bad = {
+            "batch 2": ([FakeTensor((2, 8, 4096, 128), 1)], [FakeTensor((2, 8, 4096, 128), 2)]),
+            "3-D": ([FakeTensor((8, 4096, 128), 1)], [FakeTensor((8, 4096, 128), 2)]),
+            "K and V apart": (ks[:1], [FakeTensor((1, 8, 2048, 128), 2)]),
+            "layers differ": (ks, vs[:2]),
+            "dtypes differ": (ks[:1], [FakeTensor((1, 8, 4096, 128), 2, esize=4)]),
+            "not contiguous": ([FakeTensor((1, 8, 4096, 128), 1, contiguous=False)], vs[:1]),
+            "on the CPU": (ks[:1], [FakeTensor((1, 8, 4096, 128), 2, cuda=False)]),
+            "4-byte heads": ([FakeTensor((1, 8, 64, 2), 1)], [FakeTensor((1, 8, 64, 2), 2)]),
+            "no layers": ([], []),
+        }
+        for what, (k, v) in bad.items():
+            with self.subTest(what=what):
+                self.assertRaises(ValueError, kvstore.Layout.hf, k, v, 256)
+
     def test_needs_tensors(self):
         try:
             import torch  # noqa: F401
@@ -337,6 +371,103 @@ class TestLayout(unittest.TestCase):
         except ImportError:
             want = ImportError
         self.assertRaises(want, kvstore.Layout.vllm, [[1, 2, 3]], 16)
+
+
+class FakeIdTensor:
+    """A CPU integer tensor of page ids: tolist always; the bytes (data_ptr,
+    contiguous, numel) too, for int32."""
+
+    def __init__(self, ids, shape, dtype="torch.int32"):
+        self._ids = list(ids)
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self._buf = array.array("i", self._ids)
+        self.copied_as_bytes = False
+
+    def tolist(self):
+        if len(self.shape) == 2:
+            w = self.shape[1]
+            return [self._ids[i:i + w] for i in range(0, len(self._ids), w)]
+        return list(self._ids)
+
+    def contiguous(self):
+        return self
+
+    def numel(self):
+        return len(self._ids)
+
+    def data_ptr(self):
+        self.copied_as_bytes = True
+        return self._buf.buffer_info()[0]
+
+
+class TestPages(unittest.TestCase):
+    """The forms page ids come in (no GPU: _pages alone)."""
+
+    LAY = kvstore.Layout(kvstore.LAYOUT_HF, 1, 1, 1 << 16, 2, 64, 2, 4, [1], [2])
+
+    def pages(self, pages, n):
+        flat, ptrs = kvstore._pages(self.LAY, pages, n)
+        self.assertEqual(len(ptrs), n)
+        for i, p in enumerate(ptrs):  # each key's pointer into the buffer
+            self.assertEqual([p[j] for j in range(4)], list(flat[4 * i:4 * i + 4]))
+        return list(flat)
+
+    def test_forms(self):
+        want = list(range(7, 19))
+        forms = {
+            "per key lists": [want[0:4], want[4:8], want[8:12]],
+            "per key ranges": [range(7, 11), range(11, 15), range(15, 19)],
+            "per key tensors": [FakeIdTensor(want[i:i + 4], (4,)) for i in (0, 4, 8)],
+            "per key int64 tensors": [FakeIdTensor(want[i:i + 4], (4,), "torch.int64")
+                                      for i in (0, 4, 8)],
+            "flat list": want,
+            "flat tuple": tuple(want),
+            "flat range": range(7, 19),
+            "flat array": array.array("i", want),
+            "1-D tensor": FakeIdTensor(want, (12,)),
+            "2-D tensor": FakeIdTensor(want, (3, 4)),
+            "2-D int64 tensor": FakeIdTensor(want, (3, 4), "torch.int64"),
+        }
+        for what, pages in forms.items():
+            with self.subTest(form=what):
+                self.assertEqual(self.pages(pages, 3), want)
+        t = FakeIdTensor(want, (12,))
+        self.pages(t, 3)
+        self.assertTrue(t.copied_as_bytes)  # int32: no Python int per id
+        t = FakeIdTensor(want, (12,), "torch.int64")
+        self.pages(t, 3)
+        self.assertFalse(t.copied_as_bytes)
+        self.assertEqual(self.pages([], 0), [])
+        self.assertEqual(self.pages(range(0), 0), [])
+
+    def test_ranges(self):
+        self.assertEqual(self.pages(range(40000, 40000 + 4 * 1000), 1000),
+                         list(range(40000, 44000)))
+        self.assertEqual(self.pages([range(8, 4, -1)], 1), [8, 7, 6, 5])
+        self.assertEqual(self.pages(range(0, 8, 2), 1), [0, 2, 4, 6])
+        self.assertEqual(self.pages(range(-2, 2), 1), [-2, -1, 0, 1])  # the library refuses
+        self.assertEqual(self.pages(range(3, -1, -1), 1), [3, 2, 1, 0])
+        big = (1 << 31) - 4
+        self.assertEqual(self.pages(range(big, big + 4), 1), list(range(big, big + 4)))
+        self.assertRaises(ValueError, kvstore._pages, self.LAY, range(big, big + 8), 2)
+
+    def test_bad(self):
+        bad = {
+            "flat, one short": (list(range(11)), 3),
+            "flat range, one long": (range(13), 3),
+            "a key short": ([[1, 2, 3, 4], [1, 2, 3]], 2),
+            "a key missing": ([[1, 2, 3, 4]], 2),
+            "2-D tensor the other way": (FakeIdTensor(range(12), (4, 3)), 3),
+            "3-D tensor": (FakeIdTensor(range(12), (3, 2, 2)), 3),
+            "past int32": ([[1, 2, 3, 1 << 31]], 1),
+            "past int32, flat": ([1, 2, 3, 1 << 31], 1),
+            "past int32, range": ([range((1 << 31) - 2, (1 << 31) + 2)], 1),
+        }
+        for what, (pages, n) in bad.items():
+            with self.subTest(what=what):
+                self.assertRaises(ValueError, kvstore._pages, self.LAY, pages, n)
+        self.assertRaises(TypeError, kvstore._pages, self.LAY, [[1, 2, 3, "x"]], 1)
 
 
 class TestGpuArguments(unittest.TestCase):
