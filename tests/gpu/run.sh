@@ -14,7 +14,9 @@
 # which the binaries for it link statically.
 #
 # Environment: O (build directory), OUT (where the log goes), TEST_TIMEOUT
-# (seconds per program, default 900).
+# (seconds per program, default 900), TTFT_ARGS (ttft.py's arguments, e.g.
+# --quick), PARTS ("tests" or "ttft" to run one half: the tests and
+# benchmarks, or ttft.py; default both).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,6 +89,10 @@ main() {
 		return 1
 	fi
 
+	if [ "${PARTS:-all}" = ttft ]; then
+		run_ttft
+		return
+	fi
 	for t in "$O"/tests/gpu/test_*; do
 		case "$t" in
 		*.o|*.d) continue ;;
@@ -107,17 +113,28 @@ main() {
 		failed_names="$failed_names kvbench"
 	fi
 
-	# The transformers adapter's multi-turn TTFT (needs python3 with torch and
-	# transformers; exits 77 without them). TTFT_ARGS: e.g. --quick.
-	ttft=$here/ttft.py
-	if [ -f "$ttft" ] && command -v python3 >/dev/null 2>&1; then
-		KVSTORE_LIB="$O/libkvc.so" run "ttft.py ${TTFT_ARGS:-}" \
-			python3 "$ttft" ${TTFT_ARGS:-}
+	if [ "${PARTS:-all}" != tests ]; then
+		run_ttft
+		return
 	fi
+	summary
+}
 
+summary() {
 	[ -n "$failed_names" ] && echo "failed:$failed_names"
 	echo "$pass passed, $fail failed, $skip skipped"
 	[ "$fail" -eq 0 ]
+}
+
+# The transformers adapter's TTFT (needs python3 with torch and transformers;
+# exits 77 without them), then the closing line.
+run_ttft() {
+	ttft=$here/ttft.py
+	if [ -f "$ttft" ] && command -v python3 >/dev/null 2>&1; then
+		PYTHONUNBUFFERED=1 KVSTORE_LIB="$O/libkvc.so" run "ttft.py ${TTFT_ARGS:-}" \
+			python3 "$ttft" ${TTFT_ARGS:-}
+	fi
+	summary
 }
 
 # POSIX sh has no pipefail: main's status comes back through a file.
