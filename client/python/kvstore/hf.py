@@ -220,7 +220,7 @@ class _Engine:
         self.cap = 0
         self.layouts = {}
         self.graphs = {}
-        self.graph_error = None
+        self.graph_error = {}       # waits (bool) -> why capture failed
         self.keep_arg = None
         self.prefill_rate = 0.0     # tokens/s of computed prefill, moving average
         try:
@@ -324,7 +324,7 @@ class _Engine:
         (then graph_error says why and the eager path runs)."""
         key = (S, cap, waits)
         g = self.graphs.get(key)
-        if g is not None or self.graph_error:
+        if g is not None or waits in self.graph_error:
             return g
         dev = self.device
         ids = torch.zeros((1, S), dtype=torch.long, device=dev)
@@ -349,7 +349,7 @@ class _Engine:
                 out = self.forward(ids, cache, pos, mask)
             logits = out.logits
         except Exception as e:     # noqa: BLE001 - any capture failure: run eagerly
-            self.graph_error = "%s: %s" % (type(e).__name__, e)
+            self.graph_error[waits] = "%s: %s" % (type(e).__name__, e)
             torch.cuda.synchronize(dev)
             return None
         finally:
@@ -546,10 +546,14 @@ class CachedLM:
         when it can, else eager. Returns the last position's logits."""
         e = self.eng
         main = torch.cuda.current_stream(self.device)
+        g = e.suffix_graph(N - n, cap, waits) if self.graphs else None
+        if g is None and waits and self.graphs:
+            # No event waits in graphs here: the graph after a whole load.
+            waits = False
+            g = e.suffix_graph(N - n, cap, False)
         if not waits:
             main.wait_event(e.events[-1])
         if self.graphs:
-            g = e.suffix_graph(N - n, cap, waits)
             if g is not None:
                 graph, sids, spos, smask, slogits, _ = g
                 sids.copy_(ids[:, n:N])
