@@ -1709,8 +1709,9 @@ static void test_put_read_your_writes(void **state)
 	const unsigned both = TIER_BIT(KVC_TIER_DRAM) | TIER_BIT(KVC_TIER_HBM);
 	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
 	const size_t cb = shape_chunk_bytes(&sh);
-	uint8_t *src = fx_dev(bytes), *dev = fx_dev(cb + SPARE);
-	uint8_t *want = fx_host(cb), *buf = fx_host(cb + SPARE);
+	const size_t most = bytes > cb ? bytes : cb;	/* the larger of the two chunks */
+	uint8_t *src = fx_dev(bytes), *dev = fx_dev(most + SPARE);
+	uint8_t *want = fx_host(most), *buf = fx_host(most + SPARE);
 	struct kvt_daemon *d = fx_start(args);
 	struct kvc *c, *c2;
 	struct cache ca;

@@ -126,8 +126,10 @@ def demote(client, lm, tokens):
 
 
 def same(run, ref):
-    """Bit-identical: the 64 tokens and the first token's logits."""
-    return run.tokens == ref.tokens and bool(torch.equal(run.first_logits, ref.first_logits))
+    """Bit-identical: the 64 tokens and the first token's logits (finite:
+    NaN equals nothing, not even itself)."""
+    return (run.tokens == ref.tokens and bool(torch.isfinite(run.first_logits).all()) and
+            bool(torch.equal(run.first_logits, ref.first_logits)))
 
 
 # Load paths measured per tier: (load mode, CUDA graph for the suffix).
@@ -300,6 +302,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-batch", action="store_true")
     a = ap.parse_args()
+    if os.environ.get("KV_DETERMINISTIC"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
     models = ["1b"] if a.quick else a.models.split(",")
     lengths = [2048] if a.quick else [int(x) for x in a.lengths.split(",")]
     reps = 2 if a.quick else a.reps
@@ -362,7 +366,8 @@ def main():
           "| --- |")
     for r in rows:
         ssd_x = r.get("ssd_auto_graph", {})
-        ident = all(v["identical"] for k, v in r.items() if isinstance(v, dict))
+        ident = all(v["identical"] for k, v in r.items() if isinstance(v, dict) and
+                    "identical" in v)
         print("| %s | %d | %.1f ms | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["model"], r["prompt_tokens"], r["baseline_ttft_ms"],
             fmt(r, "hbm", "pipelined", True), fmt(r, "dram", "pipelined", True),

@@ -157,7 +157,8 @@ class _SlabLayer:
 
     def update(self, key_states, value_states, cache_kwargs=None, *args, **kwargs):
         if self.static:
-            pos = cache_kwargs["cache_position"]
+            pos = (cache_kwargs or {}).get("cache_position")
+            pos = self.pos if pos is None else pos
             self.k_all.index_copy_(2, pos, key_states)
             self.v_all.index_copy_(2, pos, value_states)
             return self.k_all, self.v_all
@@ -174,7 +175,8 @@ class _SlabLayer:
     def get_mask_sizes(self, cache_position, *args, **kwargs):
         if self.static:
             return self.cap, 0
-        return self.length + cache_position.shape[0], 0
+        q = cache_position if isinstance(cache_position, int) else cache_position.shape[0]
+        return self.length + q, 0
 
     def get_seq_length(self, *args, **kwargs):
         return self.length
@@ -184,6 +186,18 @@ class _SlabLayer:
 
     def reset(self):
         self.set_length(0)
+
+
+def _layer_class():
+    """_SlabLayer as a transformers CacheLayerMixin (caches test isinstance)."""
+    try:
+        from transformers.cache_utils import CacheLayerMixin
+    except ImportError:
+        return _SlabLayer
+    cls = type("SlabLayer", (_SlabLayer, CacheLayerMixin), {})
+    cls.__abstractmethods__ = frozenset()
+    cls.supports_early_init = False
+    return cls
 
 
 def _new_cache(model, layers):
@@ -263,13 +277,17 @@ class _Engine:
         self.layouts.clear()
         self.graphs.clear()
         cap = _round_up(max(tokens, 4096), self.GRAN)
-        self.slab = torch.empty((self.L, 2, 1, self.H, cap, self.D), dtype=self.dtype,
+        # Zeroed: attention over the capacity under a mask still multiplies
+        # the masked-out V rows by 0, and 0 * NaN (what fresh memory may
+        # hold) is NaN (seen on the H100: NaN logits from the graph path).
+        self.slab = torch.zeros((self.L, 2, 1, self.H, cap, self.D), dtype=self.dtype,
                                 device=self.device)
         self.cap = cap
 
     def cache(self, cap):
         """A cache over the first cap tokens of the slab, empty."""
-        layers = [_SlabLayer(self.slab[i, 0, :, :, :cap], self.slab[i, 1, :, :, :cap])
+        cls = _layer_class()
+        layers = [cls(self.slab[i, 0, :, :, :cap], self.slab[i, 1, :, :, :cap])
                   for i in range(self.L)]
         return _new_cache(self.model, layers)
 
@@ -335,6 +353,7 @@ class _Engine:
         cache = self.cache(cap)
         for layer in cache.layers:
             layer.static = True
+            layer.pos = pos
         main = torch.cuda.current_stream(dev)
         try:
             warm = torch.cuda.Stream(device=dev)
@@ -698,8 +717,13 @@ class CachedLM:
             self._stored_chunks = N // self.T
         cur = N
         for _ in range(max_new_tokens - 1):
+            # An explicit mask: SDPA's masked kernel, the one the suffix
+            # forward uses. Without one a one-token query takes the unmasked
+            # kernels, whose tokens differed run to run on the H100 (the
+            # eager split reference against itself, issue 12).
             step = torch.tensor([[nxt]], device=self.device)
-            out = e.forward(step, cache, torch.tensor([cur], device=self.device))
+            mask = torch.ones((1, 1, 1, cur + 1), dtype=torch.bool, device=self.device)
+            out = e.forward(step, cache, torch.tensor([cur], device=self.device), mask)
             nxt = int(torch.argmax(out.logits[0, -1]))
             r.tokens.append(nxt)
             cur += 1
