@@ -104,9 +104,11 @@ endif
 GPU_OBJS += $(patsubst %.c,$(O)/%.o,$(filter-out kernels/gpu_stub.c,$(wildcard kernels/*.c)))
 
 # ---- sources ------------------------------------------------------------
-# common: what the daemon, the client library and the tests share.
-COMMON_SRCS := kvstore/errors.c kvstore/proto.c
-DAEMON_SRCS := $(filter-out kvstore/main.c $(COMMON_SRCS),$(wildcard kvstore/*.c)) \
+# common: what the daemon, the client library and the tests share (the rest
+# of lib/, logging and the helpers, only the daemon uses).
+COMMON_SRCS := lib/errors.c lib/proto.c
+DAEMON_SRCS := $(filter-out $(COMMON_SRCS),$(wildcard lib/*.c)) \
+	$(filter-out kvstore/main.c,$(wildcard kvstore/*.c)) \
 	$(wildcard tiers/*.c) $(wildcard evict/*.c)
 CLIENT_SRCS := client/kvc.c client/kvc_gpu.c
 
@@ -301,10 +303,10 @@ fuzz:
 	$(Q)scripts/deps.sh build fuzz
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
 
-$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c kvstore/proto.c kvstore/proto.h kvstore/errors.c
+$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c lib/proto.c lib/proto.h lib/errors.c
 	@mkdir -p $(FUZZ_O)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< kvstore/proto.c kvstore/errors.c
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< lib/proto.c lib/errors.c
 
 fuzz-run: fuzz
 	$(Q)tests/fuzz/run.sh $(FUZZ_O) $(FUZZ_SECONDS)

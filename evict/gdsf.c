@@ -43,7 +43,7 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define SHIFT_BITS	32	/* L / mean(F * C / S) that triggers a shift */
 #define MEAN_WEIGHT	64	/* the running mean's window, in updates */

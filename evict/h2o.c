@@ -66,7 +66,7 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define DEFAULT_RECENT_FRACTION	0.5	/* as the store's default */
 #define DEFAULT_HALF_LIFE	65536.0	/* operations */

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 struct lru {
 	struct kv_evict_node head;	/* sentinel: next = LRU, prev = MRU */

@@ -32,9 +32,9 @@
 #include <unistd.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/hbm.h"
 
 #define HBM_INFLIGHT	64	/* copies queued on the stream at once */

@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "tiers/alloc.h"
 #include "tiers/tier.h"
 

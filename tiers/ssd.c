@@ -39,9 +39,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 #include "tiers/ssd.h"
 #include "tiers/ssd_io.h"

@@ -49,7 +49,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "tiers/ssd_meta.h"
 #include "tiers/tier.h"
 

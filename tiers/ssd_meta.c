@@ -40,9 +40,9 @@
 #include <lmdb.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 #include "tiers/ssd_meta.h"
 

@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 
 #define KV_SSD_FORMAT		2		/* bump on any layout change; 2:
 						 * records carry the namespace

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 #define KIB		(1ul << 10)

@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
 

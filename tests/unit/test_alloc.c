@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/alloc.h"
 
 #define KIB (1ull << 10)

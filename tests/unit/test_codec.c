@@ -38,7 +38,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 #define KIB (1ul << 10)

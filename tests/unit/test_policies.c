@@ -36,7 +36,7 @@
 #include <cmocka.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define NITEMS		512
 #define SMALL		64		/* items in the non-stress scenarios */

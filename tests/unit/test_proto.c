@@ -1,5 +1,5 @@
 /*
- * test_proto.c - table tests of the request decoder (kvstore/proto.c).
+ * test_proto.c - table tests of the request decoder (lib/proto.c).
  *
  * First every op's valid frame, checked for the pointers and counts it
  * decodes to; then the classic attacks (TESTING.md plan 6): lengths over
@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
+#include "lib/util.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)
 #define REQ_ID		0x0123456789abcdefull

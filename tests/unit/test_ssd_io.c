@@ -35,7 +35,7 @@
 
 #include <liburing.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/ssd_io.h"
 
 #define KIB		(1ull << 10)

@@ -36,8 +36,8 @@
 #include <lmdb.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/util.h"
 #include "tiers/ssd_meta.h"
 
 #define KIB (1ull << 10)

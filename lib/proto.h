@@ -13,7 +13,7 @@
  *
  * Requests carry a request id that the reply echoes. A reply has
  * KV_WIRE_REPLY in flags and a status: 0, or a positive error code
- * (kvstore/errors.h) with an empty body. Batched operations answer status 0
+ * (lib/errors.h) with an empty body. Batched operations answer status 0
  * with one status per key in the body.
  *
  * Decoding: kv_proto_parse() checks a whole frame (header, body length
