@@ -69,8 +69,8 @@
 
 #include "kernels/kv_gpu.h"
 #include "lib/errors.h"
+#include "lib/key.h"
 #include "lib/log.h"
-#include "lib/proto.h"
 #include "lib/util.h"
 #include "tiers/tier.h"
 

@@ -63,6 +63,8 @@ struct fmt {
 
 /* No padding anywhere: rec_check and the stored formats hash raw bytes. */
 _Static_assert(sizeof(struct kv_ssd_rec) == 104, "kv_ssd_rec layout");
+_Static_assert(offsetof(struct kv_ssd_rec, parent) == 16 &&
+	       sizeof(((struct kv_ssd_rec *)0)->parent) == 16, "kv_ssd_rec layout");
 _Static_assert(offsetof(struct kv_ssd_rec, salt) == 88, "kv_ssd_rec layout");
 _Static_assert(offsetof(struct kv_ssd_rec, rec_check) == 96, "kv_ssd_rec layout");
 _Static_assert(sizeof(struct fmt) == 32, "fmt layout");
@@ -79,7 +81,7 @@ struct kv_ssd_meta {
 
 static const char fmt_key[] = "format";
 
-static void key_encode(unsigned char *out, uint32_t ns, const struct kv_wire_key *key)
+static void key_encode(unsigned char *out, uint32_t ns, const struct kv_key *key)
 {
 	uint32_t be32 = htobe32(ns);
 	uint64_t lo = htobe64(key->lo);
@@ -90,7 +92,7 @@ static void key_encode(unsigned char *out, uint32_t ns, const struct kv_wire_key
 	memcpy(out + 12, &hi, 8);
 }
 
-static void key_decode(const unsigned char *in, uint32_t *ns, struct kv_wire_key *key)
+static void key_decode(const unsigned char *in, uint32_t *ns, struct kv_key *key)
 {
 	uint32_t be32;
 	uint64_t lo;
@@ -104,7 +106,7 @@ static void key_decode(const unsigned char *in, uint32_t *ns, struct kv_wire_key
 	key->hi = be64toh(hi);
 }
 
-uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_wire_key *key)
+uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_key *key)
 {
 	unsigned char k[KEY_BYTES];
 
@@ -878,13 +880,13 @@ static int walk_end(struct kv_ssd_meta *m, MDB_cursor *cur, MDB_txn *txn,
 }
 
 int kv_ssd_meta_load(struct kv_ssd_meta *m,
-		     int (*fn)(void *arg, uint32_t ns, const struct kv_wire_key *key,
+		     int (*fn)(void *arg, uint32_t ns, const struct kv_key *key,
 			       const struct kv_ssd_rec *rec),
 		     void *arg, uint64_t *bad)
 {
 	struct bad_keys bk = { .dbi = m ? m->chunks : 0 };
 	struct kv_ssd_rec rec;
-	struct kv_wire_key key;
+	struct kv_key key;
 	MDB_cursor *cur;
 	MDB_txn *txn;
 	MDB_val k;

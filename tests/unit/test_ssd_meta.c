@@ -53,7 +53,7 @@ struct fmt {
 
 struct item {
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 	struct kv_ssd_rec rec;
 };
 
@@ -176,7 +176,7 @@ static int item_cmp(const void *a, const void *b)
 	return 0;
 }
 
-static void items_add(struct items *it, uint32_t ns, const struct kv_wire_key *key,
+static void items_add(struct items *it, uint32_t ns, const struct kv_key *key,
 		      const struct kv_ssd_rec *rec)
 {
 	if (it->n == it->cap) {
@@ -190,7 +190,7 @@ static void items_add(struct items *it, uint32_t ns, const struct kv_wire_key *k
 	it->n++;
 }
 
-static int collect(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int collect(void *arg, uint32_t ns, const struct kv_key *key,
 		   const struct kv_ssd_rec *rec)
 {
 	assert_true(kv_ssd_rec_valid(rec));
@@ -428,8 +428,8 @@ static void test_open_args(void **state)
 
 static void test_seal(void **state)
 {
-	struct kv_wire_key k1 = { .lo = 1, .hi = 2 };
-	struct kv_wire_key k2 = { .lo = 2, .hi = 1 };
+	struct kv_key k1 = { .lo = 1, .hi = 2 };
+	struct kv_key k2 = { .lo = 2, .hi = 1 };
 	struct kv_ssd_rec r;
 	unsigned char *p = (unsigned char *)&r;
 
@@ -1003,7 +1003,7 @@ struct stop_ctx {
 	size_t stop_at;
 };
 
-static int stop_early(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int stop_early(void *arg, uint32_t ns, const struct kv_key *key,
 		      const struct kv_ssd_rec *rec)
 {
 	struct stop_ctx *s = arg;
@@ -1467,7 +1467,7 @@ struct corrupt_ctx {
 	bool wrong;
 };
 
-static int corrupt_check(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int corrupt_check(void *arg, uint32_t ns, const struct kv_key *key,
 			 const struct kv_ssd_rec *rec)
 {
 	struct corrupt_ctx *cc = arg;
