@@ -3,8 +3,9 @@
  *
  * The nodes of a tier sit on one list (lib/list.h) threaded through their
  * link fields, around a head in the state: its first node is the least
- * recently used, its last the most recently used. Insert, access and remove are O(1); pick walks from the
- * LRU end and costs O(nodes skipped + max).
+ * recently used, its last the most recently used. Insert, access and
+ * remove are O(1); pick walks from the LRU end and costs
+ * O(nodes skipped + max).
  *
  * Invariants: a node is on the list exactly while it is inserted; removed
  * nodes are unlinked (NULL pointers) so that a stray access trips an assert.
