@@ -38,6 +38,8 @@
 
 #include "lib/errors.h"
 #include "lib/util.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 #include "tiers/ssd_meta.h"
 
 #define KIB (1ull << 10)
@@ -70,32 +72,22 @@ static const struct kv_ssd_geom geom0 = {
 static uint64_t rng_state;
 static char not_a_handle;	/* *out must still point here on failure */
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
 
 static void tmpdir(char *buf, size_t len)
 {
-	assert_true(snprintf(buf, len, "/tmp/test_ssd_meta.XXXXXX") < (int)len);
-	assert_non_null(mkdtemp(buf));
-}
-
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *f)
-{
-	return remove(path);
+	assert_int_equal(kvt_tmpdir(buf, len, "/tmp", "test_ssd_meta."), 0);
 }
 
 static void rmtree(const char *dir)
 {
-	assert_int_equal(nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(kvt_rmtree(dir), 0);
 }
 
 static void index_path(char *buf, size_t len, const char *dir, const char *file)
