@@ -104,9 +104,11 @@ endif
 GPU_OBJS += $(patsubst %.c,$(O)/%.o,$(filter-out kernels/gpu_stub.c,$(wildcard kernels/*.c)))
 
 # ---- sources ------------------------------------------------------------
-# common: what the daemon, the client library and the tests share.
-COMMON_SRCS := kvstore/errors.c kvstore/proto.c
-DAEMON_SRCS := $(filter-out kvstore/main.c $(COMMON_SRCS),$(wildcard kvstore/*.c)) \
+# common: what the daemon, the client library and the tests share (the rest
+# of lib/, logging and the helpers, only the daemon uses).
+COMMON_SRCS := lib/errors.c lib/proto.c
+DAEMON_SRCS := $(filter-out $(COMMON_SRCS),$(wildcard lib/*.c)) \
+	$(filter-out kvstore/main.c,$(wildcard kvstore/*.c)) \
 	$(wildcard tiers/*.c) $(wildcard evict/*.c)
 CLIENT_SRCS := client/kvc.c client/kvc_gpu.c
 
@@ -130,6 +132,10 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/integration/%,$(wildc
 REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard tests/regress/issue_*.c))
 GPU_TESTS := $(patsubst tests/gpu/%.c,$(O)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
 HARNESS_OBJ := $(O)/tests/integration/harness.o
+# tests/lib: helpers every test and benchmark may use (random numbers,
+# sizes, scratch directories).
+TESTLIB := $(O)/libkvtest.a
+TESTLIB_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tests/lib/*.c))
 BENCHES := $(O)/kvbench $(O)/kvssdbench
 
 .SECONDARY:
@@ -175,38 +181,43 @@ $(O)/kvctl: $(O)/client/kvctl.o $(LIBKVC_A)
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) $(JSON_LIBS)
 
 # ---- tests --------------------------------------------------------------
-$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBKVD)
+$(TESTLIB): $(TESTLIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(TESTLIB) $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
 
-$(O)/tests/unit/test_keys: $(O)/tests/unit/test_keys.o $(LIBKVC_A)
+$(O)/tests/unit/test_keys: $(O)/tests/unit/test_keys.o $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
 
-$(O)/tests/integration/%: $(O)/tests/integration/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/tests/integration/%: $(O)/tests/integration/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
 
-$(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
 
 # issue 11's namespace test edits an SSD index behind the daemon's back.
-$(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) $(LMDB_LIBS)
 
 # GPU tests: libkvc (which holds kernels/) and the harness; each exits 77
 # without a GPU.
-$(O)/tests/gpu/%: $(O)/tests/gpu/%.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/tests/gpu/%: $(O)/tests/gpu/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) -lm
 
-$(O)/kvbench: $(O)/tests/bench/kvbench.o $(O)/tests/bench/gpubench.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/kvbench: $(O)/tests/bench/kvbench.o $(O)/tests/bench/gpubench.o $(HARNESS_OBJ) $(TESTLIB) \
+		$(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
-$(O)/kvssdbench: $(O)/tests/bench/ssdbench.o $(HARNESS_OBJ) $(LIBKVC_A)
+$(O)/kvssdbench: $(O)/tests/bench/ssdbench.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
@@ -220,7 +231,7 @@ $(O)/kvpolicybench: $(O)/tests/bench/policybench.o $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
-$(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(LIBKVD)
+$(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(TESTLIB) $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
@@ -301,10 +312,10 @@ fuzz:
 	$(Q)scripts/deps.sh build fuzz
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
 
-$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c kvstore/proto.c kvstore/proto.h kvstore/errors.c
+$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c lib/proto.c lib/proto.h lib/errors.c
 	@mkdir -p $(FUZZ_O)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< kvstore/proto.c kvstore/errors.c
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< lib/proto.c lib/errors.c
 
 fuzz-run: fuzz
 	$(Q)tests/fuzz/run.sh $(FUZZ_O) $(FUZZ_SECONDS)

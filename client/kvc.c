@@ -43,8 +43,8 @@
 
 #include "client/kvc.h"
 #include "client/kvc_int.h"
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 
 _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 	       (int)KVC_ECORRUPT == (int)KV_ECORRUPT &&
@@ -54,13 +54,13 @@ _Static_assert((int)KVC_EPROTO == (int)KV_EPROTO &&
 	       (int)KVC_ETIMEDOUT == (int)KV_ETIMEDOUT &&
 	       (int)KVC_EQUOTA == (int)KV_EQUOTA &&
 	       (int)KVC_EREFUSED == (int)KV_EREFUSED && KV_EMAX == KV_EREFUSED + 1,
-	       "kvc.h mirrors kvstore/errors.h");
+	       "kvc.h mirrors lib/errors.h");
 _Static_assert((int)KVC_PLAN_LOADED == (int)KV_PLAN_LOADED &&
 	       (int)KVC_PLAN_COMPUTED == (int)KV_PLAN_COMPUTED &&
-	       (int)KVC_PLAN_BOTH == (int)KV_PLAN_BOTH, "kvc.h mirrors kvstore/proto.h");
+	       (int)KVC_PLAN_BOTH == (int)KV_PLAN_BOTH, "kvc.h mirrors lib/proto.h");
 _Static_assert(KVC_TIER_DRAM == KV_TIER_DRAM && KVC_TIER_NONE == KV_TIER_NONE &&
 	       KVC_NS_ALL == KV_NS_ALL && KVC_MAX_BATCH == KV_PROTO_MAX_BATCH &&
-	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors kvstore/proto.h");
+	       (int)KVC_FLUSH_DROP == (int)KV_FLUSH_DROP, "kvc.h mirrors lib/proto.h");
 _Static_assert(sizeof(((struct kvc_tenant *)0)->name) > KV_TENANT_NAME_BYTES &&
 	       sizeof(((struct kvc_tenant *)0)->uids) / sizeof(uint32_t) ==
 	       KV_TENANT_UIDS_SHOWN && KV_TIER_MAX == 3, "kvc_tenant mirrors kv_wire_tenant");
@@ -68,7 +68,7 @@ _Static_assert(sizeof(struct kvc_key) == sizeof(struct kv_wire_key),
 	       "keys go on the wire as they are");
 _Static_assert(KVC_NS_PAGE == KV_PROTO_NS_PAGE &&
 	       sizeof(((struct kvc_ns_info *)0)->name) == KV_PROTO_NS_MAX + 1,
-	       "kvc.h mirrors kvstore/proto.h");
+	       "kvc.h mirrors lib/proto.h");
 _Static_assert(sizeof(((struct kvc_tier_stats *)0)->name) >
 	       sizeof(((struct kv_wire_tier_stats *)0)->name) &&
 	       sizeof(((struct kvc_tier_stats *)0)->policy) >

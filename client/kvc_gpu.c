@@ -36,8 +36,8 @@
 #include "client/kvc.h"
 #include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 
 #define SLAB		(256ull << 20)	/* registration unit of the DRAM mapping */
 

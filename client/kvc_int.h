@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "client/kvc.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 
 struct kvc_gpu;
 

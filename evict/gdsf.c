@@ -12,7 +12,7 @@
  * heap_idx is a node's slot. Keeping the key in the slot lets a sift
  * compare children without touching their nodes. Held nodes
  * (evictable() false at on_insert(), or on_hold(n, true) since) sit on a
- * circular list around a sentinel, off the heap, and come back with a
+ * list (lib/list.h), off the heap, and come back with a
  * fresh H = L + F * C / S when released, as if just used. So pick() copies
  * heap slots, never skips, and never calls evictable(). Insert, access,
  * remove and hold are O(log n); pick is O(max).
@@ -43,7 +43,8 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/list.h"
+#include "lib/util.h"
 
 #define SHIFT_BITS	32	/* L / mean(F * C / S) that triggers a shift */
 #define MEAN_WEIGHT	64	/* the running mean's window, in updates */
@@ -64,7 +65,7 @@ struct gdsf {
 	struct slot *heap;
 	size_t n;			/* nodes in the heap */
 	size_t cap;			/* slots in heap[] */
-	struct kv_evict_node held;	/* sentinel of the held list */
+	struct kv_list held;		/* the held list */
 	size_t nheld;
 	double L;
 	double lg;			/* running mean of log2(F * C / S) */
@@ -108,25 +109,16 @@ static void reprice(struct gdsf *g, struct kv_evict_node *n)
 	n->prio = g->L + w;
 }
 
-static void list_unlink(struct kv_evict_node *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-}
-
 static void held_add(struct gdsf *g, struct kv_evict_node *n)
 {
-	n->prev = g->held.prev;
-	n->next = &g->held;
-	g->held.prev->next = n;
-	g->held.prev = n;
+	kv_list_add_tail(&g->held, &n->link);
 	n->flags = GDSF_HELD;
 	g->nheld++;
 }
 
 static void held_del(struct gdsf *g, struct kv_evict_node *n)
 {
-	list_unlink(n);
+	kv_list_del(&n->link);
 	g->nheld--;
 }
 
@@ -228,8 +220,7 @@ static int gdsf_init(void **state, const struct kv_evict_conf *conf)
 		return -EINVAL;
 
 	g = kv_xcalloc(1, sizeof(*g));
-	g->held.prev = &g->held;
-	g->held.next = &g->held;
+	kv_list_init(&g->held);
 	/* Copy the callback: conf is only borrowed for the call. */
 	g->evictable = conf->evictable;
 	g->arg = conf->arg;
@@ -290,8 +281,8 @@ static void gdsf_remove(void *state, struct kv_evict_node *n)
 		held_del(g, n);
 	}
 	n->flags = 0;
-	n->prev = NULL;
-	n->next = NULL;
+	n->link.prev = NULL;	/* unlinked, from the heap too */
+	n->link.next = NULL;
 	g->since++;
 	maybe_shift(g);
 }

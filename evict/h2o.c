@@ -10,8 +10,8 @@
  * is the least recently used evictable chunk, exactly as LRU.
  *
  * Where a node is (flags):
- * - H2O_RECENT: on the recent list, a circular list around a sentinel
- *   (recent.next is the LRU end). Insert and access move a node to its MRU
+ * - H2O_RECENT: on the recent list (lib/list.h; its first node is the LRU
+ *   end). Insert and access move a node to its MRU
  *   end; while the segment holds more than its budget of bytes and more
  *   than one node, its LRU-end node leaves, into the heap or, if held, onto
  *   the parked list. heap_idx of a recent node is the bytes it was charged,
@@ -66,7 +66,8 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/list.h"
+#include "lib/util.h"
 
 #define DEFAULT_RECENT_FRACTION	0.5	/* as the store's default */
 #define DEFAULT_HALF_LIFE	65536.0	/* operations */
@@ -88,8 +89,8 @@ struct slot {
 };
 
 struct h2o {
-	struct kv_evict_node recent;	/* sentinel: next = LRU end, prev = MRU */
-	struct kv_evict_node parked;	/* sentinel: held, outside the segment */
+	struct kv_list recent;		/* first = LRU end, last = MRU */
+	struct kv_list parked;		/* held, outside the segment */
 	struct slot *heap;
 	size_t n;			/* nodes in the heap */
 	size_t cap;			/* slots in heap[] */
@@ -120,20 +121,6 @@ static bool key_less(const struct slot *a, const struct slot *b)
 	if (a->prio != b->prio)
 		return a->prio < b->prio;
 	return a->stamp < b->stamp;
-}
-
-static void list_unlink(struct kv_evict_node *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-}
-
-static void list_add_tail(struct kv_evict_node *head, struct kv_evict_node *n)
-{
-	n->prev = head->prev;
-	n->next = head;
-	head->prev->next = n;
-	head->prev = n;
 }
 
 static void slot_put(struct h2o *h, size_t i, struct slot s)
@@ -205,20 +192,20 @@ static void heap_del(struct h2o *h, struct kv_evict_node *n)
 static void park(struct h2o *h, struct kv_evict_node *n)
 {
 	n->flags = H2O_HELD | H2O_PARKED;
-	list_add_tail(&h->parked, n);
+	kv_list_add_tail(&h->parked, &n->link);
 }
 
 /* Take n out of wherever it is; its flags keep only H2O_HELD. */
 static void detach(struct h2o *h, struct kv_evict_node *n)
 {
 	if (n->flags & H2O_RECENT) {
-		list_unlink(n);
+		kv_list_del(&n->link);
 		h->recent_bytes -= n->heap_idx;
 	} else if (n->flags & H2O_HEAP) {
 		heap_del(h, n);
 	} else {
 		assert(n->flags & H2O_PARKED);
-		list_unlink(n);
+		kv_list_del(&n->link);
 	}
 	n->flags &= H2O_HELD;
 }
@@ -229,14 +216,16 @@ static void recent_add(struct h2o *h, struct kv_evict_node *n)
 	n->flags = (n->flags & H2O_HELD) | H2O_RECENT;
 	n->heap_idx = n->size;
 	h->recent_bytes += n->size;
-	list_add_tail(&h->recent, n);
+	kv_list_add_tail(&h->recent, &n->link);
 }
 
 /* Move LRU-end nodes out of the segment until it fits its budget. */
 static void recent_trim(struct h2o *h)
 {
+	/* next != prev: more than one node in the segment */
 	while (h->recent_bytes > h->budget && h->recent.next != h->recent.prev) {
-		struct kv_evict_node *n = h->recent.next;
+		struct kv_evict_node *n = kv_list_first_entry(&h->recent,
+							      struct kv_evict_node, link);
 
 		detach(h, n);
 		if (n->flags & H2O_HELD)
@@ -253,9 +242,11 @@ static void heap_make(struct h2o *h)
 		sift_down(h, i);
 }
 
-static void scale_list(struct kv_evict_node *head, double f)
+static void scale_list(struct kv_list *head, double f)
 {
-	for (struct kv_evict_node *n = head->next; n != head; n = n->next) {
+	struct kv_evict_node *n;
+
+	kv_list_for_each_entry(n, head, link) {
 		n->prio *= f;
 		if (n->prio < DBL_MIN)
 			n->prio = 0;
@@ -313,10 +304,8 @@ static int h2o_init(void **state, const struct kv_evict_conf *conf)
 		return -EINVAL;
 
 	h = kv_xcalloc(1, sizeof(*h));
-	h->recent.prev = &h->recent;
-	h->recent.next = &h->recent;
-	h->parked.prev = &h->parked;
-	h->parked.next = &h->parked;
+	kv_list_init(&h->recent);
+	kv_list_init(&h->parked);
 	h->budget = (uint64_t)(frac * (double)conf->capacity);
 	h->lambda = M_LN2 / half;
 	span = REBASE_EXP / h->lambda;
@@ -375,8 +364,8 @@ static void h2o_remove(void *state, struct kv_evict_node *n)
 	n->score = n->prio > 0 ? n->prio / growth(h) : 0;
 	detach(h, n);
 	n->flags = 0;
-	n->prev = NULL;
-	n->next = NULL;
+	n->link.prev = NULL;	/* unlinked, from the heap too */
+	n->link.next = NULL;
 }
 
 static void h2o_score(void *state, struct kv_evict_node *n, float score)
@@ -406,7 +395,7 @@ static void h2o_hold(void *state, struct kv_evict_node *n, bool held)
 	} else {
 		n->flags &= ~H2O_HELD;
 		if (n->flags & H2O_PARKED) {
-			list_unlink(n);
+			kv_list_del(&n->link);
 			heap_push(h, n);	/* its old stamp: back in place */
 		}
 	}
@@ -421,7 +410,9 @@ static size_t h2o_pick(void *state, struct kv_evict_node **out, size_t max)
 	for (size_t k = 0; k < cnt; k++)
 		out[k] = h->heap[k].n;
 	/* The segment only when the heap runs out, LRU end first. */
-	for (n = h->recent.next; n != &h->recent && cnt < max; n = n->next) {
+	kv_list_for_each_entry(n, &h->recent, link) {
+		if (cnt == max)
+			break;
 		if (!(n->flags & H2O_HELD))
 			out[cnt++] = n;
 	}

@@ -1,14 +1,14 @@
 /*
  * lru.c - least recently used eviction.
  *
- * The nodes of a tier sit on one circular doubly linked list threaded
- * through their prev/next fields, around a sentinel in the state:
- * sentinel.next is the least recently used node, sentinel.prev the most
- * recently used. Insert, access and remove are O(1); pick walks from the
- * LRU end and costs O(nodes skipped + max).
+ * The nodes of a tier sit on one list (lib/list.h) threaded through their
+ * link fields, around a head in the state: its first node is the least
+ * recently used, its last the most recently used. Insert, access and
+ * remove are O(1); pick walks from the LRU end and costs
+ * O(nodes skipped + max).
  *
  * Invariants: a node is on the list exactly while it is inserted; removed
- * nodes have prev == next == NULL so that a stray access trips an assert.
+ * nodes are unlinked (NULL pointers) so that a stray access trips an assert.
  * Locking: none; runs on the loop thread only (DESIGN.md section 3).
  * Ownership: nodes are borrowed from the core between on_insert() and
  * on_remove(); the state is owned by the caller of init() and freed by fini().
@@ -18,27 +18,14 @@
 #include <stdlib.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/list.h"
+#include "lib/util.h"
 
 struct lru {
-	struct kv_evict_node head;	/* sentinel: next = LRU, prev = MRU */
+	struct kv_list head;		/* first = LRU, last = MRU */
 	bool (*evictable)(const struct kv_evict_node *n, void *arg);
 	void *arg;
 };
-
-static void list_unlink(struct kv_evict_node *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-}
-
-static void list_add_mru(struct lru *l, struct kv_evict_node *n)
-{
-	n->prev = l->head.prev;
-	n->next = &l->head;
-	l->head.prev->next = n;
-	l->head.prev = n;
-}
 
 static int lru_init(void **state, const struct kv_evict_conf *conf)
 {
@@ -48,8 +35,7 @@ static int lru_init(void **state, const struct kv_evict_conf *conf)
 		return -EINVAL;
 
 	l = kv_xcalloc(1, sizeof(*l));
-	l->head.prev = &l->head;
-	l->head.next = &l->head;
+	kv_list_init(&l->head);
 	/* Copy the callback: conf is only borrowed for the call. */
 	l->evictable = conf->evictable;
 	l->arg = conf->arg;
@@ -68,25 +54,26 @@ static void lru_fini(void *state)
  * so a chunk that moves to a frequency-aware tier brings its history. */
 static void lru_insert(void *state, struct kv_evict_node *n)
 {
+	struct lru *l = state;
+
 	if (n->freq == 0)
 		n->freq = 1;
-	list_add_mru(state, n);
+	kv_list_add_tail(&l->head, &n->link);
 }
 
 static void lru_access(void *state, struct kv_evict_node *n)
 {
-	assert(n->prev && n->next);
+	struct lru *l = state;
+
+	assert(kv_list_is_linked(&n->link));
 	n->freq++;
-	list_unlink(n);
-	list_add_mru(state, n);
+	kv_list_move_tail(&l->head, &n->link);
 }
 
 static void lru_remove(void *state, struct kv_evict_node *n)
 {
-	assert(n->prev && n->next);
-	list_unlink(n);
-	n->prev = NULL;
-	n->next = NULL;
+	assert(kv_list_is_linked(&n->link));
+	kv_list_del(&n->link);
 }
 
 static size_t lru_pick(void *state, struct kv_evict_node **out, size_t max)
@@ -95,7 +82,9 @@ static size_t lru_pick(void *state, struct kv_evict_node **out, size_t max)
 	struct kv_evict_node *n;
 	size_t cnt = 0;
 
-	for (n = l->head.next; n != &l->head && cnt < max; n = n->next) {
+	kv_list_for_each_entry(n, &l->head, link) {
+		if (cnt == max)
+			break;
 		if (l->evictable(n, l->arg))
 			out[cnt++] = n;
 	}

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 static const struct kv_evict_ops *const policies[] = {
 	&kv_evict_lru,

@@ -21,10 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/list.h"
+
 struct kv_evict_node {
 	/* policy: private; any value before on_insert() */
-	struct kv_evict_node *prev;
-	struct kv_evict_node *next;
+	struct kv_list link;	/* on a list of the policy's */
 	double prio;
 	uint64_t heap_idx;
 	uint64_t stamp;		/* H2O: last use, in the policy's own clock */

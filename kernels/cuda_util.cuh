@@ -7,7 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 
 /*
  * Map a CUDA result to 0 or -KV_EGPU (-KV_ENOGPU for "no device" and "no

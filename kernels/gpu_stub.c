@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 
 #define NOGPU	(-KV_ENOGPU)
 

@@ -8,7 +8,7 @@
 #include <errno.h>
 
 #include "kvstore/bw.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define NS_PER_S 1000000000u
 

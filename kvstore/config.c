@@ -17,9 +17,9 @@
 
 #include "evict/policy.h"
 #include "kvstore/config.h"
-#include "kvstore/log.h"
-#include "kvstore/proto.h"
-#include "kvstore/util.h"
+#include "lib/log.h"
+#include "lib/proto.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,

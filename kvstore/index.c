@@ -18,7 +18,7 @@
 #include <xxhash.h>
 
 #include "kvstore/index.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 struct kv_index {
 	struct kv_chunk **buckets;

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "evict/policy.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 
 struct kv_index;		/* opaque */
 struct kv_extent;

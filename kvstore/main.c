@@ -30,11 +30,11 @@
 
 #include "kernels/kv_gpu.h"
 #include "kvstore/config.h"
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
+#include "lib/errors.h"
+#include "lib/log.h"
 #include "kvstore/server.h"
 #include "kvstore/store.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 #define SHUTDOWN_GRACE_MS	2000	/* to close, after the write-back's deadline */

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 #include "kvstore/ns.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 struct ns {
 	char *name;

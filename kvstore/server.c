@@ -59,13 +59,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
+#include "lib/errors.h"
+#include "lib/log.h"
 #include "kvstore/ns.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "kvstore/server.h"
 #include "kvstore/store.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 #define READ_CHUNK	(64u << 10)	/* (evbuffer_read() takes 4 KiB at most) */

@@ -3,7 +3,7 @@
  *
  * Accepts connections (mode 0600 socket, SO_PEERCRED against the
  * allow-list, a connection limit), reads length-prefixed frames, checks
- * them with kvstore/proto.h, runs them against the store and answers. A
+ * them with lib/proto.h, runs them against the store and answers. A
  * malformed frame gets an error reply and its connection is closed; the
  * daemon goes on serving everyone else. Everything a connection holds in
  * the store is let go when it closes.

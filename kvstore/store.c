@@ -51,12 +51,12 @@
 #include "evict/policy.h"
 #include "kernels/kv_gpu.h"
 #include "kvstore/bw.h"
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 #include "kvstore/index.h"
-#include "kvstore/log.h"
+#include "lib/log.h"
 #include "kvstore/store.h"
 #include "kvstore/tenant.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 #include "tiers/hbm.h"
 #include "tiers/ssd.h"
@@ -563,18 +563,19 @@ static void ns_done(struct kv_store *s, const struct kv_ssd_job *j);
 static void sync_done(struct kv_store *s, const struct kv_ssd_job *j);
 
 /* A chunk record found on the SSD at open: back into the index. */
-static int ssd_found(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int ssd_found(void *arg, uint32_t ns, const struct kv_key *k,
 		     const struct kv_ssd_rec *rec, struct kv_extent *ext)
 {
 	struct kv_store *s = arg;
+	struct kv_wire_key key = kv_key_to_wire(k);
 	struct kv_chunk *c;
 
-	if (kv_index_find(s->idx, ns, key))
+	if (kv_index_find(s->idx, ns, &key))
 		return -EEXIST;
-	c = kv_index_add(s->idx, ns, key);
+	c = kv_index_add(s->idx, ns, &key);
 	c->state = KV_CHUNK_COMMITTED;
 	c->has_parent = rec->has_parent;
-	c->parent = rec->parent;
+	c->parent = kv_key_to_wire(&rec->parent);
 	c->tokens = rec->tokens;
 	c->position = rec->position;
 	c->bytes = rec->bytes;
@@ -965,7 +966,7 @@ static void ssd_forget(struct kv_store *s, struct kv_chunk *c)
 
 	j->op = KV_SSD_FORGET;
 	j->ns = c->ns;
-	j->key = c->key;
+	j->key = kv_key_from_wire(&c->key);
 	kv_ssd_submit(s->ssd, j);
 }
 
@@ -1217,7 +1218,7 @@ static void job_rec(const struct kv_store *s, const struct kv_chunk *c,
 	r->has_parent = c->has_parent;
 	r->tokens = c->tokens;
 	r->position = c->position;
-	r->parent = c->parent;
+	r->parent = kv_key_from_wire(&c->parent);
 	r->bytes = c->bytes;
 	r->hits = c->hits;
 	r->freq = c->node.freq;
@@ -1256,7 +1257,7 @@ static void wb_pump(struct kv_store *s)
 		j->codec = c->ns < s->n_codecs && s->codecs[c->ns] ?
 			   s->codecs[c->ns] - 1 : s->conf.ssd_codec;
 		j->ns = c->ns;
-		j->key = c->key;
+		j->key = kv_key_from_wire(&c->key);
 		job_rec(s, c, &j->rec);
 		j->rec.offset = kv_extent_offset(e);
 		j->ssd_len = kv_extent_size(e);
@@ -1321,7 +1322,7 @@ static int promote(struct kv_store *s, struct kv_chunk *c)
 	j = kv_xcalloc(1, sizeof(*j));
 	j->op = KV_SSD_READ;
 	j->ns = c->ns;
-	j->key = c->key;
+	j->key = kv_key_from_wire(&c->key);
 	job_rec(s, c, &j->rec);
 	j->rec.offset = kv_extent_offset(c->ssd_ext);
 	j->rec.stored = c->ssd_stored;
@@ -2270,6 +2271,9 @@ int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
 	s->plan_tokens_computed = kv_add_sat(s->plan_tokens_computed, computed);
 	return 0;
 }
+
+/* The tier names its GPU in the wire's field as it is. */
+_Static_assert(KV_GPU_PCI_ID == KV_HBM_PCI_BYTES, "a PCI bus id fits HELLO's field");
 
 int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
 			uint64_t *map_bytes, char pci[KV_HBM_PCI_BYTES])

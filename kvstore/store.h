@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "kvstore/tenant.h"
 
 struct kv_store;		/* opaque */

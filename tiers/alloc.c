@@ -37,7 +37,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/alloc.h"
 
 #define SL_BITS		4

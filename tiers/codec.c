@@ -30,8 +30,8 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 #define LEVEL_MIN	1

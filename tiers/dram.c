@@ -68,10 +68,10 @@
 #include <unistd.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/proto.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/key.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/tier.h"
 
 #define HUGE_2M		(2u << 20)

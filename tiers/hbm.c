@@ -32,9 +32,10 @@
 #include <unistd.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/key.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/hbm.h"
 
 #define HBM_INFLIGHT	64	/* copies queued on the stream at once */
@@ -52,7 +53,7 @@ struct kv_hbm_arena {
 
 struct kv_hbm {
 	struct kv_hbm_conf conf;
-	char pci[KV_HBM_PCI_BYTES];
+	char pci[KV_GPU_PCI_ID];
 	struct kv_hbm_arena *arenas;	/* open ones, loop thread only */
 	struct kv_gpu_stream *stream;
 	struct kv_gpu_event *ev[HBM_INFLIGHT];
@@ -244,9 +245,9 @@ void kv_hbm_close(struct kv_hbm *h)
 	hbm_free_all(h);
 }
 
-void kv_hbm_pci(const struct kv_hbm *h, char pci[KV_HBM_PCI_BYTES])
+void kv_hbm_pci(const struct kv_hbm *h, char pci[KV_GPU_PCI_ID])
 {
-	memcpy(pci, h->pci, KV_HBM_PCI_BYTES);
+	memcpy(pci, h->pci, KV_GPU_PCI_ID);
 }
 
 /* ---- arenas ---------------------------------------------------------------- */

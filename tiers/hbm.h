@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "kvstore/proto.h"
+#include "kernels/kv_gpu.h"
 #include "tiers/alloc.h"
 #include "tiers/tier.h"
 
@@ -71,7 +71,7 @@ void kv_hbm_close(struct kv_hbm *h);
 
 /* The GPU's PCI bus id ("0000:3b:00.0", NUL-padded), which names it the
  * same in every process. */
-void kv_hbm_pci(const struct kv_hbm *h, char pci[KV_HBM_PCI_BYTES]);
+void kv_hbm_pci(const struct kv_hbm *h, char pci[KV_GPU_PCI_ID]);
 
 /*
  * Open an arena of bytes (a multiple of conf->align) on the tier's GPU: a

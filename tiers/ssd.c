@@ -39,9 +39,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 #include "tiers/ssd.h"
 #include "tiers/ssd_io.h"
@@ -852,7 +852,7 @@ static void undo_start(struct kv_ssd *s)
 
 struct found {
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 	struct kv_ssd_rec rec;
 };
 
@@ -863,7 +863,7 @@ struct load_ctx {
 	uint64_t bad;
 };
 
-static int collect(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int collect(void *arg, uint32_t ns, const struct kv_key *key,
 		   const struct kv_ssd_rec *rec)
 {
 	struct load_ctx *lc = arg;

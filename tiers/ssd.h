@@ -49,7 +49,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvstore/proto.h"
+#include "lib/key.h"
 #include "tiers/ssd_meta.h"
 #include "tiers/tier.h"
 
@@ -81,7 +81,7 @@ struct kv_ssd_job {
 	uint8_t codec;			/* WRITE: the codec wanted */
 	int result;			/* at reap: 0 or a negative error */
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 	struct kv_ssd_rec rec;		/* WRITE: in, the chunk's fields; out,
 					 * offset, stored, codec, checksum.
 					 * READ: the chunk's record. */
@@ -102,7 +102,7 @@ struct kv_ssd_job {
 struct kv_ssd;			/* opaque: the tier's private state */
 
 /* What kv_ssd_open() found on the disk, for the store to rebuild. */
-typedef int kv_ssd_found_fn(void *arg, uint32_t ns, const struct kv_wire_key *key,
+typedef int kv_ssd_found_fn(void *arg, uint32_t ns, const struct kv_key *key,
 			    const struct kv_ssd_rec *rec, struct kv_extent *ext);
 typedef int kv_ssd_ns_fn(void *arg, uint32_t id, uid_t uid, const char *name);
 

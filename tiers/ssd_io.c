@@ -44,9 +44,9 @@
 
 #include <liburing.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/ssd_io.h"
 
 #ifndef STATX_DIOALIGN

@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kvstore/proto.h"
+#include "lib/key.h"
 
 #define KV_SSD_FORMAT		2		/* bump on any layout change; 2:
 						 * records carry the namespace
@@ -47,7 +47,7 @@ struct kv_ssd_rec {
 	uint16_t reserved;		/* 0 */
 	uint32_t tokens;
 	uint32_t position;
-	struct kv_wire_key parent;
+	struct kv_key parent;
 	uint64_t offset;		/* in the tier's space: block-aligned */
 	uint64_t stored;		/* bytes on disk, before padding */
 	uint64_t bytes;			/* the chunk's bytes, decoded */
@@ -82,7 +82,7 @@ struct kv_ssd_meta_conf {
 struct kv_ssd_op {
 	bool del;			/* delete (absent: fine) or put */
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 	struct kv_ssd_rec rec;		/* put: rec_check is filled in by apply */
 };
 
@@ -109,7 +109,7 @@ void kv_ssd_meta_close(struct kv_ssd_meta *m);	/* accepts NULL */
  * value, or -EIO (LMDB error, e.g. a corrupt page; logged).
  */
 int kv_ssd_meta_load(struct kv_ssd_meta *m,
-		     int (*fn)(void *arg, uint32_t ns, const struct kv_wire_key *key,
+		     int (*fn)(void *arg, uint32_t ns, const struct kv_key *key,
 			       const struct kv_ssd_rec *rec),
 		     void *arg, uint64_t *bad);
 
@@ -129,7 +129,7 @@ int kv_ssd_meta_clear(struct kv_ssd_meta *m);
  * namespace id and their namespace's name (its salt), so bytes that reach
  * another key, or a namespace id that now names something else, fail.
  */
-uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_wire_key *key);
+uint64_t kv_ssd_seed(uint64_t salt, uint32_t ns, const struct kv_key *key);
 
 /* A namespace name's salt: XXH3-64 of its bytes, seed 0 (the NS_REGISTER
  * reply's salt, the client's key hash seed). */

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
 #include "tiers/tier.h"
 
 static const struct kv_tier_ops *const tiers[] = {

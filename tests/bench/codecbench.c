@@ -32,7 +32,8 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
+#include "tests/lib/rng.h"
 #include "tiers/codec.h"
 
 #define KIB		(1ul << 10)
@@ -65,13 +66,10 @@ struct row {
 
 static uint64_t rng_state;
 
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 static double rnd_unit(void)	/* (0, 1] */

@@ -68,6 +68,7 @@
 #include "kernels/kv_gpu.h"
 #include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/size.h"
 
 #define KIB (1ull << 10)
 #define MIB (1ull << 20)
@@ -332,17 +333,6 @@ static uint64_t rnd(struct gb *b)
 static struct kvc_key key_of(uint64_t idx)
 {
 	return (struct kvc_key){ .lo = idx, .hi = KEY_HI };
-}
-
-static const char *size_name(uint64_t bytes, char *buf, size_t len)
-{
-	if (bytes >= GIB && bytes % GIB == 0)
-		snprintf(buf, len, "%" PRIu64 " GiB", (uint64_t)(bytes / GIB));
-	else if (bytes >= MIB)
-		snprintf(buf, len, "%" PRIu64 " MiB", (uint64_t)(bytes / MIB));
-	else
-		snprintf(buf, len, "%" PRIu64 " KiB", (uint64_t)(bytes / KIB));
-	return buf;
 }
 
 /* ---- the pattern ------------------------------------------------------ */
@@ -1493,20 +1483,21 @@ static void print_header(const struct gb *b)
 	       u.nodename, sysconf(_SC_NPROCESSORS_ONLN));
 	if (b->started)
 		printf("daemon: started %s --dram-bytes %s --hbm-bytes %s --hbm-promote off "
-		       "--gpu %d\n", kvt_daemon_path(), size_name(b->dram_bytes, sz, sizeof(sz)),
-		       size_name(b->hbm_bytes, sz2, sizeof(sz2)), b->dev);
+		       "--gpu %d\n", kvt_daemon_path(),
+		       kvt_size_name(b->dram_bytes, sz, sizeof(sz)),
+		       kvt_size_name(b->hbm_bytes, sz2, sizeof(sz2)), b->dev);
 	else
 		printf("daemon: running at %s\n", b->sock);
 	printf("shape: %s, %u layers x %u KV heads x %u dims x %u bytes, %u-token chunks "
 	       "(%s); %u chunks per call (%s); vLLM blocks of %u tokens\n", sh->name,
 	       sh->layers, sh->kv_heads, sh->head_dim, sh->elem_bytes, sh->chunk_tokens,
-	       size_name(sh->chunk_bytes, sz, sizeof(sz)), sh->batch,
-	       size_name(sh->batch * sh->chunk_bytes, sz2, sizeof(sz2)), sh->block_tokens);
+	       kvt_size_name(sh->chunk_bytes, sz, sizeof(sz)), sh->batch,
+	       kvt_size_name(sh->batch * sh->chunk_bytes, sz2, sizeof(sz2)), sh->block_tokens);
 	printf("pages: a random permutation of twice the pages a call needs (the other "
 	       "half must keep their poison)\n");
 	printf("dram mapping: %s page-locked by the client in %.2f s (KVC_GPU_REGISTER_ALL, "
 	       "%" PRIu64 " of %" PRIu64 " bytes)\n",
-	       size_name(b->dram_arena, sz, sizeof(sz)), b->reg_s, b->reg_done, b->reg_total);
+	       kvt_size_name(b->dram_arena, sz, sizeof(sz)), b->reg_s, b->reg_done, b->reg_total);
 	printf("method: medians of %u calls after a warm-up call; GB/s from events: start "
 	       "held by a gate until the call returned, to done; wall: from before the "
 	       "call to done synced (puts: to kvc_gpu_flush, committed)\n", b->samples);
@@ -1521,7 +1512,7 @@ static void print_report(const struct gb *b)
 	for (int i = 0; i < N_CEIL; i++)
 		printf("| ceiling: %s, cudaMemcpyAsync %s (before %.2f, after %.2f) "
 		       "| %.2f | | | | | |\n", ceil_what[i],
-		       size_name(b->ceil_bytes, sz, sizeof(sz)), b->ceil_before[i],
+		       kvt_size_name(b->ceil_bytes, sz, sizeof(sz)), b->ceil_before[i],
 		       b->ceil_after[i], b->ceil[i]);
 	for (unsigned i = 0; i < b->n_figs; i++) {
 		const struct fig *f = &b->figs[i];

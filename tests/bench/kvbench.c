@@ -54,9 +54,10 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/size.h"
 
 #define KIB (1ull << 10)
 #define MIB (1ull << 20)
@@ -167,40 +168,6 @@ static int fail(int err, const char *fmt, ...)
 		fprintf(stderr, ": %s", kvc_strerror(err));
 	fputc('\n', stderr);
 	return -1;
-}
-
-static const char *size_name(size_t bytes, char *buf, size_t len)
-{
-	if (bytes >= GIB && bytes % GIB == 0)
-		snprintf(buf, len, "%zu GiB", (size_t)(bytes / GIB));
-	else if (bytes >= MIB)
-		snprintf(buf, len, "%zu MiB", (size_t)(bytes / MIB));
-	else
-		snprintf(buf, len, "%zu KiB", (size_t)(bytes / KIB));
-	return buf;
-}
-
-/* "2G", "256M", "131072": binary suffixes, as kvstored takes them. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (*end || v == 0 || v > (~0ull >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
 }
 
 /* ---- buffers and stamps ------------------------------------------------- */
@@ -363,7 +330,7 @@ static int put_one(struct kvc *c, uint32_t ns, size_t bytes, uint64_t idx,
 	ret = kvc_put(c, ns, &k, NULL, LK_TOKENS, 0, src, bytes);
 	if (ret)
 		return fail(ret, "put of %s chunk %" PRIu64,
-			    size_name(bytes, sz, sizeof(sz)), idx);
+			    kvt_size_name(bytes, sz, sizeof(sz)), idx);
 	return 0;
 }
 
@@ -378,13 +345,13 @@ static int get_one(struct kvc *c, uint32_t ns, size_t bytes, uint64_t idx,
 	ret = kvc_get(c, ns, &k, dst, bytes, &got);
 	if (ret == -ENOENT)
 		return fail(ret, "get of %s chunk %" PRIu64 " (evicted by another client?)",
-			    size_name(bytes, sz, sizeof(sz)), idx);
+			    kvt_size_name(bytes, sz, sizeof(sz)), idx);
 	if (ret)
 		return fail(ret, "get of %s chunk %" PRIu64,
-			    size_name(bytes, sz, sizeof(sz)), idx);
+			    kvt_size_name(bytes, sz, sizeof(sz)), idx);
 	if (got != bytes || !stamp_ok(dst, bytes, idx))
 		return fail(0, "get of %s chunk %" PRIu64 " returned the wrong bytes (%zu bytes)",
-			    size_name(bytes, sz, sizeof(sz)), idx, got);
+			    kvt_size_name(bytes, sz, sizeof(sz)), idx, got);
 	return 0;
 }
 
@@ -512,7 +479,7 @@ static int bench_size(const char *sock, const struct opts *o, struct run *r,
 	}
 	res->arena = arena;
 	cap = arena / bytes;
-	size_name(bytes, sz, sizeof(sz));
+	kvt_size_name(bytes, sz, sizeof(sz));
 
 	/* The ceilings, right before the store's figures. */
 	res->memcpy_before_gbps = bench_memcpy(r, o->seconds / 2, dst, src, 1, bytes);
@@ -901,13 +868,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "kvbench: --hbm-bytes needs --gpu\n");
 		return -1;
 	}
-	if (hbm && parse_size(hbm, &o->hbm_bytes)) {
+	if (hbm && kvt_parse_size(hbm, &o->hbm_bytes)) {
 		fprintf(stderr, "kvbench: --hbm-bytes '%s': give a size\n", hbm);
 		return -1;
 	}
 	o->dram_given = dram != NULL;
 	o->dram_bytes = o->quick ? 256 * MIB : 2 * GIB;
-	if (dram && (parse_size(dram, &o->dram_bytes) || o->dram_bytes < MIN_DRAM)) {
+	if (dram && (kvt_parse_size(dram, &o->dram_bytes) || o->dram_bytes < MIN_DRAM)) {
 		fprintf(stderr, "kvbench: --dram-bytes '%s': give a size of at least 128M\n",
 			dram);
 		return -1;
@@ -941,14 +908,14 @@ static void print_report(const struct opts *o, const char *sock, bool started,
 	       u.nodename, sysconf(_SC_NPROCESSORS_ONLN));
 	printf("daemon: %s %s; DRAM tier %s on %lu KiB pages (%lu MiB of it mapped huge)\n",
 	       started ? "started" : "running at", started ? kvt_daemon_path() : sock,
-	       size_name(s4->arena, sz, sizeof(sz)), s4->page_kb, s4->pmd_mib);
+	       kvt_size_name(s4->arena, sz, sizeof(sz)), s4->page_kb, s4->pmd_mib);
 	printf("method: medians of per-call times, %.2f s per figure, GB/s = 1e9 B/s; puts of\n"
 	       "        distinct keys into a tier a warm-up pass filled: LRU eviction runs\n",
 	       o->seconds);
 	printf("size     memcpy GB/s  put GB/s (ratio)  get GB/s (ratio)  get p50 us\n");
 	for (int i = 0; i < N_SIZES; i++)
 		printf("%-8s %11.2f  %7.2f (%4.2f)    %7.2f (%4.2f)    %9.0f\n",
-		       size_name(s[i].bytes, sz, sizeof(sz)), s[i].memcpy_gbps,
+		       kvt_size_name(s[i].bytes, sz, sizeof(sz)), s[i].memcpy_gbps,
 		       s[i].put_gbps, ratio(s[i].put_gbps, s[i].memcpy_gbps),
 		       s[i].get_gbps, ratio(s[i].get_gbps, s[i].memcpy_gbps),
 		       s[i].get_p50_us);
@@ -959,14 +926,14 @@ static void print_report(const struct opts *o, const char *sock, bool started,
 	for (int i = 0; i < N_SIZES; i++)
 		printf("ceiling  %-6s memcpy before %.2f, after %.2f GB/s; from a %s set "
 		       "(uncached) %.2f GB/s: get %.2f of it\n",
-		       size_name(s[i].bytes, sz, sizeof(sz)), s[i].memcpy_before_gbps,
+		       kvt_size_name(s[i].bytes, sz, sizeof(sz)), s[i].memcpy_before_gbps,
 		       s[i].memcpy_after_gbps,
-		       size_name(cs->bytes, csz, sizeof(csz)), s[i].memcpy_cold_gbps,
+		       kvt_size_name(cs->bytes, csz, sizeof(csz)), s[i].memcpy_cold_gbps,
 		       ratio(s[i].get_gbps, s[i].memcpy_cold_gbps));
 	for (int i = 0; i < N_SIZES; i++)
 		printf("1st use  %-6s put %.2f GB/s (%.2f), %.0f faults/chunk; get %.2f GB/s "
 		       "(%.2f), %.0f faults/chunk (later: %.0f, %.0f)\n",
-		       size_name(s[i].bytes, sz, sizeof(sz)),
+		       kvt_size_name(s[i].bytes, sz, sizeof(sz)),
 		       s[i].cold_put_gbps, ratio(s[i].cold_put_gbps, s[i].memcpy_gbps),
 		       s[i].flt_cold_put,
 		       s[i].cold_get_gbps, ratio(s[i].cold_get_gbps, s[i].memcpy_gbps),

@@ -67,11 +67,11 @@
 
 #include "client/kvc.h"
 #include "evict/policy.h"
-#include "kvstore/errors.h"
-#include "kvstore/log.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/proto.h"
 #include "kvstore/store.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define NONE		UINT32_MAX	/* no parent; never used again */
 #define MAX_LINE	(64u << 20)	/* bytes of one trace line */

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define HOLD_RING	1024	/* pins held at once, at most */
 #define CHECK_MAX	64	/* pick() size checked in full runs */

@@ -57,6 +57,8 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/size.h"
 
 #define KIB ((uint64_t)1 << 10)
 #define MIB ((uint64_t)1 << 20)
@@ -161,29 +163,6 @@ static const char *size_name(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
-/* "2G", "256M", "131072": binary suffixes, as kvstored takes them. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (*end || v == 0 || v > (~0ull >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static uint64_t round_up(uint64_t n, uint64_t a)
 {
 	return (n + a - 1) / a * a;
@@ -203,14 +182,10 @@ static int cmp_double(const void *a, const void *b)
 
 /* ---- data ----------------------------------------------------------------- */
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(uint64_t *state)
 {
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(state);
 }
 
 /* uniform in (0, 1]: never 0, so log() below stays finite */
@@ -802,7 +777,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->qds[0] = 32;
 		o->n_qds = 1;
 	}
-	if (size && (parse_size(size, &o->size) || o->size % 4096 || o->size > 4 * GIB)) {
+	if (size && (kvt_parse_size(size, &o->size) || o->size % 4096 || o->size > 4 * GIB)) {
 		fprintf(stderr, "kvssdbench: --size '%s': a multiple of 4096 up to 4G\n", size);
 		return -1;
 	}
@@ -820,7 +795,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 		o->data = batch > DATA_MIN ? batch : DATA_MIN;
 	}
-	if (data && parse_size(data, &o->data)) {
+	if (data && kvt_parse_size(data, &o->data)) {
 		fprintf(stderr, "kvssdbench: --data '%s': give a size\n", data);
 		return -1;
 	}
@@ -832,7 +807,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (!o->quick)
 		o->total = o->data;
-	if (total && parse_size(total, &o->total)) {
+	if (total && kvt_parse_size(total, &o->total)) {
 		fprintf(stderr, "kvssdbench: --total '%s': give a size\n", total);
 		return -1;
 	}

@@ -1,5 +1,5 @@
 /*
- * fuzz_proto.c - libFuzzer harness for the request decoder (kvstore/proto.c).
+ * fuzz_proto.c - libFuzzer harness for the request decoder (lib/proto.c).
  *
  * Each input is one would-be frame. It is copied into a malloc'd buffer of
  * exactly its size (malloc aligns to 16; the decoder needs 8), so ASan
@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)
 #define SMALL_BATCH	7

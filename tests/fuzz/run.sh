@@ -24,7 +24,7 @@ mkdir -p "$corpus" "$artifacts" || exit 2
 
 cc=$(command -v clang || command -v cc)
 if ! "$cc" -std=gnu11 -D_GNU_SOURCE -DKV_FUZZ_SEEDS -O1 -g -I. \
-	-o "$build/mkseeds" tests/fuzz/fuzz_proto.c kvstore/proto.c kvstore/errors.c; then
+	-o "$build/mkseeds" tests/fuzz/fuzz_proto.c lib/proto.c lib/errors.c; then
 	echo "run.sh: cannot build the seed generator" >&2
 	exit 2
 fi

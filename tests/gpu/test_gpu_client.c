@@ -62,6 +62,7 @@
 #include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
 
 #define MIB		((size_t)1 << 20)
 #define POISON		0xa5
@@ -95,17 +96,9 @@ static struct {
 
 /* ---- data ------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static uint64_t rnd(void)
 {
-	return mix(rng_state++);
+	return kvt_mix(rng_state++);
 }
 
 static void new_seed(void)
@@ -115,31 +108,31 @@ static void new_seed(void)
 	if (env && *env)
 		seed = strtoull(env, NULL, 0);
 	else if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = mix((uint64_t)time(NULL) ^ (uint64_t)getpid());
-	rng_state = mix(seed ^ 0x72616e646f6dull);
+		seed = kvt_mix((uint64_t)time(NULL) ^ (uint64_t)getpid());
+	rng_state = kvt_mix(seed ^ 0x72616e646f6dull);
 }
 
 /* The bytes of item idx: a function of (seed, idx), so a child process
  * given the seed writes exactly what the parent then expects. */
 static void fill(void *buf, size_t len, uint64_t idx)
 {
-	uint64_t x = mix(seed ^ mix(idx + 1));
+	uint64_t x = kvt_mix(seed ^ kvt_mix(idx + 1));
 	uint8_t *p = buf;
 	size_t i;
 
 	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t w = mix(x + i);
+		uint64_t w = kvt_mix(x + i);
 
 		memcpy(p + i, &w, 8);
 	}
 	for (; i < len; i++)
-		p[i] = (uint8_t)mix(x + i);
+		p[i] = (uint8_t)kvt_mix(x + i);
 }
 
 static struct kvc_key key_of(uint64_t idx)
 {
-	return (struct kvc_key){ .lo = mix(seed ^ (idx * 0x100000001b3ull)),
-				 .hi = mix(~seed + idx) };
+	return (struct kvc_key){ .lo = kvt_mix(seed ^ (idx * 0x100000001b3ull)),
+				 .hi = kvt_mix(~seed + idx) };
 }
 
 static const char *err_name(int ret)

@@ -29,7 +29,7 @@
 #include <sys/mman.h>
 
 #include "kernels/kv_gpu.h"
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 
 #define POISON		0xa5
 #define GUARD		4096		/* poisoned bytes either side of a case */

@@ -41,9 +41,10 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)
 #define MAX_BATCH	64		/* --max-batch */
@@ -63,14 +64,10 @@ static struct kvt_daemon kvd;
 static unsigned serve_round;
 static uint64_t rng_state;
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 static void sleep_ms(int ms)

@@ -25,6 +25,8 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 
 #define KEYS	64
 #define CHUNK	(128u << 10)	/* 64 of them: 8 MiB, within the SSD tier */
@@ -34,17 +36,9 @@ enum kstate { ABSENT, MAYBE, DURABLE };
 static char ssd_dir[256];
 static uint64_t rng = 0x5eed;
 
-static uint64_t mix(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static uint64_t rnd(void)
 {
-	return mix(rng++);
+	return kvt_mix(rng++);
 }
 
 static void fill(void *buf, uint64_t i)
@@ -52,12 +46,12 @@ static void fill(void *buf, uint64_t i)
 	uint64_t *p = buf;
 
 	for (size_t w = 0; w < CHUNK / 8; w++)
-		p[w] = mix(i * 0x100000001b3ull + w);
+		p[w] = kvt_mix(i * 0x100000001b3ull + w);
 }
 
 static struct kvc_key key_of(uint64_t i)
 {
-	return (struct kvc_key){ mix(i ^ 0xabc), i };
+	return (struct kvc_key){ kvt_mix(i ^ 0xabc), i };
 }
 
 struct killer {
@@ -204,17 +198,12 @@ static void test_soak(void **state)
 
 static int setup(void **state)
 {
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvt-soak-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
-	return mkdtemp(ssd_dir) ? 0 : -1;
+	return kvt_tmpdir(ssd_dir, sizeof(ssd_dir), NULL, "kvt-soak-");
 }
 
 static int teardown(void **state)
 {
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ssd_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return kvt_rmtree(ssd_dir);
 }
 
 int main(void)

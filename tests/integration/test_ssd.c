@@ -22,18 +22,12 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 
 #define MIB (1u << 20)
 
 static char ssd_dir[256];
-
-static uint64_t mix(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 /* The bytes of chunk i: a pattern no other chunk has. */
 static void fill(void *buf, size_t len, uint64_t i)
@@ -41,7 +35,7 @@ static void fill(void *buf, size_t len, uint64_t i)
 	uint64_t *p = buf;
 
 	for (size_t w = 0; w < len / 8; w++)
-		p[w] = mix(i * 0x100000001b3ull + w);
+		p[w] = kvt_mix(i * 0x100000001b3ull + w);
 }
 
 /* bf16-like values: compressible by shuffle+zstd. */
@@ -50,27 +44,22 @@ static void fill_bf16(void *buf, size_t len, uint64_t i)
 	uint16_t *p = buf;
 
 	for (size_t w = 0; w < len / 2; w++)
-		p[w] = (uint16_t)(0x3c00 | (mix(i * 131 + w) & 0x1ff));
+		p[w] = (uint16_t)(0x3c00 | (kvt_mix(i * 131 + w) & 0x1ff));
 }
 
 static struct kvc_key key_of(uint64_t i)
 {
-	return (struct kvc_key){ mix(i), i };
+	return (struct kvc_key){ kvt_mix(i), i };
 }
 
 static int setup(void **state)
 {
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvt-ssd-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
-	return mkdtemp(ssd_dir) ? 0 : -1;
+	return kvt_tmpdir(ssd_dir, sizeof(ssd_dir), NULL, "kvt-ssd-");
 }
 
 static int teardown(void **state)
 {
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ssd_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return kvt_rmtree(ssd_dir);
 }
 
 /* A fresh SSD directory for one test. */
@@ -358,7 +347,7 @@ static void test_corrupt_data(void **state)
 	fd = open(path, O_RDWR);
 	assert_true(fd >= 0);
 	for (int i = 0; i < 16; i += 2) {	/* every other chunk */
-		off_t at = (off_t)(offs[i] + mix((uint64_t)i) % (64 << 10));
+		off_t at = (off_t)(offs[i] + kvt_mix((uint64_t)i) % (64 << 10));
 		unsigned char b;
 
 		assert_int_equal(pread(fd, &b, 1, at), 1);
@@ -408,8 +397,8 @@ static void test_corrupt_index(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &sb), 0);
 	for (int i = 0; i < 64; i++) {
-		off_t at = (off_t)(mix((uint64_t)i + 77) % (uint64_t)sb.st_size);
-		unsigned char b = (unsigned char)mix((uint64_t)i);
+		off_t at = (off_t)(kvt_mix((uint64_t)i + 77) % (uint64_t)sb.st_size);
+		unsigned char b = (unsigned char)kvt_mix((uint64_t)i);
 
 		assert_int_equal(pwrite(fd, &b, 1, at), 1);
 	}

@@ -28,16 +28,9 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/rng.h"
 
 #define MIB (1u << 20)
-
-static inline uint64_t i11_mix(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 /* The bytes of chunk i of namespace seed s: a pattern no other chunk has. */
 static inline void i11_fill(void *buf, size_t len, uint64_t s, uint64_t i)
@@ -45,12 +38,12 @@ static inline void i11_fill(void *buf, size_t len, uint64_t s, uint64_t i)
 	uint64_t *p = buf;
 
 	for (size_t w = 0; w < len / 8; w++)
-		p[w] = i11_mix((s * 0x9e37 + i) * 0x100000001b3ull + w);
+		p[w] = kvt_mix((s * 0x9e37 + i) * 0x100000001b3ull + w);
 }
 
 static inline struct kvc_key i11_key(uint64_t i)
 {
-	return (struct kvc_key){ i11_mix(i), i };
+	return (struct kvc_key){ kvt_mix(i), i };
 }
 
 static inline double i11_now(void)

@@ -37,7 +37,7 @@
 #include "client/kvc.h"
 #include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 
 #define DRAM_BYTES	(1u << 20)
 #define MAX_SEND	16

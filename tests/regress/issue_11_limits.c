@@ -40,8 +40,8 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 #include "tests/integration/harness.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)

@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
-#include "kvstore/proto.h"
+#include "lib/proto.h"
 #include "tests/integration/harness.h"
 
 #define NOBODY		65534

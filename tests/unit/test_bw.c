@@ -17,19 +17,16 @@
 #include <string.h>
 
 #include "kvstore/bw.h"
+#include "tests/lib/rng.h"
 
 #define GB 1000000000ull
 
 static uint64_t rng_state;
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 static void test_first_sample_as_is(void **state)

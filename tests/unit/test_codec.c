@@ -38,7 +38,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
+#include "tests/lib/rng.h"
 #include "tiers/codec.h"
 
 #define KIB (1ul << 10)
@@ -50,14 +51,10 @@
 
 static uint64_t rng_state;
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 /* uniform in [lo, hi]; the modulo bias is irrelevant here */

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "kvstore/config.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "tiers/codec.h"
 
 static char err[512];

@@ -36,7 +36,7 @@
 #include <cmocka.h>
 
 #include "evict/policy.h"
-#include "kvstore/util.h"
+#include "lib/util.h"
 
 #define NITEMS		512
 #define SMALL		64		/* items in the non-stress scenarios */
@@ -198,8 +198,8 @@ static void fx_link(struct fixture *fx, unsigned c, unsigned p)
 /* Policy fields are the policy's to set: hand it garbage. */
 static void garble(struct kv_evict_node *n)
 {
-	n->prev = (struct kv_evict_node *)(uintptr_t)0xdead0001;
-	n->next = (struct kv_evict_node *)(uintptr_t)0xdead0002;
+	n->link.prev = (struct kv_list *)(uintptr_t)0xdead0001;
+	n->link.next = (struct kv_list *)(uintptr_t)0xdead0002;
 	n->prio = 1e300;
 	n->heap_idx = UINT64_MAX;
 	n->stamp = UINT64_MAX;

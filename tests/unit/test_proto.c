@@ -1,5 +1,5 @@
 /*
- * test_proto.c - table tests of the request decoder (kvstore/proto.c).
+ * test_proto.c - table tests of the request decoder (lib/proto.c).
  *
  * First every op's valid frame, checked for the pointers and counts it
  * decodes to; then the classic attacks (TESTING.md plan 6): lengths over
@@ -24,9 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
+#include "lib/util.h"
+#include "tests/lib/rng.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)
 #define REQ_ID		0x0123456789abcdefull
@@ -53,14 +54,10 @@ static const unsigned batch_ops[] = {
 
 static uint64_t rng_state;
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 static struct kv_wire_hdr *hdr(void)

@@ -3,7 +3,7 @@
 #
 # Issue 11 found protocol.md saying HELLO version 1 when only 2 worked,
 # ops from 15 up rejected when 15-17 existed, and checksum_failures always
-# 0 when it counted. This checks, from kvstore/proto.h and kvstore/errors.h:
+# 0 when it counted. This checks, from lib/proto.h and lib/errors.h:
 # - the HELLO section names the current KV_PROTO_VERSION, and no other;
 # - every op of enum kv_op has its row in "Messages at a glance", by number;
 # - the header check names KV_OP_MAX, not a stale number;
@@ -15,8 +15,8 @@ cd "$(dirname "$0")/../.."
 exec python3 - <<'EOF'
 import re, sys
 
-proto = open("kvstore/proto.h").read()
-errors = open("kvstore/errors.h").read()
+proto = open("lib/proto.h").read()
+errors = open("lib/errors.h").read()
 doc = open("docs/protocol.md").read()
 fails = []
 

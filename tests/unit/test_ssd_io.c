@@ -35,7 +35,9 @@
 
 #include <liburing.h>
 
-#include "kvstore/util.h"
+#include "lib/util.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 #include "tiers/ssd_io.h"
 
 #define KIB		(1ull << 10)
@@ -78,14 +80,10 @@ static unsigned char *shadow;		/* SPACE: what the files hold */
 static bool uring_works;
 static uint64_t rng_state;
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 static uint64_t rnd_range(uint64_t lo, uint64_t hi)
@@ -121,8 +119,7 @@ static int group_setup(void **state)
 	kv_fault_arm(KV_FAULT_SHORT, 0);
 	kv_fault_arm(KV_FAULT_URING, 0);
 
-	snprintf(tmpdir, sizeof(tmpdir), "/var/tmp/test_ssd_io.XXXXXX");
-	if (!mkdtemp(tmpdir))
+	if (kvt_tmpdir(tmpdir, sizeof(tmpdir), "/var/tmp", "test_ssd_io."))
 		return -1;
 	for (unsigned i = 0; i < N_FILES; i++) {
 		file_path(path, sizeof(path), i);

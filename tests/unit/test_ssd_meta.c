@@ -36,8 +36,10 @@
 #include <lmdb.h>
 #include <xxhash.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/util.h"
+#include "lib/errors.h"
+#include "lib/util.h"
+#include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 #include "tiers/ssd_meta.h"
 
 #define KIB (1ull << 10)
@@ -53,7 +55,7 @@ struct fmt {
 
 struct item {
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 	struct kv_ssd_rec rec;
 };
 
@@ -70,32 +72,22 @@ static const struct kv_ssd_geom geom0 = {
 static uint64_t rng_state;
 static char not_a_handle;	/* *out must still point here on failure */
 
-/* splitmix64: fixed seeds make every run the same run */
+/* splitmix64 (tests/lib/rng.h) */
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return kvt_splitmix(&rng_state);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
 
 static void tmpdir(char *buf, size_t len)
 {
-	assert_true(snprintf(buf, len, "/tmp/test_ssd_meta.XXXXXX") < (int)len);
-	assert_non_null(mkdtemp(buf));
-}
-
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *f)
-{
-	return remove(path);
+	assert_int_equal(kvt_tmpdir(buf, len, "/tmp", "test_ssd_meta."), 0);
 }
 
 static void rmtree(const char *dir)
 {
-	assert_int_equal(nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(kvt_rmtree(dir), 0);
 }
 
 static void index_path(char *buf, size_t len, const char *dir, const char *file)
@@ -176,7 +168,7 @@ static int item_cmp(const void *a, const void *b)
 	return 0;
 }
 
-static void items_add(struct items *it, uint32_t ns, const struct kv_wire_key *key,
+static void items_add(struct items *it, uint32_t ns, const struct kv_key *key,
 		      const struct kv_ssd_rec *rec)
 {
 	if (it->n == it->cap) {
@@ -190,7 +182,7 @@ static void items_add(struct items *it, uint32_t ns, const struct kv_wire_key *k
 	it->n++;
 }
 
-static int collect(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int collect(void *arg, uint32_t ns, const struct kv_key *key,
 		   const struct kv_ssd_rec *rec)
 {
 	assert_true(kv_ssd_rec_valid(rec));
@@ -428,8 +420,8 @@ static void test_open_args(void **state)
 
 static void test_seal(void **state)
 {
-	struct kv_wire_key k1 = { .lo = 1, .hi = 2 };
-	struct kv_wire_key k2 = { .lo = 2, .hi = 1 };
+	struct kv_key k1 = { .lo = 1, .hi = 2 };
+	struct kv_key k2 = { .lo = 2, .hi = 1 };
 	struct kv_ssd_rec r;
 	unsigned char *p = (unsigned char *)&r;
 
@@ -1003,7 +995,7 @@ struct stop_ctx {
 	size_t stop_at;
 };
 
-static int stop_early(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int stop_early(void *arg, uint32_t ns, const struct kv_key *key,
 		      const struct kv_ssd_rec *rec)
 {
 	struct stop_ctx *s = arg;
@@ -1467,7 +1459,7 @@ struct corrupt_ctx {
 	bool wrong;
 };
 
-static int corrupt_check(void *arg, uint32_t ns, const struct kv_wire_key *key,
+static int corrupt_check(void *arg, uint32_t ns, const struct kv_key *key,
 			 const struct kv_ssd_rec *rec)
 {
 	struct corrupt_ctx *cc = arg;

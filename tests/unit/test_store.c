@@ -13,10 +13,10 @@
 #include <string.h>
 
 #include "evict/policy.h"
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 #include "kvstore/store.h"
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #define MiB (1ull << 20)
 #define NS 3

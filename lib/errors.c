@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "kvstore/errors.h"
+#include "lib/errors.h"
 
 static const char *const kv_errnames[] = {
 	[KV_EPROTO - KV_EBASE]		= "malformed message",

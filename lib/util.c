@@ -10,8 +10,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "kvstore/log.h"
-#include "kvstore/util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 static void oom(size_t n)
 {

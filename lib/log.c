@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kvstore/log.h"
+#include "lib/log.h"
 
 int kv_log_level = KV_INFO;
 unsigned kv_log_mask = KV_LOG_ALL;

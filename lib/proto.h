@@ -1,8 +1,8 @@
 /*
  * proto.h - the control-plane wire protocol between kvstored and its clients.
  *
- * Self-contained: depends on nothing else of the daemon, so the client
- * library and the fuzzer link it alone. docs/protocol.md is the prose version
+ * Self-contained: depends on nothing but lib/key.h (the tier ids), so the
+ * client library and the fuzzer link it alone. docs/protocol.md is the prose version
  * of this file; keep them in step.
  *
  * Framing: every message is a 24-byte header followed by hdr.len body bytes.
@@ -13,7 +13,7 @@
  *
  * Requests carry a request id that the reply echoes. A reply has
  * KV_WIRE_REPLY in flags and a status: 0, or a positive error code
- * (kvstore/errors.h) with an empty body. Batched operations answer status 0
+ * (lib/errors.h) with an empty body. Batched operations answer status 0
  * with one status per key in the body.
  *
  * Decoding: kv_proto_parse() checks a whole frame (header, body length
@@ -26,6 +26,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "lib/key.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,11 +44,7 @@ extern "C" {
 #define KV_PROTO_NS_PAGE	256		/* NS_LIST entries per reply, at most */
 
 #define KV_NS_ALL		0xffffffffu	/* LS: every visible namespace */
-#define KV_TIER_HBM		0
-#define KV_TIER_DRAM		1
-#define KV_TIER_SSD		2
-#define KV_TIER_NONE		0xff		/* LOOKUP: absent; LS: any tier */
-#define KV_TIER_MAX		3
+/* KV_TIER_HBM, _DRAM, _SSD, _NONE and _MAX: lib/key.h */
 
 enum kv_op {
 	KV_OP_ERROR	= 0,	/* reply only: an error not tied to a request */
@@ -517,11 +515,26 @@ static inline size_t kv_proto_score_len(uint32_t count)
 	return kv_proto_keys_len(count) + kv_proto_pad8((size_t)count * sizeof(float));
 }
 
+/* A wire key as the store and the tiers hold it (lib/key.h), and back. */
+static inline struct kv_key kv_key_from_wire(const struct kv_wire_key *w)
+{
+	return (struct kv_key){ .lo = w->lo, .hi = w->hi };
+}
+
+static inline struct kv_wire_key kv_key_to_wire(const struct kv_key *k)
+{
+	return (struct kv_wire_key){ .lo = k->lo, .hi = k->hi };
+}
+
 /* Name of an op for logs; "unknown" for anything else. */
 const char *kv_proto_op_name(unsigned op);
 
 _Static_assert(sizeof(struct kv_wire_hdr) == 24, "wire header layout");
 _Static_assert(sizeof(struct kv_wire_key) == 16, "wire key layout");
+_Static_assert(sizeof(struct kv_wire_key) == sizeof(struct kv_key) &&
+	       offsetof(struct kv_wire_key, lo) == offsetof(struct kv_key, lo) &&
+	       offsetof(struct kv_wire_key, hi) == offsetof(struct kv_key, hi),
+	       "the wire key and struct kv_key have one layout");
 _Static_assert(sizeof(struct kv_wire_hello) == 48, "hello layout");
 _Static_assert(sizeof(struct kv_wire_hello_reply) == 72, "hello reply layout");
 _Static_assert(offsetof(struct kv_wire_hello_reply, hbm_bytes) == 40 &&

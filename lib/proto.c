@@ -11,8 +11,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "kvstore/errors.h"
-#include "kvstore/proto.h"
+#include "lib/errors.h"
+#include "lib/proto.h"
 
 static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_ERROR]		= "error",
