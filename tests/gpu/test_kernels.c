@@ -10,9 +10,10 @@
  * STAGED from device memory, which takes the one-kernel path, STAGED from
  * pageable host memory, which the copy engine reads), 1, 3 and 17 chunks a
  * call, three row sizes and three layer ranges, random data fresh per case
- * and poisoned destinations with guard bytes on both sides. Then: refusals that must queue nothing, a
- * burst of calls on two streams that wraps the context's table ring while
- * the caller rewrites its arrays, a gather then a scatter of the same
+ * and poisoned destinations with guard bytes on both sides. Then:
+ * refusals that must queue nothing, a burst of calls on two streams that
+ * wraps the context's table ring while the caller rewrites its arrays, a
+ * gather then a scatter of the same
  * chunk with no sync between, and a page table large enough to grow the
  * ring's slots.
  *
