@@ -13,9 +13,8 @@
  * and poisoned destinations with guard bytes on both sides. Then:
  * refusals that must queue nothing, a burst of calls on two streams that
  * wraps the context's table ring while the caller rewrites its arrays, a
- * gather then a scatter of the same
- * chunk with no sync between, and a page table large enough to grow the
- * ring's slots.
+ * gather then a scatter of the same chunk with no sync between, and a
+ * page table large enough to grow the ring's slots.
  *
  * Prints one line per case, "figure:" lines with GB/s for each mode on a
  * Llama-3-8B-shaped batch next to a plain pinned memcpy measured in the
