@@ -373,8 +373,9 @@ enum kvc_gpu_flags {
 
 /* How DRAM chunks reach a paged layout (kvc_gpu_mode()). */
 enum kvc_gpu_mode {
-	KVC_GPU_AUTO	= 0,	/* the measured faster: STAGED for whole chunks,
-				 * ZEROCOPY layer by layer (docs/gpu.md) */
+	KVC_GPU_AUTO	= 0,	/* the measured faster: STAGED for whole chunks
+				 * and for KVC_LAYOUT_HF, ZEROCOPY layer by
+				 * layer otherwise (docs/gpu.md) */
 	KVC_GPU_ZEROCOPY = 1,	/* one kernel reads the pinned mapping in place */
 	KVC_GPU_STAGED	= 2,	/* large copies into a GPU staging buffer, then
 				 * a scatter kernel */
