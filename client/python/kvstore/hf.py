@@ -142,6 +142,7 @@ class _SlabLayer:
         self.cap = k.shape[2]
         self.length = 0
         self.static = False
+        self.pos = None             # static mode: where the forward's tokens go
         self.is_initialized = True
         self.dtype, self.device = k.dtype, k.device
         self.keys = k[:, :, :0]
@@ -188,16 +189,24 @@ class _SlabLayer:
         self.set_length(0)
 
 
+_layer_cls = None
+
+
 def _layer_class():
-    """_SlabLayer as a transformers CacheLayerMixin (caches test isinstance)."""
-    try:
-        from transformers.cache_utils import CacheLayerMixin
-    except ImportError:
-        return _SlabLayer
-    cls = type("SlabLayer", (_SlabLayer, CacheLayerMixin), {})
-    cls.__abstractmethods__ = frozenset()
-    cls.supports_early_init = False
-    return cls
+    """_SlabLayer as a transformers CacheLayerMixin (transformers 5.17's
+    Cache takes a layer that is not one for a linear-attention layer)."""
+    global _layer_cls
+    if _layer_cls is None:
+        try:
+            from transformers.cache_utils import CacheLayerMixin
+        except ImportError:
+            _layer_cls = _SlabLayer
+        else:
+            cls = type("SlabLayer", (_SlabLayer, CacheLayerMixin), {})
+            cls.__abstractmethods__ = frozenset()    # ours are all there
+            cls.supports_early_init = False
+            _layer_cls = cls
+    return _layer_cls
 
 
 def _new_cache(model, layers):
