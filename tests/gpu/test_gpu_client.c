@@ -1660,12 +1660,26 @@ static void test_hbm_shared(void **state)
 #define RYW_ROUNDS	1000	/* kvc_put_gpu rounds (the issue asks for >= 1000) */
 #define RYW_PAGED	256	/* kvc_put_paged rounds */
 
+static const char *const ryw_how[3] = { "its done event", "a stream sync",
+					 "kvc_gpu_flush" };
+
+/* Wait for round r's put on fx.s one of three ways (ryw_how), in turn. */
+static void ryw_wait(struct kvc *c, unsigned r)
+{
+	if (r % 3 == 0)
+		sync_event(0, "read-your-writes: the put's done event");
+	else if (r % 3 == 1)
+		expect_ret(kv_gpu_stream_sync(fx.s), 0, "read-your-writes: stream sync");
+	else
+		expect_ret(kvc_gpu_flush(c), 0, "read-your-writes: kvc_gpu_flush");
+}
+
 /* The chunk just put is visible at once from the putting connection and
  * from another one, in a tier of mask. */
 static void ryw_visible(struct kvc *c, uint32_t ns, struct kvc *c2, uint32_t ns2,
-			const struct kvc_key *key, unsigned mask, unsigned round,
-			const char *how)
+			const struct kvc_key *key, unsigned mask, unsigned round)
 {
+	const char *how = ryw_how[round % 3];
 	struct kvc *conn[2] = { c, c2 };
 	uint32_t nss[2] = { ns, ns2 };
 
@@ -1696,8 +1710,6 @@ static void test_put_read_your_writes(void **state)
 {
 	const char *args[] = { "--dram-bytes", "256M", "--hbm-bytes", "128M", "--gpu", "0",
 			       "--hbm-promote", "off", "--log", "warn", NULL };
-	static const char *const how[3] = { "its done event", "a stream sync",
-					    "kvc_gpu_flush" };
 	const size_t bytes = 64 * 1024 + 16;	/* not a power of two */
 	const unsigned both = TIER_BIT(KVC_TIER_DRAM) | TIER_BIT(KVC_TIER_HBM);
 	struct shape sh = small_shape(KVC_LAYOUT_VLLM);
@@ -1727,14 +1739,8 @@ static void test_put_read_your_writes(void **state)
 		expect_ret(kvc_put_gpu(c, ns, &pd, 1, hbm ? KVC_PUT_HBM : 0, fx.s, fx.ev[0]), 1,
 			   "read-your-writes: kvc_put_gpu");
 		expect_ret(pd.status, 0, "read-your-writes: kvc_put_gpu status");
-		if (r % 3 == 0)
-			sync_event(0, "read-your-writes: the put's done event");
-		else if (r % 3 == 1)
-			expect_ret(kv_gpu_stream_sync(fx.s), 0, "read-your-writes: stream sync");
-		else
-			expect_ret(kvc_gpu_flush(c), 0, "read-your-writes: kvc_gpu_flush");
-		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r,
-			    how[r % 3]);
+		ryw_wait(c, r);
+		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r);
 		if (r % 8 == 0) {
 			uint8_t *w[1] = { want };
 
@@ -1763,14 +1769,8 @@ static void test_put_read_your_writes(void **state)
 		expect_ret(kvc_put_paged(c, ns, &ca.l, &pd, 1, hbm ? KVC_PUT_HBM : 0, fx.s,
 					 fx.ev[0]), 1, "read-your-writes: kvc_put_paged");
 		expect_ret(pd.status, 0, "read-your-writes: kvc_put_paged status");
-		if (r % 3 == 0)
-			sync_event(0, "read-your-writes: the paged put's done event");
-		else if (r % 3 == 1)
-			expect_ret(kv_gpu_stream_sync(fx.s), 0, "read-your-writes: stream sync");
-		else
-			expect_ret(kvc_gpu_flush(c), 0, "read-your-writes: kvc_gpu_flush");
-		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r,
-			    how[r % 3]);
+		ryw_wait(c, r);
+		ryw_visible(c, ns, c2, ns2, &pd.key, hbm ? both : TIER_BIT(KVC_TIER_DRAM), r);
 		if (r % 8 == 0) {
 			gather_host(&ca, pages, want);
 			check_get_host(c2, ns2, &pd.key, want, cb, buf,
