@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <lmdb.h>
 
+#include "tests/lib/tmpdir.h"
 #include "tests/regress/issue_11.h"
 
 static struct kvt_daemon dm;
@@ -35,20 +36,15 @@ static int setup(void **state)
 {
 	memset(&dm, 0, sizeof(dm));
 	memset(&fs, 0, sizeof(fs));
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvt-i11ns-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
-	return mkdtemp(ssd_dir) ? 0 : -1;
+	return kvt_tmpdir(ssd_dir, sizeof(ssd_dir), NULL, "kvt-i11ns-");
 }
 
 static int teardown(void **state)
 {
-	char cmd[400];
-
 	kvt_kill(&dm);
 	kvt_cleanup(&dm);
 	i11_loopfs_drop(&fs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ssd_dir);
-	return i11_sh(cmd) == 0 ? 0 : -1;
+	return kvt_rmtree(ssd_dir) == 0 ? 0 : -1;
 }
 
 static void start(const char *dir, const char *extra1, const char *extra2)

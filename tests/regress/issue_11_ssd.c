@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 
+#include "tests/lib/tmpdir.h"
 #include "tests/regress/issue_11.h"
 
 static struct kvt_daemon dm[2];
@@ -35,23 +36,18 @@ static int setup(void **state)
 {
 	memset(dm, 0, sizeof(dm));
 	memset(&fs, 0, sizeof(fs));
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvt-i11ssd-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
-	return mkdtemp(ssd_dir) ? 0 : -1;
+	return kvt_tmpdir(ssd_dir, sizeof(ssd_dir), NULL, "kvt-i11ssd-");
 }
 
 /* Whatever a case left behind goes, failed or not. */
 static int teardown(void **state)
 {
-	char cmd[400];
-
 	for (int i = 0; i < 2; i++) {
 		kvt_kill(&dm[i]);
 		kvt_cleanup(&dm[i]);
 	}
 	i11_loopfs_drop(&fs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ssd_dir);
-	return i11_sh(cmd) == 0 ? 0 : -1;
+	return kvt_rmtree(ssd_dir) == 0 ? 0 : -1;
 }
 
 static void need_loopfs(unsigned mib)

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <inttypes.h>
 
+#include "tests/lib/tmpdir.h"
 #include "tests/regress/issue_11.h"
 
 #define GB 1000000000ull
@@ -33,19 +34,14 @@ static char ssd_dir[300];
 static int setup(void **state)
 {
 	memset(&dm, 0, sizeof(dm));
-	snprintf(ssd_dir, sizeof(ssd_dir), "%s/kvt-i12-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
-	return mkdtemp(ssd_dir) ? 0 : -1;
+	return kvt_tmpdir(ssd_dir, sizeof(ssd_dir), NULL, "kvt-i12-");
 }
 
 static int teardown(void **state)
 {
-	char cmd[400];
-
 	kvt_kill(&dm);
 	kvt_cleanup(&dm);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ssd_dir);
-	return i11_sh(cmd) == 0 ? 0 : -1;
+	return kvt_rmtree(ssd_dir) == 0 ? 0 : -1;
 }
 
 /* A daemon with DRAM and SSD tiers, its refusals logged (DEBUG, net). */
