@@ -745,7 +745,7 @@ static int ctx_for(struct kvc_gpu *g, size_t chunk_bytes)
  * AUTO: STAGED for whole chunks, and for rows split per head (LAYOUT_HF) at
  * any layer range: a kernel reading the mapping in place fetches each
  * head's piece (128-256 bytes) over PCIe on its own, measured at 18 GB/s on
- * the H100 against 46 GB/s staged (1B shape, issue 12). Else ZEROCOPY layer
+ * the H100 against 48 GB/s staged (1B shape, issue 12). Else ZEROCOPY layer
  * by layer.
  */
 static enum kv_gpu_mode dram_mode(const struct kvc_gpu *g, bool whole, bool split)

@@ -382,7 +382,8 @@ class _Engine:
             return None
         finally:
             self.waiting = False
-        g = (graph, ids, pos, mask, logits, cache)
+        # The key positions, for the mask each replay rebuilds.
+        g = (graph, ids, pos, mask, logits, torch.arange(cap, device=dev))
         self.graphs[key] = g
         return g
 
@@ -583,10 +584,9 @@ class CachedLM:
             main.wait_event(e.events[-1])
         if self.graphs:
             if g is not None:
-                graph, sids, spos, smask, slogits, _ = g
+                graph, sids, spos, smask, slogits, ar = g
                 sids.copy_(ids[:, n:N])
                 torch.arange(n, N, device=self.device, out=spos)
-                ar = torch.arange(cap, device=self.device)
                 torch.le(ar[None, :], spos[:, None], out=smask[0, 0])
                 graph.replay()
                 for layer in cache.layers:
@@ -649,7 +649,12 @@ class CachedLM:
                 elif mode in ("whole", "pipelined"):
                     a, kind = 0, PLAN_LOADED
                 else:
-                    a, _, kind = self.planner.plan(tiers, self.bandwidths(), e.prefill_rate)
+                    # The daemon's averages only for tiers this adapter has
+                    # not timed itself (SSD): no STATS round trip on a hit
+                    # from GPU memory or the host.
+                    bw = (self.bandwidths() if any(t not in self.bw for t in tiers)
+                          else dict(self.bw))
+                    a, _, kind = self.planner.plan(tiers, bw, e.prefill_rate)
                 if a < m and any(t == kvstore.TIER_SSD for t in tiers[a:]):
                     # The daemon starts reading them now, while we compute.
                     self.client.prefetch(self.ns, keys[a:m])
@@ -725,14 +730,15 @@ class CachedLM:
             self.store(tokens, first_chunk=n // self.T)
             self._stored_chunks = N // self.T
         cur = N
+        ones = torch.ones((1, 1, 1, cap), dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens - 1):
             # An explicit mask: SDPA's masked kernel, the one the suffix
             # forward uses. Without one a one-token query takes the unmasked
             # kernels, whose tokens differed run to run on the H100 (the
             # eager split reference against itself, issue 12).
             step = torch.tensor([[nxt]], device=self.device)
-            mask = torch.ones((1, 1, 1, cur + 1), dtype=torch.bool, device=self.device)
-            out = e.forward(step, cache, torch.tensor([cur], device=self.device), mask)
+            out = e.forward(step, cache, torch.tensor([cur], device=self.device),
+                            ones[..., :cur + 1])
             nxt = int(torch.argmax(out.logits[0, -1]))
             r.tokens.append(nxt)
             cur += 1
