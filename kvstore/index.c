@@ -21,7 +21,7 @@
 #include "lib/util.h"
 
 struct kv_index {
-	struct kv_chunk **buckets;
+	struct kv_index_entry **buckets;
 	uint64_t mask;			/* buckets - 1 */
 	uint64_t count;
 	uint64_t seed;			/* keys the bucket hash */
@@ -30,7 +30,7 @@ struct kv_index {
 #define CURSOR_POS_BITS 20
 
 static uint64_t bucket_of(const struct kv_index *idx, uint32_t ns,
-			  const struct kv_wire_key *key)
+			  const struct kv_key *key)
 {
 	uint64_t buf[3] = { key->lo, key->hi, ns };
 
@@ -52,17 +52,18 @@ int kv_index_open(struct kv_index **out, unsigned hash_bits)
 	return 0;
 }
 
-void kv_index_close(struct kv_index *idx)
+void kv_index_close(struct kv_index *idx, void (*drop)(struct kv_index_entry *e))
 {
 	if (!idx)
 		return;
 	for (uint64_t b = 0; b <= idx->mask; b++) {
-		struct kv_chunk *c = idx->buckets[b];
+		struct kv_index_entry *c = idx->buckets[b];
 
 		while (c) {
-			struct kv_chunk *next = c->hnext;
+			struct kv_index_entry *next = c->hnext;
 
-			free(c);
+			if (drop)
+				drop(c);
 			c = next;
 		}
 	}
@@ -70,16 +71,16 @@ void kv_index_close(struct kv_index *idx)
 	free(idx);
 }
 
-static bool same(const struct kv_chunk *c, uint32_t ns,
-		 const struct kv_wire_key *key)
+static bool same(const struct kv_index_entry *c, uint32_t ns,
+		 const struct kv_key *key)
 {
 	return c->ns == ns && c->key.lo == key->lo && c->key.hi == key->hi;
 }
 
-struct kv_chunk *kv_index_find(const struct kv_index *idx, uint32_t ns,
-			       const struct kv_wire_key *key)
+struct kv_index_entry *kv_index_find(const struct kv_index *idx, uint32_t ns,
+			       const struct kv_key *key)
 {
-	struct kv_chunk *c = idx->buckets[bucket_of(idx, ns, key)];
+	struct kv_index_entry *c = idx->buckets[bucket_of(idx, ns, key)];
 
 	while (c && !same(c, ns, key))
 		c = c->hnext;
@@ -94,16 +95,16 @@ struct kv_chunk *kv_index_find(const struct kv_index *idx, uint32_t ns,
 static void grow(struct kv_index *idx)
 {
 	uint64_t nb = (idx->mask + 1) * 2;
-	struct kv_chunk **old = idx->buckets;
+	struct kv_index_entry **old = idx->buckets;
 	uint64_t old_n = idx->mask + 1;
 
 	idx->buckets = kv_xcalloc(nb, sizeof(*idx->buckets));
 	idx->mask = nb - 1;
 	for (uint64_t b = 0; b < old_n; b++) {
-		struct kv_chunk *c = old[b];
+		struct kv_index_entry *c = old[b];
 
 		while (c) {
-			struct kv_chunk *next = c->hnext;
+			struct kv_index_entry *next = c->hnext;
 			uint64_t nbk = bucket_of(idx, c->ns, &c->key);
 
 			c->hnext = idx->buckets[nbk];
@@ -114,27 +115,21 @@ static void grow(struct kv_index *idx)
 	free(old);
 }
 
-struct kv_chunk *kv_index_add(struct kv_index *idx, uint32_t ns,
-			      const struct kv_wire_key *key)
+void kv_index_add(struct kv_index *idx, struct kv_index_entry *e)
 {
-	struct kv_chunk *c;
 	uint64_t b;
 
 	if (idx->count >= idx->mask + 1 && idx->mask < (1ull << 30))
 		grow(idx);
-	c = kv_xcalloc(1, sizeof(*c));
-	c->ns = ns;
-	c->key = *key;
-	b = bucket_of(idx, ns, key);
-	c->hnext = idx->buckets[b];
-	idx->buckets[b] = c;
+	b = bucket_of(idx, e->ns, &e->key);
+	e->hnext = idx->buckets[b];
+	idx->buckets[b] = e;
 	idx->count++;
-	return c;
 }
 
-void kv_index_del(struct kv_index *idx, struct kv_chunk *c)
+void kv_index_del(struct kv_index *idx, struct kv_index_entry *c)
 {
-	struct kv_chunk **pp = &idx->buckets[bucket_of(idx, c->ns, &c->key)];
+	struct kv_index_entry **pp = &idx->buckets[bucket_of(idx, c->ns, &c->key)];
 
 	while (*pp && *pp != c)
 		pp = &(*pp)->hnext;
@@ -142,7 +137,7 @@ void kv_index_del(struct kv_index *idx, struct kv_chunk *c)
 		*pp = c->hnext;
 		idx->count--;
 	}
-	free(c);
+	c->hnext = NULL;
 }
 
 uint64_t kv_index_count(const struct kv_index *idx)
@@ -150,7 +145,7 @@ uint64_t kv_index_count(const struct kv_index *idx)
 	return idx->count;
 }
 
-struct kv_chunk *kv_index_next(const struct kv_index *idx, uint64_t *cursor)
+struct kv_index_entry *kv_index_next(const struct kv_index *idx, uint64_t *cursor)
 {
 	uint64_t b, pos;
 
@@ -162,7 +157,7 @@ struct kv_chunk *kv_index_next(const struct kv_index *idx, uint64_t *cursor)
 		pos = (*cursor - 1) & ((1u << CURSOR_POS_BITS) - 1);
 	}
 	for (; b <= idx->mask; b++, pos = 0) {
-		struct kv_chunk *c = idx->buckets[b];
+		struct kv_index_entry *c = idx->buckets[b];
 		uint64_t i = 0;
 
 		while (c && i < pos) {

@@ -152,6 +152,7 @@ struct kv_server {
 	size_t scratch_cap;
 	struct event *ioev;		/* the store's SSD completions */
 	struct event *gpuev;		/* the store's GPU copy completions */
+	struct event *pumpev;		/* the store has background work */
 	struct conn *parked;		/* connections parked on the SSD */
 	size_t held;			/* every connection's conn_bytes() */
 	size_t charged;			/* ... beyond CONN_FREE each */
@@ -1746,12 +1747,22 @@ static int ns_restore(void *arg, uint32_t id, uid_t uid, const char *name)
 	return kv_ns_restore(arg, id, uid, name);
 }
 
+/* Once per loop turn with anything to do: the store's background work
+ * (its moves finished or queued), then every parked request again. */
 static void on_store_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct kv_server *srv = arg;
 
-	kv_store_reap(srv->store);
+	kv_store_pump(srv->store);
 	replay_parked(srv);
+}
+
+/* The store queued background work: pump it at the end of this turn. */
+static void wake_pump(void *arg)
+{
+	struct kv_server *srv = arg;
+
+	event_active(srv->pumpev, EV_TIMEOUT, 0);
 }
 
 int kv_server_lock(const char *socket_path)
@@ -1835,6 +1846,12 @@ int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
 		kv_log(KV_ERR, KV_LOG_MAIN, "cannot restore the namespaces: %s", kv_strerror(ret));
 		goto out_ns;
 	}
+	srv->pumpev = event_new(base, -1, 0, on_store_io, srv);
+	if (!srv->pumpev) {
+		ret = -ENOMEM;
+		goto out_ns;
+	}
+	kv_store_set_wake(store, wake_pump, srv);
 	if (kv_store_event_fd(store) >= 0) {
 		srv->ioev = event_new(base, kv_store_event_fd(store), EV_READ | EV_PERSIST,
 				      on_store_io, srv);
@@ -1881,6 +1898,9 @@ out_ns:
 		event_free(srv->ioev);
 	if (srv->gpuev)
 		event_free(srv->gpuev);
+	if (srv->pumpev)
+		event_free(srv->pumpev);
+	kv_store_set_wake(srv->store, NULL, NULL);
 	kv_ns_close(srv->ns);
 out_free:
 	if (srv->spare_fd >= 0)
@@ -1900,6 +1920,9 @@ void kv_server_close(struct kv_server *srv)
 		event_free(srv->ioev);
 	if (srv->gpuev)
 		event_free(srv->gpuev);
+	if (srv->pumpev)
+		event_free(srv->pumpev);
+	kv_store_set_wake(srv->store, NULL, NULL);
 	event_free(srv->lev);
 	event_free(srv->resume);
 	event_free(srv->tick);

@@ -26,8 +26,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "lib/proto.h"
 #include "kvstore/tenant.h"
+#include "lib/proto.h"
 
 struct kv_store;		/* opaque */
 struct kv_owner;		/* opaque: one client's holdings */
@@ -301,9 +301,25 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
 int kv_store_event_fd(const struct kv_store *s);
 int kv_store_hbm_event_fd(const struct kv_store *s);
 
-/* Take in finished SSD jobs and GPU copies and start queued ones. Returns
- * how many finished. */
+/*
+ * The store's background work, once per loop turn (in the manner of
+ * Redis's beforeSleep): take in every tier's finished moves (SSD jobs, GPU
+ * copies), then start queued ones (write-backs, DRAM copies of chunks put
+ * into HBM, promotions into HBM) as far as the tiers' limits go. Requests
+ * only queue such work; they call the wake hook (kv_store_set_wake()) so
+ * that the loop runs the pump. Returns how many moves finished.
+ * kv_store_reap() is the same call, under its old name.
+ */
+unsigned kv_store_pump(struct kv_store *s);
 unsigned kv_store_reap(struct kv_store *s);
+
+/*
+ * Call fn(arg) when the store has background work for kv_store_pump(): at
+ * most once between two pumps, from inside a store call on the loop
+ * thread. fn must only schedule the pump (say, make an event active), not
+ * call back into the store.
+ */
+void kv_store_set_wake(struct kv_store *s, void (*fn)(void *arg), void *arg);
 
 /*
  * Start promoting the SSD-resident keys among n into DRAM. status[i]: 0

@@ -616,27 +616,6 @@ static void dram_free(void *priv, struct kv_extent *e)
 	kv_alloc_put(d->alloc, e);
 }
 
-static int dram_read(void *priv, const struct kv_extent *e, void *buf, size_t len)
-{
-	struct dram *d = priv;
-
-	if (len > kv_extent_size(e))
-		return -EINVAL;
-	memcpy(buf, (char *)d->base + kv_extent_offset(e), len);
-	return 0;
-}
-
-static int dram_write(void *priv, const struct kv_extent *e, const void *buf,
-		      size_t len)
-{
-	struct dram *d = priv;
-
-	if (len > kv_extent_size(e))
-		return -EINVAL;
-	memcpy((char *)d->base + kv_extent_offset(e), buf, len);
-	return 0;
-}
-
 static void dram_stats(void *priv, struct kv_alloc_stats *st)
 {
 	struct dram *d = priv;
@@ -666,8 +645,6 @@ const struct kv_tier_ops kv_tier_dram = {
 	.close		= dram_close,
 	.alloc		= dram_alloc,
 	.free		= dram_free,
-	.read		= dram_read,
-	.write		= dram_write,
 	.stats		= dram_stats,
 	.share_fd	= dram_share_fd,
 	.base		= dram_base,

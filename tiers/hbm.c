@@ -64,13 +64,13 @@ struct kv_hbm {
 	pthread_cond_t cond;		/* jobs submitted, or stop */
 	pthread_cond_t idle;		/* an arena's last job finished */
 	bool stop;
-	struct kv_hbm_job *todo;	/* submitted, FIFO */
-	struct kv_hbm_job **todo_tail;
-	struct kv_hbm_job *done;	/* finished, FIFO */
-	struct kv_hbm_job **done_tail;
+	struct kv_move *todo;	/* submitted, FIFO */
+	struct kv_move **todo_tail;
+	struct kv_move *done;	/* finished, FIFO */
+	struct kv_move **done_tail;
 };
 
-static void job_finish(struct kv_hbm *h, struct kv_hbm_job *j)
+static void job_finish(struct kv_hbm *h, struct kv_move *j)
 {
 	uint64_t one = 1;
 
@@ -78,27 +78,29 @@ static void job_finish(struct kv_hbm *h, struct kv_hbm_job *j)
 	j->next = NULL;
 	*h->done_tail = j;
 	h->done_tail = &j->next;
-	if (j->arena && --j->arena->jobs == 0)
+	if (j->part && --((struct kv_hbm_arena *)j->part)->jobs == 0)
 		pthread_cond_broadcast(&h->idle);
 	pthread_mutex_unlock(&h->lock);
 	if (write(h->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		kv_log(KV_ERR, KV_LOG_GPU, "hbm: eventfd write: %s", strerror(errno));
 }
 
-static int job_issue(struct kv_hbm *h, struct kv_hbm_job *j, struct kv_gpu_event *ev)
+static int job_issue(struct kv_hbm *h, struct kv_move *j, struct kv_gpu_event *ev)
 {
-	const struct kv_hbm_arena *a = j->arena;
-	char *hbm = j->hbm;
+	const struct kv_hbm_arena *a = j->part;
+	char *hbm;
 	int ret;
 
 	/* The store's bug, not the GPU's: never copy outside the arena. */
-	if (!a || !j->dram || hbm < a->base || j->bytes > a->bytes ||
-	    (uint64_t)(hbm - a->base) > a->bytes - j->bytes)
+	if (!a || !j->ext || !j->host || j->bytes > a->bytes)
 		return -EINVAL;
-	if (j->op == KV_HBM_DOWN)
-		ret = kv_gpu_memcpy(j->dram, hbm, j->bytes, h->stream);
+	hbm = a->base + kv_extent_offset(j->ext);
+	if ((uint64_t)(hbm - a->base) > a->bytes - j->bytes)
+		return -EINVAL;
+	if (j->op == KV_MOVE_LOAD)
+		ret = kv_gpu_memcpy(j->host, hbm, j->bytes, h->stream);
 	else
-		ret = kv_gpu_memcpy(hbm, j->dram, j->bytes, h->stream);
+		ret = kv_gpu_memcpy(hbm, j->host, j->bytes, h->stream);
 	if (ret == 0)
 		ret = kv_gpu_event_record(ev, h->stream);
 	return ret;
@@ -107,12 +109,12 @@ static int job_issue(struct kv_hbm *h, struct kv_hbm_job *j, struct kv_gpu_event
 static void *gpu_thread(void *arg)
 {
 	struct kv_hbm *h = arg;
-	struct kv_hbm_job *fly[HBM_INFLIGHT];
+	struct kv_move *fly[HBM_INFLIGHT];
 	unsigned head = 0, n = 0;	/* ring of jobs in flight */
 
 	kv_gpu_set_device(h->conf.gpu);
 	for (;;) {
-		struct kv_hbm_job *j;
+		struct kv_move *j;
 
 		pthread_mutex_lock(&h->lock);
 		while (!h->todo && n == 0 && !h->stop)
@@ -133,7 +135,7 @@ static void *gpu_thread(void *arg)
 			j->result = job_issue(h, j, h->ev[slot]);
 			if (j->result) {
 				kv_log(KV_ERR, KV_LOG_GPU, "hbm: %s copy of %llu bytes failed: %s",
-				       j->op == KV_HBM_DOWN ? "HBM->DRAM" : "DRAM->HBM",
+				       j->op == KV_MOVE_LOAD ? "HBM->DRAM" : "DRAM->HBM",
 				       (unsigned long long)j->bytes,
 				       j->result == -EINVAL ? "not inside its arena" :
 				       kv_gpu_last_error());
@@ -224,7 +226,7 @@ int kv_hbm_open(struct kv_hbm **out, const struct kv_hbm_conf *conf)
 
 void kv_hbm_close(struct kv_hbm *h)
 {
-	struct kv_hbm_job *j;
+	struct kv_move *j;
 
 	if (!h)
 		return;
@@ -236,7 +238,7 @@ void kv_hbm_close(struct kv_hbm *h)
 		pthread_join(h->thread, NULL);	/* it finishes what it has */
 	while ((j = kv_hbm_reap(h))) {
 		while (j) {
-			struct kv_hbm_job *next = j->next;
+			struct kv_move *next = j->next;
 
 			free(j);
 			j = next;
@@ -348,13 +350,13 @@ void kv_hbm_arena_stats(const struct kv_hbm_arena *a, struct kv_alloc_stats *st)
 
 /* ---- copies ---------------------------------------------------------------- */
 
-void kv_hbm_submit(struct kv_hbm *h, struct kv_hbm_job *j)
+void kv_hbm_submit(struct kv_hbm *h, struct kv_move *j)
 {
 	j->next = NULL;
 	j->result = 0;
 	pthread_mutex_lock(&h->lock);
-	if (j->arena)
-		j->arena->jobs++;
+	if (j->part)
+		((struct kv_hbm_arena *)j->part)->jobs++;
 	*h->todo_tail = j;
 	h->todo_tail = &j->next;
 	pthread_cond_signal(&h->cond);
@@ -366,9 +368,9 @@ int kv_hbm_event_fd(const struct kv_hbm *h)
 	return h->efd;
 }
 
-struct kv_hbm_job *kv_hbm_reap(struct kv_hbm *h)
+struct kv_move *kv_hbm_reap(struct kv_hbm *h)
 {
-	struct kv_hbm_job *j;
+	struct kv_move *j;
 	uint64_t v;
 
 	if (read(h->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -414,6 +416,32 @@ static void *hbm_base_op(void *priv)
 	return kv_hbm_arena_base(priv);
 }
 
+/* Moves: priv is the struct kv_hbm, the arena in kv_move.part. */
+static struct kv_move *hbm_move_new_op(void *priv)
+{
+	return kv_xcalloc(1, sizeof(struct kv_move));
+}
+
+static void hbm_move_free_op(void *priv, struct kv_move *m)
+{
+	free(m);
+}
+
+static void hbm_submit_op(void *priv, struct kv_move *m)
+{
+	kv_hbm_submit(priv, m);
+}
+
+static struct kv_move *hbm_reap_op(void *priv)
+{
+	return kv_hbm_reap(priv);
+}
+
+static int hbm_event_fd_op(void *priv)
+{
+	return kv_hbm_event_fd(priv);
+}
+
 const struct kv_tier_ops kv_tier_hbm = {
 	.name		= "hbm",
 	.id		= KV_TIER_HBM,
@@ -423,4 +451,9 @@ const struct kv_tier_ops kv_tier_hbm = {
 	.stats		= hbm_stats_op,
 	.share_fd	= hbm_share_fd_op,
 	.base		= hbm_base_op,
+	.move_new	= hbm_move_new_op,
+	.move_free	= hbm_move_free_op,
+	.submit		= hbm_submit_op,
+	.reap		= hbm_reap_op,
+	.event_fd	= hbm_event_fd_op,
 };

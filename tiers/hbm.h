@@ -38,24 +38,6 @@ struct kv_hbm_conf {
 	int gpu;		/* CUDA device */
 };
 
-enum kv_hbm_op {
-	KV_HBM_DOWN,		/* HBM -> DRAM (a put into HBM gets its DRAM copy) */
-	KV_HBM_UP,		/* DRAM -> HBM (a promotion) */
-};
-
-struct kv_hbm_job {
-	struct kv_hbm_job *next;	/* the tier's queues */
-	uint8_t op;			/* enum kv_hbm_op */
-	struct kv_hbm_arena *arena;	/* the arena hbm lies in */
-	void *hbm;			/* device address in arena */
-	void *dram;			/* host address in a DRAM arena, best
-					 * page-locked (it is the other end) */
-	uint64_t bytes;
-	void *cookie;			/* the submitter's */
-	int result;			/* at reap: 0, -KV_EGPU, or -EINVAL (hbm
-					 * and bytes not inside arena) */
-};
-
 /*
  * Open the tier on conf->gpu: its stream and GPU thread, no memory yet.
  * Returns 0 and stores it in *out, or -EINVAL, -KV_ENOGPU (no such device
@@ -105,21 +87,27 @@ int kv_hbm_arena_alloc(struct kv_hbm_arena *a, uint64_t bytes, struct kv_extent 
 void kv_hbm_arena_free(struct kv_hbm_arena *a, struct kv_extent *e);
 void kv_hbm_arena_stats(const struct kv_hbm_arena *a, struct kv_alloc_stats *st);
 
-/* Queue a copy; it is reaped later. The DRAM end is the caller's to keep
- * valid until then. */
-void kv_hbm_submit(struct kv_hbm *h, struct kv_hbm_job *j);
+/*
+ * Queue a copy (tiers/tier.h: m->part the arena, m->ext the extent in it,
+ * m->host the DRAM end, m->bytes; STORE DRAM -> HBM, LOAD HBM -> DRAM); it
+ * is reaped later with result 0, -KV_EGPU, or -EINVAL (not inside the
+ * arena). The DRAM end is the caller's to keep valid until then.
+ */
+void kv_hbm_submit(struct kv_hbm *h, struct kv_move *m);
 
 /* Readable when jobs finished. */
 int kv_hbm_event_fd(const struct kv_hbm *h);
 
 /* Finished jobs, oldest first, linked by next (NULL: none). */
-struct kv_hbm_job *kv_hbm_reap(struct kv_hbm *h);
+struct kv_move *kv_hbm_reap(struct kv_hbm *h);
 
 /*
- * One arena behind the generic tier table (priv is a struct kv_hbm_arena
- * *; no open: kv_hbm_arena_open() makes one): close, alloc, free, stats,
- * share_fd (its fd and mapped size) and base.
+ * kv_tier_hbm (tiers/tier.h): one arena behind the generic table (priv a
+ * struct kv_hbm_arena *; no open: kv_hbm_arena_open() makes one): close,
+ * alloc, free, stats, share_fd (its fd and mapped size) and base. Its move
+ * verbs take the struct kv_hbm (the GPU thread every arena shares), with
+ * the arena in kv_move.part: STORE copies DRAM -> HBM (a promotion), LOAD
+ * HBM -> DRAM (a chunk put into HBM gets its DRAM copy).
  */
-extern const struct kv_tier_ops kv_tier_hbm;
 
 #endif

@@ -203,7 +203,7 @@ static void finish(struct kv_ssd *s, struct kv_ssd_job *j)
 		kv_log(KV_ERR, KV_LOG_TIER, "ssd: eventfd write: %s", strerror(errno));
 }
 
-void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j)
+static void queue_job(struct kv_ssd *s, struct kv_ssd_job *j)
 {
 	j->next = NULL;
 	j->result = 0;
@@ -216,6 +216,12 @@ void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j)
 	s->in_tail = j;
 	pthread_mutex_unlock(&s->lock);
 	kv_io_wake(s->io);
+}
+
+void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j)
+{
+	j->m.op = KV_MOVE_OWN;
+	queue_job(s, j);
 }
 
 struct kv_ssd_job *kv_ssd_reap(struct kv_ssd *s)
@@ -1312,6 +1318,79 @@ static void ssd_close_op(void *priv)
 	kv_ssd_close(priv);
 }
 
+/* Moves: a generic job becomes a WRITE (STORE) or a READ (LOAD). */
+static struct kv_move *ssd_move_new_op(void *priv)
+{
+	struct kv_ssd_job *j = kv_xcalloc(1, sizeof(*j));
+
+	return &j->m;
+}
+
+static void ssd_move_free_op(void *priv, struct kv_move *m)
+{
+	free(kv_ssd_job_of(m));
+}
+
+static void ssd_submit_op(void *priv, struct kv_move *m)
+{
+	struct kv_ssd_job *j = kv_ssd_job_of(m);
+	struct kv_ssd_rec *r = &j->rec;
+
+	j->op = m->op == KV_MOVE_STORE ? KV_SSD_WRITE : KV_SSD_READ;
+	j->codec = m->rec.codec;
+	j->ns = m->ns;
+	j->key = m->key;
+	memset(r, 0, sizeof(*r));
+	r->magic = KV_SSD_REC_MAGIC;
+	r->salt = m->rec.salt;
+	r->has_parent = m->rec.has_parent;
+	r->tokens = m->rec.tokens;
+	r->position = m->rec.position;
+	r->parent = m->rec.parent;
+	r->bytes = m->bytes;
+	r->hits = m->rec.hits;
+	r->freq = m->rec.freq;
+	r->score = m->rec.score;
+	r->offset = kv_extent_offset(m->ext);
+	if (m->op == KV_MOVE_STORE) {
+		j->ssd_len = kv_extent_size(m->ext);
+	} else {
+		r->stored = m->rec.stored;
+		r->codec = m->rec.codec;
+		r->checksum = m->rec.checksum;
+	}
+	j->dram_off = m->host_off;
+	j->dram_len = m->host_len;
+	j->cookie = m->cookie;
+	queue_job(priv, j);
+}
+
+static struct kv_move *ssd_reap_op(void *priv)
+{
+	struct kv_ssd_job *j = kv_ssd_reap(priv);
+	struct kv_move *head = NULL, **tail = &head;
+
+	for (; j; j = j->next) {
+		struct kv_move *m = &j->m;
+
+		m->result = j->result;
+		if (j->op == KV_SSD_WRITE && m->op == KV_MOVE_STORE) {
+			m->rec.stored = j->rec.stored;
+			m->rec.codec = j->rec.codec;
+			m->rec.checksum = j->rec.checksum;
+		}
+		m->next = NULL;
+		*tail = m;
+		tail = &m->next;
+	}
+	return head;
+}
+
+static int ssd_event_fd_op(void *priv)
+{
+	return kv_ssd_event_fd(priv);
+}
+
 const struct kv_tier_ops kv_tier_ssd = {
 	.name		= "ssd",
 	.id		= KV_TIER_SSD,
@@ -1319,4 +1398,9 @@ const struct kv_tier_ops kv_tier_ssd = {
 	.alloc		= ssd_alloc_op,
 	.free		= ssd_free_op,
 	.stats		= ssd_stats_op,
+	.move_new	= ssd_move_new_op,
+	.move_free	= ssd_move_free_op,
+	.submit		= ssd_submit_op,
+	.reap		= ssd_reap_op,
+	.event_fd	= ssd_event_fd_op,
 };

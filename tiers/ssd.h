@@ -46,6 +46,7 @@
 #define KV_SSD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -76,6 +77,12 @@ enum kv_ssd_job_op {
 };
 
 struct kv_ssd_job {
+	struct kv_move m;		/* the generic job (tiers/tier.h): a move
+					 * submitted through kv_tier_ssd's verbs
+					 * fills the fields below from it; every
+					 * job comes back from its reap() as this,
+					 * KV_MOVE_OWN for the ones submitted with
+					 * kv_ssd_submit() (kv_ssd_job_of()) */
 	struct kv_ssd_job *next;	/* the tier's queues, then the reap list */
 	uint8_t op;			/* enum kv_ssd_job_op */
 	uint8_t codec;			/* WRITE: the codec wanted */
@@ -133,7 +140,9 @@ int kv_ssd_namespaces(struct kv_ssd *s, kv_ssd_ns_fn *fn, void *arg);
  * everything. Jobs not reaped are freed. Accepts NULL. */
 void kv_ssd_close(struct kv_ssd *s);
 
-/* Hand a job to the I/O thread. */
+/* Hand a job to the I/O thread, as the tier's own (m.op KV_MOVE_OWN):
+ * the store's FORGET, NS, NS_DROP and SYNC jobs. Moves go through
+ * kv_tier_ssd's submit. */
 void kv_ssd_submit(struct kv_ssd *s, struct kv_ssd_job *j);
 
 /* Readable when finished jobs wait. */
@@ -164,6 +173,19 @@ struct kv_ssd_stats {
 void kv_ssd_stats(struct kv_ssd *s, struct kv_alloc_stats *as,
 		  struct kv_ssd_stats *st);
 
-extern const struct kv_tier_ops kv_tier_ssd;
+/* The SSD job a generic one is part of. */
+static inline struct kv_ssd_job *kv_ssd_job_of(struct kv_move *m)
+{
+	return (struct kv_ssd_job *)((char *)m - offsetof(struct kv_ssd_job, m));
+}
+
+/*
+ * kv_tier_ssd (tiers/tier.h): priv is the struct kv_ssd (no open:
+ * kv_ssd_open() makes it). Its moves: STORE is a WRITE of the host extent
+ * to m->ext with m->rec as the record (stored, codec and checksum come
+ * back in m->rec), LOAD a READ of the record in m->rec into the host
+ * extent. Jobs from its move_new() are struct kv_ssd_jobs; so is
+ * everything its reap() returns.
+ */
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * tier.c - the registry of tiers.
+ * tier.c - the registry of tiers: one line per tier (its file defines the
+ * table). A new tier is its file plus a line here (docs/design.md, "Adding
+ * a tier").
  */
 #include <errno.h>
 #include <string.h>
@@ -8,13 +10,23 @@
 #include "tiers/tier.h"
 
 static const struct kv_tier_ops *const tiers[] = {
+	&kv_tier_hbm,
 	&kv_tier_dram,
+	&kv_tier_ssd,
 };
 
 const struct kv_tier_ops *kv_tier_find(const char *name)
 {
 	for (size_t i = 0; i < KV_ARRAY_SIZE(tiers); i++)
 		if (!strcmp(tiers[i]->name, name))
+			return tiers[i];
+	return NULL;
+}
+
+const struct kv_tier_ops *kv_tier_by_id(unsigned id)
+{
+	for (size_t i = 0; i < KV_ARRAY_SIZE(tiers); i++)
+		if (tiers[i]->id == id)
 			return tiers[i];
 	return NULL;
 }
@@ -26,7 +38,7 @@ int kv_tier_open(struct kv_tier *t, const char *name,
 	void *priv;
 	int ret;
 
-	if (!ops)
+	if (!ops || !ops->open)
 		return -ENOENT;
 	ret = ops->open(&priv, conf);
 	if (ret)
