@@ -2,7 +2,7 @@
  * store.h - the cache itself: chunks in tiers, two-phase puts, pins,
  * eviction. What a request means, without the socket.
  *
- * The server (kvstore/server.c) turns each request into calls here on
+ * The server (kvstore/handlers.c) turns each request into calls here on
  * behalf of an owner (one per connection); everything an owner holds, pins
  * and uncommitted allocations, is let go by kv_store_owner_close().
  *

@@ -1,0 +1,950 @@
+/*
+ * handlers.c - one function per op, and the table that names them
+ * (handlers.h); kv_handle_frame() looks an op up and calls its function.
+ *
+ * A handler runs its request against the store and the namespace table
+ * and answers it with reply(), in the server's scratch buffer (large
+ * enough for the largest reply a valid request can ask for, as the table
+ * bounds it). A request that must wait for the store parks (park.h): the
+ * ops flagged KV_H_MAY_PARK (NS_REGISTER, NS_DROP, ALLOC, PIN, FLUSH).
+ * Their handlers are written to be run again from the start on each
+ * replay: what they did before they parked is in c->park.
+ *
+ * Failures: a frame that is malformed gets an error reply, written once
+ * without waiting, and the connection is closed; so is a refused HELLO. A
+ * frame that is well formed but not allowed (unregistered namespace, batch
+ * too large) gets an error status and the connection stays.
+ *
+ * HELLO must come first (server.c's read_hello() sees to it); its reply
+ * carries the DRAM arena's memfd, and the HBM arena's fd when there is
+ * one, as SCM_RIGHTS ancillary data, sent with sendmsg() while the output
+ * buffer is still empty.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "kvstore/handlers.h"
+#include "kvstore/ns.h"
+#include "kvstore/park.h"
+#include "kvstore/server_int.h"
+#include "kvstore/store.h"
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/proto.h"
+#include "lib/util.h"
+#include "tiers/codec.h"
+
+/* ---- namespaces ----------------------------------------------------------- */
+
+static bool ns_registered(const struct conn *c, uint32_t ns)
+{
+	return ns / 64 < c->ns_words && (c->ns_bits[ns / 64] >> (ns % 64) & 1);
+}
+
+static void ns_mark(struct conn *c, uint32_t ns)
+{
+	size_t w = ns / 64;
+
+	if (w >= c->ns_words) {
+		size_t nw = w + 1;
+
+		c->ns_bits = kv_xrealloc(c->ns_bits, nw * sizeof(uint64_t));
+		memset(c->ns_bits + c->ns_words, 0, (nw - c->ns_words) * sizeof(uint64_t));
+		c->ns_words = nw;
+	}
+	c->ns_bits[w] |= 1ull << (ns % 64);
+}
+
+/* Namespaces a connection sees in a listing of all of them: its tenant's,
+ * or all for the daemon's own user and root. */
+static bool ns_visible(uint32_t ns, void *arg)
+{
+	struct conn *c = arg;
+	int t;
+
+	if (c->uid == 0 || c->uid == c->srv->self_uid)
+		return true;
+	t = kv_store_ns_tenant(c->srv->store, ns);
+	return t >= 0 && (unsigned)t == c->tenant;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+/* A reply body of len bytes, zeroed: the server's one buffer, which the
+ * next request reuses (reply() copies it out). */
+static void *scratch(struct kv_server *srv, size_t len)
+{
+	if (len > srv->scratch_cap) {
+		free(srv->scratch);
+		srv->scratch = kv_xmalloc(len);
+		srv->scratch_cap = len;
+	}
+	memset(srv->scratch, 0, len);
+	return srv->scratch;
+}
+
+/* ---- HELLO ---------------------------------------------------------------- */
+
+/* A HELLO refused, or whose reply cannot be sent, closes the connection. */
+static void handle_hello(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_hello *h = r->u.hello;
+	struct {
+		struct kv_wire_hdr h;
+		struct kv_wire_hello_reply b;
+	} msg;
+	union {
+		char buf[CMSG_SPACE(KV_HELLO_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { &msg, sizeof(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	uint64_t dram_bytes;
+	int fds[KV_HELLO_MAX_FDS];
+	unsigned nfd = 0;
+	ssize_t n;
+
+	if (c->hello || h->version != KV_PROTO_VERSION || h->flags) {
+		kv_log(KV_WARN, KV_LOG_NET, "refused hello from pid %d: %s",
+		       (int)c->pid, c->hello ? "second hello" :
+		       h->flags ? "unknown flags" : "protocol version mismatch");
+		reply(c, &r->hdr, c->hello || h->flags ? KV_EPROTO : KV_EVERSION, 0, NULL, 0);
+		c->closing = true;
+		return;
+	}
+	memcpy(c->name, h->name, KV_PROTO_NAME_MAX);
+	c->name[KV_PROTO_NAME_MAX] = '\0';
+	for (char *p = c->name; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';	/* it goes into log lines */
+
+	fds[nfd++] = kv_store_dram_fd(srv->store, c->tenant, &dram_bytes);
+	memset(&msg, 0, sizeof(msg));
+	put_hdr(&msg.h, KV_OP_HELLO, r->hdr.req_id, 0, 0, sizeof(msg.b));
+	msg.b.version = KV_PROTO_VERSION;
+	msg.b.flags = KV_HELLO_FD;
+	msg.b.dram_bytes = dram_bytes;
+	msg.b.max_batch = srv->conf.max_batch;
+	msg.b.max_msg = srv->conf.max_msg;
+	msg.b.max_pins = srv->conf.max_pins;
+	msg.b.max_uncommitted = srv->conf.max_uncommitted;
+	fds[nfd] = kv_store_hbm_export(srv->store, c->tenant, &msg.b.hbm_bytes,
+				       &msg.b.hbm_map_bytes, msg.b.hbm_pci);
+	if (fds[nfd] >= 0) {
+		msg.b.flags |= KV_HELLO_HBM;
+		nfd++;
+	}
+
+	memset(&cbuf, 0, sizeof(cbuf));
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, nfd * sizeof(int));
+
+	/* HELLO is the first frame, so nothing is queued before this reply. */
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0) {
+		kv_log(KV_WARN, KV_LOG_NET, "cannot send hello reply to pid %d: %s",
+		       (int)c->pid, strerror(errno));
+		c->closing = true;
+		return;
+	}
+	if ((size_t)n < sizeof(msg))
+		evbuffer_add(c->out, (char *)&msg + n, sizeof(msg) - n);
+	c->hello = true;
+	kv_log(KV_INFO, KV_LOG_NET, "client '%s' (pid %d, uid %u, tenant '%s') connected",
+	       c->name, (int)c->pid, (unsigned)c->uid,
+	       kv_store_tenant_name(srv->store, c->tenant));
+}
+
+/* ---- NS_REGISTER ---------------------------------------------------------- */
+
+/*
+ * Where a pending namespace's record stands: 0 durable (the name is usable
+ * from now on), -EINPROGRESS, or -KV_ENSREC: it could not be written, and
+ * the id is burned, so that nothing is ever written under it in this run.
+ */
+static int ns_resolve(struct kv_server *srv, uint32_t id)
+{
+	const char *name = kv_ns_name(srv->ns, id);
+	int ret;
+
+	if (!name || !*name)
+		return -KV_ENSREC;	/* burned meanwhile */
+	if (!kv_ns_pending(srv->ns, id))
+		return 0;
+	ret = kv_store_ns_durable(srv->store, id);
+	if (ret == -EINPROGRESS)
+		return ret;
+	if (ret == 0) {
+		kv_ns_set_pending(srv->ns, id, false);
+		return 0;
+	}
+	kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%s' refused: its record could not be written (%s); id %u is not used again",
+	       name, kv_strerror(ret), (unsigned)id);
+	kv_ns_burn(srv->ns, id);
+	return -KV_ENSREC;
+}
+
+/* A new name: its record goes to the disk (pending until it is there);
+ * one that cannot even be sent is refused as a failed record is. */
+static void ns_record(struct kv_server *srv, uint32_t id, uid_t uid)
+{
+	int ret = kv_store_ns_added(srv->store, id, uid, kv_ns_name(srv->ns, id));
+
+	if (ret == -EINPROGRESS) {
+		kv_ns_set_pending(srv->ns, id, true);
+	} else if (ret) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%s' refused: its record cannot be written (%s)",
+		       kv_ns_name(srv->ns, id), kv_strerror(ret));
+		kv_ns_burn(srv->ns, id);
+	}
+}
+
+/* ns_resolve() for a request, which parks while the record is on its way. */
+static int ns_settle(struct conn *c, uint32_t id)
+{
+	int ret = ns_resolve(c->srv, id);
+
+	if (ret == -EINPROGRESS) {
+		c->park.ns = id;
+		kv_park(c, KV_PARK_NS_RECORD);
+	}
+	return ret;
+}
+
+/*
+ * A new name is recorded on the SSD before it is answered, so no chunk of
+ * it is ever written before its record is durable; the request parks
+ * meanwhile, and so does any other registration of that name.
+ */
+static void handle_ns_register(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_ns_reply rep = { 0 };
+	struct kv_store *st = c->srv->store;
+	int ret = 0;
+
+	if (kv_park_resumed(c, KV_PARK_NS_RECORD)) {	/* the record is in, or failed */
+		rep.ns = c->park.ns;
+	} else if (kv_ns_find(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
+			      &rep.ns) == 0) {
+		/* A name is its owner's tenant's: any of its uids may use it. */
+		int t = kv_store_ns_tenant(st, rep.ns);
+
+		if (t < 0 || (unsigned)t != c->tenant)
+			ret = -EACCES;
+	} else {
+		ret = kv_store_ns_admit(st, c->tenant);
+		if (!ret)
+			ret = kv_ns_register(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len,
+					     c->uid, &rep.ns);
+		if (!ret)	/* new: keep it */
+			ns_record(c->srv, rep.ns, c->uid);
+	}
+	if (!ret)
+		ret = ns_settle(c, rep.ns);
+	if (ret == -EINPROGRESS)
+		return;
+	if (!ret && c->srv->conf.codec_ns) {
+		int codec = kv_codec_for(c->srv->conf.codec_ns, r->u.ns_name.name,
+					 r->u.ns_name.len);
+
+		if (codec >= 0)
+			kv_store_set_codec(c->srv->store, rep.ns, (unsigned)codec);
+	}
+	if (ret) {
+		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' refused to uid %u: %s",
+		       (int)r->u.ns_name.len, r->u.ns_name.name, (unsigned)c->uid,
+		       kv_strerror(ret));
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	if (r->u.ns_name.model) {
+		const struct kv_wire_ns_model *wm = r->u.ns_name.model;
+		struct kv_cost_model m = { wm->hidden, wm->a, wm->b };
+
+		ret = kv_store_set_model(c->srv->store, rep.ns, &m);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s': bad cost model from pid %d",
+			       (int)r->u.ns_name.len, r->u.ns_name.name, (int)c->pid);
+			reply(c, &r->hdr, ret, 0, NULL, 0);
+			return;
+		}
+	}
+	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
+	ns_mark(c, rep.ns);
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+/* ---- NS_LOOKUP, NS_LIST, NS_DROP ------------------------------------------ */
+
+/* The id of a usable name this connection may see: 0, -ENOENT or -EACCES. */
+static int ns_find(struct conn *c, const struct kv_req *r, uint32_t *id)
+{
+	if (kv_ns_lookup(c->srv->ns, r->u.ns_name.name, r->u.ns_name.len, id))
+		return -ENOENT;
+	return ns_visible(*id, c) ? 0 : -EACCES;
+}
+
+/* A name's id without creating it; the connection may then use the id. */
+static void handle_ns_lookup(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_ns_reply rep = { 0 };
+	int ret = ns_find(c, r, &rep.ns);
+
+	if (ret) {
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	rep.salt = XXH3_64bits(r->u.ns_name.name, r->u.ns_name.len);
+	ns_mark(c, rep.ns);
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+static void handle_ns_list(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_ns_list *q = r->u.ns_list;
+	uint32_t n = kv_ns_count(srv->ns), id, m = 0;
+	struct kv_wire_ns_list_reply *lr;
+	struct kv_wire_ns_entry *e;
+	uint64_t *chunks, *bytes;
+	uint32_t *ids;
+
+	lr = scratch(srv, sizeof(*lr) + (size_t)q->limit * sizeof(*e));
+	e = (struct kv_wire_ns_entry *)(lr + 1);
+	for (id = q->cursor; id < n && m < q->limit; id++) {
+		const char *name;
+		uid_t uid;
+
+		if (kv_ns_pending(srv->ns, id))
+			ns_resolve(srv, id);
+		name = kv_ns_name(srv->ns, id);
+		if (!*name || !ns_visible(id, c))
+			continue;	/* burned, skipped at restore, or not ours */
+		kv_ns_owner(srv->ns, id, &uid);
+		e[m].ns = id;
+		e[m].uid = (uint32_t)uid;
+		e[m].name_len = (uint16_t)strlen(name);
+		e[m].salt = XXH3_64bits(name, e[m].name_len);
+		e[m].state = kv_ns_pending(srv->ns, id) ? KV_NS_PENDING : KV_NS_READY;
+		memcpy(e[m].name, name, e[m].name_len);
+		m++;
+	}
+	lr->next_cursor = id < n ? id : 0;
+	if (m) {	/* one walk of the index for the page */
+		ids = kv_xcalloc(m, sizeof(*ids));
+		chunks = kv_xcalloc(m, sizeof(*chunks));
+		bytes = kv_xcalloc(m, sizeof(*bytes));
+		for (uint32_t i = 0; i < m; i++)
+			ids[i] = e[i].ns;
+		kv_store_ns_usage(srv->store, ids, m, chunks, bytes);
+		for (uint32_t i = 0; i < m; i++) {
+			e[i].chunks = chunks[i];
+			e[i].bytes = bytes[i];
+		}
+		free(ids);
+		free(chunks);
+		free(bytes);
+	}
+	reply(c, &r->hdr, 0, m, lr, sizeof(*lr) + (size_t)m * sizeof(*e));
+}
+
+/* Nothing may be written under id again: burn it, and take it from every
+ * connection that registered it. */
+static void ns_forget(struct kv_server *srv, uint32_t id)
+{
+	kv_ns_burn(srv->ns, id);
+	for (struct conn *c = srv->conns; c; c = c->next)
+		if (id / 64 < c->ns_words)
+			c->ns_bits[id / 64] &= ~(1ull << (id % 64));
+}
+
+/*
+ * NS_DROP: every chunk of the namespace from every tier, then its records
+ * on the SSD, durably (the reply waits); its id is burned at once. Only
+ * its owner, root and the daemon's own user may; a namespace with a chunk
+ * pinned or being written is refused (EBUSY), and one with I/O in flight
+ * on its chunks waits for it.
+ */
+static void handle_ns_drop(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	struct kv_wire_ns_drop_reply *rep = &c->park.drop;
+	const char *name = r->u.ns_name.name;
+	int len = (int)r->u.ns_name.len;
+	uid_t owner;
+	int ret;
+
+	if (kv_park_resumed(c, KV_PARK_NS_RECORD)) {	/* its records being deleted */
+		ret = kv_store_ns_durable(srv->store, c->park.ns);
+		if (ret == -EINPROGRESS) {
+			kv_park(c, KV_PARK_NS_RECORD);
+			return;
+		}
+		goto done;
+	}
+	memset(rep, 0, sizeof(*rep));
+	ret = ns_find(c, r, &rep->ns);
+	if (!ret && kv_ns_owner(srv->ns, rep->ns, &owner) == 0 && owner != c->uid &&
+	    c->uid != 0 && c->uid != srv->self_uid)
+		ret = -EACCES;
+	if (!ret)
+		ret = kv_store_ns_drop(srv->store, rep->ns, &rep->chunks, &rep->bytes);
+	if (ret == -EAGAIN) {		/* I/O on its chunks: ask again after it */
+		kv_park(c, KV_PARK_NS_IO);
+		return;
+	}
+	if (ret && ret != -EINPROGRESS) {
+		kv_log(KV_WARN, KV_LOG_NET, "namespace '%.*s' not dropped for pid %d: %s",
+		       len, name, (int)c->pid, ret == -EBUSY ?
+		       "a chunk of it is pinned or being written" : kv_strerror(ret));
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	ns_forget(srv, rep->ns);
+	kv_log(KV_INFO, KV_LOG_MAIN, "namespace '%.*s' (id %u) dropped by pid %d: %llu chunks",
+	       len, name, (unsigned)rep->ns, (int)c->pid, (unsigned long long)rep->chunks);
+	if (ret == -EINPROGRESS) {
+		c->park.ns = rep->ns;
+		kv_park(c, KV_PARK_NS_RECORD);
+		return;
+	}
+done:
+	if (ret) {
+		kv_log(KV_ERR, KV_LOG_MAIN, "namespace '%.*s' (id %u): its records could not be deleted from the SSD index (%s); it may come back after a restart",
+		       len, name, (unsigned)rep->ns, kv_strerror(ret));
+		reply(c, &r->hdr, KV_ENSREC, 0, NULL, 0);
+		return;
+	}
+	reply(c, &r->hdr, 0, 1, rep, sizeof(*rep));
+}
+
+/* ---- keys of one namespace ------------------------------------------------ */
+
+/* The namespace of a KV_H_KEYS request. */
+static uint32_t keys_ns(const struct kv_req *r)
+{
+	return r->hdr.op == KV_OP_ALLOC ? r->u.alloc.ns : r->u.keys.ns;
+}
+
+static void handle_lookup(struct conn *c, const struct kv_req *r)
+{
+	uint32_t n = r->hdr.count;
+	size_t len = kv_proto_lookup_reply_len(n);
+	struct kv_wire_lookup_reply *lr = scratch(c->srv, len);
+
+	lr->leading = kv_store_lookup(c->srv->store, r->u.keys.ns, r->u.keys.keys, n,
+				      (uint8_t *)(lr + 1));
+	reply(c, &r->hdr, 0, n, lr, len);
+}
+
+/* Items in order; one that waits for room parks the request, and its
+ * replay carries on from that item. */
+static void handle_alloc(struct conn *c, const struct kv_req *r)
+{
+	struct kv_store *st = c->srv->store;
+	uint32_t n = r->hdr.count;
+	uint32_t ns = r->u.alloc.ns;
+	struct kv_wire_alloc_reply *ar;
+	size_t len = (size_t)n * sizeof(*ar);
+	uint32_t i = 0;
+
+	ar = scratch(c->srv, len);
+	if (kv_park_resume_batch(c, KV_PARK_ROOM, ar, len))
+		i = c->park.item;	/* carry on where it stopped */
+	for (; i < n; i++) {
+		int ret = kv_store_alloc_in(st, c->owner, ns, &r->u.alloc.items[i],
+					    &ar[i].tier, &ar[i].offset);
+
+		if (ret == -EINPROGRESS) {	/* room comes with write-backs */
+			c->park.item = i;
+			kv_park_batch(c, KV_PARK_ROOM, ar, len);
+			return;
+		}
+		ar[i].status = -ret;
+	}
+	reply(c, &r->hdr, 0, n, ar, len);
+}
+
+/*
+ * A chunk on SSD answers -EINPROGRESS and starts up; the others are pinned
+ * at once, and hold while the rest arrive. Each time promotions finish,
+ * the keys still waiting are asked again; the reply goes when none is.
+ */
+static void handle_pin(struct conn *c, const struct kv_req *r)
+{
+	struct kv_store *st = c->srv->store;
+	uint32_t n = r->hdr.count;
+	uint32_t ns = r->u.keys.ns;
+	const struct kv_wire_key *keys = r->u.keys.keys;
+	struct kv_wire_pin_reply *pr;
+	size_t len = (size_t)n * sizeof(*pr);
+	uint32_t waiting = 0;
+	bool again;
+
+	pr = scratch(c->srv, len);
+	again = kv_park_resume_batch(c, KV_PARK_COPIES, pr, len);
+	for (uint32_t i = 0; i < n; i++) {
+		int ret;
+
+		if (again && pr[i].status != EINPROGRESS)
+			continue;
+		ret = kv_store_pin_again(st, c->owner, ns, &keys[i], &pr[i], again,
+					 r->u.keys.flags & KV_PIN_GPU);
+		if (ret == -EINPROGRESS) {
+			pr[i].status = EINPROGRESS;
+			waiting++;
+			continue;
+		}
+		pr[i].status = -ret;
+		if (ret)
+			pr[i].tier = KV_TIER_NONE;
+	}
+	if (waiting) {
+		kv_park_batch(c, KV_PARK_COPIES, pr, len);
+		return;
+	}
+	reply(c, &r->hdr, 0, n, pr, len);
+}
+
+static void handle_inspect(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_entry *e = scratch(c->srv, sizeof(*e));
+	int ret = kv_store_inspect(c->srv->store, r->u.keys.ns, &r->u.keys.keys[0], e);
+
+	if (ret)
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+	else
+		reply(c, &r->hdr, 0, 1, e, sizeof(*e));
+}
+
+/*
+ * The ops answered with one status per key: fn(c, r, i) gives key i's (0
+ * or a negative error), for each key in turn, from the last to the first
+ * when deepest_first.
+ */
+static void each_key(struct conn *c, const struct kv_req *r, bool deepest_first,
+		     int (*fn)(struct conn *, const struct kv_req *, uint32_t))
+{
+	uint32_t n = r->hdr.count;
+	size_t len = kv_proto_status_len(n);
+	int32_t *status = scratch(c->srv, len);
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = deepest_first ? n - 1 - k : k;
+
+		status[i] = -fn(c, r, i);
+	}
+	reply(c, &r->hdr, 0, n, status, len);
+}
+
+static bool was_expired(const struct conn *c, uint32_t ns, const struct kv_wire_key *key)
+{
+	uint64_t n = c->n_expired < EXPIRED_KEEP ? c->n_expired : EXPIRED_KEEP;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (c->expired[i].ns == ns && c->expired[i].key.lo == key->lo &&
+		    c->expired[i].key.hi == key->hi)
+			return true;
+	return false;
+}
+
+/* COMMIT's or ABORT's answer ret for key i, but KV_EEXPIRED rather than
+ * ENOENT when its allocation was aborted at the end of its lease. */
+static int lease_status(const struct conn *c, const struct kv_req *r, uint32_t i, int ret)
+{
+	if (ret == -ENOENT && c->expired && was_expired(c, r->u.keys.ns, &r->u.keys.keys[i]))
+		ret = -KV_EEXPIRED;	/* its lease ran out */
+	return ret;
+}
+
+static int commit_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	return lease_status(c, r, i, kv_store_commit(c->srv->store, c->owner, r->u.keys.ns,
+						     &r->u.keys.keys[i]));
+}
+
+/*
+ * From the last key to the first: a put names a prompt's chunks in order,
+ * and committing the deepest first leaves each parent more recent than its
+ * child (DESIGN.md section 5).
+ */
+static void handle_commit(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, true, commit_key);
+}
+
+static int abort_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	return lease_status(c, r, i, kv_store_abort(c->srv->store, c->owner, r->u.keys.ns,
+						    &r->u.keys.keys[i]));
+}
+
+static void handle_abort(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, false, abort_key);
+}
+
+static int release_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	return kv_store_release(c->srv->store, c->owner, r->u.keys.ns, &r->u.keys.keys[i]);
+}
+
+static void handle_release(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, false, release_key);
+}
+
+static int score_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	return kv_store_score(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i],
+			      r->u.score.scores[i]);
+}
+
+static void handle_score(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, false, score_key);
+}
+
+static int prefetch_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	int32_t status = 0;
+
+	kv_store_prefetch(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i], 1, &status);
+	return -status;
+}
+
+static void handle_prefetch(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, false, prefetch_key);
+}
+
+static int evict_key(struct conn *c, const struct kv_req *r, uint32_t i)
+{
+	return kv_store_evict(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i]);
+}
+
+static void handle_evict(struct conn *c, const struct kv_req *r)
+{
+	each_key(c, r, false, evict_key);
+}
+
+/* ---- STATS, LS, FLUSH, POLICY, TENANTS, PING, reports --------------------- */
+
+static void handle_stats(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	size_t len = sizeof(struct kv_wire_stats) +
+		     KV_TIER_MAX * sizeof(struct kv_wire_tier_stats);
+	struct kv_wire_stats *g = scratch(srv, len);
+	uint32_t n;
+
+	n = kv_store_stats(srv->store, g, (struct kv_wire_tier_stats *)(g + 1),
+			   KV_TIER_MAX);
+	g->connections = srv->n_conns;
+	g->namespaces = kv_ns_count(srv->ns);
+	reply(c, &r->hdr, 0, n, g,
+	      sizeof(*g) + n * sizeof(struct kv_wire_tier_stats));
+}
+
+static void handle_ls(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	const struct kv_wire_ls *ls = r->u.ls;
+	struct kv_wire_ls_reply *lr;
+	uint64_t cursor = ls->cursor;
+	uint32_t n;
+
+	if (ls->ns != KV_NS_ALL && !ns_registered(c, ls->ns)) {
+		reply(c, &r->hdr, KV_ENONS, 0, NULL, 0);
+		return;
+	}
+	if (!kv_store_has_tier(srv->store, ls->tier)) {
+		reply(c, &r->hdr, KV_ENOTIER, 0, NULL, 0);
+		return;
+	}
+	lr = scratch(srv, sizeof(*lr) + (size_t)ls->limit * sizeof(struct kv_wire_entry));
+	n = kv_store_ls(srv->store, ls->ns, ls->tier, ns_visible, c, &cursor,
+			(struct kv_wire_entry *)(lr + 1), ls->limit);
+	lr->next_cursor = cursor;
+	reply(c, &r->hdr, 0, n, lr, sizeof(*lr) + n * sizeof(struct kv_wire_entry));
+}
+
+static void handle_flush(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_flush_reply fr;
+	uint64_t *base = c->park.wb_base;
+	uint8_t tier = r->u.flush->tier;
+	int ret;
+
+	/* A write-back of DRAM (to the SSD) is answered when it is durable. */
+	if (!(r->u.flush->flags & KV_FLUSH_DROP) &&
+	    (tier == KV_TIER_DRAM || tier == KV_TIER_NONE) &&
+	    kv_store_has_tier(c->srv->store, KV_TIER_SSD)) {
+		uint64_t w, b, f;
+		bool start = !kv_park_resumed(c, KV_PARK_WRITEBACK);
+
+		if (start)
+			kv_store_wb_counters(c->srv->store, &base[0], &base[1], &base[2]);
+		if (kv_store_writeback(c->srv->store, start) == -EINPROGRESS) {
+			kv_park(c, KV_PARK_WRITEBACK);
+			return;
+		}
+		kv_store_wb_counters(c->srv->store, &w, &b, &f);
+		fr = (struct kv_wire_flush_reply){ w - base[0], b - base[1] };
+		/* Exact: what is in DRAM and not on the SSD now was refused. */
+		fr.skipped = kv_store_wb_refused(c->srv->store, &fr.why);
+		fr.status = fr.skipped ? KV_EREFUSED : 0;
+		if (fr.skipped)
+			kv_log(KV_WARN, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back, %llu refused by the SSD (%s): not durable",
+			       (int)c->pid, (unsigned long long)fr.chunks,
+			       (unsigned long long)fr.skipped, kv_strerror(fr.why));
+		else
+			kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks written back",
+			       (int)c->pid, (unsigned long long)fr.chunks);
+		reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+		return;
+	}
+	if (kv_park_resumed(c, KV_PARK_SYNC)) {	/* are the drops on the disk? */
+		ret = kv_store_ssd_synced(c->srv->store, c->park.sync);
+		if (ret == -EINPROGRESS) {
+			kv_park(c, KV_PARK_SYNC);
+			return;
+		}
+		if (ret)
+			kv_log(KV_ERR, KV_LOG_MAIN, "flush by pid %d: dropped SSD copies may come back after a restart: %s",
+			       (int)c->pid, kv_strerror(ret));
+		reply(c, &r->hdr, 0, 1, &c->park.flush, sizeof(c->park.flush));
+		return;
+	}
+	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
+			     ns_visible, c, &fr);
+	if (ret) {
+		reply(c, &r->hdr, ret, 0, NULL, 0);
+		return;
+	}
+	kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks %s, %llu skipped",
+	       (int)c->pid, (unsigned long long)fr.chunks,
+	       r->u.flush->flags & KV_FLUSH_DROP ? "dropped" : "written back",
+	       (unsigned long long)fr.skipped);
+	/* Dropped SSD copies are answered once their records are gone for
+	 * good: a dropped chunk must not come back after a crash. */
+	if ((r->u.flush->flags & KV_FLUSH_DROP) && fr.chunks &&
+	    (c->park.sync = kv_store_ssd_sync(c->srv->store))) {
+		c->park.flush = fr;
+		kv_park(c, KV_PARK_SYNC);
+		return;
+	}
+	reply(c, &r->hdr, 0, 1, &fr, sizeof(fr));
+}
+
+/* Any allowed peer may read a tier's policy; only root and the daemon's
+ * own user may switch it, since it changes the cache for every tenant. */
+static void handle_policy(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_policy *p = r->u.policy;
+	struct kv_wire_policy rep = { .tier = p->tier };
+	const char *cur = kv_store_policy(c->srv->store, p->tier);
+	char name[sizeof(p->name) + 1];
+	int ret;
+
+	if (!cur) {
+		reply(c, &r->hdr, KV_ENOTIER, 0, NULL, 0);
+		return;
+	}
+	if (p->set) {
+		memcpy(name, p->name, sizeof(p->name));
+		name[sizeof(p->name)] = '\0';
+		if (c->uid != 0 && c->uid != c->srv->self_uid)
+			ret = -EACCES;
+		else
+			ret = kv_store_set_policy(c->srv->store, p->tier, name);
+		if (ret) {
+			kv_log(KV_WARN, KV_LOG_EVICT, "policy '%s' refused to pid %d: %s",
+			       name, (int)c->pid,
+			       ret == -ENOENT ? "no such policy" : kv_strerror(ret));
+			reply(c, &r->hdr, ret, 0, NULL, 0);
+			return;
+		}
+		kv_log(KV_INFO, KV_LOG_EVICT, "tier %u policy: %s -> %s (by pid %d)",
+		       (unsigned)p->tier, cur, name, (int)c->pid);
+		cur = kv_store_policy(c->srv->store, p->tier);
+	}
+	memcpy(rep.name, cur, strnlen(cur, sizeof(rep.name)));
+	reply(c, &r->hdr, 0, 1, &rep, sizeof(rep));
+}
+
+/* Each tenant's quotas and holdings: a connection's own tenant, or all of
+ * them for root and the daemon's own uid. */
+static void handle_tenants(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	unsigned n = kv_store_tenants(srv->store), k = 0;
+	bool admin = c->uid == 0 || c->uid == srv->self_uid;
+	struct kv_wire_tenant *w = scratch(srv, n * sizeof(*w));
+
+	for (unsigned t = 0; t < n; t++) {
+		struct kv_store_tenant_stats st;
+
+		if (!admin && t != c->tenant)
+			continue;
+		kv_store_tenant_stats(srv->store, t, &st);
+		memcpy(w[k].name, st.name, strnlen(st.name, sizeof(w[k].name)));
+		for (unsigned i = 0; i < KV_TIER_MAX; i++) {
+			w[k].capacity[i] = st.capacity[i];
+			w[k].used[i] = st.used[i];
+			w[k].chunks[i] = st.chunks[i];
+		}
+		w[k].namespaces = st.namespaces;
+		w[k].max_namespaces = st.max_namespaces;
+		w[k].uncommitted = st.uncommitted;
+		w[k].max_uncommitted = st.max_uncommitted;
+		w[k].records = st.records;
+		w[k].max_records = st.max_records;
+		w[k].n_uids = st.n_uids;
+		for (unsigned u = 0; u < st.n_uids && u < KV_TENANT_UIDS_SHOWN; u++)
+			w[k].uids[u] = (uint32_t)st.uids[u];
+		for (const struct conn *o = srv->conns; o; o = o->next)
+			w[k].connections += o->tenant == t;
+		k++;
+	}
+	reply(c, &r->hdr, 0, k, w, k * sizeof(*w));
+}
+
+static void handle_ping(struct conn *c, const struct kv_req *r)
+{
+	struct kv_wire_stats g;
+	struct kv_wire_tier_stats t;
+	struct kv_wire_ping_reply pr = { 0 };
+
+	kv_store_stats(c->srv->store, &g, &t, 0);
+	pr.version = KV_PROTO_VERSION;
+	pr.pid = (uint32_t)getpid();
+	pr.uptime_ms = g.uptime_ms;
+	reply(c, &r->hdr, 0, 1, &pr, sizeof(pr));
+}
+
+/*
+ * A client's timed read of a tier. Samples from clients are untrusted: a
+ * refused one changes nothing, and says why at DEBUG only, since a client
+ * can send them as fast as it likes.
+ */
+static void handle_bw_report(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_bw_report *b = r->u.bw;
+	int ret = kv_store_report_bw(c->srv->store, b->tier, b->bytes, b->ns);
+
+	if (ret)
+		kv_log(KV_DEBUG, KV_LOG_NET, "bandwidth sample from pid %d refused (tier %u, %llu bytes in %llu ns): %s",
+		       (int)c->pid, (unsigned)b->tier, (unsigned long long)b->bytes,
+		       (unsigned long long)b->ns,
+		       ret == -EINVAL && b->tier == KV_TIER_SSD ?
+		       "the daemon times the SSD tier itself" : kv_strerror(ret));
+	reply(c, &r->hdr, ret, 0, NULL, 0);
+}
+
+static void handle_plan_report(struct conn *c, const struct kv_req *r)
+{
+	const struct kv_wire_plan_report *p = r->u.plan;
+	int ret = kv_store_report_plan(c->srv->store, p->kind, p->tokens_loaded,
+				       p->tokens_computed);
+
+	if (ret)
+		kv_log(KV_DEBUG, KV_LOG_NET, "plan report from pid %d refused: no plan kind %u",
+		       (int)c->pid, (unsigned)p->kind);
+	reply(c, &r->hdr, ret, 0, NULL, 0);
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+_Static_assert(KV_OP_MAX == 24, "every op has its line in kv_handlers[]");
+
+const struct kv_handler kv_handlers[KV_OP_MAX] = {
+	[KV_OP_HELLO] = { .proc = handle_hello,
+		.reply = sizeof(struct kv_wire_hello_reply) },
+	[KV_OP_NS_REGISTER] = { .proc = handle_ns_register, .flags = KV_H_MAY_PARK,
+		.reply = sizeof(struct kv_wire_ns_reply) },
+	[KV_OP_LOOKUP] = { .proc = handle_lookup, .flags = KV_H_KEYS,
+		.reply = sizeof(struct kv_wire_lookup_reply), .reply_key = 1 },
+	[KV_OP_ALLOC] = { .proc = handle_alloc, .flags = KV_H_KEYS | KV_H_MAY_PARK,
+		.reply_key = sizeof(struct kv_wire_alloc_reply) },
+	[KV_OP_COMMIT] = { .proc = handle_commit, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_ABORT] = { .proc = handle_abort, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_PIN] = { .proc = handle_pin, .flags = KV_H_KEYS | KV_H_MAY_PARK,
+		.reply_key = sizeof(struct kv_wire_pin_reply) },
+	[KV_OP_RELEASE] = { .proc = handle_release, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_STATS] = { .proc = handle_stats,
+		.reply = sizeof(struct kv_wire_stats) +
+			 KV_TIER_MAX * sizeof(struct kv_wire_tier_stats) },
+	[KV_OP_LS] = { .proc = handle_ls, .flags = KV_H_PAGE,
+		.reply = sizeof(struct kv_wire_ls_reply),
+		.reply_key = sizeof(struct kv_wire_entry) },
+	[KV_OP_INSPECT] = { .proc = handle_inspect, .flags = KV_H_KEYS,
+		.reply = sizeof(struct kv_wire_entry) },
+	[KV_OP_EVICT] = { .proc = handle_evict, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_FLUSH] = { .proc = handle_flush, .flags = KV_H_MAY_PARK,
+		.reply = sizeof(struct kv_wire_flush_reply) },
+	[KV_OP_PING] = { .proc = handle_ping,
+		.reply = sizeof(struct kv_wire_ping_reply) },
+	[KV_OP_SCORE] = { .proc = handle_score, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_POLICY] = { .proc = handle_policy,
+		.reply = sizeof(struct kv_wire_policy) },
+	[KV_OP_PREFETCH] = { .proc = handle_prefetch, .flags = KV_H_KEYS,
+		.reply_key = sizeof(int32_t) },
+	[KV_OP_NS_LOOKUP] = { .proc = handle_ns_lookup,
+		.reply = sizeof(struct kv_wire_ns_reply) },
+	[KV_OP_NS_LIST] = { .proc = handle_ns_list,	/* at most a page */
+		.reply = sizeof(struct kv_wire_ns_list_reply) +
+			 KV_PROTO_NS_PAGE * sizeof(struct kv_wire_ns_entry) },
+	[KV_OP_NS_DROP] = { .proc = handle_ns_drop, .flags = KV_H_MAY_PARK,
+		.reply = sizeof(struct kv_wire_ns_drop_reply) },
+	[KV_OP_TENANTS] = { .proc = handle_tenants,
+		.reply = KV_TENANT_MAX * sizeof(struct kv_wire_tenant) },
+	[KV_OP_BW_REPORT] = { .proc = handle_bw_report },	/* a status alone */
+	[KV_OP_PLAN_REPORT] = { .proc = handle_plan_report },
+};
+
+bool kv_handle_frame(struct conn *c, const void *frame, size_t len)
+{
+	struct kv_req r;
+	int ret;
+
+	/* The header was checked before the body was read: r.hdr is valid,
+	 * and before HELLO it is a HELLO's (read_hello()). */
+	ret = kv_proto_parse(frame, len, c->srv->conf.max_batch, &r);
+	if (ret == -KV_EBATCH) {
+		reply(c, &r.hdr, ret, 0, NULL, 0);	/* well formed: keep going */
+		return true;
+	}
+	if (ret) {
+		kv_log(KV_WARN, KV_LOG_NET, "malformed %s message from pid %d: %s; closing",
+		       kv_proto_op_name(r.hdr.op), (int)c->pid, kv_strerror(ret));
+		reply(c, &r.hdr, ret, 0, NULL, 0);
+		c->closing = true;
+	} else if ((kv_handlers[r.hdr.op].flags & KV_H_KEYS) &&
+		   !ns_registered(c, keys_ns(&r))) {
+		reply(c, &r.hdr, KV_ENONS, 0, NULL, 0);
+	} else {
+		kv_handlers[r.hdr.op].proc(c, &r);
+	}
+	if (c->closing) {
+		kv_conn_end(c);
+		return false;
+	}
+	return true;
+}
