@@ -221,9 +221,11 @@ $(O)/kvssdbench: $(O)/tests/bench/ssdbench.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
-# The trace replayer runs the daemon's own store (simulation) or a live
-# daemon through libkvc; the policy benchmark drives evict/ alone.
-$(O)/kvtrace: $(O)/tests/bench/kvtrace.o $(LIBKVD) $(LIBKVC_A)
+# The trace replayer (tools/kvtrace/) runs the daemon's own store
+# (simulation) or a live daemon through libkvc; the policy benchmark drives
+# evict/ alone.
+KVTRACE_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tools/kvtrace/*.c))
+$(O)/kvtrace: $(KVTRACE_OBJS) $(LIBKVD) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS) $(JSON_LIBS)
 
@@ -236,7 +238,7 @@ $(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(TESTLIB) $(LIBKVD)
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
 TOOLS := \
-	$(if $(wildcard tests/bench/kvtrace.c),$(O)/kvtrace) \
+	$(if $(wildcard tools/kvtrace/kvtrace.c),$(O)/kvtrace) \
 	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench) \
 	$(if $(wildcard tests/bench/codecbench.c),$(O)/kvcodecbench)
 TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(GPU_TESTS) $(BENCHES) $(TOOLS)
