@@ -133,7 +133,7 @@ REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard te
 GPU_TESTS := $(patsubst tests/gpu/%.c,$(O)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
 HARNESS_OBJ := $(O)/tests/integration/harness.o
 # tests/lib: helpers every test and benchmark may use (random numbers,
-# sizes, scratch directories).
+# sizes, scratch directories, the clock, KV-like data).
 TESTLIB := $(O)/libkvtest.a
 TESTLIB_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tests/lib/*.c))
 BENCHES := $(O)/kvbench $(O)/kvssdbench

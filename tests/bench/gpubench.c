@@ -67,13 +67,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "kernels/kv_gpu.h"
 #include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/rng.h"
 #include "tests/lib/size.h"
 #include "tests/bench/gpubench_int.h"
 
@@ -93,21 +94,6 @@ static const struct shape shape_quick = {
 };
 
 _Static_assert(MAX_BATCH >= 16 && MAX_LAYERS >= 32, "the full shape fits");
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Print "kvbench --gpu: <what>: <error name>" and return -1. */
 __attribute__((format(printf, 2, 3)))
@@ -137,17 +123,10 @@ double ratio(double x, double ceiling)
 	return ceiling > 0 ? x / ceiling : 0;
 }
 
-uint64_t mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
+/* splitmix64 (tests/lib/rng.h) */
 uint64_t rnd(struct gb *b)
 {
-	b->rng += 0x9e3779b97f4a7c15ull;
-	return mix(b->rng);
+	return kvt_splitmix(&b->rng);
 }
 
 struct kvc_key key_of(uint64_t idx)
@@ -398,7 +377,7 @@ static int client_open(struct gb *b)
 	if (arena < need)
 		return fail(0, "the DRAM tier has %zu bytes; the benchmark needs %" PRIu64,
 			    arena, need);
-	t0 = now_ns();
+	t0 = kvt_now_ns();
 	ret = kvc_gpu_open(b->c, b->dev, KVC_GPU_REGISTER_ALL);
 	if (ret)
 		return fail(ret, "kvc_gpu_open(%d, KVC_GPU_REGISTER_ALL)", b->dev);
@@ -406,15 +385,15 @@ static int client_open(struct gb *b)
 		kvc_gpu_registered(b->c, &b->reg_done, &b->reg_total);
 		if (b->reg_done >= b->reg_total)
 			break;
-		if (now_ns() - t0 > REG_WAIT_S * 1000000000ull) {
+		if (kvt_now_ns() - t0 > REG_WAIT_S * 1000000000ull) {
 			printf("warning: after %d s only %" PRIu64 " of %" PRIu64 " bytes of "
 			       "the DRAM mapping are page-locked\n", REG_WAIT_S, b->reg_done,
 			       b->reg_total);
 			break;
 		}
-		sleep_ms(5);
+		kvt_sleep_ms(5);
 	}
-	b->reg_s = (double)(now_ns() - t0) / 1e9;
+	b->reg_s = (double)(kvt_now_ns() - t0) / 1e9;
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "client/kvc.h"
 #include "kernels/kv_gpu.h"
 #include "tests/bench/gpubench_int.h"
+#include "tests/lib/clock.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -430,7 +431,7 @@ static int sample(struct gb *b, struct op *op, enum smode m, struct sres *r,
 		ret = kv_gpu_stream_sync(b->s);
 		if (ret)
 			return fail(ret, "%s: stream sync", what);
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 	}
 	b->gating = m == S_GATED;
 	b->open_at = OPEN_NEVER;
@@ -453,7 +454,7 @@ static int sample(struct gb *b, struct op *op, enum smode m, struct sres *r,
 		if (ret)
 			return fail(ret, "%s: kvc_gpu_flush", what);
 	}
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	ret = kvc_gpu_flush(b->c);
 	if (ret)
 		return fail(ret, "%s: kvc_gpu_flush", what);

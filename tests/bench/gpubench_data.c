@@ -14,6 +14,7 @@
 #include "client/kvc.h"
 #include "kernels/kv_gpu.h"
 #include "tests/bench/gpubench_int.h"
+#include "tests/lib/rng.h"
 
 /* ---- the pattern ------------------------------------------------------ */
 
@@ -29,7 +30,7 @@ static void pat_row(const struct shape *sh, uint64_t idx, unsigned l, unsigned k
 	uint64_t tag = ((((idx << 8 | l) << 1 | kv) << 16) | t) << 12;
 
 	for (size_t i = 0; i < sh->row_bytes / 8; i++)
-		w[i] = mix(PAT_SEED ^ (tag | i));
+		w[i] = kvt_hash64(PAT_SEED ^ (tag | i));
 }
 
 /* A whole chunk, layer-major [layers][K, V][tokens][row], as the store keeps it. */

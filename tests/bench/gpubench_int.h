@@ -189,10 +189,8 @@ struct gb {
 
 /* gpubench.c */
 extern const char *const ceil_key[N_CEIL];
-uint64_t now_ns(void);
 double gbps(double bytes, double ms);
 double ratio(double x, double ceiling);
-uint64_t mix(uint64_t z);
 uint64_t rnd(struct gb *b);
 struct kvc_key key_of(uint64_t idx);
 __attribute__((format(printf, 2, 3)))

@@ -29,6 +29,7 @@
 #include "client/kvc.h"
 #include "kernels/kv_gpu.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
 #include "tests/lib/rng.h"
 #include "tests/gpu/gpu_fx.h"
 
@@ -117,13 +118,6 @@ uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
 }
 
 /* ---- the fixture -------------------------------------------------------- */
@@ -630,7 +624,7 @@ void wait_dram_chunks(struct kvc *c, uint64_t chunks, const char *what)
 		assert_non_null(t);
 		if (t->chunks >= chunks)
 			return;
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 	}
 	fail_msg("%s: %" PRIu64 " chunks in DRAM 2 s later, want %" PRIu64
 		 " (HBM puts not written down?)", what, t->chunks, chunks);

@@ -87,7 +87,6 @@ void expect_ret(int got, int want, const char *what);
 void same_bytes(const void *got, const void *want, size_t n,
 		const char *what, size_t item);
 uint64_t now_ms(void);
-void sleep_ms(unsigned ms);
 int setup(void **state);
 int teardown(void **state);
 int group_setup(void **state);

@@ -34,6 +34,8 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/tmpdir.h"
 #include "tests/gpu/gpu_fx.h"
 
 /* ---- 1. chunks to and from device memory -------------------------------- */
@@ -180,7 +182,7 @@ static void test_get_put_gpu(void **state)
 		kvc_gpu_registered(c2, &done, &total);
 		if (total && done == total)
 			break;
-		sleep_ms(20);
+		kvt_sleep_ms(20);
 	}
 	if (!total || done != total)
 		fail_msg("KVC_GPU_REGISTER_ALL: %" PRIu64 " of %" PRIu64 " bytes after 10 s",
@@ -286,7 +288,7 @@ static void client_death(bool hbm)
 		expect_ret(kvc_stats(c, &st), 0, "kvc_stats");
 		if (st.pinned_chunks == 0 && st.pending_chunks == 0)
 			break;
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 	} while (now_ms() - t0 < 1000);
 	ms = now_ms() - t0;
 	if (st.pinned_chunks || st.pending_chunks)
@@ -457,10 +459,9 @@ static void test_ssd_to_gpu(void **state)
 	struct kvt_daemon *d;
 	struct cache ca;
 	struct kvc *c;
-	char cmd[128];
 	uint32_t ns;
 
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(kvt_tmpdir(dir, sizeof(dir), "/var/tmp", "kvgpu-ssd."), 0);
 	d = fx_start(args);
 	c = fx_connect(d->sock, "ssd", &ns);
 	for (size_t i = 0; i < N; i++) {
@@ -488,8 +489,7 @@ static void test_ssd_to_gpu(void **state)
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 	fx_close(c);
 	fx_stop(d);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd))
+	if (kvt_rmtree(dir))
 		fail_msg("cannot remove %s", dir);
 }
 

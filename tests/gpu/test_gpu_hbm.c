@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
+#include "tests/lib/clock.h"
 #include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
 #include "tests/integration/harness.h"
@@ -175,7 +176,7 @@ static void test_hbm_shared(void **state)
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 
 	/* --hbm-promote off: hits leave DRAM chunks in DRAM. */
-	sleep_ms(200);
+	kvt_sleep_ms(200);
 	expect_ret(kvc_lookup(c, ns, keys, N, tiers2), N, "kvc_lookup");
 	for (int i = 0; i < N; i++)
 		if (tiers[i] == KVC_TIER_DRAM && tiers2[i] != KVC_TIER_DRAM)
@@ -224,7 +225,7 @@ static void promote(const char *when)
 	check_get_gpu(c, ns, keys, want, N, cb, any, NULL, dev, buf, "first kvc_get_gpu");
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 	if (second) {
-		sleep_ms(300);
+		kvt_sleep_ms(300);
 		for (int i = 0; i < N; i++) {
 			expect_ret(kvc_inspect(c, ns, &keys[i], &e), 0, "kvc_inspect");
 			if (e.tier != KVC_TIER_DRAM)
@@ -248,7 +249,7 @@ static void promote(const char *when)
 				      "kvc_get_gpu while being promoted");
 			expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 		}
-		sleep_ms(20);
+		kvt_sleep_ms(20);
 	} while (now_ms() - t0 < 3000);
 	if (in_hbm != N)
 		fail_msg("--hbm-promote %s: %d of %d chunks in HBM 3 s after %s GPU hit", when,
@@ -371,7 +372,7 @@ static void test_hbm_fd_only(void **state)
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 	t0 = now_ms();
 	while ((in_hbm = count_in_hbm(c, ns, keys, N)) < N && now_ms() - t0 < 3000)
-		sleep_ms(20);
+		kvt_sleep_ms(20);
 	if (in_hbm != N)
 		fail_msg("%d of %d chunks promoted into HBM in 3 s", in_hbm, N);
 	expect_ret(kv_gpu_vmm_import(info.fd, info.map_bytes, 0, &m), 0,
@@ -455,7 +456,7 @@ static void test_hbm_tenants(void **state)
 	expect_ret(kvc_gpu_flush(c), 0, "kvc_gpu_flush");
 	t0 = now_ms();
 	while ((in_hbm = count_in_hbm(c, ns, keys, N)) < N && now_ms() - t0 < 3000)
-		sleep_ms(20);
+		kvt_sleep_ms(20);
 	if (in_hbm != N)
 		fail_msg("%d of %d chunks promoted into HBM in 3 s", in_hbm, N);
 	snprintf(sd, sizeof(sd), "%#" PRIx64, seed);

@@ -20,23 +20,16 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "lib/proto.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
 #include "tests/integration/badinput_fx.h"
 
 struct kvt_daemon kvd;
 static unsigned serve_round;
-
-void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 /* ---- frames ------------------------------------------------------------ */
 
@@ -382,7 +375,7 @@ int settled_fds(void)
 	for (int i = 0; i < 500 && same < 20; i++) {
 		int n;
 
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 		n = daemon_fds();
 		same = n == last ? same + 1 : 0;
 		last = n;
@@ -396,7 +389,7 @@ void expect_fds_at_most(int want)
 	int n = daemon_fds();
 
 	for (int i = 0; i < 200 && n > want; i++) {
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 		n = daemon_fds();
 	}
 	if (n > want)

@@ -27,7 +27,6 @@ struct frame {
 };
 
 extern struct kvt_daemon kvd;
-void sleep_ms(int ms);
 struct kv_wire_hdr *fr_hdr(struct frame *f);
 char *fr_body(struct frame *f);
 void fr_make(struct frame *f, unsigned op, uint64_t id, uint32_t count,

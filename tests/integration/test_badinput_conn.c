@@ -29,6 +29,7 @@
 
 #include "lib/errors.h"
 #include "lib/proto.h"
+#include "tests/lib/clock.h"
 #include "tests/integration/badinput_fx.h"
 
 /* Send buf with nfds descriptors attached as SCM_RIGHTS. */
@@ -65,7 +66,7 @@ static void send_slowly(int fd, const struct frame *f)
 {
 	for (size_t i = 0; i < f->len; i++) {
 		send_all(fd, (const char *)f->w + i, 1);
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	}
 }
 
@@ -93,12 +94,12 @@ static void test_slow_writer(void **state)
 	fr_keys(&f, KV_OP_LOOKUP, 3, nr.ns, 3);
 	for (size_t i = 0; i < f.len / 2; i++) {
 		send_all(fd, (char *)f.w + i, 1);
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	}
 	expect_serves();
 	for (size_t i = f.len / 2; i < f.len; i++) {
 		send_all(fd, (char *)f.w + i, 1);
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	}
 	expect_reply(fd, KV_OP_LOOKUP, 3, 0);
 
