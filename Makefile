@@ -133,7 +133,7 @@ REGRESS_TESTS := $(patsubst tests/regress/%.c,$(O)/tests/regress/%,$(wildcard te
 GPU_TESTS := $(patsubst tests/gpu/%.c,$(O)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
 HARNESS_OBJ := $(O)/tests/integration/harness.o
 # tests/lib: helpers every test and benchmark may use (random numbers,
-# sizes, scratch directories).
+# sizes, scratch directories, the clock, KV-like data).
 TESTLIB := $(O)/libkvtest.a
 TESTLIB_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tests/lib/*.c))
 BENCHES := $(O)/kvbench $(O)/kvssdbench
@@ -185,9 +185,13 @@ $(TESTLIB): $(TESTLIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# A test program links its objects before the archives: the helpers that
+# several programs of a split test share (<dir>/*_fx.c, gpu_child.c; never
+# a test_*.c, which is a program) are extra prerequisites, listed below.
 $(O)/tests/unit/%: $(O)/tests/unit/%.o $(TESTLIB) $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $(filter %.o,$^) $(filter %.a,$^) $(CMOCKA_LIBS) \
+		$(DAEMON_LIBS)
 
 $(O)/tests/unit/test_keys: $(O)/tests/unit/test_keys.o $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
@@ -195,7 +199,8 @@ $(O)/tests/unit/test_keys: $(O)/tests/unit/test_keys.o $(TESTLIB) $(LIBKVC_A)
 
 $(O)/tests/integration/%: $(O)/tests/integration/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $(filter %.o,$^) $(filter %.a,$^) $(CMOCKA_LIBS) \
+		$(CLIENT_LIBS)
 
 $(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
@@ -210,10 +215,24 @@ $(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) 
 # without a GPU.
 $(O)/tests/gpu/%: $(O)/tests/gpu/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) -lm
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $(filter %.o,$^) $(filter %.a,$^) $(CMOCKA_LIBS) \
+		$(CLIENT_LIBS) -lm
 
-$(O)/kvbench: $(O)/tests/bench/kvbench.o $(O)/tests/bench/gpubench.o $(HARNESS_OBJ) $(TESTLIB) \
-		$(LIBKVC_A)
+# The helpers that the programs of a split test share, and who links them.
+$(addprefix $(O)/tests/unit/,test_ssd_meta test_ssd_meta_disk test_lmdb_check): \
+	$(O)/tests/unit/ssd_meta_fx.o
+$(addprefix $(O)/tests/unit/,test_policies test_policy_order): $(O)/tests/unit/policy_fx.o
+$(addprefix $(O)/tests/unit/,test_proto test_proto_attacks): $(O)/tests/unit/proto_fx.o
+$(addprefix $(O)/tests/unit/,test_ssd_io test_ssd_io_faults): $(O)/tests/unit/ssd_io_fx.o
+$(addprefix $(O)/tests/integration/,test_badinput test_badinput_conn): \
+	$(O)/tests/integration/badinput_fx.o
+$(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm test_gpu_paged test_gpu_ryw): \
+	$(O)/tests/gpu/gpu_fx.o
+$(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm): $(O)/tests/gpu/gpu_child.o
+
+# kvbench --gpu: tests/bench/gpubench*.c.
+GPUBENCH_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tests/bench/gpubench*.c))
+$(O)/kvbench: $(O)/tests/bench/kvbench.o $(GPUBENCH_OBJS) $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
@@ -221,9 +240,11 @@ $(O)/kvssdbench: $(O)/tests/bench/ssdbench.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CLIENT_LIBS) -lm
 
-# The trace replayer runs the daemon's own store (simulation) or a live
-# daemon through libkvc; the policy benchmark drives evict/ alone.
-$(O)/kvtrace: $(O)/tests/bench/kvtrace.o $(LIBKVD) $(LIBKVC_A)
+# The trace replayer (tools/kvtrace/) runs the daemon's own store
+# (simulation) or a live daemon through libkvc; the policy benchmark drives
+# evict/ alone.
+KVTRACE_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tools/kvtrace/*.c))
+$(O)/kvtrace: $(KVTRACE_OBJS) $(LIBKVD) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS) $(JSON_LIBS)
 
@@ -236,7 +257,7 @@ $(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(TESTLIB) $(LIBKVD)
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
 TOOLS := \
-	$(if $(wildcard tests/bench/kvtrace.c),$(O)/kvtrace) \
+	$(if $(wildcard tools/kvtrace/kvtrace.c),$(O)/kvtrace) \
 	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench) \
 	$(if $(wildcard tests/bench/codecbench.c),$(O)/kvcodecbench)
 TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(GPU_TESTS) $(BENCHES) $(TOOLS)

@@ -13,7 +13,8 @@
  *
  * The data: normal values (Box-Muller over splitmix64, fixed seed), each
  * of 128 channels scaled by a power of two between 1/16 and 2, truncated
- * to bf16, little-endian; the same generator as tests/unit/test_codec.c.
+ * to bf16, little-endian: kvt_fill_bf16() of tests/lib/kvdata.h, which
+ * tests/unit/test_codec.c uses too.
  *
  * Every decode is compared with the original. Output: a table, then one
  * line "result: key=value ..." with, per size tag (4m, 32m, ...),
@@ -25,7 +26,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +33,11 @@
 #include <sys/types.h>
 
 #include "lib/util.h"
-#include "tests/lib/rng.h"
+#include "tests/lib/kvdata.h"
 #include "tiers/codec.h"
 
 #define KIB		(1ul << 10)
 #define MIB		(1ul << 20)
-#define CHANNELS	128
 #define MIN_NS		250000000ull	/* time per figure, full runs */
 #define MIN_REPS	3
 #define MIN_SIZE	4096	/* smaller bf16 chunks may not compress at all */
@@ -63,45 +62,6 @@ struct row {
 	double enc_mbs;
 	double dec_mbs;
 };
-
-static uint64_t rng_state;
-
-/* splitmix64 (tests/lib/rng.h) */
-static uint64_t rnd(void)
-{
-	return kvt_splitmix(&rng_state);
-}
-
-static double rnd_unit(void)	/* (0, 1] */
-{
-	return (double)((rnd() >> 11) + 1) / 9007199254740992.0;
-}
-
-static void fill_bf16(unsigned char *p, size_t len, uint64_t seed)
-{
-	float scale[CHANNELS];
-	size_t n = len / 2;
-
-	rng_state = seed;
-	for (size_t c = 0; c < CHANNELS; c++)
-		scale[c] = ldexpf(1.0f, (int)(rnd() % 6) - 4);
-	for (size_t i = 0; i < n; i += 2) {
-		double r = sqrt(-2.0 * log(rnd_unit()));
-		double t = 2.0 * M_PI * rnd_unit();
-		float v[2] = { (float)(r * cos(t)), (float)(r * sin(t)) };
-
-		for (size_t k = 0; k < 2 && i + k < n; k++) {
-			float f = v[k] * scale[(i + k) % CHANNELS];
-			uint32_t bits;
-
-			memcpy(&bits, &f, sizeof(bits));
-			p[2 * (i + k)] = (unsigned char)(bits >> 16);
-			p[2 * (i + k) + 1] = (unsigned char)(bits >> 24);
-		}
-	}
-	if (len & 1)
-		p[len - 1] = (unsigned char)rnd();
-}
 
 /* Keep the compiler from dropping a copy nobody reads. */
 static void clobber(void *p)
@@ -213,7 +173,11 @@ static int bench_size(size_t len, bool quick, FILE *rf)
 	b.src = kv_xmalloc(len);
 	b.enc = kv_xmalloc(b.cap);
 	b.out = kv_xmalloc(len);
-	fill_bf16(b.src, len, 42);
+	{
+		uint64_t seed = 42;
+
+		kvt_fill_bf16(b.src, len, &seed);
+	}
 	memset(b.enc, 0, b.cap);
 	memset(b.out, 0, len);
 	cx[0] = kv_codec_ctx_new(1);

@@ -50,13 +50,14 @@
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "lib/proto.h"
 #include "tests/bench/gpubench.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/rng.h"
 #include "tests/lib/size.h"
 
 #define KIB (1ull << 10)
@@ -139,14 +140,6 @@ struct run {
 	uint64_t budget_ns;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static long minor_faults(void)
 {
 	struct rusage ru;
@@ -172,19 +165,12 @@ static int fail(int err, const char *fmt, ...)
 
 /* ---- buffers and stamps ------------------------------------------------- */
 
-static uint64_t mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static void fill(void *buf, size_t bytes, uint64_t seed)
 {
 	uint64_t *w = buf;
 
 	for (size_t i = 0; i < bytes / 8; i++)
-		w[i] = mix(seed + i);
+		w[i] = kvt_hash64(seed + i);
 }
 
 /* A heap buffer whose every page is already mapped. */
@@ -265,14 +251,14 @@ static void run_begin(struct run *r, size_t min_ops, double seconds)
 	r->n = 0;
 	r->min_ops = min_ops;
 	r->budget_ns = (uint64_t)(seconds * 1e9);
-	r->start = now_ns();
+	r->start = kvt_now_ns();
 }
 
 static bool run_more(const struct run *r)
 {
 	if (r->n < r->min_ops)
 		return true;
-	return r->n < MAX_OPS && now_ns() - r->start < r->budget_ns;
+	return r->n < MAX_OPS && kvt_now_ns() - r->start < r->budget_ns;
 }
 
 static void run_add(struct run *r, uint64_t t0, uint64_t t1)
@@ -289,10 +275,10 @@ static double bench_memcpy(struct run *r, double seconds, char *dst,
 		const char *from = src + (r->n % nsrc) * bytes;
 		uint64_t t0, t1;
 
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		memcpy(dst, from, bytes);
 		clobber(dst);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		run_add(r, t0, t1);
 	}
 	return gbps((double)bytes, median(r->ns, r->n));
@@ -396,11 +382,11 @@ static int bench_batch(struct kvc *c, uint32_t ns, const struct opts *o,
 		size_t from = r->n * BATCH % (cs->bytes / bytes - BATCH + 1);
 		uint64_t t0, t1;
 
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		for (int i = 0; i < BATCH; i++)
 			memcpy(bufs + i * bytes, cs->buf + (from + i) * bytes, bytes);
 		clobber(bufs);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		run_add(r, t0, t1);
 	}
 	res->batch_memcpy_gbps = gbps((double)BATCH * bytes, median(r->ns, r->n));
@@ -416,9 +402,9 @@ static int bench_batch(struct kvc *c, uint32_t ns, const struct opts *o,
 				.buf = bufs + i * bytes,
 				.cap = bytes,
 			};
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		n = kvc_get_batch(c, ns, d, BATCH);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		if (n < 0) {
 			fail(n, "get_batch of %d chunks", BATCH);
 			goto out;
@@ -489,11 +475,11 @@ static int bench_size(const char *sock, const struct opts *o, struct run *r,
 	/* Warm-up: fill the tier (and fault in this mapping of the arena). */
 	res->warm_chunks = cap + 1;
 	flt = minor_faults();
-	t0 = now_ns();
+	t0 = kvt_now_ns();
 	for (size_t i = 0; i < res->warm_chunks; i++)
 		if (put_one(c, ns, bytes, next++, src))
 			goto out_evict;
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	res->cold_put_gbps = gbps((double)res->warm_chunks * bytes, (double)(t1 - t0));
 	res->flt_cold_put = (double)(minor_faults() - flt) / (double)res->warm_chunks;
 
@@ -504,9 +490,9 @@ static int bench_size(const char *sock, const struct opts *o, struct run *r,
 		struct kvc_key k = data_key(bytes, next);
 
 		stamp_set(src, bytes, next);
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		err = kvc_put(c, ns, &k, NULL, LK_TOKENS, 0, src, bytes);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		if (err) {
 			fail(err, "put of %s chunk %" PRIu64, sz, next);
 			goto out_evict;
@@ -545,9 +531,9 @@ static int bench_size(const char *sock, const struct opts *o, struct run *r,
 		struct kvc_key k = data_key(bytes, idx);
 		size_t got = 0;
 
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		err = kvc_get(c, ns, &k, dst, bytes, &got);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		if (err) {
 			fail(err, "get of %s chunk %" PRIu64, sz, idx);
 			goto out_evict;
@@ -574,11 +560,11 @@ static int bench_size(const char *sock, const struct opts *o, struct run *r,
 	if (connect_ns(sock, name, &c2, &ns2))
 		goto out_evict;
 	flt = minor_faults();
-	t0 = now_ns();
+	t0 = kvt_now_ns();
 	for (size_t i = 0; i < n_get; i++)
 		if (get_one(c2, ns2, bytes, first + i, dst))
 			goto out_evict;
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	res->cold_get_gbps = gbps((double)n_get * bytes, (double)(t1 - t0));
 	res->flt_cold_get = (double)(minor_faults() - flt) / (double)n_get;
 	ret = 0;
@@ -650,7 +636,7 @@ static int bench_pingpong(size_t calls, struct lookup_res *res)
 	if (pid < 0)
 		goto out;
 	for (size_t i = 0; i < warm + calls; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = kvt_now_ns();
 
 		if (write(sv[0], req, sizeof(req)) != (ssize_t)sizeof(req) ||
 		    !read_full(sv[0], rep, sizeof(rep))) {
@@ -658,7 +644,7 @@ static int bench_pingpong(size_t calls, struct lookup_res *res)
 			goto out;
 		}
 		if (i >= warm)
-			lat[i - warm] = (double)(now_ns() - t0);
+			lat[i - warm] = (double)(kvt_now_ns() - t0);
 	}
 	qsort(lat, calls, sizeof(*lat), cmp_double);
 	res->pp_p50_us = pct(lat, calls, 0.50) / 1e3;
@@ -696,7 +682,7 @@ static int bench_lookup(const char *sock, const struct opts *o,
 		goto out_free;
 	salt = kvc_ns_salt(name);
 	for (size_t i = 0; i < LK_KEYS * LK_TOKENS; i++)
-		tokens[i] = (uint32_t)(mix(i) % 128256);	/* Llama-3's vocabulary */
+		tokens[i] = (uint32_t)(kvt_hash64(i) % 128256);	/* Llama-3's vocabulary */
 	if (kvc_key_chain(salt, tokens, LK_KEYS * LK_TOKENS, LK_TOKENS, keys,
 			  LK_KEYS) != LK_KEYS) {
 		fail(0, "kvc_key_chain did not make %d keys", LK_KEYS);
@@ -725,10 +711,10 @@ static int bench_lookup(const char *sock, const struct opts *o,
 
 	for (size_t i = 0; i < warm + o->lookup_calls; i++) {
 		if (i == warm)
-			start = now_ns();
-		t0 = now_ns();
+			start = kvt_now_ns();
+		t0 = kvt_now_ns();
 		n = kvc_lookup(c, ns, keys, LK_KEYS, NULL);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		if (n != LK_KEYS) {
 			fail(n < 0 ? n : 0, "lookup found %d of %d keys", n, LK_KEYS);
 			goto out_evict;
@@ -736,7 +722,7 @@ static int bench_lookup(const char *sock, const struct opts *o,
 		if (i >= warm)
 			lat[i - warm] = (double)(t1 - t0);
 	}
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	res->calls = o->lookup_calls;
 	res->keys_per_s = (double)LK_KEYS * (double)o->lookup_calls /
 			  ((double)(t1 - start) / 1e9);

@@ -43,22 +43,22 @@
  * the benchmark works.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/kvdata.h"
 #include "tests/lib/rng.h"
 #include "tests/lib/size.h"
+#include "tests/lib/tmpdir.h"
 
 #define KIB ((uint64_t)1 << 10)
 #define MIB ((uint64_t)1 << 20)
@@ -68,7 +68,6 @@
 #define MIN_BATCHES	2		/* timed batches, whatever --seconds says */
 #define BREAK_BYTES	(256 * MIB)	/* the breakdown reads this much, */
 #define BREAK_BATCHES	64		/* in at most this many batches */
-#define CHANNELS	128		/* a head dimension: its own scale each */
 #define POOL_EXTRA	(1 * MIB)	/* pool = chunk + this: window offsets */
 #define ALIGN		(2 * MIB)
 #define DATA_MIN	(512 * MIB)	/* the default data set, or one batch */
@@ -125,14 +124,6 @@ struct bench {
 	uint64_t rng;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Print "kvssdbench: <what>: <error name>" and return -1. */
 static int fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -188,35 +179,12 @@ static uint64_t rnd(uint64_t *state)
 	return kvt_splitmix(state);
 }
 
-/* uniform in (0, 1]: never 0, so log() below stays finite */
-static double rnd_unit(uint64_t *state)
-{
-	return (double)((rnd(state) >> 11) + 1) / 9007199254740992.0;
-}
-
-/* KV-like bf16, little-endian; len is even. As tests/unit/test_codec.c. */
+/* KV-like bf16 (tests/lib/kvdata.h), as tests/unit/test_codec.c's. */
 static void fill_bf16(unsigned char *p, size_t len, uint64_t seed)
 {
-	float scale[CHANNELS];
 	uint64_t st = seed;
-	size_t n = len / 2;
 
-	for (size_t c = 0; c < CHANNELS; c++)
-		scale[c] = ldexpf(1.0f, (int)(rnd(&st) % 6) - 4);
-	for (size_t i = 0; i < n; i += 2) {
-		double r = sqrt(-2.0 * log(rnd_unit(&st)));
-		double t = 2.0 * M_PI * rnd_unit(&st);
-		float v[2] = { (float)(r * cos(t)), (float)(r * sin(t)) };
-
-		for (size_t k = 0; k < 2 && i + k < n; k++) {
-			float f = v[k] * scale[(i + k) % CHANNELS];
-			uint32_t bits;
-
-			memcpy(&bits, &f, sizeof(bits));
-			p[2 * (i + k)] = (unsigned char)(bits >> 16);
-			p[2 * (i + k) + 1] = (unsigned char)(bits >> 24);
-		}
-	}
+	kvt_fill_bf16(p, len, &st);
 }
 
 static struct kvc_key key_of(const struct bench *b, uint64_t i)
@@ -228,9 +196,9 @@ static struct kvc_key key_of(const struct bench *b, uint64_t i)
 static const unsigned char *window(const struct bench *b, uint64_t i)
 {
 	uint64_t st = i ^ 0x5eed;
-	size_t slots = (b->pool_bytes - b->o->size) / (2 * CHANNELS) + 1;
+	size_t slots = (b->pool_bytes - b->o->size) / (2 * KVT_BF16_CHANNELS) + 1;
 
-	return b->pool + (rnd(&st) % slots) * (2 * CHANNELS);
+	return b->pool + (rnd(&st) % slots) * (2 * KVT_BF16_CHANNELS);
 }
 
 static void stamp_set(void *buf, uint64_t bytes, uint64_t i)
@@ -338,7 +306,7 @@ static int load(struct bench *b, struct put_res *pr)
 	uint64_t t0, t1, t2;
 	int ret;
 
-	t0 = now_ns();
+	t0 = kvt_now_ns();
 	for (uint64_t i = 0; i < b->n; i++) {
 		struct kvc_key k = key_of(b, i);
 
@@ -347,11 +315,11 @@ static int load(struct bench *b, struct put_res *pr)
 		if (ret)
 			return fail(ret, "put of chunk %" PRIu64, i);
 	}
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	ret = kvc_flush(b->c, KVC_TIER_DRAM, 0, &fr);
 	if (ret)
 		return fail(ret, "flush of the DRAM tier");
-	t2 = now_ns();
+	t2 = kvt_now_ns();
 	if (fr.skipped)
 		return fail(0, "flush left %" PRIu64 " chunks unwritten", fr.skipped);
 	pr->put_s = (double)(t1 - t0) / 1e9;
@@ -459,9 +427,9 @@ static double timed_get(struct bench *b, unsigned qd, bool full, struct meas *m,
 		};
 	if (full)
 		memset(b->bufs, POISON, qd * size);
-	t0 = now_ns();
+	t0 = kvt_now_ns();
 	n = kvc_get_batch(b->c, b->ns, b->d, qd);
-	t1 = now_ns();
+	t1 = kvt_now_ns();
 	if (n < 0)
 		return fail(n, "get_batch of %u chunks", qd);
 	if (check_batch(b, qd, full, &m->verified))
@@ -542,7 +510,7 @@ static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
 	next_half(b, half, qd, perm[half], &pos[half], cur);
 	if (check_on_ssd(b, cur, qd))
 		goto out;
-	start = now_ns();
+	start = kvt_now_ns();
 	if ((ret = kvc_prefetch(b->c, b->ns, cur, qd, NULL)) < 0) {
 		fail(ret, "prefetch of %u chunks", qd);
 		goto out;
@@ -552,7 +520,7 @@ static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
 		bool last = m->batches + 1 >= cap ||
 			    (m->batches + 1 >= MIN_BATCHES &&
 			     (m->bytes + qd * size >= o->total ||
-			      (double)(now_ns() - start) / 1e9 >= o->seconds));
+			      (double)(kvt_now_ns() - start) / 1e9 >= o->seconds));
 		bool full = m->batches == 0;
 		int n;
 
@@ -574,7 +542,7 @@ static int measure_pipelined(struct bench *b, unsigned qd, struct meas *m)
 			break;
 		memcpy(cur, nxt, qd * sizeof(*cur));
 	}
-	m->ns = (double)(now_ns() - start);
+	m->ns = (double)(kvt_now_ns() - start);
 	latencies(m, lat);
 	ret = 0;
 out:
@@ -608,14 +576,14 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 	memset(m, 0, sizeof(*m));
 	m->qd = qd;
 	b->rng = 0x51ed ^ qd;
-	start = now_ns();
+	start = kvt_now_ns();
 	for (;;) {
 		bool full = o->quick || m->batches == 0;
 		double t;
 
 		if (m->batches >= MIN_BATCHES &&
 		    (m->bytes >= o->total ||
-		     (double)(now_ns() - start) / 1e9 >= o->seconds ||
+		     (double)(kvt_now_ns() - start) / 1e9 >= o->seconds ||
 		     m->batches == cap))
 			break;
 		next_batch(b, qd, &pos);
@@ -636,9 +604,9 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 		next_batch(b, qd, &pos);
 		if (check_on_ssd(b, b->keys, qd))
 			goto out;
-		t0 = now_ns();
+		t0 = kvt_now_ns();
 		ret = kvc_pin(b->c, b->ns, b->keys, qd, b->locs);
-		t1 = now_ns();
+		t1 = kvt_now_ns();
 		if (ret) {
 			fail(ret, "pin of %u chunks", qd);
 			goto out;
@@ -650,9 +618,9 @@ static int measure(struct bench *b, unsigned qd, struct meas *m)
 			}
 			memcpy(b->bufs + i * size, b->locs[i].ptr, size);
 		}
-		t2 = now_ns();
+		t2 = kvt_now_ns();
 		ret = kvc_release(b->c, b->ns, b->keys, qd, b->status);
-		t3 = now_ns();
+		t3 = kvt_now_ns();
 		if (ret) {
 			fail(ret, "release of %u chunks", qd);
 			goto out;
@@ -830,19 +798,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	if (remove(path))
-		fprintf(stderr, "kvssdbench: cannot remove '%s': %s\n", path, strerror(errno));
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Map every page of the arena in this process, as a long-running engine has. */
 static void touch_arena(struct kvc *c)
 {
@@ -1018,8 +973,7 @@ int main(int argc, char **argv)
 		goto out_free;
 
 	/* top/tier: the SSD tier's directory. */
-	snprintf(top, sizeof(top), "%s/kvssdbench.XXXXXX", o.dir);
-	if (!mkdtemp(top)) {
+	if (kvt_tmpdir(top, sizeof(top), o.dir, "kvssdbench.")) {
 		fail(-errno, "cannot make a directory under '%s'", o.dir);
 		goto out_free;
 	}
@@ -1089,8 +1043,8 @@ out_stop:
 		}
 	}
 out_dir:
-	if (made_dir)
-		rm_tree(top);
+	if (made_dir && kvt_rmtree(top))
+		fprintf(stderr, "kvssdbench: cannot remove '%s': %s\n", top, strerror(errno));
 out_free:
 	bench_free(&b);
 	return status;

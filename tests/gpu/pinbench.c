@@ -48,6 +48,8 @@
 #include "client/kvc.h"
 #include "kernels/kv_gpu.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/size.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
@@ -64,38 +66,6 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(double ms)
-{
-	struct timespec ts = { (time_t)(ms / 1e3),
-			       (long)((ms - (time_t)(ms / 1e3) * 1e3) * 1e6) };
-
-	nanosleep(&ts, NULL);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	case 'T': case 't': shift = 40; end++; break;
-	}
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (*end || v == 0 || v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
 }
 
 static unsigned cpu_threads(void)
@@ -135,7 +105,7 @@ static void *probe(void *arg)
 		old = atomic_load(&probe_worst_us);
 		while (us > old && !atomic_compare_exchange_weak(&probe_worst_us, &old, us))
 			;
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	}
 	return NULL;
 }
@@ -399,7 +369,7 @@ static int daemon_run(uint64_t bytes, int gpu, struct daemon_figs *f)
 	}
 	while ((ret = kvc_connect(d.sock, &c)) != 0 && now_ms() - t0 < 10000 &&
 	       kvt_alive(&d))
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	if (ret) {
 		fprintf(stderr, "pinbench: cannot connect to the daemon: %s\n",
 			kvc_strerror(ret));
@@ -428,7 +398,7 @@ static int daemon_run(uint64_t bytes, int gpu, struct daemon_figs *f)
 				goto out_stop;
 			}
 		}
-		sleep_ms(1);
+		kvt_sleep_ms(1);
 	}
 	f->ready_ms = now_ms() - t0;
 	if (f->pings) {
@@ -458,7 +428,7 @@ static int daemon_run(uint64_t bytes, int gpu, struct daemon_figs *f)
 				break;
 			if (now_ms() - t0 > WAIT_MS)
 				break;
-			sleep_ms(1);
+			kvt_sleep_ms(1);
 		}
 		f->creg_ms = now_ms() - t0;
 	}
@@ -497,7 +467,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--bytes") && i + 1 < argc) {
-			if (parse_size(argv[++i], &bytes))
+			if (kvt_parse_size(argv[++i], &bytes))
 				usage();
 		} else if (!strcmp(argv[i], "--daemon") && i + 1 < argc) {
 			setenv("KVSTORED", argv[++i], 1);

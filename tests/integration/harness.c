@@ -12,24 +12,18 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/tmpdir.h"
 
 const char *kvt_daemon_path(void)
 {
 	const char *p = getenv("KVSTORED");
 
 	return p && *p ? p : "build/kvstored";
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
 }
 
 void kvt_dump_log(const struct kvt_daemon *d)
@@ -75,8 +69,7 @@ static int spawn(struct kvt_daemon *d, const char *const *args,
 	int n = 0;
 
 	memset(d, 0, sizeof(*d));
-	snprintf(d->dir, sizeof(d->dir), "%s/kvt.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(d->dir)) {
+	if (kvt_tmpdir(d->dir, sizeof(d->dir), tmp && *tmp ? tmp : "/tmp", "kvt.")) {
 		perror("mkdtemp");
 		return -1;
 	}
@@ -173,7 +166,7 @@ static int start_until(struct kvt_daemon *d, const char *const *args,
 	for (int i = 0; i < 1000 && kvt_alive(d); i++) {
 		if (ready(d->sock))
 			return 0;
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 	}
 	fprintf(stderr, "kvstored did not come up on %s\n", d->sock);
 	kvt_dump_log(d);
@@ -209,7 +202,7 @@ int kvt_wait_exit(struct kvt_daemon *d, int ms)
 		}
 		if (i * 5 >= ms)
 			break;
-		sleep_ms(5);
+		kvt_sleep_ms(5);
 	}
 	return -1;
 }
@@ -238,14 +231,11 @@ void kvt_kill(struct kvt_daemon *d)
 
 void kvt_cleanup(struct kvt_daemon *d)
 {
-	char path[400];
-
 	if (!d->dir[0])
 		return;
 	unlink(d->sock);
 	unlink(d->log);
-	snprintf(path, sizeof(path), "rm -rf '%s'", d->dir);
-	if (system(path) != 0)
+	if (kvt_rmtree(d->dir))
 		fprintf(stderr, "cannot remove %s\n", d->dir);
 	d->dir[0] = '\0';
 }
@@ -262,7 +252,7 @@ int kvt_stop(struct kvt_daemon *d)
 				d->pid = 0;
 				break;
 			}
-			sleep_ms(10);
+			kvt_sleep_ms(10);
 		}
 		if (d->pid > 0) {
 			fprintf(stderr, "kvstored did not stop in 10 s\n");

@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_kvtrace.sh - the trace replayer (kvtrace) on the Mooncake trace.
+# test_kvtrace.sh - the trace replayer (tools/kvtrace/) on the Mooncake trace.
 #
 # Simulation: the infinite-cache hit ratio is the 0.640 of TESTING.md; at
 # every capacity Belady's MIN is at least every online policy and at most

@@ -65,10 +65,8 @@ static int teardown(void **state)
 /* A fresh SSD directory for one test. */
 static void fresh_dir(void)
 {
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s'", ssd_dir, ssd_dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kvt_rmtree(ssd_dir), 0);
+	assert_int_equal(mkdir(ssd_dir, 0777), 0);
 }
 
 /* Start a daemon on ssd_dir with 8 MiB of DRAM and 64 MiB of SSD. */

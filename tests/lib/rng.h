@@ -9,8 +9,12 @@
 #include <stdint.h>
 
 /* splitmix64's output for state z: a hash of z, also used to make keys
- * and fill patterns from an index. */
+ * and fill patterns from an index. kvt_mix(z) is kvt_hash64(z + the
+ * golden ratio increment). */
 uint64_t kvt_mix(uint64_t z);
+
+/* splitmix64's finalizer (Stafford's Mix13) alone: a bijective hash of z. */
+uint64_t kvt_hash64(uint64_t z);
 
 /* The next number of the sequence whose state is *state (advanced). */
 uint64_t kvt_splitmix(uint64_t *state);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tests/lib/size.h"
 
@@ -28,6 +29,8 @@ int kvt_parse_size(const char *s, uint64_t *out)
 	case 'g': case 'G': shift = 30; end++; break;
 	case 't': case 'T': shift = 40; end++; break;
 	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
 	if (*end || v == 0 || v > (~0ull >> shift))
 		return -EINVAL;
 	*out = (uint64_t)v << shift;

@@ -9,9 +9,9 @@
 
 /*
  * Parse a positive decimal size with an optional binary suffix (k, m, g, t,
- * either case: KiB, MiB, GiB, TiB) into *out. Returns 0, or -EINVAL for
- * anything else (no digits, another suffix, 0, overflow); *out is
- * untouched then.
+ * either case: KiB, MiB, GiB, TiB; "iB" or "B" may follow it, as in 64MiB)
+ * into *out. Returns 0, or -EINVAL for anything else (no digits, another
+ * suffix, 0, overflow); *out is untouched then.
  */
 int kvt_parse_size(const char *s, uint64_t *out);
 

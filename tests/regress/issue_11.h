@@ -29,6 +29,7 @@
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
 #include "tests/lib/rng.h"
+#include "tests/lib/tmpdir.h"
 
 #define MIB (1u << 20)
 
@@ -237,8 +238,7 @@ static inline int i11_loopfs_make(struct i11_loopfs *fs, unsigned mib, char *why
 		snprintf(why, len, "a loop-mounted filesystem needs root");
 		return -1;
 	}
-	snprintf(fs->dir, sizeof(fs->dir), "/var/tmp/kvt-i11-XXXXXX");
-	if (!mkdtemp(fs->dir)) {
+	if (kvt_tmpdir(fs->dir, sizeof(fs->dir), "/var/tmp", "kvt-i11-")) {
 		snprintf(why, len, "mkdtemp: %s", strerror(errno));
 		return -1;
 	}
@@ -260,8 +260,7 @@ static inline int i11_loopfs_make(struct i11_loopfs *fs, unsigned mib, char *why
 	return 0;
 
 out_rm:
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fs->dir);
-	i11_sh(cmd);
+	kvt_rmtree(fs->dir);
 	fs->dir[0] = '\0';
 	return -1;
 }
@@ -269,8 +268,6 @@ out_rm:
 /* Unmount and remove everything; accepts a filesystem never made. */
 static inline void i11_loopfs_drop(struct i11_loopfs *fs)
 {
-	char cmd[1024];
-
 	if (fs->mounted) {
 		for (int i = 0; i < 50; i++) {	/* a daemon may still be exiting */
 			if (umount(fs->mnt) == 0 || errno == EINVAL)
@@ -282,8 +279,7 @@ static inline void i11_loopfs_drop(struct i11_loopfs *fs)
 		fs->mounted = false;
 	}
 	if (fs->dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fs->dir);
-		i11_sh(cmd);
+		kvt_rmtree(fs->dir);
 		fs->dir[0] = '\0';
 	}
 }

@@ -14,7 +14,7 @@
  * And the reply itself holds nothing that opens the arena: no handle
  * bytes, only sizes and a PCI id (the layout is checked), and the VMM
  * import of a made-up, closed or unrelated fd fails (-KVC_ENOGPU here
- * without a GPU; tests/gpu/test_gpu_client.c checks it on one).
+ * without a GPU; tests/gpu/test_gpu_hbm.c checks it on one).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,7 +281,7 @@ static void test_vmm_without_gpu(void **state)
 
 	(void)state;
 	if (kv_gpu_available(NULL, NULL, 0)) {
-		print_message("a GPU is here: tests/gpu/test_gpu_client.c checks the imports\n");
+		print_message("a GPU is here: tests/gpu/test_gpu_hbm.c checks the imports\n");
 		skip();
 	}
 	memfd = memfd_create("not-an-arena", MFD_CLOEXEC);

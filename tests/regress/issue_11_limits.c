@@ -36,13 +36,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "lib/errors.h"
 #include "lib/proto.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
 
 #define HDR_LEN		sizeof(struct kv_wire_hdr)
 #define HELLO_LEN	(HDR_LEN + sizeof(struct kv_wire_hello))
@@ -59,21 +59,6 @@
 #endif
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 static int raw_connect(const char *path, bool nonblock)
 {
@@ -132,7 +117,7 @@ static bool write_all(int fd, const void *buf, size_t len)
 static int read_hdr(int fd, struct kv_wire_hdr *h, int ms)
 {
 	size_t got = 0;
-	double end = now_s() + ms / 1e3;
+	double end = kvt_now_s() + ms / 1e3;
 
 	while (got < HDR_LEN) {
 		union {
@@ -145,7 +130,7 @@ static int read_hdr(int fd, struct kv_wire_hdr *h, int ms)
 			.msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf),
 		};
 		struct pollfd p = { fd, POLLIN, 0 };
-		int left = (int)((end - now_s()) * 1e3);
+		int left = (int)((end - kvt_now_s()) * 1e3);
 		struct cmsghdr *cm;
 		ssize_t n;
 
@@ -349,7 +334,7 @@ static void test_fd_limit_at_start(void **state)
 	/* The next one hears the limit, and the daemon does not spin. */
 	assert_int_equal(kvc_connect(d.sock, &c), -KVC_ECONNS);
 	close(fds[0]);
-	sleep_ms(100);
+	kvt_sleep_ms(100);
 	assert_int_equal(kvc_connect(d.sock, &c), 0);
 	assert_int_equal(kvc_ping(c, NULL), 0);
 	kvc_close(c);
@@ -382,7 +367,7 @@ static void test_emfile(void **state)
 	assert_int_equal(prlimit(d.pid, RLIMIT_NOFILE, &low, NULL), 0);
 
 	hello_frame(f);
-	t0 = now_s();
+	t0 = kvt_now_s();
 	for (int i = 0; i < EXTRA; i++) {
 		fds[i] = raw_connect(d.sock, false);
 		write_all(fds[i], f, HELLO_LEN);
@@ -390,7 +375,7 @@ static void test_emfile(void **state)
 	for (int i = 0; i < EXTRA; i++) {
 		struct kv_wire_hdr h;
 		int r = read_hdr(fds[i], &h, 1000);
-		double t = now_s() - t0;
+		double t = kvt_now_s() - t0;
 
 		if (r < 0) {
 			hung++;
@@ -405,7 +390,7 @@ static void test_emfile(void **state)
 	}
 	/* With those connections still waiting, the daemon must idle. */
 	cpu0 = cpu_s(d.pid);
-	sleep_ms(1000);
+	kvt_sleep_ms(1000);
 	cpu1 = cpu_s(d.pid);
 	printf("figure: at EMFILE, %d clients: %d served, %d refused (slowest answer %.3f s), %d hanging; daemon CPU %.2f s over 1 s\n",
 	       EXTRA, served, refused, worst, hung, cpu1 - cpu0);
@@ -425,7 +410,7 @@ static void test_emfile(void **state)
 		if (kvc_connect(d.sock, &c) == 0)
 			break;
 		c = NULL;
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 	}
 	assert_non_null(c);
 	assert_int_equal(kvc_ping(c, NULL), 0);
@@ -488,7 +473,7 @@ static void test_stalled_clients(void **state)
 
 		assert_int_equal(kvc_put(setup, ns, &k, NULL, 1, 0, &v, sizeof(v)), 0);
 	}
-	sleep_ms(200);
+	kvt_sleep_ms(200);
 	base_kb = status_kb(d.pid, "RssAnon");
 
 	hello_frame(f);
@@ -543,11 +528,11 @@ static void test_stalled_clients(void **state)
 			left[i] -= send_some(fds[PARTIAL + BIG_EARLY + i], left[i]);
 		if (status_kb(d.pid, "RssAnon") > peak_kb)
 			peak_kb = status_kb(d.pid, "RssAnon");
-		sleep_ms(50);
+		kvt_sleep_ms(50);
 	}
 
 	/* The 200th client: served within 1 s. */
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(kvc_connect(d.sock, &c), 0);
 	assert_int_equal(kvc_ns_register(c, "issue11/mem", &ns), 0);
 	{
@@ -557,12 +542,12 @@ static void test_stalled_clients(void **state)
 		assert_int_equal(kvc_lookup(c, ns, &k, 1, NULL), 1);
 		assert_int_equal(kvc_get(c, ns, &k, &got, sizeof(got), &bytes), 0);
 	}
-	t_served = now_s() - t0;
+	t_served = kvt_now_s() - t0;
 	assert_int_equal(got, v);
 	for (int i = 0; i < 5; i++) {
 		if (status_kb(d.pid, "RssAnon") > peak_kb)
 			peak_kb = status_kb(d.pid, "RssAnon");
-		sleep_ms(100);
+		kvt_sleep_ms(100);
 	}
 	printf("figure: %d stalled clients (max_conns %d): a client connected and got a chunk in %.3f s\n",
 	       n, MEM_CONNS, t_served);
@@ -578,7 +563,7 @@ static void test_stalled_clients(void **state)
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
 	kvc_close(c);
-	sleep_ms(2500);
+	kvt_sleep_ms(2500);
 	after_kb = status_kb(d.pid, "RssAnon");
 	printf("figure: daemon RssAnon 2.5 s after they left: +%ld KiB over idle\n",
 	       after_kb - base_kb);
@@ -606,7 +591,7 @@ static void test_memory_refusal(void **state)
 	assert_true(write_all(a, h, HDR_LEN));
 	fcntl(a, F_SETFL, O_NONBLOCK);
 	send_some(a, 512u << 10);
-	sleep_ms(100);
+	kvt_sleep_ms(100);
 	/* b's large frame does not fit: KV_EMEMORY, its body dropped. */
 	b = raw_session(d.sock);
 	put_req(h, KV_OP_LOOKUP, 3, 0, 256u << 10);
@@ -647,9 +632,9 @@ static void test_hello_and_frame_deadlines(void **state)
 
 	/* Connected, and nothing said: ETIMEDOUT and closed. */
 	fd = raw_connect(d.sock, false);
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(read_hdr(fd, &r, 3000), 0);
-	t_hello = now_s() - t0;
+	t_hello = kvt_now_s() - t0;
 	assert_int_equal(r.op, KV_OP_ERROR);
 	assert_int_equal(r.status, KV_ETIMEDOUT);
 	assert_true(eof_within(fd, 1000));
@@ -660,9 +645,9 @@ static void test_hello_and_frame_deadlines(void **state)
 	fd = raw_session(d.sock);
 	put_req(h, KV_OP_LOOKUP, 2, 1, 24);
 	assert_true(write_all(fd, h, HDR_LEN + 8));
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(read_hdr(fd, &r, 3000), 0);
-	t_frame = now_s() - t0;
+	t_frame = kvt_now_s() - t0;
 	assert_int_equal(r.status, KV_ETIMEDOUT);
 	assert_true(eof_within(fd, 1000));
 	close(fd);
@@ -674,7 +659,7 @@ static void test_hello_and_frame_deadlines(void **state)
 
 	/* Idle between frames is fine. */
 	assert_int_equal(kvc_connect(d.sock, &c), 0);
-	sleep_ms(1000);
+	kvt_sleep_ms(1000);
 	assert_int_equal(kvc_ping(c, NULL), 0);
 	kvc_close(c);
 	assert_int_equal(kvt_stop(&d), 0);
@@ -706,13 +691,13 @@ static void test_alloc_lease(void **state)
 	assert_int_equal(st.pending_chunks, 2);
 
 	/* Held past its lease: aborted, the room given back. */
-	t0 = now_s();
+	t0 = kvt_now_s();
 	do {
-		sleep_ms(20);
+		kvt_sleep_ms(20);
 		assert_int_equal(kvc_stats(a, &st), 0);
-	} while (st.pending_chunks && now_s() - t0 < 3);
+	} while (st.pending_chunks && kvt_now_s() - t0 < 3);
 	printf("figure: alloc_lease_ms 300: uncommitted allocations aborted after %.3f s\n",
-	       now_s() - t0);
+	       kvt_now_s() - t0);
 	assert_int_equal(st.pending_chunks, 0);
 	assert_true(kvt_log_has(&d, "not committed within 300 ms"));
 
@@ -766,17 +751,17 @@ static void test_client_timeout(void **state)
 	assert_int_equal(kvc_connect(d->sock, &c), 0);
 	assert_int_equal(kill(d->pid, SIGSTOP), 0);
 
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(kvc_ping(c, NULL), -KVC_ETIMEDOUT);
-	t_call = now_s() - t0;
+	t_call = kvt_now_s() - t0;
 	/* The handle is closed: its stream is out of step. */
 	assert_int_equal(kvc_ping(c, NULL), -KVC_ECLOSED);
 	kvc_close(c);
 
-	t0 = now_s();
+	t0 = kvt_now_s();
 	c = NULL;
 	assert_int_equal(kvc_connect(d->sock, &c), -KVC_ETIMEDOUT);
-	t_connect = now_s() - t0;
+	t_connect = kvt_now_s() - t0;
 	assert_null(c);
 
 	/* kvc_set_timeout() on a handle with the default */
@@ -785,9 +770,9 @@ static void test_client_timeout(void **state)
 	assert_int_equal(kvc_connect(d->sock, &c2), 0);
 	assert_int_equal(kvc_set_timeout(c2, 200), 0);
 	assert_int_equal(kill(d->pid, SIGSTOP), 0);
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(kvc_ping(c2, NULL), -KVC_ETIMEDOUT);
-	t_set = now_s() - t0;
+	t_set = kvt_now_s() - t0;
 	kvc_close(c2);
 	assert_int_equal(kill(d->pid, SIGCONT), 0);
 
@@ -818,13 +803,13 @@ static void test_socket_lock(void **state)
 
 	assert_int_equal(kvt_start(&a, NULL), 0);
 	args[1] = a.sock;
-	t0 = now_s();
+	t0 = kvt_now_s();
 	assert_int_equal(kvt_start_opts(&b, args, &nowait), 0);
 	st = kvt_wait_exit(&b, 3000);
 	printf("figure: a second daemon on the socket exited with status %d after %.3f s\n",
-	       st, now_s() - t0);
+	       st, kvt_now_s() - t0);
 	assert_true(st > 0 && st < 128);
-	assert_true(now_s() - t0 < 1.0 * SLOW);
+	assert_true(kvt_now_s() - t0 < 1.0 * SLOW);
 	snprintf(needle, sizeof(needle), "kvstored pid %d holds it", (int)a.pid);
 	if (!kvt_log_has(&b, needle)) {
 		kvt_dump_log(&b);
@@ -864,7 +849,7 @@ static void test_socket_lock_race(void **state)
 	assert_int_equal(kvt_start_opts(&b, args, &nowait), 0);
 	for (int i = 0; i < 500 && kvc_connect(path, &c); i++) {
 		c = NULL;
-		sleep_ms(10);
+		kvt_sleep_ms(10);
 	}
 	assert_non_null(c);
 	assert_int_equal(kvc_ping(c, NULL), 0);

@@ -29,25 +29,18 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/clock.h"
+#include "tests/lib/tmpdir.h"
 
 #define FLUSH_MS	1000		/* --shutdown-flush-ms of the first case */
 #define CHUNK		(1u << 20)
 
 static char dir[256], img[320], mnt[320], ssd[340];
 static volatile sig_atomic_t mounted, frozen;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Only system calls: also run from a signal handler. */
 static void thaw_and_unmount(void)
@@ -88,9 +81,9 @@ static bool make_disk(char *why, size_t len)
 	char cmd[1024];
 	int fd;
 
-	snprintf(dir, sizeof(dir), "%s/kvt11.XXXXXX",
-		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir)) {
+	if (kvt_tmpdir(dir, sizeof(dir),
+		       getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+		       "kvt11.")) {
 		snprintf(why, len, "mkdtemp: %s", strerror(errno));
 		return false;
 	}
@@ -122,12 +115,9 @@ static bool make_disk(char *why, size_t len)
 
 static void remove_disk(void)
 {
-	char cmd[400];
-
 	thaw_and_unmount();
 	if (dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (run(cmd) != 0)
+		if (kvt_rmtree(dir))
 			fprintf(stderr, "cannot remove %s\n", dir);
 		dir[0] = '\0';
 	}
@@ -220,11 +210,11 @@ static bool gone(void)
 
 static double wait_gone(double limit)
 {
-	double t0 = now_s();
+	double t0 = kvt_now_s();
 
-	while (!gone() && now_s() - t0 < limit)
+	while (!gone() && kvt_now_s() - t0 < limit)
 		usleep(20000);
-	return now_s() - t0;
+	return kvt_now_s() - t0;
 }
 
 /* The socket is free again: another daemon starts on it at once. */

@@ -21,6 +21,7 @@
 
 #include "client/kvc.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/tmpdir.h"
 
 /* Wait up to 2 s for needle in path. */
 static bool file_gets(const char *path, const char *needle)
@@ -64,11 +65,11 @@ static void test_sighup_without_log_file(void **state)
 static void test_sighup_reopens_log_file(void **state)
 {
 	char dir[] = "/tmp/kvt11log.XXXXXX";
-	char logf[64], rotated[64], cmd[96];
+	char logf[64], rotated[64];
 	const char *args[] = { "--log-file", logf, NULL };
 	struct kvt_daemon d;
 
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(kvt_tmpdir(dir, sizeof(dir), "/tmp", "kvt11log."), 0);
 	snprintf(logf, sizeof(logf), "%s/kvstored.log", dir);
 	snprintf(rotated, sizeof(rotated), "%s/kvstored.log.1", dir);
 	assert_int_equal(kvt_start(&d, args), 0);
@@ -87,8 +88,7 @@ static void test_sighup_reopens_log_file(void **state)
 	/* A clean stop still writes its last lines there. */
 	assert_int_equal(kvt_stop(&d), 0);
 	assert_true(kvt_file_has(logf, "stopped"));
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kvt_rmtree(dir), 0);
 }
 
 int main(void)

@@ -39,6 +39,7 @@
 #include "client/kvc.h"
 #include "lib/proto.h"
 #include "tests/integration/harness.h"
+#include "tests/lib/tmpdir.h"
 
 #define NOBODY		65534
 #define CHUNK		(256u << 10)
@@ -380,12 +381,7 @@ static void test_eviction_stays_in_tenant(void **state)
 	}
 	kvc_close(c);
 	assert_int_equal(kvt_stop(&d), 0);
-	{
-		char cmd[600];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		assert_int_equal(system(cmd), 0);
-	}
+	assert_int_equal(kvt_rmtree(dir), 0);
 }
 
 /* Chunk records are bounded (max_chunks), and STATS shows them. */

@@ -30,7 +30,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +38,7 @@
 #include <zstd.h>
 
 #include "lib/util.h"
+#include "tests/lib/kvdata.h"
 #include "tests/lib/rng.h"
 #include "tiers/codec.h"
 
@@ -47,7 +47,6 @@
 
 #define POISON	0xa5
 #define GUARD	64	/* bytes after a destination that must stay POISON */
-#define CHANNELS 128	/* a head dimension: each channel has its own scale */
 
 static uint64_t rng_state;
 
@@ -63,42 +62,14 @@ static uint64_t rnd_range(uint64_t lo, uint64_t hi)
 	return lo + rnd() % (hi - lo + 1);
 }
 
-/* uniform in (0, 1]: never 0, so log() below stays finite */
-static double rnd_unit(void)
-{
-	return (double)((rnd() >> 11) + 1) / 9007199254740992.0;
-}
-
 /*
- * KV-like bf16: normal values (Box-Muller), each channel scaled by a power
- * of two between 1/16 and 2, truncated to bf16 and stored little-endian.
- * An odd len ends with one random byte.
+ * KV-like bf16 (tests/lib/kvdata.h) from seed; rng_state goes on from
+ * where the fill left it.
  */
 static void fill_bf16(void *buf, size_t len, uint64_t seed)
 {
-	unsigned char *p = buf;
-	float scale[CHANNELS];
-	size_t n = len / 2;
-
 	rng_state = seed;
-	for (size_t c = 0; c < CHANNELS; c++)
-		scale[c] = ldexpf(1.0f, (int)rnd_range(0, 5) - 4);
-	for (size_t i = 0; i < n; i += 2) {
-		double r = sqrt(-2.0 * log(rnd_unit()));
-		double t = 2.0 * M_PI * rnd_unit();
-		float v[2] = { (float)(r * cos(t)), (float)(r * sin(t)) };
-
-		for (size_t k = 0; k < 2 && i + k < n; k++) {
-			float f = v[k] * scale[(i + k) % CHANNELS];
-			uint32_t bits;
-
-			memcpy(&bits, &f, sizeof(bits));
-			p[2 * (i + k)] = (unsigned char)(bits >> 16);
-			p[2 * (i + k) + 1] = (unsigned char)(bits >> 24);
-		}
-	}
-	if (len & 1)
-		p[len - 1] = (unsigned char)rnd();
+	kvt_fill_bf16(buf, len, &rng_state);
 }
 
 static void fill_random(void *buf, size_t len, uint64_t seed)
