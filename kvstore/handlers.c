@@ -134,6 +134,7 @@ static void handle_hello(struct conn *c, const struct kv_req *r)
 	msg.b.max_msg = srv->conf.max_msg;
 	msg.b.max_pins = srv->conf.max_pins;
 	msg.b.max_uncommitted = srv->conf.max_uncommitted;
+	_Static_assert(KV_HBM_PCI_BYTES == KV_STORE_PCI_BYTES, "HELLO's field holds a PCI id");
 	fds[nfd] = kv_store_hbm_export(srv->store, c->tenant, &msg.b.hbm_bytes,
 				       &msg.b.hbm_map_bytes, msg.b.hbm_pci);
 	if (fds[nfd] >= 0) {
@@ -431,6 +432,12 @@ done:
 
 /* ---- keys of one namespace ------------------------------------------------ */
 
+/* The wire's key i of a KV_H_KEYS request, as the store takes it. */
+static struct kv_key key_at(const struct kv_req *r, uint32_t i)
+{
+	return kv_key_from_wire(&r->u.keys.keys[i]);
+}
+
 /* The namespace of a KV_H_KEYS request. */
 static uint32_t keys_ns(const struct kv_req *r)
 {
@@ -441,9 +448,13 @@ static void handle_lookup(struct conn *c, const struct kv_req *r)
 {
 	uint32_t n = r->hdr.count;
 	size_t len = kv_proto_lookup_reply_len(n);
-	struct kv_wire_lookup_reply *lr = scratch(c->srv, len);
+	size_t at = (len + 7) / 8 * 8;
+	struct kv_wire_lookup_reply *lr = scratch(c->srv, at + n * sizeof(struct kv_key));
+	struct kv_key *keys = (struct kv_key *)((char *)lr + at);
 
-	lr->leading = kv_store_lookup(c->srv->store, r->u.keys.ns, r->u.keys.keys, n,
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = key_at(r, i);
+	lr->leading = kv_store_lookup(c->srv->store, r->u.keys.ns, keys, n,
 				      (uint8_t *)(lr + 1));
 	reply(c, &r->hdr, 0, n, lr, len);
 }
@@ -463,8 +474,17 @@ static void handle_alloc(struct conn *c, const struct kv_req *r)
 	if (kv_park_resume_batch(c, KV_PARK_ROOM, ar, len))
 		i = c->park.item;	/* carry on where it stopped */
 	for (; i < n; i++) {
-		int ret = kv_store_alloc_in(st, c->owner, ns, &r->u.alloc.items[i],
-					    &ar[i].tier, &ar[i].offset);
+		const struct kv_wire_alloc *a = &r->u.alloc.items[i];
+		struct kv_store_put p = {
+			.key = kv_key_from_wire(&a->key),
+			.parent = kv_key_from_wire(&a->parent),
+			.has_parent = a->flags & KV_ALLOC_PARENT,
+			.hbm = a->flags & KV_ALLOC_HBM,
+			.bytes = a->bytes,
+			.tokens = a->tokens,
+			.position = a->position,
+		};
+		int ret = kv_store_alloc_in(st, c->owner, ns, &p, &ar[i].tier, &ar[i].offset);
 
 		if (ret == -EINPROGRESS) {	/* room comes with write-backs */
 			c->park.item = i;
@@ -486,21 +506,28 @@ static void handle_pin(struct conn *c, const struct kv_req *r)
 	struct kv_store *st = c->srv->store;
 	uint32_t n = r->hdr.count;
 	uint32_t ns = r->u.keys.ns;
-	const struct kv_wire_key *keys = r->u.keys.keys;
 	struct kv_wire_pin_reply *pr;
 	size_t len = (size_t)n * sizeof(*pr);
 	uint32_t waiting = 0;
+	unsigned flags = r->u.keys.flags & KV_PIN_GPU ? KV_STORE_PIN_GPU : 0;
 	bool again;
 
 	pr = scratch(c->srv, len);
 	again = kv_park_resume_batch(c, KV_PARK_COPIES, pr, len);
+	if (again)
+		flags |= KV_STORE_PIN_RETRY;
 	for (uint32_t i = 0; i < n; i++) {
+		struct kv_key key = key_at(r, i);
+		struct kv_store_loc loc;
 		int ret;
 
 		if (again && pr[i].status != EINPROGRESS)
 			continue;
-		ret = kv_store_pin_again(st, c->owner, ns, &keys[i], &pr[i], again,
-					 r->u.keys.flags & KV_PIN_GPU);
+		ret = kv_store_pin(st, c->owner, ns, &key, flags, &loc);
+		if (ret == 0)
+			pr[i] = (struct kv_wire_pin_reply){
+				.tier = loc.tier, .offset = loc.offset, .bytes = loc.bytes,
+			};
 		if (ret == -EINPROGRESS) {
 			pr[i].status = EINPROGRESS;
 			waiting++;
@@ -517,15 +544,39 @@ static void handle_pin(struct conn *c, const struct kv_req *r)
 	reply(c, &r->hdr, 0, n, pr, len);
 }
 
+/* The store's entry on the wire. */
+static void wire_entry(const struct kv_store_entry *se, struct kv_wire_entry *e)
+{
+	*e = (struct kv_wire_entry){
+		.key = kv_key_to_wire(&se->key),
+		.parent = kv_key_to_wire(&se->parent),
+		.ns = se->ns,
+		.tier = se->tier,
+		.has_parent = se->has_parent,
+		.bytes = se->bytes,
+		.offset = se->offset,
+		.tokens = se->tokens,
+		.position = se->position,
+		.pins = se->pins,
+		.children = se->children,
+		.hits = se->hits,
+		.age_ms = se->age_ms,
+	};
+}
+
 static void handle_inspect(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_entry *e = scratch(c->srv, sizeof(*e));
-	int ret = kv_store_inspect(c->srv->store, r->u.keys.ns, &r->u.keys.keys[0], e);
+	struct kv_key key = key_at(r, 0);
+	struct kv_store_entry se;
+	int ret = kv_store_inspect(c->srv->store, r->u.keys.ns, &key, &se);
 
-	if (ret)
+	if (ret) {
 		reply(c, &r->hdr, ret, 0, NULL, 0);
-	else
-		reply(c, &r->hdr, 0, 1, e, sizeof(*e));
+		return;
+	}
+	wire_entry(&se, e);
+	reply(c, &r->hdr, 0, 1, e, sizeof(*e));
 }
 
 /*
@@ -548,7 +599,7 @@ static void each_key(struct conn *c, const struct kv_req *r, bool deepest_first,
 	reply(c, &r->hdr, 0, n, status, len);
 }
 
-static bool was_expired(const struct conn *c, uint32_t ns, const struct kv_wire_key *key)
+static bool was_expired(const struct conn *c, uint32_t ns, const struct kv_key *key)
 {
 	uint64_t n = c->n_expired < EXPIRED_KEEP ? c->n_expired : EXPIRED_KEEP;
 
@@ -563,15 +614,19 @@ static bool was_expired(const struct conn *c, uint32_t ns, const struct kv_wire_
  * ENOENT when its allocation was aborted at the end of its lease. */
 static int lease_status(const struct conn *c, const struct kv_req *r, uint32_t i, int ret)
 {
-	if (ret == -ENOENT && c->expired && was_expired(c, r->u.keys.ns, &r->u.keys.keys[i]))
+	struct kv_key key = key_at(r, i);
+
+	if (ret == -ENOENT && c->expired && was_expired(c, r->u.keys.ns, &key))
 		ret = -KV_EEXPIRED;	/* its lease ran out */
 	return ret;
 }
 
 static int commit_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
+	struct kv_key key = key_at(r, i);
+
 	return lease_status(c, r, i, kv_store_commit(c->srv->store, c->owner, r->u.keys.ns,
-						     &r->u.keys.keys[i]));
+						     &key));
 }
 
 /*
@@ -586,8 +641,10 @@ static void handle_commit(struct conn *c, const struct kv_req *r)
 
 static int abort_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
+	struct kv_key key = key_at(r, i);
+
 	return lease_status(c, r, i, kv_store_abort(c->srv->store, c->owner, r->u.keys.ns,
-						    &r->u.keys.keys[i]));
+						    &key));
 }
 
 static void handle_abort(struct conn *c, const struct kv_req *r)
@@ -597,7 +654,9 @@ static void handle_abort(struct conn *c, const struct kv_req *r)
 
 static int release_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
-	return kv_store_release(c->srv->store, c->owner, r->u.keys.ns, &r->u.keys.keys[i]);
+	struct kv_key key = key_at(r, i);
+
+	return kv_store_release(c->srv->store, c->owner, r->u.keys.ns, &key);
 }
 
 static void handle_release(struct conn *c, const struct kv_req *r)
@@ -607,8 +666,9 @@ static void handle_release(struct conn *c, const struct kv_req *r)
 
 static int score_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
-	return kv_store_score(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i],
-			      r->u.score.scores[i]);
+	struct kv_key key = key_at(r, i);
+
+	return kv_store_score(c->srv->store, r->u.keys.ns, &key, r->u.score.scores[i]);
 }
 
 static void handle_score(struct conn *c, const struct kv_req *r)
@@ -618,9 +678,10 @@ static void handle_score(struct conn *c, const struct kv_req *r)
 
 static int prefetch_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
+	struct kv_key key = key_at(r, i);
 	int32_t status = 0;
 
-	kv_store_prefetch(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i], 1, &status);
+	kv_store_prefetch(c->srv->store, r->u.keys.ns, &key, 1, &status);
 	return -status;
 }
 
@@ -631,7 +692,9 @@ static void handle_prefetch(struct conn *c, const struct kv_req *r)
 
 static int evict_key(struct conn *c, const struct kv_req *r, uint32_t i)
 {
-	return kv_store_evict(c->srv->store, r->u.keys.ns, &r->u.keys.keys[i]);
+	struct kv_key key = key_at(r, i);
+
+	return kv_store_evict(c->srv->store, r->u.keys.ns, &key);
 }
 
 static void handle_evict(struct conn *c, const struct kv_req *r)
@@ -641,16 +704,63 @@ static void handle_evict(struct conn *c, const struct kv_req *r)
 
 /* ---- STATS, LS, FLUSH, POLICY, TENANTS, PING, reports --------------------- */
 
+/* A NUL-padded wire field from a name (not NUL-terminated when full). */
+static void pad_copy(char *dst, size_t len, const char *src)
+{
+	memcpy(dst, src, strnlen(src, len));
+}
+
 static void handle_stats(struct conn *c, const struct kv_req *r)
 {
 	struct kv_server *srv = c->srv;
 	size_t len = sizeof(struct kv_wire_stats) +
 		     KV_TIER_MAX * sizeof(struct kv_wire_tier_stats);
 	struct kv_wire_stats *g = scratch(srv, len);
+	struct kv_wire_tier_stats *wt = (struct kv_wire_tier_stats *)(g + 1);
+	struct kv_store_tier_stats ts[KV_TIER_MAX];
+	struct kv_store_stats ss;
 	uint32_t n;
 
-	n = kv_store_stats(srv->store, g, (struct kv_wire_tier_stats *)(g + 1),
-			   KV_TIER_MAX);
+	n = kv_store_stats(srv->store, &ss, ts, KV_TIER_MAX);
+	*g = (struct kv_wire_stats){
+		.n_tiers = n,
+		.pinned_chunks = ss.pinned_chunks,
+		.pending_chunks = ss.pending_chunks,
+		.checksum_failures = ss.checksum_failures,
+		.uptime_ms = ss.uptime_ms,
+		.writeback_failures = ss.writeback_failures,
+		.writeback_lost = ss.writeback_lost,
+		.ssd_records_missing = ss.ssd_records_missing,
+		.ssd_records_wrong_ns = ss.ssd_records_wrong_ns,
+		.records = ss.records,
+		.max_records = ss.max_records,
+		.meta_bytes = ss.meta_bytes,
+		.plans_loaded = ss.plans[KV_STORE_PLAN_LOADED],
+		.plans_computed = ss.plans[KV_STORE_PLAN_COMPUTED],
+		.plans_both = ss.plans[KV_STORE_PLAN_BOTH],
+		.plan_tokens_loaded = ss.plan_tokens_loaded,
+		.plan_tokens_computed = ss.plan_tokens_computed,
+	};
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kv_store_tier_stats *t = &ts[i];
+
+		wt[i] = (struct kv_wire_tier_stats){
+			.capacity_bytes = t->capacity_bytes,
+			.used_bytes = t->used_bytes,
+			.chunks = t->chunks,
+			.hits = t->hits,
+			.misses = t->misses,
+			.evictions = t->evictions,
+			.promotions = t->promotions,
+			.demotions = t->demotions,
+			.alloc_failures = t->alloc_failures,
+			.read_bw = t->read_bw,
+			.read_samples = t->read_samples,
+			.read_bytes = t->read_bytes,
+		};
+		pad_copy(wt[i].name, sizeof(wt[i].name), t->name);
+		pad_copy(wt[i].policy, sizeof(wt[i].policy), t->policy);
+	}
 	g->connections = srv->n_conns;
 	g->namespaces = kv_ns_count(srv->ns);
 	reply(c, &r->hdr, 0, n, g,
@@ -662,7 +772,10 @@ static void handle_ls(struct conn *c, const struct kv_req *r)
 	struct kv_server *srv = c->srv;
 	const struct kv_wire_ls *ls = r->u.ls;
 	struct kv_wire_ls_reply *lr;
+	struct kv_wire_entry *e;
+	struct kv_store_entry *se;
 	uint64_t cursor = ls->cursor;
+	size_t at;
 	uint32_t n;
 
 	if (ls->ns != KV_NS_ALL && !ns_registered(c, ls->ns)) {
@@ -673,9 +786,15 @@ static void handle_ls(struct conn *c, const struct kv_req *r)
 		reply(c, &r->hdr, KV_ENOTIER, 0, NULL, 0);
 		return;
 	}
-	lr = scratch(srv, sizeof(*lr) + (size_t)ls->limit * sizeof(struct kv_wire_entry));
+	at = sizeof(*lr) + (size_t)ls->limit * sizeof(*e);
+	lr = scratch(srv, at + (size_t)ls->limit * sizeof(*se));
+	e = (struct kv_wire_entry *)(lr + 1);
+	se = (struct kv_store_entry *)((char *)lr + at);
+	_Static_assert(KV_NS_ALL == KV_STORE_NS_ALL, "LS's 'every namespace'");
 	n = kv_store_ls(srv->store, ls->ns, ls->tier, ns_visible, c, &cursor,
-			(struct kv_wire_entry *)(lr + 1), ls->limit);
+			se, ls->limit);
+	for (uint32_t i = 0; i < n; i++)
+		wire_entry(&se[i], &e[i]);
 	lr->next_cursor = cursor;
 	reply(c, &r->hdr, 0, n, lr, sizeof(*lr) + n * sizeof(struct kv_wire_entry));
 }
@@ -683,13 +802,14 @@ static void handle_ls(struct conn *c, const struct kv_req *r)
 static void handle_flush(struct conn *c, const struct kv_req *r)
 {
 	struct kv_wire_flush_reply fr;
+	struct kv_store_flushed fd;
+	bool drop = r->u.flush->flags & KV_FLUSH_DROP;
 	uint64_t *base = c->park.wb_base;
 	uint8_t tier = r->u.flush->tier;
 	int ret;
 
 	/* A write-back of DRAM (to the SSD) is answered when it is durable. */
-	if (!(r->u.flush->flags & KV_FLUSH_DROP) &&
-	    (tier == KV_TIER_DRAM || tier == KV_TIER_NONE) &&
+	if (!drop && (tier == KV_TIER_DRAM || tier == KV_TIER_NONE) &&
 	    kv_store_has_tier(c->srv->store, KV_TIER_SSD)) {
 		uint64_t w, b, f;
 		bool start = !kv_park_resumed(c, KV_PARK_WRITEBACK);
@@ -727,19 +847,19 @@ static void handle_flush(struct conn *c, const struct kv_req *r)
 		reply(c, &r->hdr, 0, 1, &c->park.flush, sizeof(c->park.flush));
 		return;
 	}
-	ret = kv_store_flush(c->srv->store, r->u.flush->tier, r->u.flush->flags,
-			     ns_visible, c, &fr);
+	ret = kv_store_flush(c->srv->store, r->u.flush->tier, drop, ns_visible, c, &fd);
 	if (ret) {
 		reply(c, &r->hdr, ret, 0, NULL, 0);
 		return;
 	}
+	fr = (struct kv_wire_flush_reply){ fd.chunks, fd.bytes, fd.skipped };
 	kv_log(KV_INFO, KV_LOG_MAIN, "flush by pid %d: %llu chunks %s, %llu skipped",
 	       (int)c->pid, (unsigned long long)fr.chunks,
-	       r->u.flush->flags & KV_FLUSH_DROP ? "dropped" : "written back",
+	       drop ? "dropped" : "written back",
 	       (unsigned long long)fr.skipped);
 	/* Dropped SSD copies are answered once their records are gone for
 	 * good: a dropped chunk must not come back after a crash. */
-	if ((r->u.flush->flags & KV_FLUSH_DROP) && fr.chunks &&
+	if (drop && fr.chunks &&
 	    (c->park.sync = kv_store_ssd_sync(c->srv->store))) {
 		c->park.flush = fr;
 		kv_park(c, KV_PARK_SYNC);
@@ -823,8 +943,8 @@ static void handle_tenants(struct conn *c, const struct kv_req *r)
 
 static void handle_ping(struct conn *c, const struct kv_req *r)
 {
-	struct kv_wire_stats g;
-	struct kv_wire_tier_stats t;
+	struct kv_store_stats g;
+	struct kv_store_tier_stats t;
 	struct kv_wire_ping_reply pr = { 0 };
 
 	kv_store_stats(c->srv->store, &g, &t, 0);
@@ -858,6 +978,11 @@ static void handle_plan_report(struct conn *c, const struct kv_req *r)
 	const struct kv_wire_plan_report *p = r->u.plan;
 	int ret = kv_store_report_plan(c->srv->store, p->kind, p->tokens_loaded,
 				       p->tokens_computed);
+
+	_Static_assert((int)KV_PLAN_LOADED == (int)KV_STORE_PLAN_LOADED &&
+		       (int)KV_PLAN_COMPUTED == (int)KV_STORE_PLAN_COMPUTED &&
+		       (int)KV_PLAN_BOTH == (int)KV_STORE_PLAN_BOTH,
+		       "plan kinds pass as they are");
 
 	if (ret)
 		kv_log(KV_DEBUG, KV_LOG_NET, "plan report from pid %d refused: no plan kind %u",

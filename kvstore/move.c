@@ -456,11 +456,6 @@ unsigned kv_store_pump(struct kv_store *s)
 	return n;
 }
 
-unsigned kv_store_reap(struct kv_store *s)
-{
-	return kv_store_pump(s);
-}
-
 /* ---- write-back flushes ------------------------------------------------------ */
 
 void kv_store_wb_counters(const struct kv_store *s, uint64_t *written,

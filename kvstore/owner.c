@@ -101,10 +101,9 @@ void pin_add(struct kv_store *s, struct kv_owner *o, struct kv_chunk *c)
 }
 
 int kv_store_release(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		     const struct kv_wire_key *key)
+		     const struct kv_key *key)
 {
-	struct kv_key k = kv_key_from_wire(key);
-	struct kv_chunk *c = chunk_visible(s, ns, &k);
+	struct kv_chunk *c = chunk_visible(s, ns, key);
 	struct kv_pin *p;
 
 	if (!c)
@@ -138,11 +137,8 @@ unsigned kv_store_owner_expire(struct kv_store *s, struct kv_owner *o,
 		next = at->next;
 		if (now_ns - c->alloc_ns < lease_ns)
 			continue;
-		if (fn) {
-			struct kv_wire_key key = kv_key_to_wire(&c->ie.key);
-
-			fn(arg, c->ie.ns, &key);
-		}
+		if (fn)
+			fn(arg, c->ie.ns, &c->ie.key);
 		chunk_drop(s, c);	/* as kv_store_abort() */
 		n++;
 	}

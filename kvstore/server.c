@@ -137,7 +137,7 @@ static size_t reply_max(const struct kv_server *srv, const struct kv_wire_hdr *h
 
 /* ---- expired allocations ------------------------------------------------------ */
 
-static void remember_expired(void *arg, uint32_t ns, const struct kv_wire_key *key)
+static void remember_expired(void *arg, uint32_t ns, const struct kv_key *key)
 {
 	struct conn *c = arg;
 

@@ -38,7 +38,7 @@ struct kv_owner;
  * answers KV_EEXPIRED rather than ENOENT. */
 struct expired {
 	uint32_t ns;
-	struct kv_wire_key key;
+	struct kv_key key;
 };
 
 struct conn {

@@ -25,7 +25,7 @@
 #include "kvstore/store_int.h"
 
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		   const struct kv_wire_alloc *a, uint64_t *offset)
+		   const struct kv_store_put *a, uint64_t *offset)
 {
 	uint8_t tier;
 
@@ -33,9 +33,8 @@ int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 }
 
 int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		      const struct kv_wire_alloc *a, uint8_t *tier, uint64_t *offset)
+		      const struct kv_store_put *a, uint8_t *tier, uint64_t *offset)
 {
-	struct kv_key key = kv_key_from_wire(&a->key);
 	struct tenant *t = o->tenant;
 	struct kv_extent *ext;
 	struct kv_chunk *c;
@@ -51,7 +50,7 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		ns_bind(s, ns, t->id);
 	else if ((unsigned)owner != t->id)
 		return -EACCES;
-	if (chunk_find(s, ns, &key))
+	if (chunk_find(s, ns, &a->key))
 		return -EEXIST;
 	if (a->bytes > t->tiers[KV_TIER_DRAM].capacity)
 		return -KV_ETOOBIG;
@@ -64,10 +63,8 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -KV_EQUOTA;
 	if (t->chunks >= t->max_chunks)
 		return -KV_EMETA;
-	if (a->flags & KV_ALLOC_PARENT) {
-		struct kv_key pk = kv_key_from_wire(&a->parent);
-
-		parent = chunk_find(s, ns, &pk);
+	if (a->has_parent) {
+		parent = chunk_find(s, ns, &a->parent);
 		if (!parent)
 			return -KV_ENOPARENT;
 	}
@@ -76,7 +73,7 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	if (parent && parent->pins++ == 0)
 		refresh_hold(s, parent);
 	/* Asked for HBM: there if it fits now, else DRAM. */
-	if ((a->flags & KV_ALLOC_HBM) && s->hbm && !s->hbm_dead &&
+	if (a->hbm && s->hbm && !s->hbm_dead &&
 	    t->tiers[KV_TIER_HBM].t.ops && a->bytes <= t->tiers[KV_TIER_HBM].capacity) {
 		ret = tier_alloc_evicting(s, t, KV_TIER_HBM, a->bytes, &ext);
 		if (ret == 0)
@@ -89,14 +86,14 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	if (ret)
 		return ret;
 
-	c = chunk_new(s, ns, &key);
+	c = chunk_new(s, ns, &a->key);
 	c->tenant = (uint16_t)t->id;
 	t->chunks++;
 	s->chunks++;
 	c->state = KV_CHUNK_PENDING;
-	c->has_parent = a->flags & KV_ALLOC_PARENT;
+	c->has_parent = a->has_parent;
 	if (c->has_parent)
-		c->parent = kv_key_from_wire(&a->parent);
+		c->parent = a->parent;
 	c->tokens = a->tokens;
 	c->position = a->position;
 	c->bytes = a->bytes;
@@ -114,10 +111,9 @@ int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 }
 
 static struct kv_chunk *owned_pending(struct kv_store *s, struct kv_owner *o,
-				      uint32_t ns, const struct kv_wire_key *key)
+				      uint32_t ns, const struct kv_key *key)
 {
-	struct kv_key k = kv_key_from_wire(key);
-	struct kv_chunk *c = chunk_find(s, ns, &k);
+	struct kv_chunk *c = chunk_find(s, ns, key);
 
 	if (!c || c->state != KV_CHUNK_PENDING || c->writer != o)
 		return NULL;
@@ -125,7 +121,7 @@ static struct kv_chunk *owned_pending(struct kv_store *s, struct kv_owner *o,
 }
 
 int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		    const struct kv_wire_key *key)
+		    const struct kv_key *key)
 {
 	struct kv_chunk *c = owned_pending(s, o, ns, key);
 
@@ -144,7 +140,7 @@ int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 }
 
 int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		   const struct kv_wire_key *key)
+		   const struct kv_key *key)
 {
 	struct kv_chunk *c = owned_pending(s, o, ns, key);
 
@@ -155,8 +151,7 @@ int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 }
 
 uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
-			 const struct kv_wire_key *keys, uint32_t n,
-			 uint8_t *tiers)
+			 const struct kv_key *keys, uint32_t n, uint8_t *tiers)
 {
 	uint64_t now = kv_now_ns();
 	uint32_t leading = 0;
@@ -168,8 +163,7 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 		s->found_cap = n;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		struct kv_key k = kv_key_from_wire(&keys[i]);
-		struct kv_chunk *c = chunk_visible(s, ns, &k);
+		struct kv_chunk *c = chunk_visible(s, ns, &keys[i]);
 
 		s->found[i] = c;
 		tiers[i] = c ? c->tier : KV_TIER_NONE;
@@ -187,18 +181,11 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 }
 
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc)
+		 const struct kv_key *key, unsigned flags, struct kv_store_loc *loc)
 {
-	return kv_store_pin_again(s, o, ns, key, loc, false, 0);
-}
-
-int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
-		       bool again, unsigned flags)
-{
-	struct kv_key k = kv_key_from_wire(key);
-	struct kv_chunk *c = chunk_visible(s, ns, &k);
-	bool gpu = flags & KV_PIN_GPU;
+	struct kv_chunk *c = chunk_visible(s, ns, key);
+	bool gpu = flags & KV_STORE_PIN_GPU;
+	bool again = flags & KV_STORE_PIN_RETRY;
 	int owner = ns_tenant(s, ns);
 	unsigned at;
 
@@ -226,7 +213,6 @@ int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		s->pinned_chunks++;
 		refresh_hold(s, c);
 	}
-	loc->status = 0;
 	loc->tier = (uint8_t)at;
 	loc->offset = kv_extent_offset(c->copy[at].ext);
 	loc->bytes = c->bytes;
@@ -238,14 +224,12 @@ int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 }
 
 uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
-			   const struct kv_wire_key *keys, uint32_t n,
-			   int32_t *status)
+			   const struct kv_key *keys, uint32_t n, int32_t *status)
 {
 	uint32_t pending = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		struct kv_key k = kv_key_from_wire(&keys[i]);
-		struct kv_chunk *c = chunk_visible(s, ns, &k);
+		struct kv_chunk *c = chunk_visible(s, ns, &keys[i]);
 		int ret = 0;
 
 		if (!c)
@@ -263,14 +247,13 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 }
 
 int kv_store_score(struct kv_store *s, uint32_t ns,
-		   const struct kv_wire_key *key, float score)
+		   const struct kv_key *key, float score)
 {
-	struct kv_key k = kv_key_from_wire(key);
 	struct kv_chunk *c;
 
 	if (!(score >= 0.0f && score <= 1.0f))
 		return -EINVAL;	/* NaN too */
-	c = chunk_visible(s, ns, &k);
+	c = chunk_visible(s, ns, key);
 	if (!c)
 		return -ENOENT;
 	chunk_score(s, c, score);

@@ -27,10 +27,113 @@
 #include <sys/types.h>
 
 #include "kvstore/tenant.h"
-#include "lib/proto.h"
+#include "lib/key.h"
 
 struct kv_store;		/* opaque */
 struct kv_owner;		/* opaque: one client's holdings */
+
+/*
+ * The store speaks its own types; the server converts to and from the
+ * wire (lib/proto.h) at its edge (kvstore/handlers.c). Keys are struct
+ * kv_key (lib/key.h), tiers KV_TIER_*.
+ */
+
+/* A chunk to allocate. */
+struct kv_store_put {
+	struct kv_key key;
+	struct kv_key parent;		/* when has_parent: a prefix key */
+	bool has_parent;
+	bool hbm;			/* in the HBM tier when it has room */
+	uint64_t bytes;
+	uint32_t tokens;
+	uint32_t position;		/* index of its first token */
+};
+
+/* Where a pinned chunk's bytes are: an offset in a tier's arena. */
+struct kv_store_loc {
+	uint8_t tier;
+	uint64_t offset;
+	uint64_t bytes;
+};
+
+enum kv_store_pin_flags {
+	KV_STORE_PIN_GPU	= 1 << 0,	/* for a GPU client (below) */
+	KV_STORE_PIN_RETRY	= 1 << 1,	/* the same pin again after
+						 * -EINPROGRESS: its reference
+						 * was counted then */
+};
+
+/* A committed chunk, as LS and INSPECT show it. */
+struct kv_store_entry {
+	struct kv_key key;
+	struct kv_key parent;
+	uint32_t ns;
+	uint8_t tier;			/* the fastest with a copy */
+	bool has_parent;
+	uint64_t bytes;
+	uint64_t offset;		/* in that tier */
+	uint32_t tokens;
+	uint32_t position;
+	uint32_t pins;
+	uint32_t children;		/* resident children */
+	uint64_t hits;
+	uint64_t age_ms;		/* since last use */
+};
+
+/* What a FLUSH that drops did. */
+struct kv_store_flushed {
+	uint64_t chunks;		/* dropped */
+	uint64_t bytes;
+	uint64_t skipped;		/* pinned, pending or moving: left alone */
+};
+
+/* The plan one request got (kv_store_report_plan()). */
+enum kv_store_plan {
+	KV_STORE_PLAN_LOADED = 1,	/* every cached token loaded */
+	KV_STORE_PLAN_COMPUTED,		/* none: recomputing was faster */
+	KV_STORE_PLAN_BOTH,		/* some loaded, some computed */
+	KV_STORE_PLAN_MAX,
+};
+
+/* The store's figures (kv_store_stats()). */
+struct kv_store_stats {
+	uint64_t pinned_chunks;
+	uint64_t pending_chunks;	/* allocated, not committed */
+	uint64_t checksum_failures;
+	uint64_t uptime_ms;
+	uint64_t writeback_failures;	/* write-backs refused or failed */
+	uint64_t writeback_lost;	/* chunks that left the cache from DRAM
+					 * after their write-back failed */
+	uint64_t ssd_records_missing;	/* forgotten at start */
+	uint64_t ssd_records_wrong_ns;
+	uint64_t records;		/* chunk records held */
+	uint64_t max_records;
+	uint64_t meta_bytes;		/* daemon memory they take, estimated */
+	uint64_t plans[KV_STORE_PLAN_MAX];	/* by enum kv_store_plan */
+	uint64_t plan_tokens_loaded;
+	uint64_t plan_tokens_computed;
+};
+
+/* One tier's figures. */
+struct kv_store_tier_stats {
+	uint8_t tier;			/* KV_TIER_* */
+	const char *name;		/* "dram" (static) */
+	const char *policy;		/* its eviction policy's name (static) */
+	uint64_t capacity_bytes;
+	uint64_t used_bytes;
+	uint64_t chunks;
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t evictions;
+	uint64_t promotions;
+	uint64_t demotions;
+	uint64_t alloc_failures;	/* allocations refused for lack of space */
+	uint64_t read_bw;		/* bytes/s, moving average; 0: no sample */
+	uint64_t read_samples;
+	uint64_t read_bytes;
+};
+
+#define KV_STORE_PCI_BYTES	16	/* a GPU's PCI bus id, NUL-padded */
 
 /*
  * What keeping a chunk saves, for cost-aware eviction (GDSF's C). In
@@ -135,12 +238,12 @@ void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
 
 /*
  * Reserve room for a chunk in the owner's tenant's DRAM arena (in its HBM
- * arena first, when a->flags has KV_ALLOC_HBM and it has room), evicting
+ * arena first, when p->hbm and it has room), evicting
  * that tenant's chunks by the tier's policy as needed. A namespace not yet
  * bound to a tenant is bound to the owner's. Returns 0 and the chunk's
  * tier and offset in the tenant's arena, or:
  *   -EINPROGRESS    room comes when SSD write-backs finish: ask again
- *                   after kv_store_reap()
+ *                   after kv_store_pump()
  *   -EINVAL         bytes is 0
  *   -EACCES         the namespace belongs to another tenant
  *   -EEXIST         the key is cached or being written
@@ -153,21 +256,21 @@ void kv_store_owner_close(struct kv_store *s, struct kv_owner *o);
  *   -KV_EFULL       nothing left to evict (all pinned or being written)
  */
 int kv_store_alloc_in(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		      const struct kv_wire_alloc *a, uint8_t *tier, uint64_t *offset);
+		      const struct kv_store_put *p, uint8_t *tier, uint64_t *offset);
 
-/* kv_store_alloc_in() for callers that know the chunk goes to DRAM (no
- * KV_ALLOC_HBM). */
+/* kv_store_alloc_in() for callers that know the chunk goes to DRAM (not
+ * p->hbm). */
 int kv_store_alloc(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		   const struct kv_wire_alloc *a, uint64_t *offset);
+		   const struct kv_store_put *p, uint64_t *offset);
 
 /* Make the owner's allocation of key visible. 0 or -ENOENT (o has no
  * uncommitted allocation of that key). */
 int kv_store_commit(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		    const struct kv_wire_key *key);
+		    const struct kv_key *key);
 
 /* Free the owner's allocation of key. 0 or -ENOENT. */
 int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		   const struct kv_wire_key *key);
+		   const struct kv_key *key);
 
 /*
  * Allocation leases: abort every uncommitted allocation of o made lease_ns
@@ -176,7 +279,7 @@ int kv_store_abort(struct kv_store *s, struct kv_owner *o, uint32_t ns,
  * the key pointer is valid only during the call. Returns how many were
  * aborted. Accepts a NULL o (nothing to do).
  */
-typedef void kv_store_expired_fn(void *arg, uint32_t ns, const struct kv_wire_key *key);
+typedef void kv_store_expired_fn(void *arg, uint32_t ns, const struct kv_key *key);
 unsigned kv_store_owner_expire(struct kv_store *s, struct kv_owner *o,
 			       uint64_t now_ns, uint64_t lease_ns,
 			       kv_store_expired_fn *fn, void *arg);
@@ -187,32 +290,32 @@ unsigned kv_store_owner_expire(struct kv_store *s, struct kv_owner *o,
  * deepest first, so recency never ranks a parent behind its child.
  */
 uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
-			 const struct kv_wire_key *keys, uint32_t n,
-			 uint8_t *tiers);
+			 const struct kv_key *keys, uint32_t n, uint8_t *tiers);
 
-/* Pin a chunk for o and say where it is. 0, -ENOENT or -KV_EPINS, or
- * -EINPROGRESS: it is on SSD and on its way up, or only in HBM and on its
- * way down (ask again after kv_store_reap(), with kv_store_pin_again(),
- * which does not count the reference a second time). With KV_PIN_GPU in
- * flags the answer is the HBM copy when there is one, and the pin counts
- * towards promoting the chunk into HBM; otherwise it is the DRAM copy. */
+/*
+ * Pin a chunk for o and say where it is. 0, -ENOENT, -EACCES (another
+ * tenant's namespace) or -KV_EPINS, or -EINPROGRESS: it is on SSD and on
+ * its way up, or only in HBM and on its way down (ask again after
+ * kv_store_pump(), with KV_STORE_PIN_RETRY, so the reference is not
+ * counted a second time). With KV_STORE_PIN_GPU in flags the answer is the
+ * HBM copy when there is one, and the pin counts towards promoting the
+ * chunk into HBM; otherwise it is the DRAM copy. Any other error of a
+ * promotion that could not start (-KV_EFULL) is the pin's answer.
+ */
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		 const struct kv_wire_key *key, struct kv_wire_pin_reply *loc);
-int kv_store_pin_again(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		       const struct kv_wire_key *key, struct kv_wire_pin_reply *loc,
-		       bool again, unsigned flags);
+		 const struct kv_key *key, unsigned flags, struct kv_store_loc *loc);
 
 /* Drop one of o's pins on a chunk. 0 or -ENOENT (o holds none). */
 int kv_store_release(struct kv_store *s, struct kv_owner *o, uint32_t ns,
-		     const struct kv_wire_key *key);
+		     const struct kv_key *key);
 
 /* Drop a chunk from the cache. 0, -ENOENT, or -EBUSY (pinned or being
  * written). */
-int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *key);
+int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_key *key);
 
 /*
  * Write tier's chunks back to the tier below (tier KV_TIER_NONE: every
- * tier); with KV_FLUSH_DROP, drop instead, of every namespace for which
+ * tier); with drop, drop instead, of every namespace for which
  * visible(ns, arg) is true: with KV_TIER_NONE every unpinned committed
  * chunk, with a tier exactly that tier's copies (a chunk with copies
  * elsewhere keeps them; one whose only copy that was leaves the cache; a
@@ -220,33 +323,34 @@ int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *ke
  * and chunks with I/O in flight, are left alone and counted in skipped. A
  * tier with nothing below reports 0 written. Returns 0 or -KV_ENOTIER.
  */
-int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
+int kv_store_flush(struct kv_store *s, uint8_t tier, bool drop,
 		   bool (*visible)(uint32_t ns, void *arg), void *arg,
-		   struct kv_wire_flush_reply *res);
+		   struct kv_store_flushed *res);
 
 /* Is tier (KV_TIER_NONE: any) one this store has? */
 bool kv_store_has_tier(const struct kv_store *s, uint8_t tier);
 
 /*
  * List committed chunks from *cursor (0 to start), at most max, of
- * namespace ns (KV_NS_ALL: any for which visible(ns, arg) is true) and tier
+ * namespace ns (KV_STORE_NS_ALL: any for which visible(ns, arg) is true) and tier
  * (KV_TIER_NONE: any). Returns how many were stored and advances *cursor
  * (0 when done).
  */
+#define KV_STORE_NS_ALL	0xffffffffu
 uint32_t kv_store_ls(struct kv_store *s, uint32_t ns, uint8_t tier,
 		     bool (*visible)(uint32_t ns, void *arg), void *arg,
-		     uint64_t *cursor, struct kv_wire_entry *out, uint32_t max);
+		     uint64_t *cursor, struct kv_store_entry *out, uint32_t max);
 
 /* A committed chunk's metadata. 0 or -ENOENT. */
 int kv_store_inspect(struct kv_store *s, uint32_t ns,
-		     const struct kv_wire_key *key, struct kv_wire_entry *out);
+		     const struct kv_key *key, struct kv_store_entry *out);
 
 /*
- * Fill the global figures in *g (connections and namespaces are the
- * server's to fill) and up to max tier entries; return how many tiers.
+ * Fill the store's figures in *g and up to max tier entries, fastest tier
+ * first; return how many tiers.
  */
-uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
-			struct kv_wire_tier_stats *t, uint32_t max);
+uint32_t kv_store_stats(struct kv_store *s, struct kv_store_stats *g,
+			struct kv_store_tier_stats *t, uint32_t max);
 
 /*
  * A client timed a read of bytes out of tier in ns nanoseconds (BW_REPORT):
@@ -259,7 +363,7 @@ int kv_store_report_bw(struct kv_store *s, uint8_t tier, uint64_t bytes, uint64_
 
 /*
  * The plan one request got for its cached chunks (PLAN_REPORT): counted by
- * kind (enum kv_plan_kind), with its tokens loaded and computed. Returns 0
+ * kind (enum kv_store_plan), with its tokens loaded and computed. Returns 0
  * or -EINVAL (no such kind), the counts untouched. Counts saturate.
  */
 int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
@@ -288,12 +392,12 @@ const char *kv_store_policy(const struct kv_store *s, uint8_t tier);
  * score outside [0, 1].
  */
 int kv_store_score(struct kv_store *s, uint32_t ns,
-		   const struct kv_wire_key *key, float score);
+		   const struct kv_key *key, float score);
 
 /*
  * The SSD tier's moving parts. Everything that waits for the disk returns
  * -EINPROGRESS and finishes when the server, seeing kv_store_event_fd()
- * readable, calls kv_store_reap(); the server then asks again.
+ * readable, calls kv_store_pump(); the server then asks again.
  */
 
 /* Readable when SSD jobs finished, or -1 without an SSD tier; the same
@@ -308,10 +412,8 @@ int kv_store_hbm_event_fd(const struct kv_store *s);
  * into HBM, promotions into HBM) as far as the tiers' limits go. Requests
  * only queue such work; they call the wake hook (kv_store_set_wake()) so
  * that the loop runs the pump. Returns how many moves finished.
- * kv_store_reap() is the same call, under its old name.
  */
 unsigned kv_store_pump(struct kv_store *s);
-unsigned kv_store_reap(struct kv_store *s);
 
 /*
  * Call fn(arg) when the store has background work for kv_store_pump(): at
@@ -328,14 +430,14 @@ void kv_store_set_wake(struct kv_store *s, void (*fn)(void *arg), void *arg);
  * way up: 0 means every present key is in DRAM now.
  */
 uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
-			   const struct kv_wire_key *keys, uint32_t n,
+			   const struct kv_key *keys, uint32_t n,
 			   int32_t *status);
 
 /*
  * Write every DRAM chunk without an SSD copy to the SSD: start (true) queues
  * them, then calls without start ask how it goes. Returns 0 when all of
  * them (and any committed meanwhile) are durable or refused, -EINPROGRESS
- * while writes are under way (ask again after kv_store_reap()), or
+ * while writes are under way (ask again after kv_store_pump()), or
  * -KV_ENOTIER without an SSD tier.
  */
 int kv_store_writeback(struct kv_store *s, bool start);
@@ -369,7 +471,7 @@ int kv_store_namespaces(struct kv_store *s,
  * durable before any chunk of it is (its name's salt goes into every
  * record and checksum of its chunks). Returns 0 when there is nothing to
  * record (no SSD tier), or -EINPROGRESS: the record is on its way, and
- * kv_store_ns_durable() tells, after kv_store_reap(), how it went.
+ * kv_store_ns_durable() tells, after kv_store_pump(), how it went.
  */
 int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *name);
 
@@ -385,7 +487,7 @@ int kv_store_ns_durable(const struct kv_store *s, uint32_t id);
  * Drop namespace id from the cache: every chunk in every tier, and on the
  * SSD its chunk records and its own record. Nothing is dropped while a
  * chunk of it is pinned or pending (-EBUSY) or has I/O in flight
- * (-EAGAIN: ask again after kv_store_reap()). Otherwise its chunks go at
+ * (-EAGAIN: ask again after kv_store_pump()). Otherwise its chunks go at
  * once (*chunks and *bytes count them) and it returns 0 when nothing is
  * to be forgotten on disk (no SSD tier), or -EINPROGRESS: the records'
  * deletion is under way, and kv_store_ns_durable() tells how it went. The
@@ -397,7 +499,7 @@ int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t
  * A sync point: once kv_store_ssd_synced(s, seq) says so, every SSD index
  * change made before it (the deletes of dropped copies included) is on the
  * disk. Returns the point, or 0 without an SSD tier (nothing to wait for).
- * synced: 0, -EINPROGRESS (ask again after kv_store_reap()), or the error
+ * synced: 0, -EINPROGRESS (ask again after kv_store_pump()), or the error
  * of an index commit that failed before it (logged by the tier).
  */
 uint64_t kv_store_ssd_sync(struct kv_store *s);
@@ -416,7 +518,7 @@ void kv_store_ns_usage(const struct kv_store *s, const uint32_t *ids, uint32_t n
  * the tenant has no HBM arena (or the daemon no HBM tier).
  */
 int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
-			uint64_t *map_bytes, char pci[KV_HBM_PCI_BYTES]);
+			uint64_t *map_bytes, char pci[KV_STORE_PCI_BYTES]);
 
 /* A tenant's DRAM arena's memfd (borrowed) and size, for HELLO: the only
  * arena its clients are handed. -ENOENT for no such tenant. */

@@ -16,10 +16,9 @@
 #include "tiers/hbm.h"
 #include "tiers/ssd.h"
 
-int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_wire_key *key)
+int kv_store_evict(struct kv_store *s, uint32_t ns, const struct kv_key *key)
 {
-	struct kv_key k = kv_key_from_wire(key);
-	struct kv_chunk *c = chunk_find(s, ns, &k);
+	struct kv_chunk *c = chunk_find(s, ns, key);
 
 	if (!c)
 		return -ENOENT;
@@ -101,9 +100,9 @@ bool kv_store_has_tier(const struct kv_store *s, uint8_t tier)
 	return tier == KV_TIER_NONE || (tier < KV_TIER_MAX && s->tiers[tier].ops);
 }
 
-int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
+int kv_store_flush(struct kv_store *s, uint8_t tier, bool drop_them,
 		   bool (*is_visible)(uint32_t ns, void *arg), void *arg,
-		   struct kv_wire_flush_reply *res)
+		   struct kv_store_flushed *res)
 {
 	struct kv_chunk **drop = NULL;
 	size_t n = 0, cap = 0;
@@ -113,10 +112,9 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	memset(res, 0, sizeof(*res));
 	if (!kv_store_has_tier(s, tier))
 		return -KV_ENOTIER;
-	/* Without KV_FLUSH_DROP a flush writes back to the tier below: the
-	 * server does that with kv_store_writeback(); the SSD has nothing
-	 * below it. */
-	if (!(flags & KV_FLUSH_DROP))
+	/* Without drop a flush writes back to the tier below: the server
+	 * does that with kv_store_writeback(); the SSD has nothing below it. */
+	if (!drop_them)
 		return 0;
 	/* Collect first: the index walk must not see its chunks freed. */
 	while ((c = chunk_next(s, &cursor))) {
@@ -144,13 +142,13 @@ int kv_store_flush(struct kv_store *s, uint8_t tier, uint32_t flags,
 	return 0;
 }
 
-static void fill_entry(const struct kv_chunk *c, struct kv_wire_entry *e)
+static void fill_entry(const struct kv_chunk *c, struct kv_store_entry *e)
 {
 	uint64_t now = kv_now_ns();
 
 	memset(e, 0, sizeof(*e));
-	e->key = kv_key_to_wire(&c->ie.key);
-	e->parent = kv_key_to_wire(&c->parent);
+	e->key = c->ie.key;
+	e->parent = c->parent;
 	e->ns = c->ie.ns;
 	e->tier = c->tier;
 	e->has_parent = c->has_parent;
@@ -166,7 +164,7 @@ static void fill_entry(const struct kv_chunk *c, struct kv_wire_entry *e)
 
 uint32_t kv_store_ls(struct kv_store *s, uint32_t ns, uint8_t tier,
 		     bool (*is_visible)(uint32_t ns, void *arg), void *arg,
-		     uint64_t *cursor, struct kv_wire_entry *out, uint32_t max)
+		     uint64_t *cursor, struct kv_store_entry *out, uint32_t max)
 {
 	uint32_t n = 0;
 	struct kv_chunk *c;
@@ -176,7 +174,7 @@ uint32_t kv_store_ls(struct kv_store *s, uint32_t ns, uint8_t tier,
 			continue;
 		if (tier != KV_TIER_NONE && c->tier != tier)
 			continue;
-		if (ns == KV_NS_ALL ? !is_visible(c->ie.ns, arg) : c->ie.ns != ns)
+		if (ns == KV_STORE_NS_ALL ? !is_visible(c->ie.ns, arg) : c->ie.ns != ns)
 			continue;
 		fill_entry(c, &out[n++]);
 	}
@@ -184,10 +182,9 @@ uint32_t kv_store_ls(struct kv_store *s, uint32_t ns, uint8_t tier,
 }
 
 int kv_store_inspect(struct kv_store *s, uint32_t ns,
-		     const struct kv_wire_key *key, struct kv_wire_entry *out)
+		     const struct kv_key *key, struct kv_store_entry *out)
 {
-	struct kv_key k = kv_key_from_wire(key);
-	struct kv_chunk *c = chunk_visible(s, ns, &k);
+	struct kv_chunk *c = chunk_visible(s, ns, key);
 
 	if (!c)
 		return -ENOENT;
@@ -195,8 +192,8 @@ int kv_store_inspect(struct kv_store *s, uint32_t ns,
 	return 0;
 }
 
-uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
-			struct kv_wire_tier_stats *t, uint32_t max)
+uint32_t kv_store_stats(struct kv_store *s, struct kv_store_stats *g,
+			struct kv_store_tier_stats *t, uint32_t max)
 {
 	uint32_t n = 0;
 
@@ -210,9 +207,7 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 	g->meta_bytes = kv_store_meta_bytes(s);
 	g->writeback_failures = s->wb_failed;
 	g->writeback_lost = s->wb_lost;
-	g->plans_loaded = s->plans[KV_PLAN_LOADED];
-	g->plans_computed = s->plans[KV_PLAN_COMPUTED];
-	g->plans_both = s->plans[KV_PLAN_BOTH];
+	memcpy(g->plans, s->plans, sizeof(g->plans));
 	g->plan_tokens_loaded = s->plan_tokens_loaded;
 	g->plan_tokens_computed = s->plan_tokens_computed;
 	if (s->ssd) {
@@ -231,10 +226,9 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 		for (unsigned k = 0; k < s->n_tenants; k++)
 			used += part_used(&s->tenants[k].tiers[i]);
 		memset(&t[n], 0, sizeof(t[n]));
-		/* NUL-padded fields, not NUL-terminated when full. */
-		memcpy(t[n].name, st->ops->name, strnlen(st->ops->name, sizeof(t[n].name)));
-		memcpy(t[n].policy, st->pol->name,
-		       strnlen(st->pol->name, sizeof(t[n].policy)));
+		t[n].tier = (uint8_t)i;
+		t[n].name = st->ops->name;
+		t[n].policy = st->pol->name;
 		t[n].capacity_bytes = st->capacity;
 		t[n].used_bytes = used;
 		t[n].chunks = st->chunks;
@@ -249,7 +243,6 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_wire_stats *g,
 		t[n].read_bytes = st->read.bytes;
 		n++;
 	}
-	g->n_tiers = n;
 	return n;
 }
 
@@ -265,7 +258,7 @@ int kv_store_report_bw(struct kv_store *s, uint8_t tier, uint64_t bytes, uint64_
 int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
 			 uint64_t computed)
 {
-	if (kind < KV_PLAN_LOADED || kind > KV_PLAN_BOTH)
+	if (kind < KV_STORE_PLAN_LOADED || kind >= KV_STORE_PLAN_MAX)
 		return -EINVAL;
 	s->plans[kind] = kv_add_sat(s->plans[kind], 1);
 	s->plan_tokens_loaded = kv_add_sat(s->plan_tokens_loaded, loaded);
@@ -273,11 +266,11 @@ int kv_store_report_plan(struct kv_store *s, unsigned kind, uint64_t loaded,
 	return 0;
 }
 
-/* The tier names its GPU in the wire's field as it is. */
-_Static_assert(KV_GPU_PCI_ID == KV_HBM_PCI_BYTES, "a PCI bus id fits HELLO's field");
+/* The tier names its GPU in the store's field as it is. */
+_Static_assert(KV_GPU_PCI_ID == KV_STORE_PCI_BYTES, "a PCI bus id fits");
 
 int kv_store_hbm_export(const struct kv_store *s, unsigned tenant, uint64_t *bytes,
-			uint64_t *map_bytes, char pci[KV_HBM_PCI_BYTES])
+			uint64_t *map_bytes, char pci[KV_STORE_PCI_BYTES])
 {
 	struct kv_hbm_arena *a;
 

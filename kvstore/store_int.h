@@ -37,7 +37,6 @@
 #include "kvstore/tenant.h"
 #include "lib/key.h"
 #include "lib/list.h"
-#include "lib/proto.h"
 #include "tiers/tier.h"
 
 struct kv_hbm;
@@ -201,7 +200,7 @@ struct kv_store {
 	uint64_t pending_chunks;
 	uint64_t checksum_failures;
 	uint64_t start_ns;
-	uint64_t plans[KV_PLAN_BOTH + 1];	/* PLAN_REPORT, by kind */
+	uint64_t plans[KV_STORE_PLAN_MAX];	/* PLAN_REPORT, by kind */
 	uint64_t plan_tokens_loaded;
 	uint64_t plan_tokens_computed;
 	uint32_t max_pins;

@@ -37,27 +37,27 @@ static struct kv_store *open_store(uint64_t bytes, uint32_t max_pins,
 	return s;
 }
 
-static struct kv_wire_key K(uint64_t i)
+static struct kv_key K(uint64_t i)
 {
-	return (struct kv_wire_key){ .lo = i * 0x9e3779b97f4a7c15ull, .hi = i };
+	return (struct kv_key){ .lo = i * 0x9e3779b97f4a7c15ull, .hi = i };
 }
 
-static struct kv_wire_alloc A(uint64_t i, uint64_t bytes)
+static struct kv_store_put A(uint64_t i, uint64_t bytes)
 {
-	return (struct kv_wire_alloc){ .key = K(i), .bytes = bytes, .tokens = 256 };
+	return (struct kv_store_put){ .key = K(i), .bytes = bytes, .tokens = 256 };
 }
 
-static struct kv_wire_alloc child_of(uint64_t i, uint64_t parent, uint64_t bytes)
+static struct kv_store_put child_of(uint64_t i, uint64_t parent, uint64_t bytes)
 {
-	struct kv_wire_alloc a = A(i, bytes);
+	struct kv_store_put a = A(i, bytes);
 
 	a.parent = K(parent);
-	a.flags = KV_ALLOC_PARENT;
+	a.has_parent = true;
 	return a;
 }
 
 /* Allocate, fill with a pattern, commit. */
-static void put(struct kv_store *s, struct kv_owner *o, const struct kv_wire_alloc *a)
+static void put(struct kv_store *s, struct kv_owner *o, const struct kv_store_put *a)
 {
 	uint64_t off;
 
@@ -73,16 +73,16 @@ static bool all_ns(uint32_t ns, void *arg)
 
 static bool present(struct kv_store *s, uint64_t i)
 {
-	struct kv_wire_key k = K(i);
+	struct kv_key k = K(i);
 	uint8_t tier;
 
 	return kv_store_lookup(s, NS, &k, 1, &tier) == 1;
 }
 
-static struct kv_wire_tier_stats dram_stats(struct kv_store *s, struct kv_wire_stats *g)
+static struct kv_store_tier_stats dram_stats(struct kv_store *s, struct kv_store_stats *g)
 {
-	struct kv_wire_tier_stats t[KV_TIER_MAX];
-	struct kv_wire_stats gg;
+	struct kv_store_tier_stats t[KV_TIER_MAX];
+	struct kv_store_stats gg;
 
 	assert_int_equal(kv_store_stats(s, g ? g : &gg, t, KV_TIER_MAX), 1);
 	assert_string_equal(t[0].name, "dram");
@@ -110,8 +110,8 @@ static void test_two_phase_put(void **state)
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
 	struct kv_owner *w = kv_store_owner_open(s, 0);
 	struct kv_owner *r = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a = A(1, 100000);
-	struct kv_wire_pin_reply loc;
+	struct kv_store_put a = A(1, 100000);
+	struct kv_store_loc loc;
 	uint64_t off, off2;
 	uint8_t tier;
 
@@ -120,8 +120,8 @@ static void test_two_phase_put(void **state)
 	/* Invisible until committed, but its key is taken. */
 	assert_int_equal(kv_store_lookup(s, NS, &a.key, 1, &tier), 0);
 	assert_int_equal(tier, KV_TIER_NONE);
-	assert_int_equal(kv_store_pin(s, r, NS, &a.key, &loc), -ENOENT);
-	assert_int_equal(kv_store_inspect(s, NS, &a.key, &(struct kv_wire_entry){ 0 }), -ENOENT);
+	assert_int_equal(kv_store_pin(s, r, NS, &a.key, 0, &loc), -ENOENT);
+	assert_int_equal(kv_store_inspect(s, NS, &a.key, &(struct kv_store_entry){ 0 }), -ENOENT);
 	assert_int_equal(kv_store_alloc(s, r, NS, &a, &off2), -EEXIST);
 	/* Only the writer commits. */
 	assert_int_equal(kv_store_commit(s, r, NS, &a.key), -ENOENT);
@@ -134,7 +134,7 @@ static void test_two_phase_put(void **state)
 
 	assert_int_equal(kv_store_lookup(s, NS, &a.key, 1, &tier), 1);
 	assert_int_equal(tier, KV_TIER_DRAM);
-	assert_int_equal(kv_store_pin(s, r, NS, &a.key, &loc), 0);
+	assert_int_equal(kv_store_pin(s, r, NS, &a.key, 0, &loc), 0);
 	assert_int_equal(loc.offset, off);
 	assert_int_equal(loc.bytes, a.bytes);
 	assert_int_equal(((unsigned char *)kv_store_dram_base(s, 0))[loc.offset + 99999], 0x5a);
@@ -155,24 +155,24 @@ static void test_owner_close_releases(void **state)
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
 	struct kv_owner *w = kv_store_owner_open(s, 0);
 	struct kv_owner *dead = kv_store_owner_open(s, 0);
-	struct kv_wire_pin_reply loc;
-	struct kv_wire_stats g;
+	struct kv_store_loc loc;
+	struct kv_store_stats g;
 	uint64_t used0, off;
 
 	for (int i = 0; i < 4; i++) {
-		struct kv_wire_alloc a = A(i, MiB);
+		struct kv_store_put a = A(i, MiB);
 
 		put(s, w, &a);
 	}
 	used0 = dram_stats(s, NULL).used_bytes;
 	for (int i = 0; i < 4; i++) {
-		struct kv_wire_key k = K(i);
+		struct kv_key k = K(i);
 
-		assert_int_equal(kv_store_pin(s, dead, NS, &k, &loc), 0);
-		assert_int_equal(kv_store_pin(s, dead, NS, &k, &loc), 0);
+		assert_int_equal(kv_store_pin(s, dead, NS, &k, 0, &loc), 0);
+		assert_int_equal(kv_store_pin(s, dead, NS, &k, 0, &loc), 0);
 	}
 	for (int i = 10; i < 13; i++) {
-		struct kv_wire_alloc a = A(i, 2 * MiB);
+		struct kv_store_put a = A(i, 2 * MiB);
 
 		assert_int_equal(kv_store_alloc(s, dead, NS, &a, &off), 0);
 	}
@@ -186,7 +186,7 @@ static void test_owner_close_releases(void **state)
 	assert_int_equal(dram_stats(s, NULL).used_bytes, used0);
 	/* Unpinned now: evictable. */
 	for (int i = 0; i < 4; i++) {
-		struct kv_wire_key k = K(i);
+		struct kv_key k = K(i);
 
 		assert_int_equal(kv_store_evict(s, NS, &k), 0);
 	}
@@ -198,8 +198,8 @@ static void test_lru_eviction(void **state)
 {
 	struct kv_store *s = open_store(8 * MiB, 64, 8 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a;
-	struct kv_wire_key k0 = K(0);
+	struct kv_store_put a;
+	struct kv_key k0 = K(0);
 	uint8_t tier;
 
 	for (int i = 0; i < 8; i++) {
@@ -221,16 +221,16 @@ static void test_pinned_never_evicted(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_pin_reply loc;
-	struct kv_wire_alloc a;
+	struct kv_store_loc loc;
+	struct kv_store_put a;
 	uint64_t off;
 
 	for (int i = 0; i < 4; i++) {
-		struct kv_wire_key k = K(i);
+		struct kv_key k = K(i);
 
 		a = A(i, MiB);
 		put(s, o, &a);
-		assert_int_equal(kv_store_pin(s, o, NS, &k, &loc), 0);
+		assert_int_equal(kv_store_pin(s, o, NS, &k, 0, &loc), 0);
 	}
 	a = A(50, MiB);
 	assert_int_equal(kv_store_alloc(s, o, NS, &a, &off), -KV_EFULL);
@@ -257,9 +257,9 @@ static void test_leaf_first(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a;
-	struct kv_wire_entry e;
-	struct kv_wire_key k0 = K(0);
+	struct kv_store_put a;
+	struct kv_store_entry e;
+	struct kv_key k0 = K(0);
 
 	/* A chain 0 <- 1 <- 2 <- 3 fills the tier; 0 is the oldest. */
 	a = A(0, MiB);
@@ -285,12 +285,12 @@ static void test_lookup_leading(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_key keys[5];
-	struct kv_wire_tier_stats t;
+	struct kv_key keys[5];
+	struct kv_store_tier_stats t;
 	uint8_t tiers[5];
 
 	for (int i = 0; i < 5; i++) {
-		struct kv_wire_alloc a = A(i, 4096);
+		struct kv_store_put a = A(i, 4096);
 
 		keys[i] = K(i);
 		if (i != 2)
@@ -310,16 +310,16 @@ static void test_limits(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 3, 3 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_pin_reply loc;
-	struct kv_wire_alloc a = A(1, MiB);
+	struct kv_store_loc loc;
+	struct kv_store_put a = A(1, MiB);
 	uint64_t off;
 
 	put(s, o, &a);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(kv_store_pin(s, o, NS, &a.key, &loc), 0);
-	assert_int_equal(kv_store_pin(s, o, NS, &a.key, &loc), -KV_EPINS);
+		assert_int_equal(kv_store_pin(s, o, NS, &a.key, 0, &loc), 0);
+	assert_int_equal(kv_store_pin(s, o, NS, &a.key, 0, &loc), -KV_EPINS);
 	assert_int_equal(kv_store_release(s, o, NS, &a.key), 0);
-	assert_int_equal(kv_store_pin(s, o, NS, &a.key, &loc), 0);
+	assert_int_equal(kv_store_pin(s, o, NS, &a.key, 0, &loc), 0);
 	/* Evicting a pinned or pending chunk is refused. */
 	assert_int_equal(kv_store_evict(s, NS, &a.key), -EBUSY);
 	a = A(2, 2 * MiB);
@@ -340,21 +340,21 @@ static void test_flush_drop(void **state)
 {
 	struct kv_store *s = open_store(16 * MiB, 64, 16 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_flush_reply fr;
-	struct kv_wire_pin_reply loc;
-	struct kv_wire_key k1 = K(1);
+	struct kv_store_flushed fr;
+	struct kv_store_loc loc;
+	struct kv_key k1 = K(1);
 
 	for (int i = 0; i < 6; i++) {
-		struct kv_wire_alloc a = i ? child_of(i, i - 1, MiB) : A(0, MiB);
+		struct kv_store_put a = i ? child_of(i, i - 1, MiB) : A(0, MiB);
 
 		put(s, o, &a);
 	}
-	assert_int_equal(kv_store_pin(s, o, NS, &k1, &loc), 0);
+	assert_int_equal(kv_store_pin(s, o, NS, &k1, 0, &loc), 0);
 	/* No tier below DRAM yet: a write-back flush has nothing to do. */
 	assert_int_equal(kv_store_flush(s, KV_TIER_DRAM, 0, all_ns, NULL, &fr), 0);
 	assert_int_equal(fr.chunks, 0);
 	assert_int_equal(kv_store_flush(s, KV_TIER_SSD, 0, all_ns, NULL, &fr), -KV_ENOTIER);
-	assert_int_equal(kv_store_flush(s, KV_TIER_NONE, KV_FLUSH_DROP, all_ns, NULL, &fr), 0);
+	assert_int_equal(kv_store_flush(s, KV_TIER_NONE, true, all_ns, NULL, &fr), 0);
 	assert_int_equal(fr.chunks, 5);
 	assert_int_equal(fr.skipped, 1);
 	assert_int_equal(fr.bytes, 5 * MiB);
@@ -369,7 +369,7 @@ static void test_fault_injection(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a = A(1, MiB);
+	struct kv_store_put a = A(1, MiB);
 	uint64_t off;
 
 	/* Arm the N-th arena allocation to fail for N = 1, 2, ...: the put
@@ -403,7 +403,7 @@ static void test_random_model(void **state)
 	unsigned char fill[KEYS];	/* byte each committed key holds */
 	int pending[KEYS];		/* owner writing it, or -1 */
 	int pins[OWNERS][KEYS];
-	struct kv_wire_stats g;
+	struct kv_store_stats g;
 
 	memset(fill, 0, sizeof(fill));
 	memset(pins, 0, sizeof(pins));
@@ -414,8 +414,8 @@ static void test_random_model(void **state)
 	srand(11);
 	for (int step = 0; step < 50000; step++) {
 		int w = rand() % OWNERS, k = rand() % KEYS;
-		struct kv_wire_alloc a = A(k, 4096 * (1 + (uint64_t)(k % 7) * 37));
-		struct kv_wire_pin_reply loc;
+		struct kv_store_put a = A(k, 4096 * (1 + (uint64_t)(k % 7) * 37));
+		struct kv_store_loc loc;
 		uint64_t off;
 		int ret;
 
@@ -445,7 +445,7 @@ static void test_random_model(void **state)
 				pending[k] = -1;
 			break;
 		case 3:
-			ret = kv_store_pin(s, o[w], NS, &a.key, &loc);
+			ret = kv_store_pin(s, o[w], NS, &a.key, 0, &loc);
 			if (ret == 0) {
 				const unsigned char *p =
 					(unsigned char *)kv_store_dram_base(s, 0) + loc.offset;
@@ -491,7 +491,7 @@ static void test_pending_child_holds_parent(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a;
+	struct kv_store_put a;
 	uint64_t off;
 
 	a = A(1, MiB);
@@ -538,15 +538,15 @@ static void test_switch_policy(void **state)
 	size_t npol = kv_evict_list(&pols);
 	struct kv_store *s = open_store(8 * MiB, 64, 8 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_pin_reply loc;
-	struct kv_wire_alloc a;
+	struct kv_store_loc loc;
+	struct kv_store_put a;
 
 	for (int i = 0; i < 8; i++) {
 		a = i ? child_of(i, i - 1, MiB) : A(0, MiB);
 		put(s, o, &a);
 	}
 	a = A(3, MiB);
-	assert_int_equal(kv_store_pin(s, o, NS, &a.key, &loc), 0);
+	assert_int_equal(kv_store_pin(s, o, NS, &a.key, 0, &loc), 0);
 	assert_int_equal(kv_store_set_policy(s, KV_TIER_DRAM, "nope"), -ENOENT);
 	assert_int_equal(kv_store_set_policy(s, KV_TIER_SSD, "lru"), -KV_ENOTIER);
 	assert_null(kv_store_policy(s, KV_TIER_SSD));
@@ -574,7 +574,7 @@ static void test_scores(void **state)
 {
 	struct kv_store *s = open_store(4 * MiB, 64, 4 * MiB);
 	struct kv_owner *o = kv_store_owner_open(s, 0);
-	struct kv_wire_alloc a = A(1, 4096);
+	struct kv_store_put a = A(1, 4096);
 
 	put(s, o, &a);
 	assert_int_equal(kv_store_score(s, NS, &a.key, 0.25f), 0);
@@ -593,7 +593,7 @@ static void test_scores(void **state)
  */
 static void check_prefix_closed(struct kv_store *s)
 {
-	struct kv_wire_entry e[64], pe;
+	struct kv_store_entry e[64], pe;
 	uint64_t cursor = 0;
 	uint32_t n;
 
@@ -627,8 +627,8 @@ static void test_prefix_closed_replay(void **state)
 			/* 8 system prompts, each followed by a private tail */
 			uint64_t sys = (uint64_t)rand() % 8, chain[40];
 			int len = 2 + rand() % 38, pinned = -1;
-			struct kv_wire_key keys[40];
-			struct kv_wire_pin_reply loc;
+			struct kv_key keys[40];
+			struct kv_store_loc loc;
 			uint8_t tiers[40];
 			uint32_t hit;
 
@@ -641,10 +641,10 @@ static void test_prefix_closed_replay(void **state)
 			if (hit && rand() % 4 == 0) {	/* a reader holds one */
 				pinned = rand() % (int)hit;
 				assert_int_equal(kv_store_pin(s, reader, NS, &keys[pinned],
-							      &loc), 0);
+							      0, &loc), 0);
 			}
 			for (int i = (int)hit; i < len; i++) {
-				struct kv_wire_alloc a = A(chain[i], 4096 * 16);
+				struct kv_store_put a = A(chain[i], 4096 * 16);
 				uint64_t off;
 				int ret;
 

@@ -102,9 +102,9 @@ void fail(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-struct kv_wire_key key_of(uint64_t id)
+struct kv_key key_of(uint64_t id)
 {
-	return (struct kv_wire_key){ .lo = id * 0x9e3779b97f4a7c15ull, .hi = id + 1 };
+	return (struct kv_key){ .lo = id * 0x9e3779b97f4a7c15ull, .hi = id + 1 };
 }
 
 double ratio(double num, double den)

@@ -96,7 +96,7 @@ struct sim_conf {
 };
 
 struct replay_buf {
-	struct kv_wire_key *keys;
+	struct kv_key *keys;		/* the store's */
 	struct kvc_key *ckeys;		/* live: the same keys, as libkvc's */
 	uint8_t *tiers;
 	uint32_t *miss;
@@ -109,7 +109,7 @@ extern double total_cost;
 
 /* kvtrace.c */
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-struct kv_wire_key key_of(uint64_t id);
+struct kv_key key_of(uint64_t id);
 double ratio(double num, double den);
 
 /* trace.c */

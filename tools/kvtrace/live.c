@@ -79,7 +79,7 @@ static int live_request(struct kvc *c, uint32_t ns, const struct opts *o,
 	int ret;
 
 	for (size_t i = 0; i < n; i++) {
-		struct kv_wire_key k = key_of(ids[i]);
+		struct kv_key k = key_of(ids[i]);
 
 		keys[i] = (struct kvc_key){ .lo = k.lo, .hi = k.hi };
 	}

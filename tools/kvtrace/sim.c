@@ -53,9 +53,9 @@ static bool any_ns(uint32_t ns, void *arg)
  */
 static int store_check(struct kv_store *s, uint64_t blocks, const char *what)
 {
-	struct kv_wire_entry e[256];
-	struct kv_wire_tier_stats ts[KV_TIER_MAX];
-	struct kv_wire_stats g;
+	struct kv_store_entry e[256];
+	struct kv_store_tier_stats ts[KV_TIER_MAX];
+	struct kv_store_stats g;
 	uint64_t cursor = 0, n = 0, orphans = 0;
 	uint32_t got;
 
@@ -63,7 +63,7 @@ static int store_check(struct kv_store *s, uint64_t blocks, const char *what)
 		got = kv_store_ls(s, 0, KV_TIER_NONE, any_ns, NULL, &cursor, e,
 				  KV_ARRAY_SIZE(e));
 		for (uint32_t i = 0; i < got; i++) {
-			struct kv_wire_entry pe;
+			struct kv_store_entry pe;
 
 			n++;
 			if (e[i].has_parent && kv_store_inspect(s, 0, &e[i].parent, &pe))
@@ -129,7 +129,7 @@ static int store_request(struct kv_store *s, struct kv_owner *o,
 
 		for (uint32_t k = j; k < j + m; k++) {
 			uint32_t i = rb->miss[k];
-			struct kv_wire_alloc a = {
+			struct kv_store_put a = {
 				.key = rb->keys[i],
 				.bytes = sc->block_bytes,
 				.tokens = sc->block_tokens,
@@ -140,7 +140,7 @@ static int store_request(struct kv_store *s, struct kv_owner *o,
 
 			if (i > 0) {
 				a.parent = rb->keys[i - 1];
-				a.flags = KV_ALLOC_PARENT;
+				a.has_parent = true;
 			}
 			ret = kv_store_alloc(s, o, 0, &a, &off);
 			rb->ok[k] = ret == 0;
@@ -176,8 +176,8 @@ int store_run(const struct trace *t, const struct sim_conf *sc,
 		.cost_model = sc->model,
 		.max_chunks = sc->dram_bytes / SIM_BLOCK_BYTES + 1,	/* no record limit */
 	};
-	struct kv_wire_tier_stats ts[KV_TIER_MAX];
-	struct kv_wire_stats g;
+	struct kv_store_tier_stats ts[KV_TIER_MAX];
+	struct kv_store_stats g;
 	struct replay_buf rb;
 	struct kv_store *s;
 	struct kv_owner *o;
