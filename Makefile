@@ -110,7 +110,7 @@ COMMON_SRCS := lib/errors.c lib/proto.c
 DAEMON_SRCS := $(filter-out $(COMMON_SRCS),$(wildcard lib/*.c)) \
 	$(filter-out kvstore/main.c,$(wildcard kvstore/*.c)) \
 	$(wildcard tiers/*.c) $(wildcard evict/*.c)
-CLIENT_SRCS := client/kvc.c client/kvc_gpu.c
+CLIENT_SRCS := $(filter-out client/kvctl.c,$(wildcard client/*.c))
 
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(O)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)

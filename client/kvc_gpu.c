@@ -141,7 +141,7 @@ static void *bg_register(void *arg)
 
 void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 	size_t bytes;
 
 	kvc_dram_base(c, &bytes);
@@ -154,17 +154,18 @@ void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total)
 /* ---- open / close ---------------------------------------------------------- */
 
 static void *completer(void *arg);
+static void gpu_close(struct kvc *c);
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int gpu_open(struct kvc *c, int device, unsigned flags)
 {
-	struct kvc_gpu **slot = kvci_gpu(c);
+	struct kvc_gpu *old = kvci_gpu(c);
 	struct kvci_hbm info;
 	struct kvc_gpu *g;
 	int dev, hdev, ret;
 
-	if (*slot) {
-		if (device >= 0 && device != (*slot)->dev)
+	if (old) {
+		if (device >= 0 && device != old->dev)
 			return -EBUSY;
 		return 0;
 	}
@@ -208,7 +209,7 @@ static int gpu_open(struct kvc *c, int device, unsigned flags)
 	/* Without its completion thread, each call waits for its own copies
 	 * (pending_add() finishes records at once). */
 	g->done_started = pthread_create(&g->done_thread, NULL, completer, g) == 0;
-	*slot = g;
+	kvci_set_gpu(c, g, gpu_close);
 	if ((flags & KVC_GPU_REGISTER_ALL) &&
 	    pthread_create(&g->bg, NULL, bg_register, g) == 0)
 		g->bg_started = true;
@@ -229,12 +230,12 @@ static int gpu_get(struct kvc *c, struct kvc_gpu **out)
 {
 	int ret;
 
-	if (!*kvci_gpu(c)) {
+	if (!kvci_gpu(c)) {
 		ret = kvc_gpu_open(c, -1, 0);
 		if (ret)
 			return ret;
 	}
-	*out = *kvci_gpu(c);
+	*out = kvci_gpu(c);
 	return 0;
 }
 
@@ -424,7 +425,7 @@ static int drain(struct kvc_gpu *g)
 
 int kvc_gpu_flush(struct kvc *c)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 	int ret;
 
 	if (!g)
@@ -435,9 +436,11 @@ int kvc_gpu_flush(struct kvc *c)
 	return ret;
 }
 
-void kvci_gpu_close(struct kvc *c)
+/* The handle's close hook (kvci_set_gpu()): finish its copies and free its
+ * GPU state, from kvc_close() before the connection goes. */
+static void gpu_close(struct kvc *c)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 
 	if (!g)
 		return;
@@ -465,7 +468,7 @@ void kvci_gpu_close(struct kvc *c)
 	pthread_cond_destroy(&g->less);
 	free(g->slab);
 	free(g);
-	*kvci_gpu(c) = NULL;
+	kvci_set_gpu(c, NULL, NULL);
 }
 
 /* ---- contiguous ------------------------------------------------------------------ */
