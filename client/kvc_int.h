@@ -4,7 +4,7 @@
  * pattern).
  *
  * The handle (struct kvc) and the transport of conn.c serve the calls of
- * kvc.c and admin.c. The GPU paths (kvc_gpu.c) use the handle
+ * kvc.c and admin.c. The GPU paths (kvc_gpu.c, paged.c) use the handle
  * only through the calls of the last section: its arenas, PIN and ALLOC
  * with flags, and a slot for their state with the hook that frees it,
  * which kvc_close() calls. The connection calls nothing of theirs.
@@ -105,7 +105,7 @@ int kvci_ns_name_rpc(struct kvc *c, unsigned op, const char *name,
 /* Whether name is a valid namespace name (1 to KV_PROTO_NS_MAX bytes). */
 bool kvci_ns_name_ok(const char *name);
 
-/* ---- for the GPU paths (kvc_gpu.c) ------------------------------------- */
+/* ---- for the GPU paths (kvc_gpu.c, paged.c) ----------------------------- */
 
 /* A copy of the handle's HBM arena record (its fd stays borrowed). */
 void kvci_hbm_info(struct kvc *c, struct kvci_hbm *out);
