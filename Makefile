@@ -293,7 +293,7 @@ gpu-bundle:
 		tests/gpu/run.sh tests/gpu/ttft.py $(GPU_BUNDLE)/tests/gpu/
 	$(Q)mkdir -p $(GPU_BUNDLE)/tests/gpu/python && \
 		cp -r client/python/kvstore $(GPU_BUNDLE)/tests/gpu/python/ && \
-		rm -rf $(GPU_BUNDLE)/tests/gpu/python/kvstore/__pycache__
+		find $(GPU_BUNDLE)/tests/gpu/python -name __pycache__ -prune -exec rm -rf {} +
 	$(Q)rm -f $(GPU_BUNDLE)/tests/gpu/*.o $(GPU_BUNDLE)/tests/gpu/*.d
 	$(Q)for t in $(GPU_BUNDLE_O)/tests/gpu/test_*; do ldd $$t; done | \
 		awk '/libcmocka/ {print $$3}' | sort -u | xargs -r -I{} cp -L {} $(GPU_BUNDLE)/lib/
