@@ -110,7 +110,7 @@ COMMON_SRCS := lib/errors.c lib/proto.c
 DAEMON_SRCS := $(filter-out $(COMMON_SRCS),$(wildcard lib/*.c)) \
 	$(filter-out kvstore/main.c,$(wildcard kvstore/*.c)) \
 	$(wildcard tiers/*.c) $(wildcard evict/*.c)
-CLIENT_SRCS := client/kvc.c client/kvc_gpu.c
+CLIENT_SRCS := $(filter-out client/kvctl.c,$(wildcard client/*.c))
 
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(O)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
@@ -314,7 +314,7 @@ gpu-bundle:
 		tests/gpu/run.sh tests/gpu/ttft.py $(GPU_BUNDLE)/tests/gpu/
 	$(Q)mkdir -p $(GPU_BUNDLE)/tests/gpu/python && \
 		cp -r client/python/kvstore $(GPU_BUNDLE)/tests/gpu/python/ && \
-		rm -rf $(GPU_BUNDLE)/tests/gpu/python/kvstore/__pycache__
+		find $(GPU_BUNDLE)/tests/gpu/python -name __pycache__ -prune -exec rm -rf {} +
 	$(Q)rm -f $(GPU_BUNDLE)/tests/gpu/*.o $(GPU_BUNDLE)/tests/gpu/*.d
 	$(Q)for t in $(GPU_BUNDLE_O)/tests/gpu/test_*; do ldd $$t; done | \
 		awk '/libcmocka/ {print $$3}' | sort -u | xargs -r -I{} cp -L {} $(GPU_BUNDLE)/lib/

@@ -1,6 +1,8 @@
 /*
- * kvc_gpu.c - libkvc's GPU paths: chunks between the store's arenas and an
- * engine's GPU memory, contiguous or scattered into a paged KV cache.
+ * kvc_gpu.c - libkvc's GPU state and its contiguous paths: chunks copied
+ * whole between the store's arenas and an engine's GPU memory
+ * (kvc_get_gpu(), kvc_put_gpu()). The paged paths (kvc_paged.c) share the
+ * state, the page-locking of the DRAM mapping and the pending records.
  *
  * Every copy is queued on the caller's CUDA stream; nothing here waits for
  * the GPU on the way in. What a chunk's copy needs held (its pin, or for a
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include "client/kvc.h"
+#include "client/kvc_gpu_int.h"
 #include "client/kvc_int.h"
 #include "kernels/kv_gpu.h"
 #include "lib/errors.h"
@@ -60,37 +63,6 @@ struct pending {
 	struct kvc_key keys[];
 };
 
-struct kvc_gpu {
-	pthread_mutex_t lock;
-	struct kvc *c;
-	int dev;
-	unsigned flags;
-	struct kv_gpu_vmm *hbm_map;	/* the daemon's HBM arena, imported */
-	void *hbm;			/* ... where it is mapped, or NULL */
-	enum kvc_gpu_mode mode;
-	struct kv_gpu_ctx *ctx;		/* paged copies */
-	size_t staging;			/* ... its staging buffer size */
-	/* the DRAM mapping */
-	char *dram;
-	size_t dram_bytes;
-	size_t n_slabs;
-	uint8_t *slab;			/* enum slab_state, under reg_lock */
-	pthread_mutex_t reg_lock;
-	_Atomic uint64_t registered;	/* bytes */
-	pthread_t bg;
-	bool bg_started;
-	atomic_bool bg_stop;
-	/* copies in flight, oldest first, finished by the completion thread */
-	struct pending *head;
-	struct pending **tail;
-	pthread_cond_t more;		/* a record was added, or stop */
-	pthread_cond_t less;		/* a record was finished */
-	pthread_t done_thread;
-	bool done_started;
-	bool stop;
-	int error;			/* first asynchronous failure (copy, commit) */
-};
-
 /* ---- registration of the DRAM mapping ---------------------------------- */
 
 static int slab_pin(struct kvc_gpu *g, size_t i)
@@ -115,7 +87,7 @@ static int slab_pin(struct kvc_gpu *g, size_t i)
  * are: a refusal is not an error, but the copy must then go through the
  * copy engine from pageable memory (slower), never a kernel reading it.
  */
-static bool dram_pin(struct kvc_gpu *g, uint64_t off, uint64_t len)
+bool kvci_dram_pin(struct kvc_gpu *g, uint64_t off, uint64_t len)
 {
 	bool pinned = true;
 
@@ -141,7 +113,7 @@ static void *bg_register(void *arg)
 
 void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 	size_t bytes;
 
 	kvc_dram_base(c, &bytes);
@@ -154,17 +126,18 @@ void kvc_gpu_registered(struct kvc *c, uint64_t *done, uint64_t *total)
 /* ---- open / close ---------------------------------------------------------- */
 
 static void *completer(void *arg);
+static void gpu_close(struct kvc *c);
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int gpu_open(struct kvc *c, int device, unsigned flags)
 {
-	struct kvc_gpu **slot = kvci_gpu(c);
+	struct kvc_gpu *old = kvci_gpu(c);
 	struct kvci_hbm info;
 	struct kvc_gpu *g;
 	int dev, hdev, ret;
 
-	if (*slot) {
-		if (device >= 0 && device != (*slot)->dev)
+	if (old) {
+		if (device >= 0 && device != old->dev)
 			return -EBUSY;
 		return 0;
 	}
@@ -206,9 +179,9 @@ static int gpu_open(struct kvc *c, int device, unsigned flags)
 		kvci_set_hbm(c, g->hbm);
 	}
 	/* Without its completion thread, each call waits for its own copies
-	 * (pending_add() finishes records at once). */
+	 * (kvci_pending_add() finishes records at once). */
 	g->done_started = pthread_create(&g->done_thread, NULL, completer, g) == 0;
-	*slot = g;
+	kvci_set_gpu(c, g, gpu_close);
 	if ((flags & KVC_GPU_REGISTER_ALL) &&
 	    pthread_create(&g->bg, NULL, bg_register, g) == 0)
 		g->bg_started = true;
@@ -225,16 +198,16 @@ int kvc_gpu_open(struct kvc *c, int device, unsigned flags)
 	return ret;
 }
 
-static int gpu_get(struct kvc *c, struct kvc_gpu **out)
+int kvci_gpu_get(struct kvc *c, struct kvc_gpu **out)
 {
 	int ret;
 
-	if (!*kvci_gpu(c)) {
+	if (!kvci_gpu(c)) {
 		ret = kvc_gpu_open(c, -1, 0);
 		if (ret)
 			return ret;
 	}
-	*out = *kvci_gpu(c);
+	*out = kvci_gpu(c);
 	return 0;
 }
 
@@ -245,7 +218,7 @@ int kvc_gpu_mode(struct kvc *c, enum kvc_gpu_mode mode)
 
 	if (mode > KVC_GPU_STAGED)
 		return -EINVAL;
-	ret = gpu_get(c, &g);
+	ret = kvci_gpu_get(c, &g);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&g->lock);
@@ -363,8 +336,8 @@ static void *completer(void *arg)
  * stream so far is done. Called with g->lock held. If the record cannot be
  * made, wait for the stream and finish at once, so nothing is let go early.
  */
-static int pending_add(struct kvc_gpu *g, struct kv_gpu_stream *stream, uint32_t ns,
-		       bool commit, const struct kvc_key *keys, size_t n)
+int kvci_pending_add(struct kvc_gpu *g, struct kv_gpu_stream *stream, uint32_t ns,
+		     bool commit, const struct kvc_key *keys, size_t n)
 {
 	struct pending *p;
 	int ret;
@@ -424,7 +397,7 @@ static int drain(struct kvc_gpu *g)
 
 int kvc_gpu_flush(struct kvc *c)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 	int ret;
 
 	if (!g)
@@ -435,9 +408,11 @@ int kvc_gpu_flush(struct kvc *c)
 	return ret;
 }
 
-void kvci_gpu_close(struct kvc *c)
+/* The handle's close hook (kvci_set_gpu()): finish its copies and free its
+ * GPU state, from kvc_close() before the connection goes. */
+static void gpu_close(struct kvc *c)
 {
-	struct kvc_gpu *g = *kvci_gpu(c);
+	struct kvc_gpu *g = kvci_gpu(c);
 
 	if (!g)
 		return;
@@ -465,7 +440,7 @@ void kvci_gpu_close(struct kvc *c)
 	pthread_cond_destroy(&g->less);
 	free(g->slab);
 	free(g);
-	*kvci_gpu(c) = NULL;
+	kvci_set_gpu(c, NULL, NULL);
 }
 
 /* ---- contiguous ------------------------------------------------------------------ */
@@ -480,7 +455,7 @@ static int copy_chunk(struct kvc_gpu *g, void *dst, const void *src, uint64_t by
 
 	if (!host)
 		return kv_gpu_memcpy(dst, src, bytes, s);
-	dram_pin(g, (uint64_t)(host - g->dram), bytes);
+	kvci_dram_pin(g, (uint64_t)(host - g->dram), bytes);
 	while (done < bytes && !ret) {
 		uint64_t off = (uint64_t)(host - g->dram) + done;
 		uint64_t piece = SLAB - off % SLAB;
@@ -504,7 +479,7 @@ int kvc_get_gpu(struct kvc *c, uint32_t ns, struct kvc_gpu_desc *d, size_t n,
 
 	if (n > INT32_MAX || (n && !d))
 		return -EINVAL;
-	ret = gpu_get(c, &g);
+	ret = kvci_gpu_get(c, &g);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&g->lock);
@@ -540,7 +515,7 @@ int kvc_get_gpu(struct kvc *c, uint32_t ns, struct kvc_gpu_desc *d, size_t n,
 						       locs[i].tier == KVC_TIER_DRAM, false, s);
 			queued += x->status == 0;
 		}
-		ret = pending_add(g, s, ns, false, keys, nheld);
+		ret = kvci_pending_add(g, s, ns, false, keys, nheld);
 	}
 	if (!ret && done)
 		ret = kv_gpu_event_record(done, s);
@@ -588,7 +563,7 @@ static int put_common(struct kvc_gpu *g, uint32_t ns, struct kvc_put_desc *d, si
 		keys[nk++] = d[i].key;
 		queued++;
 	}
-	ret = pending_add(g, s, ns, true, keys, nk);
+	ret = kvci_pending_add(g, s, ns, true, keys, nk);
 out:
 	free(ptrs);
 	free(tiers);
@@ -621,7 +596,7 @@ int kvc_put_gpu(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 	for (size_t i = 0; i < n; i++)
 		if (!d[i].data || !d[i].bytes)
 			return -EINVAL;
-	ret = gpu_get(c, &g);
+	ret = kvci_gpu_get(c, &g);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&g->lock);
@@ -633,442 +608,5 @@ int kvc_put_gpu(struct kvc *c, uint32_t ns, struct kvc_put_desc *d, size_t n,
 			ret = r;
 	}
 	pthread_mutex_unlock(&g->lock);
-	return ret;
-}
-
-/* ---- paged ------------------------------------------------------------------------- */
-
-/* Layouts of tensors indexed by token: a page is one token. */
-static bool per_token(const struct kvc_layout *l)
-{
-	return l->kind == KVC_LAYOUT_SGLANG || l->kind == KVC_LAYOUT_HF;
-}
-
-size_t kvc_layout_chunk_bytes(const struct kvc_layout *l)
-{
-	uint64_t row;
-
-	if (!l || !l->layers || !l->block_size || !l->kv_heads || !l->head_dim ||
-	    !l->elem_bytes || !l->chunk_tokens || l->chunk_tokens % l->block_size ||
-	    (per_token(l) && l->block_size != 1) || l->kind > KVC_LAYOUT_HF)
-		return 0;
-	row = (uint64_t)l->kv_heads * l->head_dim * l->elem_bytes;
-	if (row % 16 || row > UINT32_MAX)
-		return 0;
-	/* HF: each head of a token is a piece of its own (kv_gpu.h) */
-	if (l->kind == KVC_LAYOUT_HF && ((uint64_t)l->head_dim * l->elem_bytes) % 16)
-		return 0;
-	return (size_t)((uint64_t)l->layers * 2 * l->chunk_tokens * row);
-}
-
-/*
- * The kernel-side description of a layout, without chunks: k and v arrays
- * of layers pointers each, allocated here (free *kv).
- */
-static int layout_desc(const struct kvc_layout *l, struct kv_gpu_paged *p, void ***kv)
-{
-	uint64_t row = (uint64_t)l->kv_heads * l->head_dim * l->elem_bytes;
-	uint64_t stride = (uint64_t)l->block_size * row;
-	void **k, **v;
-
-	if (!kvc_layout_chunk_bytes(l) || !l->k ||
-	    ((l->kind == KVC_LAYOUT_VLLM_SPLIT || per_token(l)) && !l->v))
-		return -EINVAL;
-	k = calloc(2 * (size_t)l->layers, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	v = k + l->layers;
-	for (uint32_t i = 0; i < l->layers; i++) {
-		char *base = l->k[i];
-
-		if (!base)
-			continue;	/* kv_gpu_paged_check() refuses it */
-		switch (l->kind) {
-		case KVC_LAYOUT_VLLM:
-			k[i] = base;
-			v[i] = base + (uint64_t)l->num_blocks * stride;
-			break;
-		case KVC_LAYOUT_FLASHINFER:
-			k[i] = base;
-			v[i] = base + stride;
-			break;
-		default:
-			k[i] = base;
-			v[i] = l->v[i];
-			break;
-		}
-	}
-	memset(p, 0, sizeof(*p));
-	p->layers = l->layers;
-	p->layer_begin = 0;
-	p->layer_end = l->layers;
-	p->chunk_tokens = l->chunk_tokens;
-	p->page_tokens = l->block_size;
-	p->row_bytes = (uint32_t)row;
-	p->page_stride = l->kind == KVC_LAYOUT_FLASHINFER ? 2 * stride : stride;
-	p->n_pages = l->num_blocks;
-	if (l->kind == KVC_LAYOUT_HF) {
-		/* [1, H, num_blocks, D]: token t's head h at (h * num_blocks + t) * D */
-		uint64_t head = (uint64_t)l->head_dim * l->elem_bytes;
-
-		p->heads = l->kv_heads;
-		p->page_stride = head;
-		p->head_stride = (uint64_t)l->num_blocks * head;
-	}
-	p->k = k;
-	p->v = v;
-	*kv = k;
-	return 0;
-}
-
-static int ctx_for(struct kvc_gpu *g, size_t chunk_bytes)
-{
-	if (g->ctx && g->staging >= chunk_bytes)
-		return 0;
-	kv_gpu_ctx_close(g->ctx);	/* waits for its work */
-	g->ctx = NULL;
-	g->staging = 0;
-	if (kv_gpu_ctx_open(&g->ctx, chunk_bytes))
-		return kv_gpu_ctx_open(&g->ctx, 0) ? -KVC_EGPU : 0;
-	g->staging = chunk_bytes;
-	return 0;
-}
-
-/*
- * AUTO, from kvbench --gpu on an H100 (docs/benchmarks.md): whole chunks
- * go faster STAGED (0.98 of the H2D ceiling against 0.92 for the zero-copy
- * kernel, whose reads over PCIe keep fewer bytes in flight), a layer at a
- * time faster ZEROCOPY (one launch reads every chunk's slice; staged, it is
- * one 1 MiB copy per chunk, too small for the link).
- */
-/*
- * AUTO: STAGED for whole chunks, and for rows split per head (LAYOUT_HF) at
- * any layer range: a kernel reading the mapping in place fetches each
- * head's piece (128-256 bytes) over PCIe on its own, measured at 18 GB/s on
- * the H100 against 48 GB/s staged (1B shape, issue 12). Else ZEROCOPY layer
- * by layer.
- */
-static enum kv_gpu_mode dram_mode(const struct kvc_gpu *g, bool whole, bool split)
-{
-	enum kvc_gpu_mode m = g->mode;
-
-	if (m == KVC_GPU_AUTO)
-		m = whole || split ? KVC_GPU_STAGED : KVC_GPU_ZEROCOPY;
-	return m == KVC_GPU_STAGED && g->staging ? KV_GPU_STAGED : KV_GPU_ZEROCOPY;
-}
-
-/*
- * A paged get or put in progress: its chunks by source tier (DRAM chunks
- * and HBM chunks go in one launch each), with their page tables.
- */
-struct kvc_paged_op {
-	struct kvc_gpu *g;
-	struct kv_gpu_stream *s;
-	uint32_t ns;
-	struct kv_gpu_paged p;		/* the layout; chunks set per group */
-	void **kv;			/* p.k and p.v */
-	size_t ppc;			/* pages per chunk */
-	struct group {
-		uint32_t n;
-		void **chunks;
-		int32_t *pages;
-	} grp[2];			/* [0] DRAM, [1] HBM */
-	struct kvc_key *held;		/* pinned (get) or allocated (put) */
-	size_t n_held;
-	bool unpinned;			/* a DRAM chunk not page-locked: no kernel
-					 * may read it in place */
-};
-
-static void op_free(struct kvc_paged_op *op)
-{
-	if (!op)
-		return;
-	for (int i = 0; i < 2; i++) {
-		free(op->grp[i].chunks);
-		free(op->grp[i].pages);
-	}
-	free(op->kv);
-	free(op->held);
-	free(op);
-}
-
-static struct kvc_paged_op *op_new(struct kvc_gpu *g, const struct kvc_layout *l,
-				   uint32_t ns, kvc_stream_t stream, size_t n, int *err)
-{
-	struct kvc_paged_op *op = calloc(1, sizeof(*op));
-
-	*err = -ENOMEM;
-	if (!op)
-		return NULL;
-	op->g = g;
-	op->s = stream;
-	op->ns = ns;
-	*err = layout_desc(l, &op->p, &op->kv);
-	if (*err) {
-		free(op);
-		return NULL;
-	}
-	op->ppc = l->chunk_tokens / l->block_size;
-	for (int i = 0; i < 2; i++) {
-		op->grp[i].chunks = calloc(n ? n : 1, sizeof(void *));
-		op->grp[i].pages = calloc((n ? n : 1) * op->ppc, sizeof(int32_t));
-	}
-	op->held = calloc(n ? n : 1, sizeof(*op->held));
-	if (!op->grp[0].chunks || !op->grp[1].chunks || !op->grp[0].pages ||
-	    !op->grp[1].pages || !op->held) {
-		op_free(op);
-		*err = -ENOMEM;
-		return NULL;
-	}
-	*err = ctx_for(g, kv_gpu_paged_chunk_bytes(&op->p));	/* staging for it */
-	if (*err) {
-		op_free(op);
-		return NULL;
-	}
-	return op;
-}
-
-/* Add a chunk at ptr in tier with its page table to the op's groups. */
-static int op_add(struct kvc_paged_op *op, void *ptr, uint8_t tier, const int32_t *pages)
-{
-	struct group *gr = &op->grp[tier == KVC_TIER_HBM];
-
-	if (!pages)
-		return -EINVAL;
-	for (size_t j = 0; j < op->ppc; j++)
-		if (pages[j] < 0 || (uint64_t)pages[j] >= op->p.n_pages)
-			return -EINVAL;
-	memcpy(gr->pages + gr->n * op->ppc, pages, op->ppc * sizeof(int32_t));
-	gr->chunks[gr->n++] = ptr;
-	if (tier == KVC_TIER_DRAM &&
-	    !dram_pin(op->g, (uint64_t)((char *)ptr - op->g->dram),
-		      kv_gpu_paged_chunk_bytes(&op->p)))
-		op->unpinned = true;
-	return 0;
-}
-
-/* Queue layers [lb, le) of every chunk of the op, one launch per group. */
-static int op_copy(struct kvc_paged_op *op, uint32_t lb, uint32_t le, enum kv_gpu_dir dir)
-{
-	for (int i = 0; i < 2; i++) {
-		struct group *gr = &op->grp[i];
-		struct kv_gpu_paged p = op->p;
-		int ret;
-
-		if (!gr->n)
-			continue;
-		p.layer_begin = lb;
-		p.layer_end = le;
-		p.n = gr->n;
-		p.chunks = gr->chunks;
-		p.pages = gr->pages;
-		ret = kv_gpu_paged_copy(op->g->ctx, op->s, &p, dir,
-					i ? KV_GPU_ZEROCOPY : op->unpinned ? KV_GPU_STAGED :
-					dram_mode(op->g, lb == 0 && le == op->p.layers,
-						  op->p.heads > 1));
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-/* Pin the chunks of d and sort them into op's groups. Returns how many. */
-static int paged_pin(struct kvc_paged_op *op, struct kvc_paged_desc *d, size_t n)
-{
-	struct kvc_gpu *g = op->g;
-	struct kvc_loc *locs = malloc((n ? n : 1) * sizeof(*locs));
-	uint64_t bytes = kv_gpu_paged_chunk_bytes(&op->p);
-	int ret, found = 0;
-
-	if (!locs)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		op->held[i] = d[i].key;
-	ret = kvci_pin(g->c, op->ns, op->held, n, locs, g->hbm ? KV_PIN_GPU : 0);
-	if (ret) {
-		free(locs);
-		return ret;
-	}
-	for (size_t i = 0; i < n; i++) {
-		d[i].status = locs[i].status;
-		d[i].tier = locs[i].tier;
-		if (d[i].status)
-			continue;
-		op->held[op->n_held++] = d[i].key;
-		if (!locs[i].ptr)
-			d[i].status = -KVC_ENOTIER;
-		else if (locs[i].bytes != bytes)
-			d[i].status = -EMSGSIZE;	/* another layout's chunk */
-		else
-			d[i].status = op_add(op, (void *)locs[i].ptr, locs[i].tier,
-					     d[i].pages);
-		found += d[i].status == 0;
-	}
-	free(locs);
-	return found;
-}
-
-int kvc_get_paged_begin(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
-			struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
-			struct kvc_paged_op **out)
-{
-	struct kvc_paged_op *op;
-	struct kvc_gpu *g;
-	int ret;
-
-	if (n > INT32_MAX || (n && !d) || !out)
-		return -EINVAL;
-	ret = gpu_get(c, &g);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&g->lock);
-	op = op_new(g, l, ns, stream, n, &ret);
-	if (!op)
-		goto out;
-	ret = paged_pin(op, d, n);
-	if (ret < 0) {
-		if (op->n_held)
-			kvc_release(c, ns, op->held, op->n_held, NULL);
-		op_free(op);
-		goto out;
-	}
-	*out = op;
-out:
-	pthread_mutex_unlock(&g->lock);
-	return ret;
-}
-
-int kvc_get_paged_layers(struct kvc_paged_op *op, uint32_t layer_begin,
-			 uint32_t layer_end, kvc_event_t done)
-{
-	int ret;
-
-	if (!op || layer_begin >= layer_end || layer_end > op->p.layers)
-		return -EINVAL;
-	pthread_mutex_lock(&op->g->lock);
-	ret = op_copy(op, layer_begin, layer_end, KV_GPU_SCATTER);
-	if (!ret && done)
-		ret = kv_gpu_event_record(done, op->s);
-	pthread_mutex_unlock(&op->g->lock);
-	return ret;
-}
-
-int kvc_get_paged_end(struct kvc_paged_op *op)
-{
-	struct kvc_gpu *g;
-	int ret;
-
-	if (!op)
-		return -EINVAL;
-	g = op->g;
-	pthread_mutex_lock(&g->lock);
-	ret = pending_add(g, op->s, op->ns, false, op->held, op->n_held);
-	pthread_mutex_unlock(&g->lock);
-	op_free(op);
-	return ret;
-}
-
-int kvc_get_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
-		  struct kvc_paged_desc *d, size_t n, kvc_stream_t stream,
-		  kvc_event_t done)
-{
-	struct kvc_paged_op *op;
-	int found, ret;
-
-	found = kvc_get_paged_begin(c, ns, l, d, n, stream, &op);
-	if (found < 0)
-		return found;
-	ret = kvc_get_paged_layers(op, 0, l->layers, done);
-	if (ret)	/* nothing of it reached the engine reliably */
-		for (size_t i = 0; i < n; i++)
-			if (d[i].status == 0)
-				d[i].status = ret;
-	kvc_get_paged_end(op);
-	return ret ? ret : found;
-}
-
-int kvc_put_paged(struct kvc *c, uint32_t ns, const struct kvc_layout *l,
-		  struct kvc_paged_desc *d, size_t n, unsigned flags,
-		  kvc_stream_t stream, kvc_event_t done)
-{
-	struct kvc_put_desc *pd = NULL;
-	struct kvc_paged_op *op = NULL;
-	struct kvc_gpu *g;
-	int ret;
-
-	if (n > INT32_MAX || (n && !d))
-		return -EINVAL;
-	ret = gpu_get(c, &g);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&g->lock);
-	op = op_new(g, l, ns, stream, n, &ret);
-	if (!op)
-		goto out;
-	pd = calloc(n ? n : 1, sizeof(*pd));
-	if (!pd) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		pd[i].key = d[i].key;
-		pd[i].parent = d[i].parent;
-		pd[i].has_parent = d[i].has_parent;
-		pd[i].tokens = l->chunk_tokens;
-		pd[i].position = d[i].position;
-		pd[i].data = d[i].pages;	/* unused by put_common */
-		pd[i].bytes = kv_gpu_paged_chunk_bytes(&op->p);
-	}
-	/* Reserve and sort by tier, then one gather per tier; the commits
-	 * wait for the gathers (so not put_common(), which holds the commits
-	 * right after its own copies). */
-	{
-		void **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-		uint8_t *tiers = calloc(n ? n : 1, 1);
-		size_t nk = 0;
-
-		if (!ptrs || !tiers) {
-			free(ptrs);
-			free(tiers);
-			ret = -ENOMEM;
-			goto out;
-		}
-		ret = kvci_alloc(c, ns, pd, n, ptrs, tiers,
-				 (flags & KVC_PUT_HBM) && g->hbm ? KV_ALLOC_HBM : 0);
-		for (size_t i = 0; ret >= 0 && i < n; i++) {
-			d[i].status = pd[i].status;
-			d[i].tier = tiers[i];
-			if (!ptrs[i])
-				continue;
-			d[i].status = op_add(op, ptrs[i], tiers[i], d[i].pages);
-			if (d[i].status)
-				kvc_abort(c, ns, &d[i].key, 1, NULL);
-			else
-				op->held[nk++] = d[i].key;
-		}
-		free(ptrs);
-		free(tiers);
-		if (ret < 0)
-			goto out;
-		op->n_held = nk;
-		ret = op_copy(op, 0, l->layers, KV_GPU_GATHER);
-		if (ret) {	/* not queued (or not all): take nothing in */
-			kv_gpu_stream_sync(op->s);
-			kvc_abort(c, ns, op->held, nk, NULL);
-			for (size_t i = 0; i < n; i++)
-				if (d[i].status == 0)
-					d[i].status = ret;
-			goto out;
-		}
-		ret = pending_add(g, op->s, ns, true, op->held, nk);
-		if (!ret && done)
-			ret = kv_gpu_event_record(done, op->s);
-		if (!ret)
-			ret = (int)nk;
-	}
-out:
-	pthread_mutex_unlock(&g->lock);
-	op_free(op);
-	free(pd);
 	return ret;
 }

@@ -54,7 +54,7 @@ if not torch.cuda.is_available():
     sys.exit(77)
 
 import kvstore  # noqa: E402
-import kvstore.hf  # noqa: E402
+from kvstore.integration import hf  # noqa: E402
 
 SHAPES = {
     "1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
@@ -143,7 +143,7 @@ PATHS = {
 def multi_turn(model, client, shape, n, reps, rng, bad):
     turn1 = rand_tokens(rng, n)
     question = rand_tokens(rng, QUESTION)
-    base = {g: kvstore.hf.CachedLM(model, client, use_store=False, graphs=g)
+    base = {g: hf.CachedLM(model, client, use_store=False, graphs=g)
             for g in (True, False)}
     row = {"model": shape, "prompt": n}
     lms = {}
@@ -151,8 +151,8 @@ def multi_turn(model, client, shape, n, reps, rng, bad):
     snap = None
     for tier in ("hbm", "dram", "ssd"):
         ns = "ttft/%s/%d/%s/%d" % (shape, n, tier, rng.randrange(1 << 30))
-        lms[tier] = {g: kvstore.hf.CachedLM(model, client, store_hbm=(tier == "hbm"),
-                                            namespace=ns, graphs=g) for g in (True, False)}
+        lms[tier] = {g: hf.CachedLM(model, client, store_hbm=(tier == "hbm"),
+                                    namespace=ns, graphs=g) for g in (True, False)}
         lm = lms[tier][True]
         r1 = lm.generate(turn1, max_new_tokens=REPLY)
         lm.store_conversation()
@@ -236,9 +236,9 @@ def multi_turn(model, client, shape, n, reps, rng, bad):
 
 def batch(model, client, shape, rng, kind):
     """Shared system prompt (16 users) or RAG (16 requests over 8 docs)."""
-    base = kvstore.hf.CachedLM(model, client, use_store=False)
-    lm = kvstore.hf.CachedLM(model, client,
-                             namespace="%s/%s/%d" % (kind, shape, rng.randrange(1 << 30)))
+    base = hf.CachedLM(model, client, use_store=False)
+    lm = hf.CachedLM(model, client,
+                     namespace="%s/%s/%d" % (kind, shape, rng.randrange(1 << 30)))
     if kind == "system":
         system = rand_tokens(rng, 2048)
         prompts = [system + rand_tokens(rng, 128) for _ in range(16)]
@@ -255,7 +255,7 @@ def batch(model, client, shape, rng, kind):
     # first use of the mapping, the events, the graph of each suffix
     # length), and so does the first forward of a new shape (cuBLAS and
     # SDPA choices); none is what a request costs once the engine runs.
-    warm = kvstore.hf.CachedLM(model, client, namespace="%s/warm/%d" % (
+    warm = hf.CachedLM(model, client, namespace="%s/warm/%d" % (
         kind, rng.randrange(1 << 30)))
     n = len(prompts[0])
     for h in hits:
@@ -329,7 +329,7 @@ def main():
     try:
         for shape in models:
             model = build(shape)
-            warm = kvstore.hf.CachedLM(model, client, use_store=False)
+            warm = hf.CachedLM(model, client, use_store=False)
             warm.generate(rand_tokens(rng, 512), max_new_tokens=2, store=False)
             for n in lengths:
                 row = multi_turn(model, client, shape, n, reps if n <= 8192 else

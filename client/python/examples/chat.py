@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import kvstore
-import kvstore.hf
+from kvstore.integration import hf
 
 
 def main():
@@ -36,7 +36,7 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.bfloat16,
                                                  device_map="cuda")
     client = kvstore.Client(a.socket)
-    lm = kvstore.hf.CachedLM(model, client, chunk_tokens=a.chunk_tokens, store_hbm=a.hbm)
+    lm = hf.CachedLM(model, client, chunk_tokens=a.chunk_tokens, store_hbm=a.hbm)
     print("namespace %s; empty line to quit" % lm.ns.name)
     messages = []
     while True:

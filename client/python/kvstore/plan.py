@@ -1,7 +1,7 @@
 """kvstore.plan: compute or load, per request (no torch needed).
 
-The transformers adapter (kvstore.hf) plans each request with it; an engine
-of its own can too. docs/integration.md, "The planner".
+The transformers adapter (kvstore.integration.hf) plans each request with
+it; an engine of its own can too. docs/integration.md, "The planner".
 """
 
 import kvstore

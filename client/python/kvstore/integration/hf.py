@@ -1,10 +1,11 @@
-"""kvstore.hf: reuse cached KV in a Hugging Face transformers model.
+"""kvstore.integration.hf: reuse cached KV in a Hugging Face transformers model.
 
 For Llama-family decoder models (GQA included), batch 1:
 
-    import kvstore, kvstore.hf
+    import kvstore
+    from kvstore.integration import hf
     client = kvstore.Client()
-    lm = kvstore.hf.CachedLM(model, client)          # model on a CUDA device
+    lm = hf.CachedLM(model, client)                   # model on a CUDA device
     out = lm.generate(input_ids, max_new_tokens=64)   # greedy
     out.tokens, out.cached_tokens, out.ttft_s, out.plan
 
@@ -166,7 +167,7 @@ class _SlabLayer:
         a = self.length
         q = key_states.shape[-2]
         if a + q > self.cap:
-            raise RuntimeError("kvstore.hf: %d tokens do not fit the cache's %d"
+            raise RuntimeError("kvstore.integration.hf: %d tokens do not fit the cache's %d"
                                % (a + q, self.cap))
         self.k_all[:, :, a:a + q].copy_(key_states)
         self.v_all[:, :, a:a + q].copy_(value_states)
