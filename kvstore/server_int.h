@@ -151,4 +151,17 @@ void kv_conn_end(struct conn *c);
  */
 void kv_conn_answered(struct conn *c);
 
+/* A reply body of len bytes, zeroed: the server's one buffer, which the
+ * next request reuses (reply() copies it out) (handlers.c). */
+void *kvh_scratch(struct kv_server *srv, size_t len);
+
+/* handlers_ns.c: a connection's namespaces, and the namespace ops. */
+bool kvh_ns_registered(const struct conn *c, uint32_t ns);
+void kvh_ns_mark(struct conn *c, uint32_t ns);
+bool kvh_ns_visible(uint32_t ns, void *arg);	/* arg: the conn */
+void kvh_ns_register(struct conn *c, const struct kv_req *r);
+void kvh_ns_lookup(struct conn *c, const struct kv_req *r);
+void kvh_ns_list(struct conn *c, const struct kv_req *r);
+void kvh_ns_drop(struct conn *c, const struct kv_req *r);
+
 #endif
