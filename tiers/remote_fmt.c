@@ -2,10 +2,11 @@
  * remote_fmt.c - a chunk as values in a Redis Cluster (see remote_fmt.h).
  *
  * The header's layout, little-endian:
- *    0 magic u32    4 version u16   6 codec u8   7 flags u8 (0)
- *    8 part u32    12 parts u32    16 salt u64  24 key.lo u64  32 key.hi u64
- *   40 bytes u64   48 stored u64   56 len u32   60 reserved u32 (0)
- *   64 whole u64   72 checksum u64 80 hdr_check u64 (XXH3-64 of bytes 0..79)
+ *    0 magic u32     4 version u16   6 codec u8   7 flags u8 (bit 0: has_parent)
+ *    8 part u32     12 parts u32    16 salt u64  24 key.lo u64  32 key.hi u64
+ *   40 bytes u64    48 stored u64   56 len u32   60 tokens u32  64 position u32
+ *   68 reserved u32 (0)             72 parent.lo u64            80 parent.hi u64
+ *   88 whole u64    96 checksum u64 104 hdr_check u64 (XXH3-64 of bytes 0..103)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +16,8 @@
 #include "lib/errors.h"
 #include "tiers/remote_fmt.h"
 
-#define HDR_CHECKED	80	/* bytes the header's own checksum covers */
+#define HDR_CHECKED	104	/* bytes the header's own checksum covers */
+#define F_PARENT	0x01
 
 _Static_assert(KV_REMOTE_HDR == HDR_CHECKED + 8, "the header's layout");
 
@@ -115,6 +117,7 @@ void kv_remote_hdr_write(struct kv_remote_hdr *h, const void *payload, void *out
 	put32(p, KV_REMOTE_MAGIC);
 	put16(p + 4, KV_REMOTE_VERSION);
 	p[6] = h->codec;
+	p[7] = h->has_parent ? F_PARENT : 0;
 	put32(p + 8, h->part);
 	put32(p + 12, h->parts);
 	put64(p + 16, h->salt);
@@ -123,16 +126,25 @@ void kv_remote_hdr_write(struct kv_remote_hdr *h, const void *payload, void *out
 	put64(p + 40, h->bytes);
 	put64(p + 48, h->stored);
 	put32(p + 56, h->len);
-	put64(p + 64, h->whole);
-	put64(p + 72, h->checksum);
-	put64(p + 80, XXH3_64bits(p, HDR_CHECKED));
+	put32(p + 60, h->tokens);
+	put32(p + 64, h->position);
+	if (h->has_parent) {
+		put64(p + 72, h->parent.lo);
+		put64(p + 80, h->parent.hi);
+	}
+	put64(p + 88, h->whole);
+	put64(p + 96, h->checksum);
+	put64(p + 104, XXH3_64bits(p, HDR_CHECKED));
 }
 
 int kv_remote_same(const struct kv_remote_hdr *a, const struct kv_remote_hdr *b)
 {
 	return a->codec == b->codec && a->parts == b->parts && a->salt == b->salt &&
 	       a->key.lo == b->key.lo && a->key.hi == b->key.hi &&
-	       a->bytes == b->bytes && a->stored == b->stored && a->whole == b->whole;
+	       a->bytes == b->bytes && a->stored == b->stored && a->whole == b->whole &&
+	       a->tokens == b->tokens && a->position == b->position &&
+	       a->has_parent == b->has_parent && a->parent.lo == b->parent.lo &&
+	       a->parent.hi == b->parent.hi;
 }
 
 int kv_remote_check(const void *value, size_t len, uint64_t salt,
@@ -143,7 +155,8 @@ int kv_remote_check(const void *value, size_t len, uint64_t salt,
 	if (len < KV_REMOTE_HDR || get32(p) != KV_REMOTE_MAGIC ||
 	    get16(p + 4) != KV_REMOTE_VERSION)
 		return -KV_EFORMAT;
-	if (get64(p + 80) != XXH3_64bits(p, HDR_CHECKED) || p[7] || get32(p + 60))
+	if (get64(p + 104) != XXH3_64bits(p, HDR_CHECKED) || (p[7] & ~F_PARENT) ||
+	    get32(p + 68) || (!(p[7] & F_PARENT) && (get64(p + 72) || get64(p + 80))))
 		return -KV_ECORRUPT;
 	*h = (struct kv_remote_hdr){
 		.codec = p[6],
@@ -154,8 +167,12 @@ int kv_remote_check(const void *value, size_t len, uint64_t salt,
 		.bytes = get64(p + 40),
 		.stored = get64(p + 48),
 		.len = get32(p + 56),
-		.whole = get64(p + 64),
-		.checksum = get64(p + 72),
+		.tokens = get32(p + 60),
+		.position = get32(p + 64),
+		.has_parent = p[7] & F_PARENT,
+		.parent = { get64(p + 72), get64(p + 80) },
+		.whole = get64(p + 88),
+		.checksum = get64(p + 96),
 	};
 	if (h->salt != salt || h->key.lo != key->lo || h->key.hi != key->hi ||
 	    h->part != part)

@@ -6,7 +6,9 @@
  * most part_bytes each, one value per part. Every value is a header
  * followed by its part's payload. The header names what the value is (the
  * namespace's salt, the chunk key, the part's index and how many parts the
- * chunk has), the chunk's sizes and codec, and three checksums: the whole
+ * chunk has), the chunk's sizes and codec, what a daemon that never saw
+ * the chunk needs to cache it (its parent key, tokens and position: the
+ * prefix tree and the eviction cost), and three checksums: the whole
  * stored chunk's, the payload's (both seeded with the salt and key), and
  * the header's own. A reader checks all of it, and that every part it
  * reads comes from the same write of the chunk (kv_remote_same(): two
@@ -28,6 +30,7 @@
 #ifndef KV_REMOTE_FMT_H
 #define KV_REMOTE_FMT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +38,7 @@
 
 #define KV_REMOTE_MAGIC		0x4d52564bu	/* "KVRM" */
 #define KV_REMOTE_VERSION	1
-#define KV_REMOTE_HDR		88		/* header bytes before the payload */
+#define KV_REMOTE_HDR		112		/* header bytes before the payload */
 #define KV_REMOTE_NAME_MAX	64		/* a name, NUL included */
 #define KV_REMOTE_PARTS_MAX	4096		/* parts a chunk may have */
 
@@ -49,6 +52,10 @@ struct kv_remote_hdr {
 	uint64_t bytes;			/* the chunk, decoded */
 	uint64_t stored;		/* the chunk as stored: every part's payload */
 	uint32_t len;			/* this value's payload */
+	uint32_t tokens;
+	uint32_t position;		/* its first token's index */
+	bool has_parent;
+	struct kv_key parent;		/* with has_parent */
 	uint64_t whole;			/* XXH3-64 of the stored chunk, seeded */
 	uint64_t checksum;		/* XXH3-64 of the payload, seeded */
 };

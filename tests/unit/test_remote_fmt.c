@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,7 @@ static size_t make(unsigned char *val, const unsigned char *stored, uint64_t n,
 	*h = (struct kv_remote_hdr){
 		.codec = 1, .part = part, .parts = kv_remote_parts(n, part_bytes),
 		.salt = salt, .key = *k, .bytes = n + 100, .stored = n, .len = len,
+		.tokens = 16, .position = 32, .has_parent = true, .parent = { 77, 78 },
 		.whole = kv_remote_whole(salt, k, stored, n),
 	};
 	kv_remote_hdr_write(h, stored + off, val);
@@ -110,6 +112,9 @@ static void test_round_trip(void **state)
 		assert_int_equal(got.part, h.part);
 		assert_int_equal(got.len, h.len);
 		assert_int_equal(got.checksum, h.checksum);
+		assert_true(got.has_parent);
+		assert_int_equal(got.parent.hi, 78);
+		assert_int_equal(got.position, 32);
 		if (p == 0)
 			first = got;
 		assert_true(kv_remote_same(&first, &got));
