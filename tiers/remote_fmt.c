@@ -147,13 +147,12 @@ int kv_remote_same(const struct kv_remote_hdr *a, const struct kv_remote_hdr *b)
 	       a->parent.hi == b->parent.hi;
 }
 
-int kv_remote_check(const void *value, size_t len, uint64_t salt,
-		    const struct kv_key *key, uint32_t part, struct kv_remote_hdr *h)
+int kv_remote_check_hdr(const void *hdr, uint64_t salt, const struct kv_key *key,
+			uint32_t part, struct kv_remote_hdr *h)
 {
-	const unsigned char *p = value;
+	const unsigned char *p = hdr;
 
-	if (len < KV_REMOTE_HDR || get32(p) != KV_REMOTE_MAGIC ||
-	    get16(p + 4) != KV_REMOTE_VERSION)
+	if (get32(p) != KV_REMOTE_MAGIC || get16(p + 4) != KV_REMOTE_VERSION)
 		return -KV_EFORMAT;
 	if (get64(p + 104) != XXH3_64bits(p, HDR_CHECKED) || (p[7] & ~F_PARENT) ||
 	    get32(p + 68) || (!(p[7] & F_PARENT) && (get64(p + 72) || get64(p + 80))))
@@ -177,14 +176,32 @@ int kv_remote_check(const void *value, size_t len, uint64_t salt,
 	if (h->salt != salt || h->key.lo != key->lo || h->key.hi != key->hi ||
 	    h->part != part)
 		return -ESTALE;
-	/* The sizes must agree with each other and with what was read; that
-	 * the parts add up to stored is the reader's to check, with the
-	 * whole chunk's checksum, once it has them all. */
+	/* The sizes must agree with each other; that the parts add up to
+	 * stored is the reader's to check, with the whole chunk's checksum,
+	 * once it has them all. */
 	if (!h->parts || h->parts > KV_REMOTE_PARTS_MAX || h->part >= h->parts ||
-	    len - KV_REMOTE_HDR != h->len || h->len > h->stored)
-		return -KV_ECORRUPT;
-	if (XXH3_64bits_withSeed(p + KV_REMOTE_HDR, h->len,
-				 kv_remote_seed(salt, key, part)) != h->checksum)
+	    h->len > h->stored)
 		return -KV_ECORRUPT;
 	return 0;
+}
+
+bool kv_remote_payload_ok(const struct kv_remote_hdr *h, const void *payload, size_t len)
+{
+	return len == h->len &&
+	       XXH3_64bits_withSeed(payload, len, kv_remote_seed(h->salt, &h->key, h->part)) ==
+	       h->checksum;
+}
+
+int kv_remote_check(const void *value, size_t len, uint64_t salt,
+		    const struct kv_key *key, uint32_t part, struct kv_remote_hdr *h)
+{
+	const unsigned char *p = value;
+	int ret;
+
+	if (len < KV_REMOTE_HDR)
+		return -KV_EFORMAT;
+	ret = kv_remote_check_hdr(p, salt, key, part, h);
+	if (ret)
+		return ret;
+	return kv_remote_payload_ok(h, p + KV_REMOTE_HDR, len - KV_REMOTE_HDR) ? 0 : -KV_ECORRUPT;
 }

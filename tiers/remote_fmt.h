@@ -106,4 +106,15 @@ int kv_remote_same(const struct kv_remote_hdr *a, const struct kv_remote_hdr *b)
 int kv_remote_check(const void *value, size_t len, uint64_t salt,
 		    const struct kv_key *key, uint32_t part, struct kv_remote_hdr *h);
 
+/*
+ * The header alone (KV_REMOTE_HDR bytes, read with GETRANGE), checked as
+ * kv_remote_check() does but for the payload: its length and checksum are
+ * the caller's to check when it reads it (kv_remote_payload_ok()).
+ */
+int kv_remote_check_hdr(const void *hdr, uint64_t salt, const struct kv_key *key,
+			uint32_t part, struct kv_remote_hdr *h);
+
+/* Is payload (len bytes) the one h describes? */
+bool kv_remote_payload_ok(const struct kv_remote_hdr *h, const void *payload, size_t len);
+
 #endif
