@@ -213,6 +213,11 @@ $(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) 
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) $(LMDB_LIBS)
 
+# The Redis Cluster client's test drives tiers/rcluster*.c directly.
+$(O)/tests/integration/test_rcluster: $(O)/tests/integration/test_rcluster.o $(TESTLIB) $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
+
 # GPU tests: libkvc (which holds kernels/) and the harness; each exits 77
 # without a GPU.
 $(O)/tests/gpu/%: $(O)/tests/gpu/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
