@@ -14,6 +14,7 @@
  *    the two masters, -MOVED after, every key right both times;
  *  - a master killed: its commands fail within the deadline + 100 ms,
  *    the others succeed; once its replica takes over, commands succeed;
+ *  - AUTH with a password and with an ACL user; a wrong one is -EACCES;
  *  - fake nodes: garbage, a 2^62 bulk length, a line that never ends, a
  *    payload that trickles, silence, endless MOVED: each ends in its error
  *    within the deadline + 100 ms, with no crash (run it under ASan).
@@ -591,6 +592,60 @@ static void test_dead_master(void **state)
 	kv_rc_close(rc);
 }
 
+/* Every live node's own command (the dead master is skipped). */
+static void admin_all(const char *cmd)
+{
+	for (int i = 0; i < 6; i++) {
+		struct timeval tv = { .tv_sec = 2 };
+		redisContext *a = redisConnectWithTimeout("127.0.0.1", (int)ports[i], tv);
+		redisReply *r;
+
+		if (!a || a->err) {
+			redisFree(a);
+			continue;
+		}
+		r = redisCommand(a, cmd);
+		assert_non_null(r);
+		if (r->type == REDIS_REPLY_ERROR)
+			fail_msg("port %u: %s", ports[i], r->str);
+		freeReplyObject(r);
+		redisFree(a);
+	}
+}
+
+/* Last (it locks the cluster): AUTH with a password, and with a user. */
+static void test_auth(void **state)
+{
+	struct kv_rc_conf conf = { .seeds = seeds, .timeout_ms = TIMEOUT_MS, .conns = 2,
+				   .password = "sesame" };
+	struct kv_rc_cmd cmd = { .op = KV_RC_EXISTS, .key = "auth", .key_len = 4 };
+	struct kv_rc *rc = NULL;
+
+	admin_all("ACL SETUSER kvtier on >open-sesame ~* +@all");
+	admin_all("CONFIG SET requirepass sesame");
+	assert_int_equal(kv_rc_open(&rc, &conf), 0);
+	assert_int_equal(kv_rc_run(rc, &cmd, 1), 0);
+	assert_int_equal(cmd.result, -ENOENT);
+	kv_rc_close(rc);
+	conf.user = "kvtier";
+	conf.password = "open-sesame";
+	rc = NULL;
+	assert_int_equal(kv_rc_open(&rc, &conf), 0);
+	assert_int_equal(kv_rc_run(rc, &cmd, 1), 0);
+	assert_int_equal(cmd.result, -ENOENT);
+	kv_rc_close(rc);
+	conf.password = "wrong";
+	rc = NULL;
+	assert_int_equal(kv_rc_open(&rc, &conf), -EACCES);
+	assert_null(rc);
+	conf.user = NULL;
+	assert_int_equal(kv_rc_open(&rc, &conf), -EACCES);
+	/* No password where one is needed: the map cannot be read. */
+	conf.password = NULL;
+	assert_int_equal(kv_rc_open(&rc, &conf), -EIO);
+	assert_null(rc);
+}
+
 /* ---- fake nodes --------------------------------------------------------- */
 
 enum fake_mode {
@@ -816,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_fake_nodes),
 		cmocka_unit_test(test_dead_master),
+		cmocka_unit_test(test_auth),
 	};
 
 	return cmocka_run_group_tests(tests, cluster_start, cluster_teardown);
