@@ -61,10 +61,10 @@ endif
 $(O)/deps.mk: scripts/deps.sh
 	@mkdir -p $(O)
 	$(Q)scripts/deps.sh build test
-	$(Q)for p in libevent_core libevent_extra liburing lmdb libzstd libxxhash inih jansson cmocka; do \
+	$(Q)for p in libevent_core libevent_extra liburing lmdb libzstd libxxhash inih jansson hiredis cmocka; do \
 		pkg-config --exists $$p || { echo "pkg-config cannot find $$p: run scripts/deps.sh build test" >&2; exit 1; }; \
 	done
-	$(Q){ echo "DEP_CFLAGS := $$(pkg-config --cflags libevent_core liburing lmdb libzstd libxxhash inih jansson)"; \
+	$(Q){ echo "DEP_CFLAGS := $$(pkg-config --cflags libevent_core liburing lmdb libzstd libxxhash inih jansson hiredis)"; \
 	  echo "EVENT_LIBS := $$(pkg-config --libs libevent_core libevent_extra)"; \
 	  echo "URING_LIBS := $$(pkg-config --libs liburing)"; \
 	  echo "LMDB_LIBS := $$(pkg-config --libs lmdb 2>/dev/null || echo -llmdb)"; \
@@ -72,6 +72,7 @@ $(O)/deps.mk: scripts/deps.sh
 	  echo "XXH_LIBS := $$(pkg-config --libs libxxhash)"; \
 	  echo "INI_LIBS := $$(pkg-config --libs inih)"; \
 	  echo "JSON_LIBS := $$(pkg-config --libs jansson)"; \
+	  echo "HIREDIS_LIBS := $$(pkg-config --libs hiredis)"; \
 	  echo "CMOCKA_LIBS := $$(pkg-config --libs cmocka)"; } > $@.tmp && mv $@.tmp $@
 
 CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) $(CFLAGS_EXTRA)
@@ -87,6 +88,7 @@ ZSTD_LIBS := $(call static_libs,$(ZSTD_LIBS))
 XXH_LIBS := $(call static_libs,$(XXH_LIBS))
 INI_LIBS := $(call static_libs,$(INI_LIBS))
 JSON_LIBS := $(call static_libs,$(JSON_LIBS))
+HIREDIS_LIBS := $(call static_libs,$(HIREDIS_LIBS))
 endif
 
 # ---- GPU parts ----------------------------------------------------------
@@ -117,7 +119,7 @@ DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(O)/%.o)
 
 DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(URING_LIBS) $(LMDB_LIBS) $(ZSTD_LIBS) \
-	$(XXH_LIBS) $(GPU_LIBS) -lm
+	$(XXH_LIBS) $(HIREDIS_LIBS) $(GPU_LIBS) -lm
 CLIENT_LIBS := $(XXH_LIBS) $(GPU_LIBS)
 
 # libkvd.a: every daemon module, so a unit test links just the ones it uses.
@@ -210,6 +212,11 @@ $(O)/tests/regress/%: $(O)/tests/regress/%.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_
 $(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) $(TESTLIB) $(LIBKVC_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) $(LMDB_LIBS)
+
+# The Redis Cluster client's test drives tiers/rcluster*.c directly.
+$(O)/tests/integration/test_rcluster: $(O)/tests/integration/test_rcluster.o $(TESTLIB) $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
 
 # GPU tests: libkvc (which holds kernels/) and the harness; each exits 77
 # without a GPU.
