@@ -105,11 +105,12 @@ static void test_round_trip(void **state)
 	for (int i = 0; i < N; i++)
 		stored[i] = (unsigned char)kvt_splitmix(&seed);
 	for (uint32_t p = 0; p < parts; p++) {
-		size_t len = make(val, stored, N, PART, p, 42, &k, &h);
+		size_t len = make(val, stored, N, PART, p, 42, &k, &h), pl;
 
 		assert_int_equal(kv_remote_check_hdr(val, 42, &k, p, &got), 0);
-		assert_true(kv_remote_payload_ok(&got, val + KV_REMOTE_HDR, len - KV_REMOTE_HDR));
-		assert_false(kv_remote_payload_ok(&got, val + KV_REMOTE_HDR, len - KV_REMOTE_HDR - 1));
+		pl = len - KV_REMOTE_HDR;
+		assert_true(kv_remote_payload_ok(&got, val + KV_REMOTE_HDR, pl));
+		assert_false(kv_remote_payload_ok(&got, val + KV_REMOTE_HDR, pl - 1));
 		assert_int_equal(kv_remote_check(val, len, 42, &k, p, &got), 0);
 		assert_true(kv_remote_same(&got, &h));
 		assert_int_equal(got.part, h.part);
