@@ -493,9 +493,12 @@ static int check_cmds(const struct kv_rc_cmd *cmds, size_t n)
 		const struct kv_rc_cmd *c = &cmds[i];
 		uint64_t vlen = 0;
 
-		if (c->op > KV_RC_DEL || c->key_len > KV_RC_KEY_MAX || (!c->key && c->key_len))
+		if (c->op > KV_RC_GETRANGE || c->key_len > KV_RC_KEY_MAX ||
+		    (!c->key && c->key_len))
 			return -EINVAL;
-		if (c->op == KV_RC_GET && !c->buf && c->cap)
+		if ((c->op == KV_RC_GET || c->op == KV_RC_GETRANGE) && !c->buf && c->cap)
+			return -EINVAL;
+		if (c->op == KV_RC_GETRANGE && (c->start > c->end || c->end > INT64_MAX))
 			return -EINVAL;
 		if (c->op != KV_RC_SET)
 			continue;

@@ -1,7 +1,7 @@
 /*
  * rcluster.h - a small Redis Cluster client: slot routing, pipelining and
- * deadlines for the four commands the remote tier needs (GET, SET, EXISTS,
- * DEL), with values moved without copies: a GET's payload is read from the
+ * deadlines for the commands the remote tier needs (GET, SET, EXISTS, DEL,
+ * GETRANGE), with values moved without copies: a GET's payload is read from the
  * socket straight into the caller's buffer, a SET's value is written with
  * sendmsg() from the caller's iovecs.
  *
@@ -86,6 +86,7 @@ enum kv_rc_op {
 	KV_RC_SET,
 	KV_RC_EXISTS,
 	KV_RC_DEL,
+	KV_RC_GETRANGE,			/* GET's reply of bytes [start, end] */
 };
 
 struct kv_rc_cmd {
@@ -96,6 +97,8 @@ struct kv_rc_cmd {
 	unsigned iovcnt;
 	void *buf;			/* GET: where the value lands (borrowed) */
 	size_t cap;			/* GET: buf's size */
+	uint64_t start, end;		/* GETRANGE: the bytes, inclusive (a
+					 * missing key reads as 0 bytes) */
 	size_t len;			/* out, GET: the value's length (also set
 					 * with -EMSGSIZE) */
 	int result;			/* out, see kv_rc_run() */
@@ -104,7 +107,7 @@ struct kv_rc_cmd {
 /*
  * Run n commands, pipelined per node, under one deadline (timeout_ms from
  * the call); block until every command has a result in cmd->result:
- *   0			done (GET: the value is in buf[0..len); EXISTS, DEL:
+ *   0			done (GET, GETRANGE: the value is in buf[0..len); EXISTS, DEL:
  *			the key existed)
  *   -ENOENT		GET of a missing key, EXISTS or DEL found none
  *   -EMSGSIZE		GET: the value is longer than cap (len says how long);

@@ -30,8 +30,9 @@
 #include "lib/log.h"
 #include "tiers/rcluster_int.h"
 
-#define NUM_MAX		24		/* "$<20 digits>\r\n" and its NUL */
-#define NUM_PER_REQ	2		/* such numbers in one request at most */
+#define NUM_MAX		32		/* "$<20 digits>\r\n", or a whole number as a
+					 * bulk ("$20\r\n<20 digits>\r\n"), and its NUL */
+#define NUM_PER_REQ	3		/* such numbers in one request at most */
 #define IOV_PER_REQ	8		/* iovecs, besides a SET's value's */
 #define GET_LINE_MAX	32		/* "$<len>\r\n" of a GET */
 
@@ -295,6 +296,17 @@ static void add_bulk(struct rc_conn *c, size_t *off, const void *p, size_t len)
 	add_iov(c, crlf, 2);
 }
 
+/* A number as a bulk string, "$<k>\r\n<digits>\r\n", in one piece. */
+static void add_int_bulk(struct rc_conn *c, size_t *off, uint64_t v)
+{
+	char digits[24];
+	int k = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v);
+	int len = snprintf(c->hdr + *off, NUM_MAX, "$%d\r\n%s\r\n", k, digits);
+
+	add_iov(c, c->hdr + *off, (size_t)len);
+	*off += (size_t)len;
+}
+
 static void encode_key_cmd(struct rc_conn *c, size_t *off, const char *head,
 			   const struct kv_rc_cmd *cmd)
 {
@@ -349,6 +361,11 @@ static int conn_encode(struct kv_rc *rc, struct rc_conn *c)
 			break;
 		case KV_RC_EXISTS:
 			encode_key_cmd(c, &off, "*2\r\n$6\r\nEXISTS\r\n", cmd);
+			break;
+		case KV_RC_GETRANGE:
+			encode_key_cmd(c, &off, "*4\r\n$8\r\nGETRANGE\r\n", cmd);
+			add_int_bulk(c, &off, cmd->start);
+			add_int_bulk(c, &off, cmd->end);
 			break;
 		case KV_RC_DEL:
 			encode_key_cmd(c, &off, "*2\r\n$3\r\nDEL\r\n", cmd);
@@ -500,7 +517,8 @@ static int conn_parse(struct kv_rc *rc, struct rc_conn *c)
 		}
 		if (avail == 0)
 			return 0;
-		if (rq->kind == RQ_CMD && cmd->op == KV_RC_GET && c->rbuf[c->rpos] == '$') {
+		if (rq->kind == RQ_CMD && (cmd->op == KV_RC_GET || cmd->op == KV_RC_GETRANGE) &&
+		    c->rbuf[c->rpos] == '$') {
 			ret = get_header(rc, c, cmd);
 			if (ret <= 0)
 				return ret;

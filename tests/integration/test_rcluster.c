@@ -385,6 +385,45 @@ static void test_msgsize(void **state)
 	kv_rc_close(rc);
 }
 
+/* GETRANGE reads a value's head (the remote tier's headers) pipelined with
+ * other commands; a missing key reads as nothing; a bad range runs nothing. */
+static void test_getrange(void **state)
+{
+	char val[5000], out[3][200];
+	struct iovec v = { val, sizeof(val) };
+	struct kv_rc_cmd cmds[4];
+	struct kv_rc *rc = rc_open(seeds, TIMEOUT_MS, 1);
+
+	for (size_t i = 0; i < sizeof(val); i++)
+		val[i] = (char)(i * 7 + 3);
+	cmds[0] = (struct kv_rc_cmd){ .op = KV_RC_SET, .key = "{gr}v", .key_len = 5,
+				      .iov = &v, .iovcnt = 1 };
+	run_ok(rc, cmds, 1);
+	cmds[0] = (struct kv_rc_cmd){ .op = KV_RC_GETRANGE, .key = "{gr}v", .key_len = 5,
+				      .start = 0, .end = 111, .buf = out[0], .cap = 200 };
+	cmds[1] = (struct kv_rc_cmd){ .op = KV_RC_GETRANGE, .key = "{gr}v", .key_len = 5,
+				      .start = 4990, .end = 9999, .buf = out[1], .cap = 200 };
+	cmds[2] = (struct kv_rc_cmd){ .op = KV_RC_GETRANGE, .key = "{gr}none", .key_len = 8,
+				      .start = 0, .end = 111, .buf = out[2], .cap = 200 };
+	cmds[3] = (struct kv_rc_cmd){ .op = KV_RC_GETRANGE, .key = "{gr}v", .key_len = 5,
+				      .start = 0, .end = 999, .buf = out[2], .cap = 200 };
+	assert_int_equal(kv_rc_run(rc, cmds, 4), 0);
+	assert_int_equal(cmds[0].result, 0);
+	assert_int_equal(cmds[0].len, 112);
+	assert_memory_equal(out[0], val, 112);
+	assert_int_equal(cmds[1].result, 0);		/* clipped at the end */
+	assert_int_equal(cmds[1].len, 10);
+	assert_memory_equal(out[1], val + 4990, 10);
+	assert_int_equal(cmds[2].result, 0);
+	assert_int_equal(cmds[2].len, 0);
+	assert_int_equal(cmds[3].result, -EMSGSIZE);
+	assert_int_equal(cmds[3].len, 1000);
+	cmds[0].start = 10;
+	cmds[0].end = 9;
+	assert_int_equal(kv_rc_run(rc, cmds, 1), -EINVAL);
+	kv_rc_close(rc);
+}
+
 static char *node_id(unsigned port)
 {
 	redisContext *a = admin(port);
@@ -868,6 +907,7 @@ int main(void)
 		cmocka_unit_test(test_slot),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_msgsize),
+		cmocka_unit_test(test_getrange),
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_fake_nodes),
 		cmocka_unit_test(test_dead_master),

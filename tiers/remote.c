@@ -1,0 +1,583 @@
+/*
+ * remote.c - the remote tier (see remote.h): jobs in, jobs out, and the I/O
+ * thread that runs them against the cluster.
+ *
+ * The thread takes up to conf.batch submitted jobs at a time and runs them
+ * as one pipelined batch (tiers/rcluster.h: commands spread over the
+ * masters, one deadline for all), so many small chunks cost one round trip
+ * rather than one each. Values are read into a staging buffer of the job's
+ * (a GET brings header and payload together), checked, and only then
+ * copied or decoded into the host extent; values written are sent from
+ * the host extent (raw) or the encoder's buffer, never copied again.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "lib/errors.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "tiers/codec.h"
+#include "tiers/rcluster.h"
+#include "tiers/remote.h"
+
+#define RETRY_NS	1000000000ull	/* a cluster that could not be reached is
+					 * tried again this much later */
+
+struct kv_remote {
+	struct kv_remote_conf conf;	/* its strings are ours */
+	uint32_t part;			/* part_bytes */
+	/* the I/O thread's */
+	struct kv_rc *rc;		/* NULL: not connected */
+	struct kv_codec_ctx *cx;
+	uint64_t retry_ns;		/* no connect before this */
+	bool down;			/* the outage was logged */
+	/* shared, under lock */
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct kv_remote_job *in_head, *in_tail;
+	struct kv_remote_job *out_head, *out_tail;
+	bool stop;
+	int efd;
+	struct kv_remote_stats st;	/* under lock */
+};
+
+/* One command of a batch, and what it is for. */
+struct slot {
+	struct kv_remote_job *j;
+	uint32_t i;			/* its part, or its probe */
+};
+
+/* ---- the batch ---------------------------------------------------------------- */
+
+/* What a batch needs, sized before anything is built, so that no array
+ * moves under the pointers commands hold. */
+struct batch {
+	struct kv_rc_cmd *cmds;
+	struct slot *slots;
+	char (*names)[KV_REMOTE_NAME_MAX];
+	unsigned char (*hdrs)[KV_REMOTE_HDR];
+	struct iovec *iovs;
+	size_t n, cap;
+};
+
+static size_t job_cmds(const struct kv_remote *r, const struct kv_remote_job *j)
+{
+	if (j->m.op == KV_MOVE_OWN)
+		return j->n_probes;
+	if (j->m.op == KV_MOVE_LOAD)
+		return j->want.parts;
+	/* STORE: at most as many parts as the raw bytes need. */
+	return kv_remote_parts(j->m.bytes, r->part);
+}
+
+static struct kv_rc_cmd *batch_add(struct batch *b, struct kv_remote_job *j, uint32_t i)
+{
+	size_t k = b->n++;
+
+	b->slots[k] = (struct slot){ j, i };
+	b->cmds[k] = (struct kv_rc_cmd){ 0 };
+	return &b->cmds[k];
+}
+
+static int stage(struct kv_remote_job *j, size_t len)
+{
+	if (j->stage_cap >= len)
+		return 0;
+	free(j->stage);
+	j->stage = malloc(len);
+	j->stage_cap = j->stage ? len : 0;
+	return j->stage ? 0 : -ENOMEM;
+}
+
+/*
+ * STORE: encode (the codec asked for, or raw when it does not shrink the
+ * chunk), then one SET per part: its header from the batch, its payload
+ * from the stored bytes.
+ */
+static int store_build(struct kv_remote *r, struct batch *b, struct kv_remote_job *j)
+{
+	struct kv_move *m = &j->m;
+	const void *stored = m->host;
+	uint64_t len = m->bytes;
+	uint8_t codec = KV_CODEC_NONE;
+	struct kv_remote_hdr h;
+	uint32_t parts;
+
+	if (m->rec.codec != KV_CODEC_NONE && m->rec.codec < KV_CODEC_MAX && len) {
+		size_t cap = kv_codec_bound(m->rec.codec, len);
+		ssize_t enc;
+
+		if (stage(j, cap))
+			return -ENOMEM;
+		enc = kv_codec_encode(r->cx, m->rec.codec, m->host, len, j->stage, cap);
+		if (enc > 0) {
+			stored = j->stage;
+			len = (uint64_t)enc;
+			codec = m->rec.codec;
+		} else if (enc != -ENOSPC) {
+			return (int)enc;
+		}
+	}
+	parts = kv_remote_parts(len, r->part);
+	if (!parts)
+		return -EFBIG;
+	h = (struct kv_remote_hdr){
+		.codec = codec, .parts = parts, .salt = m->rec.salt, .key = m->key,
+		.bytes = m->bytes, .stored = len, .tokens = m->rec.tokens,
+		.position = m->rec.position, .has_parent = m->rec.has_parent,
+		.parent = m->rec.has_parent ? m->rec.parent : (struct kv_key){ 0, 0 },
+		.whole = kv_remote_whole(m->rec.salt, &m->key, stored, len),
+	};
+	m->rec.codec = codec;
+	m->rec.stored = len;
+	m->rec.checksum = h.whole;
+	for (uint32_t i = 0; i < parts; i++) {
+		struct kv_rc_cmd *c = batch_add(b, j, i);
+		size_t k = b->n - 1;
+		uint64_t off;
+
+		kv_remote_part_span(len, r->part, i, &off, &h.len);
+		h.part = i;
+		kv_remote_hdr_write(&h, (const char *)stored + off, b->hdrs[k]);
+		b->iovs[2 * k] = (struct iovec){ b->hdrs[k], KV_REMOTE_HDR };
+		b->iovs[2 * k + 1] = (struct iovec){ (char *)stored + off, h.len };
+		c->op = KV_RC_SET;
+		c->key = b->names[k];
+		c->key_len = kv_remote_name(b->names[k], m->rec.salt, &m->key, i);
+		c->iov = &b->iovs[2 * k];
+		c->iovcnt = 2;
+	}
+	return 0;
+}
+
+/* LOAD: one GET per part, each into its own place in the staging buffer. */
+static int load_build(struct kv_remote *r, struct batch *b, struct kv_remote_job *j)
+{
+	const struct kv_remote_hdr *w = &j->want;
+	size_t per = KV_REMOTE_HDR + (size_t)(w->parts > 1 ? w->len : w->stored);
+
+	if (!w->parts || w->parts > KV_REMOTE_PARTS_MAX || w->bytes != j->m.bytes ||
+	    j->m.host_len < j->m.bytes || (w->codec == KV_CODEC_NONE && w->stored != w->bytes))
+		return -EINVAL;
+	if (stage(j, per * w->parts))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < w->parts; i++) {
+		struct kv_rc_cmd *c = batch_add(b, j, i);
+		size_t k = b->n - 1;
+
+		c->op = KV_RC_GET;
+		c->key = b->names[k];
+		c->key_len = kv_remote_name(b->names[k], w->salt, &w->key, i);
+		c->buf = (char *)j->stage + per * i;
+		c->cap = per;
+	}
+	return 0;
+}
+
+/* PROBE: part 0's header of each key, never its payload. */
+static int probe_build(struct kv_remote *r, struct batch *b, struct kv_remote_job *j)
+{
+	if (stage(j, (size_t)j->n_probes * KV_REMOTE_HDR))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < j->n_probes; i++) {
+		struct kv_rc_cmd *c = batch_add(b, j, i);
+		size_t k = b->n - 1;
+
+		c->op = KV_RC_GETRANGE;
+		c->key = b->names[k];
+		c->key_len = kv_remote_name(b->names[k], j->probes[i].salt,
+					    &j->probes[i].key, 0);
+		c->start = 0;
+		c->end = KV_REMOTE_HDR - 1;
+		c->buf = (char *)j->stage + (size_t)i * KV_REMOTE_HDR;
+		c->cap = KV_REMOTE_HDR;
+	}
+	return 0;
+}
+
+/* ---- results ------------------------------------------------------------------- */
+
+/* The first error among a job's commands, counting misses and faults. */
+static int cmds_result(struct kv_remote *r, const struct batch *b, size_t from, size_t n)
+{
+	int ret = 0;
+
+	for (size_t k = from; k < from + n; k++) {
+		int res = b->cmds[k].result;
+
+		if (res == -ETIMEDOUT)
+			r->st.timeouts++;
+		else if (res && res != -ENOENT)
+			r->st.errors++;
+		if (res && !ret)
+			ret = res;
+	}
+	return ret;
+}
+
+static int load_finish(struct kv_remote *r, const struct batch *b, size_t from,
+		       struct kv_remote_job *j)
+{
+	const struct kv_remote_hdr *w = &j->want;
+	size_t per = KV_REMOTE_HDR + (size_t)(w->parts > 1 ? w->len : w->stored);
+	struct kv_move *m = &j->m;
+	uint64_t at = 0;
+	char *dst;
+
+	for (uint32_t i = 0; i < w->parts; i++) {
+		const struct kv_rc_cmd *c = &b->cmds[from + i];
+		struct kv_remote_hdr h;
+		uint64_t off;
+		uint32_t len;
+
+		kv_remote_part_span(w->stored, w->parts > 1 ? w->len : (uint32_t)w->stored,
+				    i, &off, &len);
+		if (kv_remote_check(c->buf, c->len, w->salt, &w->key, i, &h) ||
+		    !kv_remote_same(&h, w) || h.len != len || off != at)
+			return -KV_ECORRUPT;
+		at += len;
+	}
+	if (at != w->stored)
+		return -KV_ECORRUPT;
+	/* The payloads, in order, without their headers: into the host extent
+	 * when raw, else packed down in the staging buffer for the decoder
+	 * (each moves down, never over one not moved yet). */
+	dst = w->codec == KV_CODEC_NONE ? m->host : j->stage;
+	at = 0;
+	for (uint32_t i = 0; i < w->parts; i++) {
+		const char *src = (const char *)j->stage + per * i + KV_REMOTE_HDR;
+		uint32_t len = (uint32_t)(b->cmds[from + i].len - KV_REMOTE_HDR);
+
+		memmove(dst + at, src, len);
+		at += len;
+	}
+	if (kv_remote_whole(w->salt, &w->key, dst, w->stored) != w->whole)
+		return -KV_ECORRUPT;
+	if (w->codec != KV_CODEC_NONE &&
+	    kv_codec_decode(r->cx, w->codec, dst, w->stored, m->host, m->bytes))
+		return -KV_ECORRUPT;
+	return 0;
+}
+
+static void probe_finish(struct kv_remote *r, const struct batch *b, size_t from,
+			 struct kv_remote_job *j)
+{
+	for (uint32_t i = 0; i < j->n_probes; i++) {
+		const struct kv_rc_cmd *c = &b->cmds[from + i];
+		struct kv_remote_probe *p = &j->probes[i];
+
+		p->result = c->result;
+		if (!p->result && c->len == 0)	/* GETRANGE of a missing key */
+			p->result = -ENOENT;
+		else if (!p->result && c->len != KV_REMOTE_HDR)
+			p->result = -KV_ECORRUPT;
+		else if (!p->result)
+			p->result = kv_remote_check_hdr(c->buf, p->salt, &p->key, 0, &p->hdr);
+		if (p->result == -KV_ECORRUPT || p->result == -KV_EFORMAT ||
+		    p->result == -ESTALE)
+			r->st.corrupt++;
+		r->st.probes++;
+		if (!p->result)
+			r->st.probe_hits++;
+	}
+}
+
+/* ---- the I/O thread ------------------------------------------------------------ */
+
+static void finish(struct kv_remote *r, struct kv_remote_job *j)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&r->lock);
+	j->next = NULL;
+	if (r->out_tail)
+		r->out_tail->next = j;
+	else
+		r->out_head = j;
+	r->out_tail = j;
+	pthread_mutex_unlock(&r->lock);
+	if (write(r->efd, &one, sizeof(one)) < 0)
+		kv_log(KV_ERR, KV_LOG_TIER, "remote: eventfd write: %s", strerror(errno));
+}
+
+/* Connected, or why not (logged once per outage). */
+static int connect_cluster(struct kv_remote *r)
+{
+	struct kv_rc_conf rc = {
+		.seeds = r->conf.seeds, .user = r->conf.user,
+		.password = r->conf.password, .timeout_ms = r->conf.timeout_ms,
+		.conns = r->conf.conns ? r->conf.conns : 1,
+	};
+	int ret;
+
+	if (r->rc)
+		return 0;
+	if (kv_now_ns() < r->retry_ns)
+		return -EHOSTDOWN;
+	ret = kv_rc_open(&r->rc, &rc);
+	if (ret) {
+		r->retry_ns = kv_now_ns() + RETRY_NS;
+		if (!r->down)
+			kv_log(KV_WARN, KV_LOG_TIER, "remote: the cluster at %s cannot be reached (%s): its chunks are misses until it answers",
+			       r->conf.seeds, kv_strerror(ret));
+		r->down = true;
+		return -EHOSTDOWN;
+	}
+	if (r->down)
+		kv_log(KV_INFO, KV_LOG_TIER, "remote: the cluster at %s answers again",
+		       r->conf.seeds);
+	r->down = false;
+	return 0;
+}
+
+/* Run jobs (a list through next) as one batch; each gets its result. */
+static void run_batch(struct kv_remote *r, struct kv_remote_job *list)
+{
+	struct batch b = { 0 };
+	struct kv_remote_job *j;
+	size_t *from, n = 0, k = 0;
+	int down = connect_cluster(r);
+
+	for (j = list; j; j = j->next)
+		b.cap += job_cmds(r, j), n++;
+	b.cmds = kv_xcalloc(b.cap + 1, sizeof(*b.cmds));
+	b.slots = kv_xcalloc(b.cap + 1, sizeof(*b.slots));
+	b.names = kv_xcalloc(b.cap + 1, sizeof(*b.names));
+	b.hdrs = kv_xcalloc(b.cap + 1, sizeof(*b.hdrs));
+	b.iovs = kv_xcalloc(2 * b.cap + 2, sizeof(*b.iovs));
+	from = kv_xcalloc(n, sizeof(*from));
+	for (j = list; j; j = j->next, k++) {
+		from[k] = b.n;
+		j->m.result = down;
+		if (down)
+			continue;
+		j->m.result = j->m.op == KV_MOVE_OWN ? probe_build(r, &b, j) :
+			      j->m.op == KV_MOVE_LOAD ? load_build(r, &b, j) :
+			      store_build(r, &b, j);
+		if (j->m.result)
+			b.n = from[k];	/* nothing of it runs */
+	}
+	if (b.n)
+		kv_rc_run(r->rc, b.cmds, b.n);
+	k = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->rc) {
+		struct kv_rc_stats rs;
+
+		kv_rc_stats(r->rc, &rs);
+		r->st.masters = rs.masters;
+		r->st.masters_down = rs.masters_down;
+	}
+	for (j = list; j; j = j->next, k++) {
+		size_t cnt = (j->next ? from[k + 1] : b.n) - from[k];
+		struct kv_move *m = &j->m;
+
+		if (j->m.op == KV_MOVE_OWN) {
+			if (m->result)
+				for (uint32_t i = 0; i < j->n_probes; i++)
+					j->probes[i].result = m->result;
+			else
+				probe_finish(r, &b, from[k], j);
+			continue;
+		}
+		if (!m->result)
+			m->result = cmds_result(r, &b, from[k], cnt);
+		if (!m->result && m->op == KV_MOVE_LOAD) {
+			m->result = load_finish(r, &b, from[k], j);
+			if (m->result == -KV_ECORRUPT)
+				r->st.corrupt++;
+		}
+		if (m->op == KV_MOVE_STORE) {
+			r->st.stores++;
+			if (m->result)
+				r->st.store_failures++;
+			else
+				r->st.store_bytes += m->bytes;
+		} else {
+			r->st.loads++;
+			if (m->result)
+				r->st.load_failures++;
+			else
+				r->st.load_bytes += m->bytes;
+		}
+	}
+	r->st.up = !down;
+	pthread_mutex_unlock(&r->lock);
+	free(b.cmds);
+	free(b.slots);
+	free(b.names);
+	free(b.hdrs);
+	free(b.iovs);
+	free(from);
+}
+
+static void *io_thread(void *arg)
+{
+	struct kv_remote *r = arg;
+
+	for (;;) {
+		struct kv_remote_job *list, *last, *next;
+		unsigned n = 1;
+
+		pthread_mutex_lock(&r->lock);
+		while (!r->in_head && !r->stop)
+			pthread_cond_wait(&r->cond, &r->lock);
+		if (!r->in_head) {		/* stopping, nothing left */
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		list = last = r->in_head;
+		while (last->next && n < r->conf.batch) {
+			last = last->next;
+			n++;
+		}
+		r->in_head = last->next;
+		if (!r->in_head)
+			r->in_tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&r->lock);
+		run_batch(r, list);
+		for (; list; list = next) {
+			next = list->next;
+			free(list->stage);
+			list->stage = NULL;
+			list->stage_cap = 0;
+			finish(r, list);
+		}
+	}
+	return NULL;
+}
+
+/* ---- the loop thread's side ---------------------------------------------------- */
+
+int kv_remote_open(struct kv_remote **out, const struct kv_remote_conf *conf)
+{
+	struct kv_remote *r;
+	int ret;
+
+	if (!conf->seeds || !*conf->seeds || !conf->timeout_ms ||
+	    (conf->part_bytes && conf->part_bytes < 4096))
+		return -EINVAL;
+	r = kv_xcalloc(1, sizeof(*r));
+	r->conf = *conf;
+	r->conf.seeds = kv_xstrdup(conf->seeds);
+	r->conf.user = conf->user ? kv_xstrdup(conf->user) : NULL;
+	r->conf.password = conf->password ? kv_xstrdup(conf->password) : NULL;
+	r->conf.batch = conf->batch ? conf->batch : 64;
+	r->part = conf->part_bytes ? conf->part_bytes : KV_REMOTE_PART_DEFAULT;
+	r->cx = kv_codec_ctx_new(conf->level);
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->efd < 0) {
+		ret = -errno;
+		kv_remote_close(r);
+		return ret;
+	}
+	ret = pthread_create(&r->thread, NULL, io_thread, r);
+	if (ret) {
+		kv_remote_close(r);
+		return -ret;
+	}
+	r->started = true;
+	*out = r;
+	return 0;
+}
+
+static void free_list(struct kv_remote_job *j)
+{
+	while (j) {
+		struct kv_remote_job *next = j->next;
+
+		kv_remote_free(j);
+		j = next;
+	}
+}
+
+void kv_remote_close(struct kv_remote *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		pthread_mutex_lock(&r->lock);
+		r->stop = true;
+		pthread_cond_signal(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->thread, NULL);	/* it finishes what it has */
+	}
+	free_list(r->out_head);
+	kv_rc_close(r->rc);
+	kv_codec_ctx_free(r->cx);
+	if (r->efd >= 0)
+		close(r->efd);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+	if (r->conf.password)	/* not left in freed memory */
+		explicit_bzero((char *)r->conf.password, strlen(r->conf.password));
+	free((char *)r->conf.seeds);
+	free((char *)r->conf.user);
+	free((char *)r->conf.password);
+	free(r);
+}
+
+struct kv_remote_job *kv_remote_new(void)
+{
+	return kv_xcalloc(1, sizeof(struct kv_remote_job));
+}
+
+void kv_remote_free(struct kv_remote_job *j)
+{
+	if (!j)
+		return;
+	free(j->stage);
+	free(j);
+}
+
+void kv_remote_submit(struct kv_remote *r, struct kv_remote_job *j)
+{
+	j->next = NULL;
+	j->m.result = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->in_tail)
+		r->in_tail->next = j;
+	else
+		r->in_head = j;
+	r->in_tail = j;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int kv_remote_event_fd(const struct kv_remote *r)
+{
+	return r->efd;
+}
+
+struct kv_remote_job *kv_remote_reap(struct kv_remote *r)
+{
+	struct kv_remote_job *list;
+	uint64_t n;
+
+	if (read(r->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		kv_log(KV_ERR, KV_LOG_TIER, "remote: eventfd read: %s", strerror(errno));
+	pthread_mutex_lock(&r->lock);
+	list = r->out_head;
+	r->out_head = r->out_tail = NULL;
+	pthread_mutex_unlock(&r->lock);
+	return list;
+}
+
+void kv_remote_stats(struct kv_remote *r, struct kv_remote_stats *st)
+{
+	pthread_mutex_lock(&r->lock);
+	*st = r->st;
+	pthread_mutex_unlock(&r->lock);
+}
