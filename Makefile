@@ -263,8 +263,14 @@ $(O)/kvcodecbench: $(O)/tests/bench/codecbench.o $(TESTLIB) $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
 
+# The cluster tier's mover against redis-benchmark (docs/cluster.md).
+$(O)/kvremotebench: $(O)/tests/bench/remotebench.o $(TESTLIB) $(LIBKVD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(DAEMON_LIBS)
+
 TOOLS := \
 	$(if $(wildcard tools/kvtrace/kvtrace.c),$(O)/kvtrace) \
+	$(if $(wildcard tests/bench/remotebench.c),$(O)/kvremotebench) \
 	$(if $(wildcard tests/bench/policybench.c),$(O)/kvpolicybench) \
 	$(if $(wildcard tests/bench/codecbench.c),$(O)/kvcodecbench)
 TEST_BINS := $(UNIT_TESTS) $(INTEG_TESTS) $(REGRESS_TESTS) $(GPU_TESTS) $(BENCHES) $(TOOLS)
@@ -291,6 +297,7 @@ soak: $(PROGS) $(O)/tests/integration/test_soak
 bench: $(PROGS) $(BENCHES) $(TOOLS)
 	$(O)/kvbench --daemon $(O)/kvstored $(BENCH_ARGS)
 	$(O)/kvpolicybench
+	$(O)/kvremotebench
 
 # SSD-tier gets against fio O_DIRECT random reads, every size, depth and
 # codec (tests/bench/ssdbench.sh; SSDBENCH_DIR: a directory on the disk

@@ -23,6 +23,7 @@ if [ -z "${TESTS:-}" ]; then
 	[ -x "$O/kvbench" ] && TESTS="$TESTS bench:$O/kvbench"
 	[ -x "$O/kvpolicybench" ] && TESTS="$TESTS quick:$O/kvpolicybench"
 	[ -x "$O/kvcodecbench" ] && TESTS="$TESTS quick:$O/kvcodecbench"
+	[ -x "$O/kvremotebench" ] && TESTS="$TESTS quick:$O/kvremotebench"
 	[ -x "$O/kvssdbench" ] && TESTS="$TESTS quick:$O/kvssdbench"
 fi
 

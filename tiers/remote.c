@@ -29,6 +29,10 @@
 
 #define RETRY_NS	1000000000ull	/* a cluster that could not be reached is
 					 * tried again this much later */
+#define SPARES		128		/* idle staging buffers kept ... */
+#define SPARE_BYTES	(256ull << 20)	/* ... holding at most this much: a
+					 * fresh buffer per job costs the kernel
+					 * zeroing its pages on first touch */
 
 struct kv_remote {
 	struct kv_remote_conf conf;	/* its strings are ours */
@@ -38,6 +42,10 @@ struct kv_remote {
 	struct kv_codec_ctx *cx;
 	uint64_t retry_ns;		/* no connect before this */
 	bool down;			/* the outage was logged */
+	void *spare[SPARES];		/* idle staging buffers */
+	size_t spare_cap[SPARES];
+	unsigned n_spare;
+	size_t spare_bytes;
 	/* shared, under lock */
 	pthread_t thread;
 	bool started;
@@ -88,14 +96,46 @@ static struct kv_rc_cmd *batch_add(struct batch *b, struct kv_remote_job *j, uin
 	return &b->cmds[k];
 }
 
-static int stage(struct kv_remote_job *j, size_t len)
+/* A staging buffer of at least len bytes for j: an idle one when one is
+ * large enough, else a new one. */
+static int stage(struct kv_remote *r, struct kv_remote_job *j, size_t len)
 {
+	unsigned best = r->n_spare;
+
 	if (j->stage_cap >= len)
 		return 0;
+	for (unsigned i = 0; i < r->n_spare; i++)
+		if (r->spare_cap[i] >= len &&
+		    (best == r->n_spare || r->spare_cap[i] < r->spare_cap[best]))
+			best = i;
 	free(j->stage);
+	if (best < r->n_spare) {
+		j->stage = r->spare[best];
+		j->stage_cap = r->spare_cap[best];
+		r->spare_bytes -= j->stage_cap;
+		r->n_spare--;
+		r->spare[best] = r->spare[r->n_spare];
+		r->spare_cap[best] = r->spare_cap[r->n_spare];
+		return 0;
+	}
+	len = (len + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);	/* serves the next too */
 	j->stage = malloc(len);
 	j->stage_cap = j->stage ? len : 0;
 	return j->stage ? 0 : -ENOMEM;
+}
+
+/* j is done with its staging buffer: keep it for the next job, or free it. */
+static void unstage(struct kv_remote *r, struct kv_remote_job *j)
+{
+	if (j->stage && r->n_spare < SPARES && r->spare_bytes + j->stage_cap <= SPARE_BYTES) {
+		r->spare[r->n_spare] = j->stage;
+		r->spare_cap[r->n_spare++] = j->stage_cap;
+		r->spare_bytes += j->stage_cap;
+	} else {
+		free(j->stage);
+	}
+	j->stage = NULL;
+	j->stage_cap = 0;
 }
 
 /*
@@ -116,7 +156,7 @@ static int store_build(struct kv_remote *r, struct batch *b, struct kv_remote_jo
 		size_t cap = kv_codec_bound(m->rec.codec, len);
 		ssize_t enc;
 
-		if (stage(j, cap))
+		if (stage(r, j, cap))
 			return -ENOMEM;
 		enc = kv_codec_encode(r->cx, m->rec.codec, m->host, len, j->stage, cap);
 		if (enc > 0) {
@@ -168,7 +208,7 @@ static int load_build(struct kv_remote *r, struct batch *b, struct kv_remote_job
 	if (!w->parts || w->parts > KV_REMOTE_PARTS_MAX || w->bytes != j->m.bytes ||
 	    j->m.host_len < j->m.bytes || (w->codec == KV_CODEC_NONE && w->stored != w->bytes))
 		return -EINVAL;
-	if (stage(j, per * w->parts))
+	if (stage(r, j, per * w->parts))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < w->parts; i++) {
 		struct kv_rc_cmd *c = batch_add(b, j, i);
@@ -186,7 +226,7 @@ static int load_build(struct kv_remote *r, struct batch *b, struct kv_remote_job
 /* PROBE: part 0's header of each key, never its payload. */
 static int probe_build(struct kv_remote *r, struct batch *b, struct kv_remote_job *j)
 {
-	if (stage(j, (size_t)j->n_probes * KV_REMOTE_HDR))
+	if (stage(r, j, (size_t)j->n_probes * KV_REMOTE_HDR))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < j->n_probes; i++) {
 		struct kv_rc_cmd *c = batch_add(b, j, i);
@@ -448,9 +488,7 @@ static void *io_thread(void *arg)
 		run_batch(r, list);
 		for (; list; list = next) {
 			next = list->next;
-			free(list->stage);
-			list->stage = NULL;
-			list->stage_cap = 0;
+			unstage(r, list);
 			finish(r, list);
 		}
 	}
@@ -515,6 +553,8 @@ void kv_remote_close(struct kv_remote *r)
 		pthread_join(r->thread, NULL);	/* it finishes what it has */
 	}
 	free_list(r->out_head);
+	for (unsigned i = 0; i < r->n_spare; i++)
+		free(r->spare[i]);
 	kv_rc_close(r->rc);
 	kv_codec_ctx_free(r->cx);
 	if (r->efd >= 0)
