@@ -696,6 +696,7 @@ enum fake_mode {
 	FAKE_SILENT,			/* reads, never answers */
 	FAKE_MOVED,			/* MOVED to itself, forever */
 	FAKE_BADMAP,			/* CLUSTER SLOTS itself is garbage */
+	FAKE_SPLIT,			/* right replies, cut at random points */
 };
 
 /* What each fake answers a command with (FAKE_MOVED: made up). */
@@ -728,8 +729,80 @@ static void send_all(int fd, const void *p, size_t len)
 	}
 }
 
+#define SPLIT_VALUE	3000		/* FAKE_SPLIT's GET replies' value */
+
+/* The value FAKE_SPLIT's GETs return: bytes that hold no "\r\n". */
+static void split_value(char *v)
+{
+	for (int i = 0; i < SPLIT_VALUE; i++)
+		v[i] = (char)('a' + i % 26);
+}
+
+/* Send p in pieces of 1 to 7 bytes, now and then after a pause, so that
+ * the client's reads split every reply at every kind of place. */
+static void send_split(int fd, const char *p, size_t len, uint64_t *rng)
+{
+	while (len) {
+		size_t n = 1 + kvt_splitmix(rng) % 7;
+
+		n = n < len ? n : len;
+		send_all(fd, p, n);
+		if (kvt_splitmix(rng) % 16 == 0)
+			kvt_sleep_ms(1);
+		p += n;
+		len -= n;
+	}
+}
+
+/*
+ * FAKE_SPLIT: answer every GET, SET and EXISTS found in the request bytes
+ * (the markers may straddle two reads: a few bytes are carried over), in
+ * order, each reply cut into pieces.
+ */
+static void fake_split(int fd, const char *buf, size_t n, char *carry, size_t *nc,
+		       uint64_t *rng)
+{
+	static char value[SPLIT_VALUE];
+	char all[4096 + 16], reply[SPLIT_VALUE + 32];
+	size_t len = *nc + n, at = 0;
+
+	split_value(value);
+	memcpy(all, carry, *nc);
+	memcpy(all + *nc, buf, n);
+	for (;;) {
+		const char *g = memmem(all + at, len - at, "\r\nGET\r\n", 7);
+		const char *s = memmem(all + at, len - at, "\r\nSET\r\n", 7);
+		const char *e = memmem(all + at, len - at, "\r\nEXISTS\r\n", 10);
+		const char *first = g;
+		size_t rlen;
+
+		if (!first || (s && s < first))
+			first = s;
+		if (!first || (e && e < first))
+			first = e;
+		if (!first)
+			break;
+		if (first == g) {
+			rlen = (size_t)snprintf(reply, sizeof(reply), "$%d\r\n", SPLIT_VALUE);
+			memcpy(reply + rlen, value, SPLIT_VALUE);
+			memcpy(reply + rlen + SPLIT_VALUE, "\r\n", 2);
+			rlen += SPLIT_VALUE + 2;
+		} else {
+			rlen = (size_t)snprintf(reply, sizeof(reply), "%s",
+						first == s ? "+OK\r\n" : ":1\r\n");
+		}
+		send_split(fd, reply, rlen, rng);
+		at = (size_t)(first - all) + 7;
+	}
+	*nc = len - at < 16 ? len - at : 16;
+	memcpy(carry, all + len - *nc, *nc);
+}
+
 static void fake_serve(struct fake *f, int fd)
 {
+	char carry[16];
+	size_t nc = 0;
+	uint64_t rng = 99;
 	char buf[4096];
 	char line[256];
 	char fill[1024];
@@ -767,6 +840,10 @@ static void fake_serve(struct fake *f, int fd)
 			continue;
 		}
 		answering = true;
+		if (f->mode == FAKE_SPLIT) {
+			fake_split(fd, buf, (size_t)n, carry, &nc, &rng);
+			continue;
+		}
 		if (f->mode == FAKE_MOVED) {
 			snprintf(line, sizeof(line), "-MOVED %u 127.0.0.1:%u\r\n",
 				 kv_rc_slot("fake", 4), f->port);
@@ -859,6 +936,56 @@ static void fake_case(enum fake_mode mode, int want, const char *what)
 	fake_stop(&f);
 }
 
+/*
+ * Right replies cut at random points, pipelined GETs, SETs and EXISTS
+ * mixed: every reply parsed right, whatever a read ends on (the payload's
+ * "$len" line, the payload, its trailer, a status or integer line).
+ */
+static void test_split_replies(void **state)
+{
+	static char bufs[24][SPLIT_VALUE + 100];
+	char value[SPLIT_VALUE], s[32];
+	struct iovec v = { "vvvv", 4 };
+	struct kv_rc_cmd cmds[24];
+	struct kv_rc_stats st;
+	struct kv_rc *rc;
+	struct fake f;
+
+	split_value(value);
+	fake_start(&f, FAKE_SPLIT);
+	snprintf(s, sizeof(s), "127.0.0.1:%u", f.port);
+	rc = rc_open(s, 5000, 1);
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 24; i++) {
+			cmds[i] = (struct kv_rc_cmd){ .op = (uint8_t)(i % 3 == 0 ? KV_RC_SET :
+						      i % 3 == 1 ? KV_RC_GET : KV_RC_EXISTS),
+						      .key = "k", .key_len = 1 };
+			if (cmds[i].op == KV_RC_SET) {
+				cmds[i].iov = &v;
+				cmds[i].iovcnt = 1;
+			}
+			cmds[i].buf = bufs[i];
+			cmds[i].cap = sizeof(bufs[i]);
+		}
+		assert_int_equal(kv_rc_run(rc, cmds, 24), 0);
+		for (int i = 0; i < 24; i++) {
+			if (cmds[i].result)
+				fail_msg("round %d, command %d: %s", round, i,
+					 kv_strerror(cmds[i].result));
+			if (cmds[i].op == KV_RC_GET) {
+				assert_int_equal(cmds[i].len, SPLIT_VALUE);
+				assert_memory_equal(bufs[i], value, SPLIT_VALUE);
+			}
+		}
+	}
+	kv_rc_stats(rc, &st);
+	assert_int_equal(st.proto_errors, 0);
+	assert_int_equal(st.conn_errors, 0);
+	assert_int_equal(st.connects, 1);
+	kv_rc_close(rc);
+	fake_stop(&f);
+}
+
 static void test_fake_nodes(void **state)
 {
 	struct kv_rc_conf conf = { .timeout_ms = FAST_MS, .conns = 1 };
@@ -910,6 +1037,7 @@ int main(void)
 		cmocka_unit_test(test_getrange),
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_fake_nodes),
+		cmocka_unit_test(test_split_replies),
 		cmocka_unit_test(test_dead_master),
 		cmocka_unit_test(test_auth),
 	};
