@@ -206,8 +206,14 @@ static int load_build(struct kv_remote *r, struct batch *b, struct kv_remote_job
 	size_t per = KV_REMOTE_HDR + (size_t)(w->parts > 1 ? w->len : w->stored);
 
 	if (!w->parts || w->parts > KV_REMOTE_PARTS_MAX || w->bytes != j->m.bytes ||
-	    j->m.host_len < j->m.bytes || (w->codec == KV_CODEC_NONE && w->stored != w->bytes))
+	    j->m.host_len < j->m.bytes)
 		return -EINVAL;
+	/* The writer stores raw what a codec does not shrink: more than the
+	 * chunk's bytes, or raw bytes of another size, is no chunk of ours
+	 * (and would size the staging buffer past what the store allowed). */
+	if (w->stored > w->bytes || (w->codec == KV_CODEC_NONE && w->stored != w->bytes) ||
+	    per - KV_REMOTE_HDR > KV_RC_VALUE_MAX - KV_REMOTE_HDR)
+		return -KV_ECORRUPT;
 	if (stage(r, j, per * w->parts))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < w->parts; i++) {

@@ -182,6 +182,12 @@ int kv_remote_check_hdr(const void *hdr, uint64_t salt, const struct kv_key *key
 	if (!h->parts || h->parts > KV_REMOTE_PARTS_MAX || h->part >= h->parts ||
 	    h->len > h->stored)
 		return -KV_ECORRUPT;
+	/* Part 0 is a full part, and says how large the parts are: the chunk
+	 * is exactly that many of them (a reader sizes its buffers by it). */
+	if (h->part == 0 && (h->parts == 1 ? h->len != h->stored :
+			     !h->len || (uint64_t)h->len * (h->parts - 1) >= h->stored ||
+			     (uint64_t)h->len * h->parts < h->stored))
+		return -KV_ECORRUPT;
 	return 0;
 }
 

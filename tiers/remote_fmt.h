@@ -95,7 +95,8 @@ int kv_remote_same(const struct kv_remote_hdr *a, const struct kv_remote_hdr *b)
  * (magic, version, its own checksum, that it names this salt, key and
  * part, and sizes that agree: the payload is exactly what the value holds
  * after the header, no longer than the chunk's stored bytes), then the
- * payload's checksum. That a chunk's parts come from one write and add up
+ * payload's checksum; part 0 must also be a full part that, times parts,
+ * covers the stored bytes. That a chunk's parts come from one write and add up
  * to its stored bytes is the reader's to check (kv_remote_same(), then
  * kv_remote_whole() over what they make). Returns 0 and the header in *h,
  * or:

@@ -162,6 +162,21 @@ static void test_refused(void **state)
 	assert_int_equal(kv_remote_check(val, len, 43, &k, 0, &got), -ESTALE);
 	assert_int_equal(kv_remote_check(val, len, 42, &other, 0, &got), -ESTALE);
 	assert_int_equal(kv_remote_check(val, len, 42, &k, 1, &got), -ESTALE);
+	/* Sound checksums over sizes that do not add up: part 0 must be a
+	 * full part that, times parts, covers the stored bytes. */
+	h2 = (struct kv_remote_hdr){ .parts = 1, .salt = 42, .key = k, .bytes = 100,
+				     .stored = 100, .len = 10 };
+	kv_remote_hdr_write(&h2, stored, bad);
+	assert_int_equal(kv_remote_check_hdr(bad, 42, &k, 0, &got), -KV_ECORRUPT);
+	h2.parts = 3;		/* 3 x 10 < 100 */
+	kv_remote_hdr_write(&h2, stored, bad);
+	assert_int_equal(kv_remote_check_hdr(bad, 42, &k, 0, &got), -KV_ECORRUPT);
+	h2.parts = 11;		/* 10 x 10 >= 100: one part too many */
+	kv_remote_hdr_write(&h2, stored, bad);
+	assert_int_equal(kv_remote_check_hdr(bad, 42, &k, 0, &got), -KV_ECORRUPT);
+	h2.parts = 10;
+	kv_remote_hdr_write(&h2, stored, bad);
+	assert_int_equal(kv_remote_check_hdr(bad, 42, &k, 0, &got), 0);
 	/* Another write of the same chunk (another codec): not the same. */
 	assert_int_equal(kv_remote_check(val, len, 42, &k, 0, &got), 0);
 	h2 = got;
