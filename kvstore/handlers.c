@@ -288,7 +288,8 @@ static void handle_inspect(struct conn *c, const struct kv_req *r)
  * when deepest_first.
  */
 static void each_key(struct conn *c, const struct kv_req *r, bool deepest_first,
-		     int (*fn)(struct conn *, const struct kv_req *, uint32_t))
+		     int (*fn)(struct conn *, const struct kv_req *, uint32_t,
+			       const struct kv_key *))
 {
 	uint32_t n = r->hdr.count;
 	size_t len = kv_proto_status_len(n);
@@ -296,8 +297,9 @@ static void each_key(struct conn *c, const struct kv_req *r, bool deepest_first,
 
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t i = deepest_first ? n - 1 - k : k;
+		struct kv_key key = key_at(r, i);
 
-		status[i] = -fn(c, r, i);
+		status[i] = -fn(c, r, i, &key);
 	}
 	reply(c, &r->hdr, 0, n, status, len);
 }
@@ -315,21 +317,19 @@ static bool was_expired(const struct conn *c, uint32_t ns, const struct kv_key *
 
 /* COMMIT's or ABORT's answer ret for key i, but KV_EEXPIRED rather than
  * ENOENT when its allocation was aborted at the end of its lease. */
-static int lease_status(const struct conn *c, const struct kv_req *r, uint32_t i, int ret)
+static int lease_status(const struct conn *c, const struct kv_req *r,
+			const struct kv_key *key, int ret)
 {
-	struct kv_key key = key_at(r, i);
-
-	if (ret == -ENOENT && c->expired && was_expired(c, r->u.keys.ns, &key))
+	if (ret == -ENOENT && c->expired && was_expired(c, r->u.keys.ns, key))
 		ret = -KV_EEXPIRED;	/* its lease ran out */
 	return ret;
 }
 
-static int commit_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int commit_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		       const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
-
-	return lease_status(c, r, i, kv_store_commit(c->srv->store, c->owner, r->u.keys.ns,
-						     &key));
+	return lease_status(c, r, key, kv_store_commit(c->srv->store, c->owner,
+						       r->u.keys.ns, key));
 }
 
 /*
@@ -342,12 +342,11 @@ static void handle_commit(struct conn *c, const struct kv_req *r)
 	each_key(c, r, true, commit_key);
 }
 
-static int abort_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int abort_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		      const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
-
-	return lease_status(c, r, i, kv_store_abort(c->srv->store, c->owner, r->u.keys.ns,
-						    &key));
+	return lease_status(c, r, key, kv_store_abort(c->srv->store, c->owner,
+						      r->u.keys.ns, key));
 }
 
 static void handle_abort(struct conn *c, const struct kv_req *r)
@@ -355,11 +354,10 @@ static void handle_abort(struct conn *c, const struct kv_req *r)
 	each_key(c, r, false, abort_key);
 }
 
-static int release_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int release_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		        const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
-
-	return kv_store_release(c->srv->store, c->owner, r->u.keys.ns, &key);
+	return kv_store_release(c->srv->store, c->owner, r->u.keys.ns, key);
 }
 
 static void handle_release(struct conn *c, const struct kv_req *r)
@@ -367,11 +365,10 @@ static void handle_release(struct conn *c, const struct kv_req *r)
 	each_key(c, r, false, release_key);
 }
 
-static int score_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int score_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		      const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
-
-	return kv_store_score(c->srv->store, r->u.keys.ns, &key, r->u.score.scores[i]);
+	return kv_store_score(c->srv->store, r->u.keys.ns, key, r->u.score.scores[i]);
 }
 
 static void handle_score(struct conn *c, const struct kv_req *r)
@@ -379,12 +376,12 @@ static void handle_score(struct conn *c, const struct kv_req *r)
 	each_key(c, r, false, score_key);
 }
 
-static int prefetch_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int prefetch_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		         const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
 	int32_t status = 0;
 
-	kv_store_prefetch(c->srv->store, r->u.keys.ns, &key, 1, &status);
+	kv_store_prefetch(c->srv->store, r->u.keys.ns, key, 1, &status);
 	return -status;
 }
 
@@ -393,11 +390,10 @@ static void handle_prefetch(struct conn *c, const struct kv_req *r)
 	each_key(c, r, false, prefetch_key);
 }
 
-static int evict_key(struct conn *c, const struct kv_req *r, uint32_t i)
+static int evict_key(struct conn *c, const struct kv_req *r, uint32_t i,
+		      const struct kv_key *key)
 {
-	struct kv_key key = key_at(r, i);
-
-	return kv_store_evict(c->srv->store, r->u.keys.ns, &key);
+	return kv_store_evict(c->srv->store, r->u.keys.ns, key);
 }
 
 static void handle_evict(struct conn *c, const struct kv_req *r)
