@@ -37,6 +37,7 @@
 #include "kvstore/tenant.h"
 #include "lib/key.h"
 #include "lib/list.h"
+#include "lib/util.h"
 #include "tiers/tier.h"
 
 struct kv_hbm;
