@@ -202,8 +202,8 @@ struct kv_store_conf {
 /*
  * The default bound on chunk records: one per KV_STORE_CHUNK_AVG bytes of
  * the tiers' capacity, at least KV_STORE_CHUNKS_MIN. A record costs about
- * KV_STORE_CHUNK_META bytes of the daemon's memory (kv_store_meta_bytes()),
- * so metadata stays near 1% of what it describes; KV chunks are hundreds
+ * 650 bytes of the daemon's memory (kv_store_meta_bytes() tells), so
+ * metadata stays near 1% of what it describes; KV chunks are hundreds
  * of KiB to tens of MiB (a 16-token vLLM block of a 1B model is 256 KiB).
  */
 #define KV_STORE_CHUNK_AVG	(64u << 10)
