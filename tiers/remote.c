@@ -58,19 +58,12 @@ struct kv_remote {
 	struct kv_remote_stats st;	/* under lock */
 };
 
-/* One command of a batch, and what it is for. */
-struct slot {
-	struct kv_remote_job *j;
-	uint32_t i;			/* its part, or its probe */
-};
-
 /* ---- the batch ---------------------------------------------------------------- */
 
 /* What a batch needs, sized before anything is built, so that no array
  * moves under the pointers commands hold. */
 struct batch {
 	struct kv_rc_cmd *cmds;
-	struct slot *slots;
 	char (*names)[KV_REMOTE_NAME_MAX];
 	unsigned char (*hdrs)[KV_REMOTE_HDR];
 	struct iovec *iovs;
@@ -87,11 +80,10 @@ static size_t job_cmds(const struct kv_remote *r, const struct kv_remote_job *j)
 	return kv_remote_parts(j->m.bytes, r->part);
 }
 
-static struct kv_rc_cmd *batch_add(struct batch *b, struct kv_remote_job *j, uint32_t i)
+static struct kv_rc_cmd *batch_add(struct batch *b)
 {
 	size_t k = b->n++;
 
-	b->slots[k] = (struct slot){ j, i };
 	b->cmds[k] = (struct kv_rc_cmd){ 0 };
 	return &b->cmds[k];
 }
@@ -181,7 +173,7 @@ static int store_build(struct kv_remote *r, struct batch *b, struct kv_remote_jo
 	m->rec.stored = len;
 	m->rec.checksum = h.whole;
 	for (uint32_t i = 0; i < parts; i++) {
-		struct kv_rc_cmd *c = batch_add(b, j, i);
+		struct kv_rc_cmd *c = batch_add(b);
 		size_t k = b->n - 1;
 		uint64_t off;
 
@@ -217,7 +209,7 @@ static int load_build(struct kv_remote *r, struct batch *b, struct kv_remote_job
 	if (stage(r, j, per * w->parts))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < w->parts; i++) {
-		struct kv_rc_cmd *c = batch_add(b, j, i);
+		struct kv_rc_cmd *c = batch_add(b);
 		size_t k = b->n - 1;
 
 		c->op = KV_RC_GET;
@@ -235,7 +227,7 @@ static int probe_build(struct kv_remote *r, struct batch *b, struct kv_remote_jo
 	if (stage(r, j, (size_t)j->n_probes * KV_REMOTE_HDR))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < j->n_probes; i++) {
-		struct kv_rc_cmd *c = batch_add(b, j, i);
+		struct kv_rc_cmd *c = batch_add(b);
 		size_t k = b->n - 1;
 
 		c->op = KV_RC_GETRANGE;
@@ -396,7 +388,6 @@ static void run_batch(struct kv_remote *r, struct kv_remote_job *list)
 	for (j = list; j; j = j->next)
 		b.cap += job_cmds(r, j), n++;
 	b.cmds = kv_xcalloc(b.cap + 1, sizeof(*b.cmds));
-	b.slots = kv_xcalloc(b.cap + 1, sizeof(*b.slots));
 	b.names = kv_xcalloc(b.cap + 1, sizeof(*b.names));
 	b.hdrs = kv_xcalloc(b.cap + 1, sizeof(*b.hdrs));
 	b.iovs = kv_xcalloc(2 * b.cap + 2, sizeof(*b.iovs));
@@ -459,7 +450,6 @@ static void run_batch(struct kv_remote *r, struct kv_remote_job *list)
 	r->st.up = !down;
 	pthread_mutex_unlock(&r->lock);
 	free(b.cmds);
-	free(b.slots);
 	free(b.names);
 	free(b.hdrs);
 	free(b.iovs);
