@@ -83,6 +83,7 @@ enum kvc_tier {
 	KVC_TIER_HBM	= 0,
 	KVC_TIER_DRAM	= 1,
 	KVC_TIER_SSD	= 2,
+	KVC_TIER_REMOTE	= 3,		/* the cluster (docs/cluster.md) */
 	KVC_TIER_NONE	= 0xff,		/* not cached / any tier */
 };
 
@@ -224,8 +225,9 @@ int kvc_key_from_hex(const char *hex, struct kvc_key *out);
 
 /*
  * For n keys of namespace ns, store each one's fastest tier in tiers[i]
- * (KVC_TIER_DRAM, KVC_TIER_SSD: kvc_prefetch() it early; KVC_TIER_NONE:
- * not cached; tiers may be NULL) and return how many
+ * (KVC_TIER_DRAM, KVC_TIER_SSD: kvc_prefetch() it early; KVC_TIER_REMOTE:
+ * no local tier has it, the cluster did when asked, for a namespace that
+ * uses it; KVC_TIER_NONE: not cached; tiers may be NULL) and return how many
  * leading keys are cached (0..n), or a negative error. Present chunks count
  * as used for eviction, deepest first.
  */
@@ -235,7 +237,8 @@ int kvc_lookup(struct kvc *c, uint32_t ns, const struct kvc_key *keys,
 /* Where a pinned chunk is. */
 struct kvc_loc {
 	int status;		/* 0, -ENOENT (not cached), -KVC_EPINS, ... */
-	uint8_t tier;		/* KVC_TIER_DRAM (SSD chunks come up first) */
+	uint8_t tier;		/* KVC_TIER_DRAM (SSD and remote chunks come up
+				 * first) */
 	uint64_t offset;	/* in the tier's arena */
 	uint64_t bytes;
 	const void *ptr;	/* the chunk in this process's arena mapping */

@@ -94,10 +94,12 @@ struct kv_chunk *chunk_new(struct kv_store *s, uint32_t ns, const struct kv_key 
 	return c;
 }
 
-/* Does a move in flight read or fill tier's copy? */
+/* Does a move in flight read or fill tier's copy? (A write-through reads
+ * the DRAM copy.) */
 bool chunk_moving(const struct kv_chunk *c, unsigned tier)
 {
-	if (c->copy[tier].from != KV_TIER_NONE)
+	if (c->copy[tier].from != KV_TIER_NONE ||
+	    (tier == KV_TIER_DRAM && (c->rflags & RF_WRITING)))
 		return true;
 	for (unsigned t = 0; t < KV_TIER_MAX; t++)
 		if (c->copy[t].from == tier)
@@ -108,6 +110,8 @@ bool chunk_moving(const struct kv_chunk *c, unsigned tier)
 /* Any move in flight on it. */
 bool chunk_busy(const struct kv_chunk *c)
 {
+	if (c->rflags & RF_WRITING)
+		return true;
 	for (unsigned t = 0; t < KV_TIER_MAX; t++)
 		if (c->copy[t].from != KV_TIER_NONE)
 			return true;
@@ -422,6 +426,7 @@ void chunk_drop(struct kv_store *s, struct kv_chunk *c)
 	}
 	for (unsigned t = 0; t < KV_TIER_MAX; t++)
 		chunk_unqueue(s, c, t);
+	cluster_unqueue(c);
 	for (unsigned t = 0; t < KV_TIER_MAX; t++)
 		if (c->copy[t].ext)
 			tier_out(s, c, t);

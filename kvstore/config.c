@@ -24,7 +24,7 @@
 
 enum ktype { K_STR, K_SIZE, K_U64, K_POLICY, K_LOG, K_UIDS, K_FRACTION,
 	     K_MODEL, K_COSTMODE, K_CODEC, K_IOMODE, K_CODECNS, K_PROMOTE,
-	     K_TENANT };
+	     K_TENANT, K_REMOTE, K_RWRITE };
 
 struct key {
 	const char *name;
@@ -115,10 +115,59 @@ static const struct key keys[] = {
 	  "CUDA device of the HBM tier (and of the daemon's copies)" },
 	{ "hbm_promote", K_PROMOTE, F(hbm_promote), S(hbm_promote), 0, 0,
 	  "copy DRAM chunks GPU clients pin up into HBM: off, second (hit) or always" },
+	{ "remote", K_REMOTE, F(remote), S(remote), 0, 0,
+	  "the cluster tier: redis-cluster://HOST:PORT[,HOST:PORT] (seeds); empty: none" },
+	{ "remote_user", K_STR, F(remote_user), S(remote_user), 0, 0,
+	  "user the cluster tier authenticates as (ACL); empty: the default user" },
+	{ "remote_password_file", K_STR, F(remote_password_file), S(remote_password_file), 0, 0,
+	  "file whose first line is the cluster's password (never on the command line)" },
+	{ "remote_timeout_ms", K_U64, F(remote_timeout_ms), 0, 1, 600000,
+	  "deadline of one batch of cluster commands (up to 64 chunks); past it: misses" },
+	{ "remote_ns", K_STR, F(remote_ns), S(remote_ns), 0, 0,
+	  "namespace-name prefixes that use the cluster, PREFIX[,PREFIX]; empty: all" },
+	{ "remote_write", K_RWRITE, F(remote_write), S(remote_write), 0, 0,
+	  "write committed chunks to the cluster: through (asynchronously) or off" },
 	{ "tenant", K_TENANT, 0, 0, 0, 0,
 	  "declare a tenant: 'NAME uids=U[,U] [dram_bytes=S] [hbm_bytes=S] [ssd_bytes=S]"
 	  " [namespaces=N] [uncommitted_bytes=S]' (or a [tenant NAME] section)" },
 };
+
+#define REMOTE_SCHEME	"redis-cluster://"
+
+/* "redis-cluster://" and one or more HOST:PORT, comma-separated: a host of
+ * printable characters without spaces or commas, a port 1-65535. */
+static bool remote_ok(const char *v)
+{
+	size_t sl = strlen(REMOTE_SCHEME);
+
+	if (strncmp(v, REMOTE_SCHEME, sl))
+		return false;
+	v += sl;
+	do {
+		size_t len = strcspn(v, ",");
+		const char *colon = memrchr(v, ':', len);
+		uint64_t port;
+		char num[8];
+
+		if (!colon || colon == v || (size_t)(v + len - colon - 1) >= sizeof(num) ||
+		    v + len == colon + 1)
+			return false;
+		for (const char *p = v; p < colon; p++)
+			if (*p <= ' ' || *p > '~')
+				return false;
+		memcpy(num, colon + 1, (size_t)(v + len - colon - 1));
+		num[v + len - colon - 1] = '\0';
+		if (kv_parse_u64(num, 1, 65535, &port))
+			return false;
+		v += len;
+	} while (*v++ == ',');
+	return true;
+}
+
+const char *kv_config_remote_seeds(const struct kv_config *cfg)
+{
+	return cfg->remote[0] ? cfg->remote + strlen(REMOTE_SCHEME) : NULL;
+}
 
 /* Largest configuration file read (it is a few hundred bytes in practice). */
 #define CONFIG_FILE_MAX	(1u << 20)
@@ -162,6 +211,8 @@ void kv_config_defaults(struct kv_config *cfg)
 	cfg->gpu = 0;
 	strcpy(cfg->policy_hbm, "lru");
 	strcpy(cfg->hbm_promote, "second");
+	cfg->remote_timeout_ms = 1000;
+	strcpy(cfg->remote_write, "through");
 }
 
 /*
@@ -506,6 +557,21 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		}
 		strcpy(field, value);
 		return 0;
+	case K_REMOTE:
+		if (strlen(value) >= k->len || (*value && !remote_ok(value))) {
+			snprintf(err, errlen, "%s: bad value '%s' (redis-cluster://HOST:PORT[,HOST:PORT], or empty)",
+				 k->name, shown);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
+	case K_RWRITE:
+		if (strcmp(value, "through") && strcmp(value, "off")) {
+			snprintf(err, errlen, "%s: bad value '%s' (through or off)", k->name, shown);
+			return -EINVAL;
+		}
+		strcpy(field, value);
+		return 0;
 	case K_PROMOTE:
 		if (strcmp(value, "off") && strcmp(value, "second") && strcmp(value, "always")) {
 			snprintf(err, errlen, "%s: bad value '%s' (off, second or always)",
@@ -780,6 +846,8 @@ void kv_config_print(const struct kv_config *cfg, FILE *f)
 		case K_CODECNS:
 		case K_IOMODE:
 		case K_PROMOTE:
+		case K_REMOTE:
+		case K_RWRITE:
 			fprintf(f, "%s\n", field);
 			break;
 		case K_FRACTION:

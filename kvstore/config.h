@@ -60,6 +60,12 @@ struct kv_config {
 	uint64_t gpu;			/* CUDA device */
 	char policy_hbm[16];
 	char hbm_promote[16];		/* off, second, always */
+	char remote[512];		/* redis-cluster://host:port,...; "": none */
+	char remote_user[128];		/* "": no AUTH user (default user) */
+	char remote_password_file[256];	/* "": no password */
+	uint64_t remote_timeout_ms;	/* a batch's deadline */
+	char remote_ns[256];		/* namespace-name prefixes; "": all */
+	char remote_write[16];		/* through or off */
 	uid_t allow_uids[KV_CONF_MAX_UIDS];
 	unsigned n_allow_uids;		/* 0: the daemon's own uid only */
 	struct kv_tenant_conf tenants[KV_TENANT_DECLARED];
@@ -103,6 +109,10 @@ int kv_config_load(struct kv_config *cfg, const char *path, char *err,
  */
 int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 		   size_t errlen);
+
+/* The seeds of a remote setting ("host:port,..." after the scheme), or
+ * NULL when it names no cluster. */
+const char *kv_config_remote_seeds(const struct kv_config *cfg);
 
 /* Print every key with its current value, as an INI file would hold it. */
 void kv_config_print(const struct kv_config *cfg, FILE *f);

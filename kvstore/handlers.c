@@ -147,18 +147,38 @@ static uint32_t keys_ns(const struct kv_req *r)
 	return r->hdr.op == KV_OP_ALLOC ? r->u.alloc.ns : r->u.keys.ns;
 }
 
+/*
+ * Local tiers first; the keys none has, in a namespace that uses the
+ * cluster, are asked of it while the request parks (one pipelined round,
+ * under the remote tier's deadline: a key it does not answer is a miss).
+ */
 static void handle_lookup(struct conn *c, const struct kv_req *r)
 {
+	struct kv_store *st = c->srv->store;
 	uint32_t n = r->hdr.count;
 	size_t len = kv_proto_lookup_reply_len(n);
 	size_t at = (len + 7) / 8 * 8;
 	struct kv_wire_lookup_reply *lr = kvh_scratch(c->srv, at + n * sizeof(struct kv_key));
 	struct kv_key *keys = (struct kv_key *)((char *)lr + at);
+	uint8_t *tiers = (uint8_t *)(lr + 1);
 
+	if (kv_park_resume_batch(c, KV_PARK_PROBE, lr, len)) {
+		if (kv_store_probe_result(st, c->park.probe, tiers, n, &lr->leading)) {
+			kv_park_batch(c, KV_PARK_PROBE, lr, len);
+			return;
+		}
+		c->park.probe = NULL;	/* freed with its answer */
+		reply(c, &r->hdr, 0, n, lr, len);
+		return;
+	}
 	for (uint32_t i = 0; i < n; i++)
 		keys[i] = key_at(r, i);
-	lr->leading = kv_store_lookup(c->srv->store, r->u.keys.ns, keys, n,
-				      (uint8_t *)(lr + 1));
+	lr->leading = kv_store_lookup(st, r->u.keys.ns, keys, n, tiers);
+	if (lr->leading < n &&
+	    kv_store_lookup_remote(st, r->u.keys.ns, keys, n, tiers, &c->park.probe)) {
+		kv_park_batch(c, KV_PARK_PROBE, lr, len);
+		return;
+	}
 	reply(c, &r->hdr, 0, n, lr, len);
 }
 
@@ -413,14 +433,14 @@ static void handle_stats(struct conn *c, const struct kv_req *r)
 {
 	struct kv_server *srv = c->srv;
 	size_t len = sizeof(struct kv_wire_stats) +
-		     KV_TIER_MAX * sizeof(struct kv_wire_tier_stats);
+		     KV_TIER_ALL * sizeof(struct kv_wire_tier_stats);
 	struct kv_wire_stats *g = kvh_scratch(srv, len);
 	struct kv_wire_tier_stats *wt = (struct kv_wire_tier_stats *)(g + 1);
-	struct kv_store_tier_stats ts[KV_TIER_MAX];
+	struct kv_store_tier_stats ts[KV_TIER_ALL];
 	struct kv_store_stats ss;
 	uint32_t n;
 
-	n = kv_store_stats(srv->store, &ss, ts, KV_TIER_MAX);
+	n = kv_store_stats(srv->store, &ss, ts, KV_TIER_ALL);
 	*g = (struct kv_wire_stats){
 		.n_tiers = n,
 		.pinned_chunks = ss.pinned_chunks,
@@ -698,7 +718,7 @@ const struct kv_handler kv_handlers[KV_OP_MAX] = {
 		.reply = sizeof(struct kv_wire_hello_reply) },
 	[KV_OP_NS_REGISTER] = { .proc = kvh_ns_register, .flags = KV_H_MAY_PARK,
 		.reply = sizeof(struct kv_wire_ns_reply) },
-	[KV_OP_LOOKUP] = { .proc = handle_lookup, .flags = KV_H_KEYS,
+	[KV_OP_LOOKUP] = { .proc = handle_lookup, .flags = KV_H_KEYS | KV_H_MAY_PARK,
 		.reply = sizeof(struct kv_wire_lookup_reply), .reply_key = 1 },
 	[KV_OP_ALLOC] = { .proc = handle_alloc, .flags = KV_H_KEYS | KV_H_MAY_PARK,
 		.reply_key = sizeof(struct kv_wire_alloc_reply) },
@@ -712,7 +732,7 @@ const struct kv_handler kv_handlers[KV_OP_MAX] = {
 		.reply_key = sizeof(int32_t) },
 	[KV_OP_STATS] = { .proc = handle_stats,
 		.reply = sizeof(struct kv_wire_stats) +
-			 KV_TIER_MAX * sizeof(struct kv_wire_tier_stats) },
+			 KV_TIER_ALL * sizeof(struct kv_wire_tier_stats) },
 	[KV_OP_LS] = { .proc = handle_ls, .flags = KV_H_PAGE,
 		.reply = sizeof(struct kv_wire_ls_reply),
 		.reply_key = sizeof(struct kv_wire_entry) },

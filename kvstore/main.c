@@ -249,6 +249,46 @@ static void make_socket_dir(const char *path)
 		kv_log(KV_WARN, KV_LOG_MAIN, "cannot create '%s': %s", dir, strerror(errno));
 }
 
+/*
+ * The cluster's password: the first line of a regular file of at most
+ * 4 KiB (the setting names the file, so the password is never on a command
+ * line, in ps, or in a log). A file others may read is used, with a
+ * warning. 0, or -errno / -EINVAL with a message in err.
+ */
+static int read_password(const char *path, char *buf, size_t len, char *err,
+			 size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	ssize_t n;
+	int ret = 0;
+
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "remote_password_file '%s': %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > 4096 ||
+	    (size_t)st.st_size >= len) {
+		snprintf(err, errlen, "remote_password_file '%s': not a regular file of at most 4 KiB",
+			 path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_mode & 0077)
+		kv_log(KV_WARN, KV_LOG_MAIN, "remote_password_file '%s' may be read by others (mode %o)",
+		       path, (unsigned)(st.st_mode & 0777));
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "remote_password_file '%s': %s", path, strerror(errno));
+		return -EIO;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	/* static: the signal thread uses them until _exit() or exit() */
@@ -261,6 +301,7 @@ int main(int argc, char **argv)
 	struct event_base *base;
 	struct event *sigev;
 	struct shutdown sd = { 0 };
+	static char password[4097];
 	char err[512];
 	int lock_fd;
 	int ret;
@@ -279,6 +320,12 @@ int main(int argc, char **argv)
 	    cfg.dram_bytes % cfg.alloc_granule) {
 		fprintf(stderr, "kvstored: alloc_granule %llu must be a power of two dividing dram_bytes\n",
 			(unsigned long long)cfg.alloc_granule);
+		return 2;
+	}
+	if (cfg.remote_password_file[0] &&
+	    read_password(cfg.remote_password_file, password, sizeof(password), err,
+			  sizeof(err))) {
+		fprintf(stderr, "kvstored: %s\n", err);
 		return 2;
 	}
 	if (cfg.log_file[0]) {
@@ -344,8 +391,15 @@ int main(int argc, char **argv)
 		.self_uid = getuid(),
 		.max_namespaces = (uint32_t)cfg.max_namespaces,
 		.max_chunks = cfg.max_chunks,
+		.remote_seeds = kv_config_remote_seeds(&cfg),
+		.remote_user = cfg.remote_user[0] ? cfg.remote_user : NULL,
+		.remote_password = cfg.remote_password_file[0] ? password : NULL,
+		.remote_timeout_ms = (unsigned)cfg.remote_timeout_ms,
+		.remote_ns = cfg.remote_ns,
+		.remote_write = !strcmp(cfg.remote_write, "through"),
 	};
 	ret = kv_store_open(&store, &sc_store);
+	explicit_bzero(password, sizeof(password));
 	if (ret) {
 		fprintf(stderr, "kvstored: cannot open the store: %s\n", kv_strerror(ret));
 		return 1;

@@ -80,12 +80,25 @@ static void wb_enqueue(struct kv_store *s, struct kv_chunk *c)
 	move_enqueue(s, c, KV_TIER_SSD);
 }
 
-/* A DRAM extent's offset in the daemon's range (what SSD and GPU jobs
- * address), from its offset in its tenant's arena. */
-static uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
+/* A DRAM extent's offset in the daemon's range (what SSD, GPU and remote
+ * jobs address), from its offset in its tenant's arena. */
+uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
 			 const struct kv_extent *e)
 {
 	return ctt(s, c, KV_TIER_DRAM)->base + kv_extent_offset(e);
+}
+
+/* A far tier's job for chunk c, its host end the DRAM extent host. */
+void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
+	       const struct kv_extent *host)
+{
+	m->cookie = c;
+	m->host_off = dram_off(s, c, host);
+	m->host = (char *)s->range + m->host_off;
+	m->host_len = kv_extent_size(host);
+	m->bytes = c->bytes;
+	m->ns = c->ie.ns;
+	m->key = c->ie.key;
 }
 
 /*
@@ -103,17 +116,11 @@ static void move_submit(struct kv_store *s, struct kv_chunk *c, unsigned from,
 	struct kv_move *m = ft->ops->move_new(ft->mover);
 	const struct kv_evict_node *h = &c->copy[KV_TIER_DRAM].node;
 
+	move_init(s, m, c, host);
 	m->op = to == KV_TIER_DRAM ? KV_MOVE_LOAD : KV_MOVE_STORE;
 	m->tier = (uint8_t)far;
-	m->cookie = c;
 	m->part = tt->shared ? NULL : tt->t.priv;
 	m->ext = to == KV_TIER_DRAM ? c->copy[from].ext : e;
-	m->host_off = dram_off(s, c, host);
-	m->host = (char *)s->range + m->host_off;
-	m->host_len = kv_extent_size(host);
-	m->bytes = c->bytes;
-	m->ns = c->ie.ns;
-	m->key = c->ie.key;
 	m->rec = (struct kv_move_rec){
 		.salt = ns_salt(s, c->ie.ns),
 		.parent = c->parent,
@@ -393,6 +400,8 @@ static void move_done(struct kv_store *s, struct kv_move *m)
 		k->node.score = c->copy[KV_TIER_HBM].node.score;
 	}
 	tier_insert(s, c, to);
+	if (to == KV_TIER_DRAM && from == KV_TIER_HBM)
+		cluster_committed(s, c);	/* its write-through waited for this */
 	if (to < from) {		/* up: a promotion of the far tier */
 		s->tiers[far].promotions++;
 		if (tier_cold(from))	/* it hears of the use that brought it up */
@@ -410,18 +419,11 @@ static void move_done(struct kv_store *s, struct kv_move *m)
 
 /* ---- the pump -------------------------------------------------------------------- */
 
-int kv_store_event_fd(const struct kv_store *s)
+int kv_store_event_fd(const struct kv_store *s, unsigned tier)
 {
-	const struct stier *st = &s->tiers[KV_TIER_SSD];
+	const struct stier *st = tier < KV_TIER_ALL ? &s->tiers[tier] : NULL;
 
-	return st->ops ? st->ops->event_fd(st->mover) : -1;
-}
-
-int kv_store_hbm_event_fd(const struct kv_store *s)
-{
-	const struct stier *st = &s->tiers[KV_TIER_HBM];
-
-	return st->ops ? st->ops->event_fd(st->mover) : -1;
+	return st && st->ops && st->ops->event_fd ? st->ops->event_fd(st->mover) : -1;
 }
 
 unsigned kv_store_pump(struct kv_store *s)
@@ -430,7 +432,7 @@ unsigned kv_store_pump(struct kv_store *s)
 
 	s->woken = true;	/* what it queues itself, it starts itself */
 	/* Slowest first. */
-	for (unsigned t = KV_TIER_MAX; t-- > 0;) {
+	for (unsigned t = KV_TIER_ALL; t-- > 0;) {
 		struct stier *st = &s->tiers[t];
 		struct kv_move *m, *next;
 
@@ -438,7 +440,9 @@ unsigned kv_store_pump(struct kv_store *s)
 			continue;
 		for (m = st->ops->reap(st->mover); m; m = next) {
 			next = m->next;
-			if (m->op == KV_MOVE_OWN)
+			if (t == KV_TIER_REMOTE)
+				cluster_done(s, m);
+			else if (m->op == KV_MOVE_OWN)
 				ssd_own_done(s, m);
 			else
 				move_done(s, m);
@@ -452,6 +456,8 @@ unsigned kv_store_pump(struct kv_store *s)
 		wb_pump(s);
 	if (s->hbm)
 		up_pump(s);
+	if (s->remote)
+		cluster_pump(s);
 	s->woken = false;
 	return n;
 }
@@ -510,12 +516,14 @@ uint64_t kv_store_wb_refused(const struct kv_store *s, int *why)
 	return n;
 }
 
-/* A chunk was committed: its first move, down (write-back) or, put into
- * HBM, to its DRAM copy. */
+/* A chunk was committed: its first moves, down (write-back and
+ * write-through) or, put into HBM, to its DRAM copy. */
 void move_committed(struct kv_store *s, struct kv_chunk *c)
 {
-	if (c->copy[KV_TIER_HBM].ext && !c->copy[KV_TIER_DRAM].ext)
+	if (c->copy[KV_TIER_HBM].ext && !c->copy[KV_TIER_DRAM].ext) {
 		move_enqueue(s, c, KV_TIER_DRAM);
-	else
-		wb_enqueue(s, c);
+		return;
+	}
+	wb_enqueue(s, c);
+	cluster_committed(s, c);
 }

@@ -13,6 +13,7 @@
 #include "kvstore/handlers.h"
 #include "kvstore/park.h"
 #include "kvstore/server_int.h"
+#include "kvstore/store.h"
 #include "lib/util.h"
 
 void kv_park(struct conn *c, enum kv_park_wait wait)
@@ -54,6 +55,10 @@ bool kv_park_resume_batch(const struct conn *c, enum kv_park_wait wait,
 /* The request is answered: nothing it saved is needed any more. */
 static void park_done(struct conn *c)
 {
+	if (c->park.probe) {
+		kv_store_probe_cancel(c->srv->store, c->park.probe);
+		c->park.probe = NULL;
+	}
 	free(c->park.reply);
 	c->park.reply = NULL;
 	c->park.wait = KV_PARK_NONE;

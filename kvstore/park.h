@@ -32,6 +32,7 @@
 
 struct conn;
 struct kv_server;
+struct kv_store_probe;
 
 /* What a parked request waits for. */
 enum kv_park_wait {
@@ -45,6 +46,8 @@ enum kv_park_wait {
 				 * written, or deleted */
 	KV_PARK_NS_IO,		/* NS_DROP: I/O on the namespace's chunks
 				 * over, so they can go; nothing saved */
+	KV_PARK_PROBE,		/* LOOKUP: the cluster asked of the keys no
+				 * local tier has */
 };
 
 /* A connection's parked request: embedded in struct conn. */
@@ -64,6 +67,8 @@ struct kv_park {
 	struct kv_wire_flush_reply flush;	/* FLUSH --drop: its reply */
 	uint32_t ns;			/* KV_PARK_NS_RECORD: the namespace */
 	struct kv_wire_ns_drop_reply drop;	/* NS_DROP: what went */
+	struct kv_store_probe *probe;	/* LOOKUP: the question to the cluster
+					 * (cancelled if the request goes) */
 };
 
 /*

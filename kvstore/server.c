@@ -823,18 +823,13 @@ int kv_server_open(struct kv_server **out, const struct kv_server_conf *conf,
 		goto out_ns;
 	}
 	kv_store_set_wake(store, wake_pump, srv);
-	if (kv_store_event_fd(store) >= 0) {
-		srv->ioev = event_new(base, kv_store_event_fd(store), EV_READ | EV_PERSIST,
-				      on_store_io, srv);
-		if (!srv->ioev || event_add(srv->ioev, NULL)) {
-			ret = -ENOMEM;
-			goto out_ns;
-		}
-	}
-	if (kv_store_hbm_event_fd(store) >= 0) {
-		srv->gpuev = event_new(base, kv_store_hbm_event_fd(store),
-				       EV_READ | EV_PERSIST, on_store_io, srv);
-		if (!srv->gpuev || event_add(srv->gpuev, NULL)) {
+	for (unsigned t = 0; t < KV_TIER_ALL; t++) {
+		int fd = kv_store_event_fd(store, t);
+
+		if (fd < 0)
+			continue;
+		srv->tierev[t] = event_new(base, fd, EV_READ | EV_PERSIST, on_store_io, srv);
+		if (!srv->tierev[t] || event_add(srv->tierev[t], NULL)) {
 			ret = -ENOMEM;
 			goto out_ns;
 		}
@@ -865,10 +860,9 @@ out_listen:
 	close(srv->lfd);
 	unlink(srv->path);
 out_ns:
-	if (srv->ioev)
-		event_free(srv->ioev);
-	if (srv->gpuev)
-		event_free(srv->gpuev);
+	for (unsigned t = 0; t < KV_TIER_ALL; t++)
+		if (srv->tierev[t])
+			event_free(srv->tierev[t]);
 	if (srv->pumpev)
 		event_free(srv->pumpev);
 	kv_store_set_wake(srv->store, NULL, NULL);
@@ -887,10 +881,9 @@ void kv_server_close(struct kv_server *srv)
 		return;
 	while (srv->conns)
 		kv_conn_close(srv->conns);
-	if (srv->ioev)
-		event_free(srv->ioev);
-	if (srv->gpuev)
-		event_free(srv->gpuev);
+	for (unsigned t = 0; t < KV_TIER_ALL; t++)
+		if (srv->tierev[t])
+			event_free(srv->tierev[t]);
 	if (srv->pumpev)
 		event_free(srv->pumpev);
 	kv_store_set_wake(srv->store, NULL, NULL);

@@ -97,8 +97,9 @@ struct kv_server {
 	uint32_t n_conns;
 	uint64_t *scratch;		/* reply body */
 	size_t scratch_cap;
-	struct event *ioev;		/* the store's SSD completions */
-	struct event *gpuev;		/* the store's GPU copy completions */
+	struct event *tierev[KV_TIER_ALL];	/* the store's tiers' completions
+						 * (SSD jobs, GPU copies, the
+						 * cluster's answers) */
 	struct event *pumpev;		/* the store has background work */
 	struct conn *parked;		/* connections parked on the store (park.c) */
 	size_t held;			/* every connection's conn_bytes() */

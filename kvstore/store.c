@@ -188,6 +188,7 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	bool again = flags & KV_STORE_PIN_RETRY;
 	int owner = ns_tenant(s, ns);
 	unsigned at;
+	int ret;
 
 	/* Another tenant's chunk: its bytes are in arenas o cannot map, and
 	 * a pin would hold it in that tenant's tiers. */
@@ -195,8 +196,20 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -EACCES;
 	if (!again)
 		count_ref(s, c);
-	if (!c)
-		return -ENOENT;
+	if (!c) {
+		/* Not here: perhaps in the cluster (a fetch comes up into DRAM;
+		 * it ends as a chunk, or as no record at all). */
+		struct kv_chunk *f = chunk_find(s, ns, key);
+
+		if (f && f->state == KV_CHUNK_FETCHING)
+			return -EINPROGRESS;
+		if (again || f)
+			return -ENOENT;
+		ret = cluster_fetch(s, o->tenant, ns, key);
+		if (ret == -EINPROGRESS && owner < 0)
+			ns_bind(s, ns, o->tenant->id);
+		return ret;
+	}
 	if (o->n_pins >= s->max_pins)
 		return -KV_EPINS;
 	at = gpu && c->copy[KV_TIER_HBM].ext ? KV_TIER_HBM : KV_TIER_DRAM;
@@ -230,11 +243,20 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct kv_chunk *c = chunk_visible(s, ns, &keys[i]);
+		struct kv_chunk *f;
 		int ret = 0;
+		int owner;
 
-		if (!c)
-			ret = -ENOENT;
-		else if (!c->copy[KV_TIER_DRAM].ext && !c->copy[KV_TIER_HBM].ext)
+		if (!c) {
+			f = chunk_find(s, ns, &keys[i]);
+			owner = ns_tenant(s, ns);
+			if (f)
+				ret = f->state == KV_CHUNK_FETCHING ? -EINPROGRESS : -ENOENT;
+			else if (owner >= 0)
+				ret = cluster_fetch(s, &s->tenants[owner], ns, &keys[i]);
+			else
+				ret = -ENOENT;
+		} else if (!c->copy[KV_TIER_DRAM].ext && !c->copy[KV_TIER_HBM].ext)
 			ret = promote(s, c);
 		if (ret == -EINPROGRESS) {
 			pending++;

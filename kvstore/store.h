@@ -197,6 +197,16 @@ struct kv_store_conf {
 	uid_t self_uid;
 	uint32_t max_namespaces;	/* split among tenants; 0: 4096 */
 	uint64_t max_chunks;		/* records in the index; 0: by capacity */
+	/* The remote tier (docs/cluster.md): absent when remote_seeds is
+	 * NULL. Strings are copied. */
+	const char *remote_seeds;	/* "host:port,..." */
+	const char *remote_user;	/* NULL: none */
+	const char *remote_password;	/* NULL: none; never logged */
+	unsigned remote_timeout_ms;	/* each batch's deadline */
+	const char *remote_ns;		/* namespace-name prefixes "a,b"; NULL
+					 * or "": every namespace */
+	bool remote_write;		/* write-through after COMMIT */
+	uint32_t remote_part_bytes;	/* 0: KV_REMOTE_PART_DEFAULT */
 };
 
 /*
@@ -293,9 +303,30 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 			 const struct kv_key *keys, uint32_t n, uint8_t *tiers);
 
 /*
+ * After kv_store_lookup(): ask the cluster of the keys no local tier has
+ * (tiers[i] KV_TIER_NONE), for a namespace that uses it. Returns 0 with
+ * *out NULL when there is nothing to ask, or -EINPROGRESS with *out: a
+ * question whose answer kv_store_probe_result() gives once the pump has
+ * taken it in. The question is the caller's until answered or cancelled.
+ */
+struct kv_store_probe;
+int kv_store_lookup_remote(struct kv_store *s, uint32_t ns, const struct kv_key *keys,
+			   uint32_t n, const uint8_t *tiers, struct kv_store_probe **out);
+
+/* -EINPROGRESS while the cluster is asked; else 0: tiers[i] of every key
+ * it has is KV_TIER_REMOTE, *leading counts the present keys in front,
+ * and p is freed. */
+int kv_store_probe_result(struct kv_store *s, struct kv_store_probe *p,
+			  uint8_t *tiers, uint32_t n, uint32_t *leading);
+
+/* The question's request went: forget it (freed now or when answered). */
+void kv_store_probe_cancel(struct kv_store *s, struct kv_store_probe *p);
+
+/*
  * Pin a chunk for o and say where it is. 0, -ENOENT, -EACCES (another
  * tenant's namespace) or -KV_EPINS, or -EINPROGRESS: it is on SSD and on
- * its way up, or only in HBM and on its way down (ask again after
+ * its way up, or only in HBM and on its way down, or, in a namespace that
+ * uses the cluster, asked of it and perhaps on its way (ask again after
  * kv_store_pump(), with KV_STORE_PIN_RETRY, so the reference is not
  * counted a second time). With KV_STORE_PIN_GPU in flags the answer is the
  * HBM copy when there is one, and the pin counts towards promoting the
@@ -400,10 +431,9 @@ int kv_store_score(struct kv_store *s, uint32_t ns,
  * readable, calls kv_store_pump(); the server then asks again.
  */
 
-/* Readable when SSD jobs finished, or -1 without an SSD tier; the same
- * for the HBM tier's GPU copies. */
-int kv_store_event_fd(const struct kv_store *s);
-int kv_store_hbm_event_fd(const struct kv_store *s);
+/* Readable when a tier's moves (SSD jobs, GPU copies, the cluster's
+ * answers) finished; -1 for a tier absent or with no moves. */
+int kv_store_event_fd(const struct kv_store *s, unsigned tier);
 
 /*
  * The store's background work, once per loop turn (in the manner of
@@ -424,10 +454,12 @@ unsigned kv_store_pump(struct kv_store *s);
 void kv_store_set_wake(struct kv_store *s, void (*fn)(void *arg), void *arg);
 
 /*
- * Start promoting the SSD-resident keys among n into DRAM. status[i]: 0
- * (in DRAM already, or promotion under way), ENOENT, or the error that
- * stopped its promotion (KV_EFULL). Returns how many are still on their
- * way up: 0 means every present key is in DRAM now.
+ * Start promoting the SSD-resident keys among n into DRAM, and fetching
+ * those of a namespace that uses the cluster that no local tier has.
+ * status[i]: 0 (in DRAM already, or on its way), ENOENT, or the error that
+ * stopped its promotion (KV_EFULL). A fetch may still end in a miss.
+ * Returns how many are still on their way up: 0 means every present key
+ * is in DRAM now.
  */
 uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 			   const struct kv_key *keys, uint32_t n,

@@ -217,18 +217,24 @@ uint32_t kv_store_stats(struct kv_store *s, struct kv_store_stats *g,
 		g->ssd_records_missing = ss.records_missing;
 		g->ssd_records_wrong_ns = ss.records_wrong_ns;
 	}
-	for (unsigned i = 0; i < KV_TIER_MAX && n < max; i++) {
+	/* The remote tier's line: hits and misses are keys the cluster had
+	 * or not when asked, promotions chunks fetched, demotions chunks
+	 * written through, alloc_failures writes that failed (its space is
+	 * the servers'; kv_store_remote_stats() has the rest). */
+	for (unsigned i = 0; i < KV_TIER_ALL && n < max; i++) {
 		struct stier *st = &s->tiers[i];
 		uint64_t used = 0;
 
 		if (!st->ops)
 			continue;
-		for (unsigned k = 0; k < s->n_tenants; k++)
+		for (unsigned k = 0; i < KV_TIER_MAX && k < s->n_tenants; k++)
 			used += part_used(&s->tenants[k].tiers[i]);
 		memset(&t[n], 0, sizeof(t[n]));
 		t[n].tier = (uint8_t)i;
 		t[n].name = st->ops->name;
-		t[n].policy = st->pol->name;
+		t[n].policy = st->pol ? st->pol->name : "server";
+		if (i == KV_TIER_REMOTE)
+			st->alloc_failures = s->rt_write_failed;
 		t[n].capacity_bytes = st->capacity;
 		t[n].used_bytes = used;
 		t[n].chunks = st->chunks;

@@ -10,6 +10,8 @@
  *   store_ns.c     namespaces on the SSD (records, drops) and sync points
  *   store_open.c   open and close: tenants, every tier, the policies
  *   owner.c        owners and their pins and pending allocations
+ *   cluster.c      the remote tier: write-through, lookups that fall
+ *                  through to the cluster, chunks fetched from it
  *   move.c         movement between tiers: the queues of moves, one path
  *                  that submits a move to any tier and one that finishes
  *                  it, and kv_store_pump()
@@ -41,11 +43,22 @@
 #include "tiers/tier.h"
 
 struct kv_hbm;
+struct kv_remote;
 struct kv_ssd;
 
 enum kv_chunk_state {
 	KV_CHUNK_PENDING,	/* allocated, being written, invisible */
 	KV_CHUNK_COMMITTED,	/* visible to lookups */
+	KV_CHUNK_FETCHING,	/* coming from the remote tier (cluster.c):
+				 * invisible, in no policy; its DRAM copy is
+				 * filled once the cluster said it has it */
+};
+
+/* kv_chunk.rflags: the chunk and the remote tier. */
+enum {
+	RF_QUEUED	= 1 << 0,	/* on the write-through queue (rlink) */
+	RF_WRITING	= 1 << 1,	/* being written from its DRAM copy */
+	RF_THERE	= 1 << 2,	/* written, or fetched: not written again */
 };
 
 /* A chunk's copy in one tier. */
@@ -80,6 +93,7 @@ struct kv_chunk {
 	uint8_t state;			/* enum kv_chunk_state */
 	uint8_t tier;			/* the fastest tier with a copy */
 	bool has_parent;
+	uint8_t rflags;			/* RF_* */
 	uint32_t tokens;
 	uint32_t position;
 	uint32_t pins;			/* all owners' pins together */
@@ -96,6 +110,7 @@ struct kv_chunk {
 	struct kv_chunk *first_child;	/* children linked to it */
 	struct kv_chunk *sib_next;	/* up's children list */
 	struct kv_chunk *sib_prev;
+	struct kv_list rlink;		/* RF_QUEUED: the write-through queue */
 	struct kv_copy copy[KV_TIER_MAX];
 };
 
@@ -167,15 +182,18 @@ struct tenant {
 };
 
 /*
- * What the SSD tier needs of a namespace: its name's salt (every record
- * and checksum carries it) and the state of its record, which must be
- * durable before any chunk of it is written (docs/ssd.md).
+ * What the SSD and remote tiers need of a namespace: its name's salt
+ * (every record, value name and checksum carries it), the state of its SSD
+ * record, which must be durable before any chunk of it is written
+ * (docs/ssd.md), and whether it uses the cluster (remote_ns).
  */
 struct ns_ssd {
 	uint64_t salt;
 	int rec;			/* 0: recorded (or restored); -EINPROGRESS;
 					 * or the error that refused it. During a
 					 * drop: the drop's state, the same way. */
+	bool remote;			/* its chunks go to the cluster and are
+					 * looked for there */
 };
 
 struct kv_store {
@@ -187,7 +205,7 @@ struct kv_store {
 	uint32_t n_codecs;
 	struct kv_chunk **found;	/* kv_store_lookup()'s scratch */
 	uint32_t found_cap;
-	struct stier tiers[KV_TIER_MAX];
+	struct stier tiers[KV_TIER_ALL];
 	struct tenant *tenants;
 	unsigned n_tenants;
 	uint16_t *ns_tenant;		/* by namespace id: tenant + 1; 0: unbound */
@@ -231,6 +249,18 @@ struct kv_store {
 	/* the HBM tier */
 	struct kv_hbm *hbm;		/* tiers[KV_TIER_HBM].mover, or NULL */
 	bool hbm_dead;			/* a GPU copy failed: no new HBM copies */
+	/* the remote tier (cluster.c) */
+	struct kv_remote *remote;	/* tiers[KV_TIER_REMOTE].mover, or NULL */
+	char *remote_ns;		/* its namespace-name prefixes, "a,b";
+					 * NULL: every namespace */
+	bool remote_write;		/* write-through on */
+	struct kv_list rq;		/* chunks waiting for their write-through */
+	unsigned rq_inflight;		/* write-throughs submitted, not reaped */
+	struct kv_list probes;		/* lookups asking the cluster */
+	uint64_t rt_fetch_failed;	/* chunks the cluster had, lost on the way */
+	uint64_t rt_write_failed;
+	uint64_t rt_written_bytes;
+	uint64_t rt_fetched_bytes;
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
@@ -285,7 +315,22 @@ bool tier_cold(unsigned tier);
 void count_ref(struct kv_store *s, const struct kv_chunk *c);
 uint64_t ns_salt(const struct kv_store *s, uint32_t ns);
 
+/* ---- cluster.c ---- */
+void cluster_open(struct kv_store *s);
+void cluster_close(struct kv_store *s);
+bool cluster_ns(const struct kv_store *s, const char *name);
+void cluster_committed(struct kv_store *s, struct kv_chunk *c);
+void cluster_unqueue(struct kv_chunk *c);
+int cluster_fetch(struct kv_store *s, struct tenant *t, uint32_t ns,
+		  const struct kv_key *key);
+void cluster_done(struct kv_store *s, struct kv_move *m);
+void cluster_pump(struct kv_store *s);
+
 /* ---- move.c ---- */
+uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
+		  const struct kv_extent *e);
+void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
+	       const struct kv_extent *host);
 void move_enqueue(struct kv_store *s, struct kv_chunk *c, unsigned to);
 int promote(struct kv_store *s, struct kv_chunk *c);
 void hbm_promote(struct kv_store *s, struct kv_chunk *c);

@@ -95,7 +95,8 @@ int ssd_ns_found(void *arg, uint32_t id, uid_t uid, const char *name)
 	struct ns_ssd *n = ns_slot(arg, id);
 
 	if (n)
-		*n = (struct ns_ssd){ .salt = kv_ssd_salt(name), .rec = 0 };
+		*n = (struct ns_ssd){ .salt = kv_ssd_salt(name), .rec = 0,
+				      .remote = cluster_ns(arg, name) };
 	return 0;
 }
 
@@ -118,7 +119,7 @@ int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *na
 
 	if (t >= 0)
 		ns_bind(s, id, (unsigned)t);
-	if (!s->ssd)
+	if (!s->ssd && !s->remote)
 		return 0;
 	n = ns_slot(s, id);
 	if (!n) {
@@ -126,6 +127,10 @@ int kv_store_ns_added(struct kv_store *s, uint32_t id, uid_t uid, const char *na
 		return -EINVAL;
 	}
 	n->salt = kv_ssd_salt(name);
+	n->remote = cluster_ns(s, name);
+	n->rec = 0;
+	if (!s->ssd)
+		return 0;
 	n->rec = -EINPROGRESS;
 	j = kv_xcalloc(1, sizeof(*j));
 	j->op = KV_SSD_NS;
@@ -156,6 +161,10 @@ int kv_store_ns_drop(struct kv_store *s, uint32_t id, uint64_t *chunks, uint64_t
 	while ((c = chunk_next(s, &cursor))) {
 		if (c->ie.ns != id)
 			continue;
+		if (c->state == KV_CHUNK_FETCHING) {	/* it ends soon, either way */
+			io = true;
+			continue;
+		}
 		if (c->state != KV_CHUNK_COMMITTED || c->pins) {
 			free(drop);
 			return -EBUSY;

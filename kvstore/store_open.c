@@ -18,6 +18,7 @@
 #include "kvstore/store_int.h"
 #include "tiers/codec.h"
 #include "tiers/hbm.h"
+#include "tiers/remote.h"
 #include "tiers/ssd.h"
 
 /* Find a tier's policy by name. NULL (logged) when there is none. */
@@ -365,6 +366,36 @@ static void hbm_open(struct kv_store *s, const struct kv_store_conf *conf)
 	st->capacity = total;
 }
 
+/* The remote tier: its thread starts now, the cluster is reached when
+ * there is work (a cluster down is a miss, never a failed start). */
+static int remote_open(struct kv_store *s, const struct kv_store_conf *conf)
+{
+	struct stier *st = &s->tiers[KV_TIER_REMOTE];
+	struct kv_remote_conf rc = {
+		.seeds = conf->remote_seeds,
+		.user = conf->remote_user,
+		.password = conf->remote_password,
+		.timeout_ms = conf->remote_timeout_ms,
+		.part_bytes = conf->remote_part_bytes,
+		.level = conf->ssd_level,
+	};
+	int ret = kv_remote_open(&s->remote, &rc);
+
+	if (ret) {
+		kv_log(KV_ERR, KV_LOG_TIER, "remote tier: %s", kv_strerror(ret));
+		return ret;
+	}
+	st->ops = &kv_tier_remote;
+	st->mover = s->remote;
+	s->remote_write = conf->remote_write;
+	s->remote_ns = conf->remote_ns && *conf->remote_ns ? kv_xstrdup(conf->remote_ns) :
+			NULL;
+	kv_log(KV_INFO, KV_LOG_TIER, "remote tier: Redis Cluster at %s, write-through %s, namespaces %s",
+	       conf->remote_seeds, s->remote_write ? "on" : "off",
+	       s->remote_ns ? s->remote_ns : "all");
+	return 0;
+}
+
 uint64_t kv_store_default_max_chunks(uint64_t bytes)
 {
 	uint64_t n = bytes / KV_STORE_CHUNK_AVG;
@@ -389,8 +420,9 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 		return -EINVAL;
 	s = kv_xcalloc(1, sizeof(*s));
 	kv_list_init(&s->owners);
-	for (unsigned t = 0; t < KV_TIER_MAX; t++)
+	for (unsigned t = 0; t < KV_TIER_ALL; t++)
 		kv_list_init(&s->tiers[t].queue);
+	cluster_open(s);
 	s->conf = *conf;
 	s->conf.dram_policy = NULL;	/* borrowed: not kept */
 	s->conf.ssd_policy = NULL;
@@ -398,6 +430,10 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->conf.hbm_policy = NULL;
 	s->conf.tenants = NULL;
 	s->conf.allow_uids = NULL;
+	s->conf.remote_seeds = NULL;
+	s->conf.remote_user = NULL;
+	s->conf.remote_password = NULL;
+	s->conf.remote_ns = NULL;
 	if (!s->conf.cost_model.hidden)
 		s->conf.cost_model = KV_COST_MODEL_DEFAULT;
 	if (s->conf.recent_fraction == 0)
@@ -418,6 +454,8 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 		hbm_open(s, conf);
 	if (!ret && conf->ssd_dir)
 		ret = ssd_open(s, conf);
+	if (!ret && conf->remote_seeds)
+		ret = remote_open(s, conf);
 	if (ret) {
 		kv_store_close(s);
 		return ret;
@@ -433,8 +471,15 @@ void kv_store_close(struct kv_store *s)
 	while (!kv_list_empty(&s->owners))
 		kv_store_owner_close(s, kv_list_first_entry(&s->owners, struct kv_owner,
 							    link));
-	/* The I/O thread finishes what it has first (jobs name chunks and
-	 * extents); what it finishes is not reaped. */
+	/* The I/O threads finish what they have first (jobs name chunks and
+	 * extents); what they finish is not reaped. */
+	if (s->remote) {
+		kv_remote_close(s->remote);
+		s->remote = NULL;
+		s->tiers[KV_TIER_REMOTE].ops = NULL;
+		s->tiers[KV_TIER_REMOTE].mover = NULL;
+	}
+	cluster_close(s);
 	if (s->ssd) {
 		kv_ssd_close(s->ssd);
 		s->ssd = NULL;

@@ -24,8 +24,12 @@ extern "C" {
 #define KV_TIER_HBM		0
 #define KV_TIER_DRAM		1
 #define KV_TIER_SSD		2
+#define KV_TIER_REMOTE		3		/* the cluster (tiers/remote.h): LOOKUP's
+						 * answer for a chunk found there */
 #define KV_TIER_NONE		0xff		/* LOOKUP: absent; LS: any tier */
-#define KV_TIER_MAX		3
+#define KV_TIER_MAX		3		/* the local tiers: a chunk's copies,
+						 * tenants' quotas */
+#define KV_TIER_ALL		4		/* and the remote tier */
 
 struct kv_key {
 	uint64_t lo;

@@ -617,3 +617,59 @@ void kv_remote_stats(struct kv_remote *r, struct kv_remote_stats *st)
 	*st = r->st;
 	pthread_mutex_unlock(&r->lock);
 }
+
+/* ---- the tier table: the registry's view of the mover ------------------------ */
+
+static void remote_close_op(void *priv)
+{
+	kv_remote_close(priv);
+}
+
+static struct kv_move *remote_move_new_op(void *priv)
+{
+	struct kv_remote_job *j = kv_remote_new();
+
+	j->m.tier = KV_TIER_REMOTE;
+	return &j->m;
+}
+
+static void remote_move_free_op(void *priv, struct kv_move *m)
+{
+	kv_remote_free(kv_remote_job_of(m));
+}
+
+static void remote_submit_op(void *priv, struct kv_move *m)
+{
+	kv_remote_submit(priv, kv_remote_job_of(m));
+}
+
+/* The reaped jobs as moves, linked by m.next in the same order. */
+static struct kv_move *remote_reap_op(void *priv)
+{
+	struct kv_remote_job *j = kv_remote_reap(priv);
+	struct kv_move *head = NULL, **tail = &head;
+
+	for (; j; j = j->next) {
+		*tail = &j->m;
+		tail = &j->m.next;
+	}
+	*tail = NULL;
+	return head;
+}
+
+static int remote_event_fd_op(void *priv)
+{
+	return kv_remote_event_fd(priv);
+}
+
+/* Opened by the store (kv_remote_open()), which hands the core priv. */
+const struct kv_tier_ops kv_tier_remote = {
+	.name		= "remote",
+	.id		= KV_TIER_REMOTE,
+	.close		= remote_close_op,
+	.move_new	= remote_move_new_op,
+	.move_free	= remote_move_free_op,
+	.submit		= remote_submit_op,
+	.reap		= remote_reap_op,
+	.event_fd	= remote_event_fd_op,
+};

@@ -82,8 +82,10 @@ struct kv_remote_job {
 	struct kv_move m;		/* STORE, LOAD; own jobs: m.op KV_MOVE_OWN */
 	uint8_t own;			/* enum kv_remote_own, with KV_MOVE_OWN */
 	struct kv_remote_hdr want;	/* LOAD: the chunk's part 0 header */
-	struct kv_remote_probe *probes;	/* PROBE: borrowed until reaped */
+	struct kv_remote_probe *probes;	/* PROBE: borrowed until reaped (may
+					 * be &one) */
 	uint32_t n_probes;
+	struct kv_remote_probe one;	/* a PROBE of one key may use this */
 	/* the tier's own while the job is in it */
 	void *stage;			/* staging buffer */
 	size_t stage_cap;

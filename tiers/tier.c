@@ -13,6 +13,7 @@ static const struct kv_tier_ops *const tiers[] = {
 	&kv_tier_hbm,
 	&kv_tier_dram,
 	&kv_tier_ssd,
+	&kv_tier_remote,
 };
 
 const struct kv_tier_ops *kv_tier_find(const char *name)

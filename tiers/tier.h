@@ -100,7 +100,9 @@ struct kv_tier_ops {
 	 * tiers/ssd.h) and hands the core priv. */
 	int (*open)(void **priv, const struct kv_tier_conf *conf);
 	void (*close)(void *priv);	/* accepts NULL */
-	/* Reserve bytes. 0, -ENOMEM (full now: evict and retry), -EINVAL. */
+	/* Reserve bytes. 0, -ENOMEM (full now: evict and retry), -EINVAL.
+	 * alloc, free and stats are NULL for a tier whose space is not the
+	 * daemon's (the remote tier: its servers evict by their own policy). */
 	int (*alloc)(void *priv, uint64_t bytes, struct kv_extent **out);
 	void (*free)(void *priv, struct kv_extent *e);
 	void (*stats)(void *priv, struct kv_alloc_stats *st);
@@ -151,5 +153,6 @@ void kv_tier_close(struct kv_tier *t);	/* accepts a closed one */
 extern const struct kv_tier_ops kv_tier_dram;
 extern const struct kv_tier_ops kv_tier_hbm;
 extern const struct kv_tier_ops kv_tier_ssd;
+extern const struct kv_tier_ops kv_tier_remote;
 
 #endif

@@ -17,7 +17,7 @@ from .layout import _devbytes, _devptr, _pages
 
 __all__ = [
     "Client", "Namespace", "PagedOp",
-    "TIER_HBM", "TIER_DRAM", "TIER_SSD", "TIER_NONE",
+    "TIER_HBM", "TIER_DRAM", "TIER_SSD", "TIER_REMOTE", "TIER_NONE",
     "PLAN_LOADED", "PLAN_COMPUTED", "PLAN_BOTH",
     "GPU_AUTO", "GPU_ZEROCOPY", "GPU_STAGED",
     "GPU_REGISTER_ALL", "GPU_NO_HBM", "PUT_HBM",
@@ -27,6 +27,7 @@ __all__ = [
 TIER_HBM = 0
 TIER_DRAM = 1
 TIER_SSD = 2
+TIER_REMOTE = 3
 TIER_NONE = 0xff
 
 # enum kvc_plan_kind: the plan a request got for its cached chunks
