@@ -43,11 +43,11 @@
 
 #include "lib/errors.h"
 #include "tests/lib/clock.h"
+#include "tests/lib/rcluster_fx.h"
 #include "tests/lib/rng.h"
 #include "tests/lib/tmpdir.h"
 #include "tiers/rcluster.h"
 
-#define SCRIPT		"tests/lib/rcluster.sh"
 #define NKEYS		1000
 #define BATCH		50
 #define VMAX		(4u << 20)
@@ -55,76 +55,23 @@
 #define FAST_MS		300u		/* the dead and fake nodes' deadline */
 #define SLACK_NS	(100ull * 1000000)
 
-static char dir[256];
 static char seeds[512];
 static unsigned ports[6];
-static bool started;
 
-static void cluster_stop(void)
-{
-	char cmd[512];
-
-	if (!started)
-		return;
-	started = false;
-	snprintf(cmd, sizeof(cmd), "%s stop '%s'", SCRIPT, dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "test_rcluster: '%s' failed\n", cmd);
-}
-
-static void on_signal(int sig)
-{
-	cluster_stop();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
+static struct kvt_cluster cl;
 
 static int cluster_start(void **state)
 {
-	char cmd[512];
-	FILE *f;
-
-	if (system("command -v redis-server >/dev/null && command -v redis-cli >/dev/null")) {
-		fprintf(stderr, "test_rcluster: redis-server or redis-cli missing: "
-			"run scripts/deps.sh test (as root) first\n");
+	if (kvt_cluster_start(&cl))
 		return -1;
-	}
-	if (kvt_tmpdir(dir, sizeof(dir), NULL, "kvrc.") < 0)
-		return -1;
-	/* With our pid, the script stops the cluster when we are gone, even
-	 * if a sanitizer ends us with _exit(). */
-	snprintf(cmd, sizeof(cmd), "%s start '%s' %d", SCRIPT, dir, (int)getpid());
-	f = popen(cmd, "r");
-	if (!f || !fgets(seeds, sizeof(seeds), f)) {
-		if (f)
-			pclose(f);
-		fprintf(stderr, "test_rcluster: '%s' gave no seeds\n", cmd);
-		return -1;
-	}
-	started = true;
-	atexit(cluster_stop);
-	signal(SIGSEGV, on_signal);
-	signal(SIGABRT, on_signal);
-	if (pclose(f) != 0)
-		return -1;
-	seeds[strcspn(seeds, "\n")] = '\0';
-	snprintf(cmd, sizeof(cmd), "%s/ports", dir);
-	f = fopen(cmd, "r");
-	if (!f)
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		if (fscanf(f, "%u", &ports[i]) != 1) {
-			fclose(f);
-			return -1;
-		}
-	}
-	fclose(f);
+	memcpy(seeds, cl.seeds, sizeof(seeds));
+	memcpy(ports, cl.ports, sizeof(ports));
 	return 0;
 }
 
 static int cluster_teardown(void **state)
 {
-	cluster_stop();
+	kvt_cluster_stop();
 	return 0;
 }
 
@@ -540,20 +487,6 @@ static void test_migrate(void **state)
 	kv_rc_close(rc);
 }
 
-static unsigned read_pid(unsigned port)
-{
-	char path[320];
-	unsigned pid = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%u.pid", dir, port);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%u", &pid), 1);
-	fclose(f);
-	return pid;
-}
-
 /* A key whose slot's owner is (want) or is not (!want) port. */
 static void key_on(struct kv_rc *rc, char *key, size_t cap, unsigned port, bool want)
 {
@@ -570,6 +503,7 @@ static void test_dead_master(void **state)
 	char ka[32];
 	char kb[32];
 	char va[100];
+	unsigned pid;
 	char vb[100];
 	char out[2][100];
 	struct kv_rc_cmd cmds[2];
@@ -591,7 +525,9 @@ static void test_dead_master(void **state)
 	run_ok(rc, cmds, 2);
 	kvt_sleep_ms(500);		/* let the replica copy ka */
 
-	assert_int_equal(kill((pid_t)read_pid(victim), SIGKILL), 0);
+	pid = kvt_cluster_pid(&cl, victim);
+	assert_true(pid > 1);	/* never kill(0) */
+	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
 	kvt_sleep_ms(50);
 	/* Until the replica takes over: ka fails fast, kb is served. */
 	for (int i = 0; i < 5; i++) {
