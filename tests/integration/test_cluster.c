@@ -420,6 +420,66 @@ static void test_server_eviction(void **state)
 }
 
 /*
+ * redis-cli --cluster reshard moves slots under load: B reads chunks A
+ * wrote before (dropping its copy each time, so every read asks the
+ * cluster), while A writes more. Every read is exact (MOVED and ASK are
+ * followed): none misses, and everything written is there at the end.
+ */
+static void test_reshard(void **state)
+{
+	struct kvt_daemon a, b;
+	struct kvc *ca = start(&a, NULL), *cb = start(&b, NULL);
+	uint64_t salt = kvt_now_ns() ^ 0x3e, t0;
+	unsigned n = 200, reads = 0, exact = 0, more = 0;
+	char name[64], from[64], to[64], done[320];
+	struct kvc_stats st;
+	uint32_t na, nb;
+
+	snprintf(name, sizeof(name), "reshard/%llx", (unsigned long long)salt);
+	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
+	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	put_chunks(ca, na, salt, 0, n);
+	wait_written(ca, n);
+	sh(from, sizeof(from), "redis-cli -p %u CLUSTER MYID", cl.ports[0]);
+	sh(to, sizeof(to), "redis-cli -p %u CLUSTER MYID", cl.ports[1]);
+	assert_true(from[0] && to[0]);
+	snprintf(done, sizeof(done), "%s/reshard.done", cl.dir);
+	unlink(done);
+	assert_int_equal(sh(NULL, 0, "(redis-cli --cluster reshard 127.0.0.1:%u --cluster-from %s "
+			    "--cluster-to %s --cluster-slots 3000 --cluster-yes >/dev/null 2>&1; "
+			    "echo $? > '%s') &", cl.ports[0], from, to, done), 0);
+	t0 = kvt_now_ns();
+	while (access(done, F_OK) != 0) {
+		uint64_t i = reads % n;
+		struct kvc_key k = key_of(i, salt);
+
+		if (kvt_now_ns() - t0 > 120000000000ull)
+			fail_msg("reshard did not end in 120 s");
+		if (get_chunk(cb, nb, salt, i)) {
+			exact++;
+			assert_int_equal(kvc_evict(cb, nb, &k, 1, NULL), 1);
+		}
+		reads++;
+		if (more < 200) {
+			put_chunks(ca, na, salt, n + more, n + more + 1);
+			more++;
+		}
+	}
+	kvt_sleep_ms(100);
+	assert_int_equal(sh(done, sizeof(done), "cat '%s'", done), 0);
+	assert_string_equal(done, "0");		/* redis-cli's own status */
+	print_message("figure: reshard of 3000 slots under load: %u reads during it, all "
+		      "exact, %u chunks written meanwhile\n", reads, more);
+	assert_int_equal(exact, reads);
+	wait_written(ca, n + more);
+	assert_int_equal(remote_stats(ca, &st)->alloc_failures, 0);
+	for (uint64_t i = 0; i < n + more; i++)
+		assert_int_equal(get_chunk(cb, nb, salt, i), 1);
+	stop(&a, ca);
+	stop(&b, cb);
+}
+
+/*
  * Last (it kills a master): while B reads, a master dies. Local hits go
  * on without a stall over 100 ms, remote reads of its slots miss (fast),
  * and once a replica has taken over, every chunk comes back byte-exact.
@@ -487,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_ns_and_write),
 		cmocka_unit_test(test_down_and_junk),
 		cmocka_unit_test(test_server_eviction),
+		cmocka_unit_test(test_reshard),
 		cmocka_unit_test(test_failover),
 	};
 
