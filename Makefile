@@ -325,7 +325,7 @@ gpu-bundle:
 	$(Q)cp $(GPU_BUNDLE_O)/kvstored $(GPU_BUNDLE_O)/kvctl $(GPU_BUNDLE_O)/kvbench \
 		$(GPU_BUNDLE_O)/libkvc.so $(GPU_BUNDLE)/
 	$(Q)cp $(GPU_BUNDLE_O)/tests/gpu/test_* $(GPU_BUNDLE_O)/tests/gpu/pinbench \
-		tests/gpu/run.sh tests/gpu/ttft.py $(GPU_BUNDLE)/tests/gpu/
+		tests/gpu/run.sh tests/gpu/ttft.py tests/gpu/det_probe.py $(GPU_BUNDLE)/tests/gpu/
 	$(Q)mkdir -p $(GPU_BUNDLE)/tests/gpu/python && \
 		cp -r client/python/kvstore $(GPU_BUNDLE)/tests/gpu/python/ && \
 		find $(GPU_BUNDLE)/tests/gpu/python -name __pycache__ -prune -exec rm -rf {} +
