@@ -233,6 +233,8 @@ $(addprefix $(O)/tests/unit/,test_proto test_proto_attacks): $(O)/tests/unit/pro
 $(addprefix $(O)/tests/unit/,test_ssd_io test_ssd_io_faults): $(O)/tests/unit/ssd_io_fx.o
 $(addprefix $(O)/tests/integration/,test_badinput test_badinput_conn): \
 	$(O)/tests/integration/badinput_fx.o
+$(addprefix $(O)/tests/integration/,test_cluster test_cluster_admin): \
+	$(O)/tests/integration/cluster_fx.o
 $(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm test_gpu_paged test_gpu_ryw): \
 	$(O)/tests/gpu/gpu_fx.o
 $(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm): $(O)/tests/gpu/gpu_child.o

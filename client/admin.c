@@ -1,13 +1,15 @@
 /*
  * admin.c - libkvc's administration calls, for kvctl and operators:
  * listing and dropping namespaces, stats, ls, inspect, evict, prefetch,
- * flush, score, policy, the bandwidth and plan reports, tenants and ping.
+ * flush, score, policy, the bandwidth and plan reports, tenants, the
+ * remote tier (CLUSTER) and ping.
  *
  * Each is one exchange over conn.c under the handle's lock (batches split
  * at the daemon's limits), its reply checked like any other.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -452,6 +454,119 @@ int kvc_tenants(struct kvc *c, struct kvc_tenant *out, size_t max)
 		t->max_records = w[i].max_records;
 	}
 	ret = (int)h.count;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* ---- the remote tier ------------------------------------------------------- */
+
+_Static_assert(KVC_CLUSTER_NODES == KV_CLUSTER_NODES_MAX &&
+	       KVC_CLUSTER_RANGES == KV_CLUSTER_RANGES_MAX &&
+	       sizeof(((struct kvc_cluster_node *)0)->addr) == KV_CLUSTER_ADDR_BYTES,
+	       "a reply fits struct kvc_cluster whole");
+
+/* A node entry as the daemon builds it: a name that ends, at most every
+ * slot, a positive error code, its ranges in order, none left out unless
+ * ranges[] is full. */
+static bool cluster_node_ok(const struct kv_wire_cluster_node *n)
+{
+	if (!memchr(n->addr, '\0', sizeof(n->addr)) || n->slots > KV_CLUSTER_SLOTS ||
+	    n->state < 0 || n->n_ranges > KV_CLUSTER_RANGES_MAX ||
+	    n->ranges_total < n->n_ranges ||
+	    (n->ranges_total > n->n_ranges && n->n_ranges < KV_CLUSTER_RANGES_MAX))
+		return false;
+	for (unsigned i = 0; i < n->n_ranges; i++) {
+		const struct kv_wire_slot_range *r = &n->ranges[i];
+
+		if (r->first > r->last || r->last >= KV_CLUSTER_SLOTS ||
+		    (i && r->first <= n->ranges[i - 1].last))
+			return false;
+	}
+	return true;
+}
+
+static bool cluster_ok(const struct kv_wire_hdr *h, const struct kv_wire_cluster *w)
+{
+	static const struct kv_wire_cluster none;
+	const struct kv_wire_cluster_node *n = (const struct kv_wire_cluster_node *)(w + 1);
+	const uint32_t known = KV_CLUSTER_REMOTE | KV_CLUSTER_UP | KV_CLUSTER_SEEN;
+
+	if (h->count > KV_CLUSTER_NODES_MAX || h->len != kv_proto_cluster_len(h->count))
+		return false;
+	if (!(w->flags & KV_CLUSTER_REMOTE))	/* no remote tier: nothing else */
+		return !memcmp(w, &none, sizeof(*w));
+	if ((w->flags & ~known) || w->n_nodes != h->count || w->nodes_known < w->n_nodes ||
+	    w->masters_down > w->masters || w->pad ||
+	    (!(w->flags & KV_CLUSTER_SEEN) && w->n_nodes))
+		return false;
+	for (uint32_t i = 0; i < h->count; i++)
+		if (!cluster_node_ok(&n[i]))
+			return false;
+	return true;
+}
+
+static void cluster_node_out(const struct kv_wire_cluster_node *n, struct kvc_cluster_node *o)
+{
+	memcpy(o->addr, n->addr, sizeof(o->addr));
+	o->slots = n->slots;
+	o->conns_open = n->conns_open;
+	o->state = -n->state;
+	o->n_ranges = n->n_ranges;
+	o->ranges_total = n->ranges_total;
+	for (unsigned i = 0; i < n->n_ranges; i++) {
+		o->ranges[i].first = n->ranges[i].first;
+		o->ranges[i].last = n->ranges[i].last;
+	}
+}
+
+int kvc_cluster(struct kvc *c, struct kvc_cluster *out)
+{
+	const struct kv_wire_cluster *w;
+	struct kv_wire_hdr h;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	ret = kvci_req_body(c, 0) ? kvci_rpc(c, KV_OP_CLUSTER, 0, 0, &h) : -ENOMEM;
+	if (ret)
+		goto out;
+	w = (const struct kv_wire_cluster *)c->rep;
+	if (!cluster_ok(&h, w)) {
+		kvci_conn_break(c);
+		ret = -KVC_EPROTO;
+		goto out;
+	}
+	memset(out, 0, sizeof(*out));
+	out->remote = !!(w->flags & KV_CLUSTER_REMOTE);
+	out->up = !!(w->flags & KV_CLUSTER_UP);
+	out->seen = !!(w->flags & KV_CLUSTER_SEEN);
+	out->masters = w->masters;
+	out->masters_down = w->masters_down;
+	out->nodes_known = w->nodes_known;
+	out->n_nodes = w->n_nodes;
+	out->write_queue = w->write_queue;
+	out->write_inflight = w->write_inflight;
+	out->age_ms = w->age_ms;
+	out->stores = w->stores;
+	out->store_bytes = w->store_bytes;
+	out->store_failures = w->store_failures;
+	out->loads = w->loads;
+	out->load_bytes = w->load_bytes;
+	out->load_failures = w->load_failures;
+	out->probes = w->probes;
+	out->probe_hits = w->probe_hits;
+	out->corrupt = w->corrupt;
+	out->timeouts = w->timeouts;
+	out->errors = w->errors;
+	out->moved = w->moved;
+	out->asks = w->asks;
+	out->refreshes = w->refreshes;
+	out->conn_errors = w->conn_errors;
+	for (uint32_t i = 0; i < w->n_nodes; i++)
+		cluster_node_out((const struct kv_wire_cluster_node *)(w + 1) + i,
+				 &out->nodes[i]);
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;

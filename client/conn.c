@@ -48,6 +48,9 @@
 _Static_assert(sizeof(struct kv_wire_ns_list_reply) +
 	       KV_PROTO_NS_PAGE * sizeof(struct kv_wire_ns_entry) <= REPLY_MAX,
 	       "an NS_LIST page fits a reply");
+_Static_assert(sizeof(struct kv_wire_cluster) +
+	       KV_CLUSTER_NODES_MAX * sizeof(struct kv_wire_cluster_node) <= REPLY_MAX,
+	       "a CLUSTER reply fits");
 
 /* ---- transport ------------------------------------------------------------ */
 

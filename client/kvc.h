@@ -724,6 +724,66 @@ struct kvc_tenant {
  */
 int kvc_tenants(struct kvc *c, struct kvc_tenant *out, size_t max);
 
+#define KVC_CLUSTER_NODES	64	/* node entries kvc_cluster() gives, at most */
+#define KVC_CLUSTER_RANGES	16	/* slot ranges per node, at most */
+
+/* Slots of the Redis Cluster, inclusive: 0..16383. */
+struct kvc_slot_range {
+	uint16_t first;
+	uint16_t last;
+};
+
+/* A node of the cluster as the daemon sees it. */
+struct kvc_cluster_node {
+	char addr[64];			/* "host:port" (longer names are cut) */
+	unsigned slots;			/* the map gives it; 0: not a master */
+	unsigned conns_open;		/* the daemon's connections to it */
+	int state;			/* 0: up, or never tried; else -errno of
+					 * its last failure while the daemon
+					 * leaves it alone (a back-off) */
+	unsigned n_ranges;		/* of ranges[], ascending */
+	unsigned ranges_total;		/* it serves: more than n_ranges when
+					 * the rest were left out */
+	struct kvc_slot_range ranges[KVC_CLUSTER_RANGES];
+};
+
+/*
+ * The daemon's remote tier (docs/cluster.md). Counters from its start;
+ * the nodes, masters and map figures as its cluster thread saw them after
+ * its last batch, age_ms ago.
+ */
+struct kvc_cluster {
+	int remote;			/* the daemon has a remote tier; without
+					 * one everything below is 0 */
+	int up;				/* the cluster answered the last batch */
+	int seen;			/* connected once: nodes and map known */
+	unsigned masters;		/* nodes serving slots */
+	unsigned masters_down;		/* of those, failing now */
+	unsigned nodes_known;		/* n_nodes or more (the rest left out) */
+	unsigned n_nodes;
+	unsigned write_queue;		/* chunks waiting for their write-through */
+	unsigned write_inflight;	/* write-throughs under way */
+	uint64_t age_ms;
+	uint64_t stores, store_bytes, store_failures;	/* chunks written */
+	uint64_t loads, load_bytes, load_failures;	/* chunks fetched */
+	uint64_t probes, probe_hits;	/* keys asked, found */
+	uint64_t corrupt;		/* values that failed a check: misses */
+	uint64_t timeouts;		/* store and load commands past the deadline */
+	uint64_t errors;		/* store and load commands failed otherwise */
+	uint64_t moved, asks;		/* redirections followed */
+	uint64_t refreshes;		/* slot maps loaded */
+	uint64_t conn_errors;		/* connections to nodes that failed */
+	struct kvc_cluster_node nodes[KVC_CLUSTER_NODES];
+};
+
+/*
+ * The daemon's remote tier and the cluster as it sees it, in *out (the
+ * caller's, about 10 KiB). Returns 0 (out->remote 0: the daemon has no
+ * remote tier), or an error of the connection; a reply that breaks the
+ * protocol is -KVC_EPROTO and closes the connection.
+ */
+int kvc_cluster(struct kvc *c, struct kvc_cluster *out);
+
 /* Name an error code (negative or positive). Never NULL. */
 const char *kvc_strerror(int err);
 

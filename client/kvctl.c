@@ -364,9 +364,39 @@ static json_t *tier_json(const struct kvc_tier_stats *t)
 			 "read_bytes", ju64(t->read_bytes));
 }
 
-static int stats_json(const struct kvc_stats *st)
+/* The remote tier's figures (kvc_cluster()), without its nodes. */
+static json_t *cluster_json(const struct kvc_cluster *cl)
 {
-	json_t *tiers = json_array();
+	const struct {
+		const char *name;
+		uint64_t v;
+	} f[] = {
+		{ "masters", cl->masters }, { "masters_down", cl->masters_down },
+		{ "nodes_known", cl->nodes_known }, { "age_ms", cl->age_ms },
+		{ "write_queue", cl->write_queue }, { "write_inflight", cl->write_inflight },
+		{ "stores", cl->stores }, { "store_bytes", cl->store_bytes },
+		{ "store_failures", cl->store_failures }, { "loads", cl->loads },
+		{ "load_bytes", cl->load_bytes }, { "load_failures", cl->load_failures },
+		{ "probes", cl->probes }, { "probe_hits", cl->probe_hits },
+		{ "corrupt", cl->corrupt }, { "timeouts", cl->timeouts },
+		{ "errors", cl->errors }, { "moved", cl->moved }, { "asks", cl->asks },
+		{ "refreshes", cl->refreshes }, { "conn_errors", cl->conn_errors },
+	};
+	json_t *o = json_pack("{s:b, s:b, s:b}", "remote", cl->remote, "up", cl->up,
+			      "seen", cl->seen);
+
+	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++) {
+		if (json_object_set_new(o, f[i].name, ju64(f[i].v))) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	return o;
+}
+
+static int stats_json(const struct kvc_stats *st, const struct kvc_cluster *cl)
+{
+	json_t *tiers = json_array(), *doc;
 
 	for (unsigned i = 0; tiers && i < st->n_tiers; i++) {
 		if (json_array_append_new(tiers, tier_json(&st->tiers[i]))) {
@@ -376,30 +406,58 @@ static int stats_json(const struct kvc_stats *st)
 	}
 	if (!tiers)
 		return json_print(NULL);
-	return json_print(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-				    " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-				    "tiers", tiers,
-				    "connections", ju64(st->connections),
-				    "pinned_chunks", ju64(st->pinned_chunks),
-				    "pending_chunks", ju64(st->pending_chunks),
-				    "checksum_failures", ju64(st->checksum_failures),
-				    "namespaces", ju64(st->namespaces),
-				    "uptime_ms", ju64(st->uptime_ms),
-				    "writeback_failures", ju64(st->writeback_failures),
-				    "writeback_lost", ju64(st->writeback_lost),
-				    "ssd_records_missing", ju64(st->ssd_records_missing),
-				    "ssd_records_wrong_ns", ju64(st->ssd_records_wrong_ns),
-				    "records", ju64(st->records),
-				    "max_records", ju64(st->max_records),
-				    "meta_bytes", ju64(st->meta_bytes),
-				    "plans_loaded", ju64(st->plans_loaded),
-				    "plans_computed", ju64(st->plans_computed),
-				    "plans_both", ju64(st->plans_both),
-				    "plan_tokens_loaded", ju64(st->plan_tokens_loaded),
-				    "plan_tokens_computed", ju64(st->plan_tokens_computed)));
+	doc = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+			" s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+			"tiers", tiers,
+			"connections", ju64(st->connections),
+			"pinned_chunks", ju64(st->pinned_chunks),
+			"pending_chunks", ju64(st->pending_chunks),
+			"checksum_failures", ju64(st->checksum_failures),
+			"namespaces", ju64(st->namespaces),
+			"uptime_ms", ju64(st->uptime_ms),
+			"writeback_failures", ju64(st->writeback_failures),
+			"writeback_lost", ju64(st->writeback_lost),
+			"ssd_records_missing", ju64(st->ssd_records_missing),
+			"ssd_records_wrong_ns", ju64(st->ssd_records_wrong_ns),
+			"records", ju64(st->records),
+			"max_records", ju64(st->max_records),
+			"meta_bytes", ju64(st->meta_bytes),
+			"plans_loaded", ju64(st->plans_loaded),
+			"plans_computed", ju64(st->plans_computed),
+			"plans_both", ju64(st->plans_both),
+			"plan_tokens_loaded", ju64(st->plan_tokens_loaded),
+			"plan_tokens_computed", ju64(st->plan_tokens_computed));
+	if (doc && cl->remote && json_object_set_new(doc, "remote", cluster_json(cl))) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	return json_print(doc);
 }
 
-static void stats_human(const struct kvc_stats *st)
+/* What the remote tier's line in STATS does not say. */
+static void stats_remote(const struct kvc_cluster *cl)
+{
+	char b1[64];
+
+	printf("  %-16s %" PRIu64 " chunks, %s (%" PRIu64 " failed)\n", "written",
+	       cl->stores - cl->store_failures, fmt_size(b1, sizeof(b1), cl->store_bytes),
+	       cl->store_failures);
+	printf("  %-16s %" PRIu64 " chunks, %s (%" PRIu64 " failed)\n", "fetched",
+	       cl->loads - cl->load_failures, fmt_size(b1, sizeof(b1), cl->load_bytes),
+	       cl->load_failures);
+	printf("  %-16s %u waiting, %u under way\n", "write-through", cl->write_queue,
+	       cl->write_inflight);
+	printf("  %-16s %" PRIu64 "\n", "timeouts", cl->timeouts);
+	printf("  %-16s %" PRIu64 "\n", "errors", cl->errors);
+	printf("  %-16s %" PRIu64 "\n", "checksum fails", cl->corrupt);
+	if (cl->seen)
+		printf("  %-16s %u of %u%s\n", "masters up", cl->masters - cl->masters_down,
+		       cl->masters, cl->up ? "" : " (the last batch got no answer)");
+	else
+		printf("  %-16s - (not connected yet)\n", "masters up");
+}
+
+static void stats_human(const struct kvc_stats *st, const struct kvc_cluster *cl)
 {
 	char b1[64], b2[64];
 
@@ -452,11 +510,14 @@ static void stats_human(const struct kvc_stats *st)
 			       fmt_size(b1, sizeof(b1), t->read_bytes));
 		else
 			printf("  %-16s - (no sample yet)\n", "read bw");
+		if (!strcmp(t->name, "remote") && cl->remote)
+			stats_remote(cl);
 	}
 }
 
 static int cmd_stats(struct kvc *c, const struct args *a)
 {
+	static struct kvc_cluster cl;	/* 10 KiB */
 	struct kvc_stats st;
 	int ret;
 
@@ -465,9 +526,133 @@ static int cmd_stats(struct kvc *c, const struct args *a)
 		fail("stats", ret);
 		return RC_ERR;
 	}
+	/* The remote tier's figures beyond its tier line. */
+	for (unsigned i = 0; i < st.n_tiers; i++) {
+		if (strcmp(st.tiers[i].name, "remote"))
+			continue;
+		ret = kvc_cluster(c, &cl);
+		if (ret) {
+			fail("the remote tier's figures", ret);
+			return RC_ERR;
+		}
+	}
 	if (a->given & OPT_JSON)
-		return stats_json(&st);
-	stats_human(&st);
+		return stats_json(&st, &cl);
+	stats_human(&st, &cl);
+	return RC_OK;
+}
+
+/* "0-5460,10923-16383", and ",..." when ranges were left out. */
+static const char *fmt_ranges(char *buf, size_t len, const struct kvc_cluster_node *n)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < n->n_ranges && at < len; i++) {
+		const struct kvc_slot_range *r = &n->ranges[i];
+
+		if (r->first == r->last)
+			at += (size_t)snprintf(buf + at, len - at, "%s%u", i ? "," : "",
+					       (unsigned)r->first);
+		else
+			at += (size_t)snprintf(buf + at, len - at, "%s%u-%u", i ? "," : "",
+					       (unsigned)r->first, (unsigned)r->last);
+	}
+	if (n->ranges_total > n->n_ranges && at < len)
+		snprintf(buf + at, len - at, ",... (%u ranges)", n->ranges_total);
+	if (!n->n_ranges)
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static json_t *cluster_node_json(const struct kvc_cluster_node *n)
+{
+	json_t *ranges = json_array();
+
+	for (unsigned i = 0; ranges && i < n->n_ranges; i++)
+		json_array_append_new(ranges, json_pack("[i, i]", (int)n->ranges[i].first,
+							(int)n->ranges[i].last));
+	return json_pack("{s:s, s:b, s:o, s:o, s:b, s:i, s:s?, s:o, s:o}",
+			 "addr", n->addr, "master", n->slots > 0, "slots", ju64(n->slots),
+			 "conns_open", ju64(n->conns_open), "up", n->state == 0,
+			 "state", -n->state, "error", n->state ? kvc_strerror(n->state) : NULL,
+			 "ranges", ranges, "ranges_total", ju64(n->ranges_total));
+}
+
+static int cluster_print_json(const struct kvc_cluster *cl)
+{
+	json_t *doc = cluster_json(cl), *nodes = json_array();
+
+	for (unsigned i = 0; nodes && i < cl->n_nodes; i++) {
+		if (json_array_append_new(nodes, cluster_node_json(&cl->nodes[i]))) {
+			json_decref(nodes);
+			nodes = NULL;
+		}
+	}
+	if (doc && (!nodes || json_object_set_new(doc, "nodes", nodes))) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	return json_print(doc);
+}
+
+static void cluster_human(const struct kvc_cluster *cl)
+{
+	char b1[64], b2[64], ranges[256];
+
+	if (!cl->seen)
+		printf("%-10s not connected yet: the daemon connects at its first write or lookup\n",
+		       "cluster");
+	else
+		printf("%-10s %s, %u of %u masters up, %u nodes (as seen %s ago)\n", "cluster",
+		       cl->up ? "up" : "not answering", cl->masters - cl->masters_down,
+		       cl->masters, cl->nodes_known, fmt_age(b1, sizeof(b1), cl->age_ms));
+	printf("%-10s %" PRIu64 " chunks, %s; %" PRIu64 " failed; %u waiting, %u under way\n",
+	       "written", cl->stores - cl->store_failures,
+	       fmt_size(b1, sizeof(b1), cl->store_bytes), cl->store_failures,
+	       cl->write_queue, cl->write_inflight);
+	printf("%-10s %" PRIu64 " chunks, %s; %" PRIu64 " failed\n", "fetched",
+	       cl->loads - cl->load_failures, fmt_size(b2, sizeof(b2), cl->load_bytes),
+	       cl->load_failures);
+	printf("%-10s %" PRIu64 " keys asked, %" PRIu64 " found\n", "probes", cl->probes,
+	       cl->probe_hits);
+	printf("%-10s %" PRIu64 " timeouts, %" PRIu64 " errors, %" PRIu64
+	       " checksum failures, %" PRIu64 " connections failed\n", "failures",
+	       cl->timeouts, cl->errors, cl->corrupt, cl->conn_errors);
+	printf("%-10s %" PRIu64 " loads, %" PRIu64 " MOVED, %" PRIu64 " ASK followed\n",
+	       "slot map", cl->refreshes, cl->moved, cl->asks);
+	if (!cl->n_nodes)
+		return;
+	printf("\n%-24s %-7s %6s %5s  %-20s %s\n", "NODE", "ROLE", "SLOTS", "CONNS", "RANGES",
+	       "STATE");
+	for (unsigned i = 0; i < cl->n_nodes; i++) {
+		const struct kvc_cluster_node *n = &cl->nodes[i];
+
+		printf("%-24s %-7s %6u %5u  %-20s %s%s\n", n->addr,
+		       n->slots ? "master" : "other", n->slots, n->conns_open,
+		       fmt_ranges(ranges, sizeof(ranges), n), n->state ? "down: " : "up",
+		       n->state ? kvc_strerror(n->state) : "");
+	}
+	if (cl->nodes_known > cl->n_nodes)
+		printf("(%u more nodes not shown)\n", cl->nodes_known - cl->n_nodes);
+}
+
+static int cmd_cluster(struct kvc *c, const struct args *a)
+{
+	static struct kvc_cluster cl;	/* 10 KiB */
+	int ret = kvc_cluster(c, &cl);
+
+	if (ret) {
+		fail("cluster", ret);
+		return RC_ERR;
+	}
+	if (!cl.remote) {
+		fprintf(stderr, "kvctl: cluster: the daemon has no remote tier\n");
+		return RC_ERR;
+	}
+	if (a->given & OPT_JSON)
+		return cluster_print_json(&cl);
+	cluster_human(&cl);
 	return RC_OK;
 }
 
@@ -1087,6 +1272,13 @@ static const struct cmd cmds[] = {
 		.name = "tenants", .usage = "[--json]",
 		.help = "show each tenant's quotas and what it holds (yours; all for root)",
 		.opts = OPT_JSON, .run = cmd_tenants,
+	}, {
+		.name = "cluster", .usage = "[--json]",
+		.help = "show the remote tier: the cluster's nodes, slot map and figures",
+		.note = "As the daemon's cluster thread saw them after its last batch.\n"
+			"A node is down while the daemon leaves it alone after a\n"
+			"failure. Exit status 2 when the daemon has no remote tier.",
+		.opts = OPT_JSON, .run = cmd_cluster,
 	}, {
 		.name = "policy", .usage = "get TIER | set TIER NAME  [--json]",
 		.help = "show or switch a tier's eviction policy (lru, gdsf, h2o)",

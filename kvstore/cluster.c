@@ -369,6 +369,24 @@ static void lookup_probed(struct kv_store *s, struct kv_remote_job *j)
 		probe_free(p);
 }
 
+/* ---- administration ----------------------------------------------------------- */
+
+int kv_store_cluster(struct kv_store *s, struct kv_remote_view *v,
+		     uint32_t *queued, uint32_t *inflight)
+{
+	struct kv_chunk *c;
+	uint32_t n = 0;
+
+	if (!s->remote)
+		return -KV_ENOTIER;
+	/* Counted by a walk rather than kept up: only an admin asks, rarely. */
+	kv_list_for_each_entry(c, &s->rq, rlink)
+		n++;
+	*queued = n;
+	*inflight = s->rq_inflight;
+	return kv_remote_view(s->remote, v);
+}
+
 /* ---- the pump's part ------------------------------------------------------- */
 
 void cluster_done(struct kv_store *s, struct kv_move *m)

@@ -37,6 +37,7 @@
 #include "lib/log.h"
 #include "lib/proto.h"
 #include "lib/util.h"
+#include "tiers/remote.h"
 
 /* ---- replies ------------------------------------------------------------- */
 
@@ -709,9 +710,86 @@ static void handle_plan_report(struct conn *c, const struct kv_req *r)
 	reply(c, &r->hdr, ret, 0, NULL, 0);
 }
 
+/* ---- CLUSTER ---------------------------------------------------------------- */
+
+_Static_assert(KV_REMOTE_VIEW_NODES == KV_CLUSTER_NODES_MAX &&
+	       KV_REMOTE_VIEW_RANGES == KV_CLUSTER_RANGES_MAX &&
+	       KV_REMOTE_ADDR == KV_CLUSTER_ADDR_BYTES, "a view fits a reply whole");
+
+static void cluster_figures(struct kv_wire_cluster *w, const struct kv_remote_view *v,
+			    bool seen)
+{
+	const struct kv_remote_stats *st = &v->st;
+
+	w->flags = KV_CLUSTER_REMOTE | (st->up ? KV_CLUSTER_UP : 0) |
+		   (seen ? KV_CLUSTER_SEEN : 0);
+	w->masters = st->masters;
+	w->masters_down = st->masters_down;
+	w->stores = st->stores;
+	w->store_bytes = st->store_bytes;
+	w->store_failures = st->store_failures;
+	w->loads = st->loads;
+	w->load_bytes = st->load_bytes;
+	w->load_failures = st->load_failures;
+	w->probes = st->probes;
+	w->probe_hits = st->probe_hits;
+	w->corrupt = st->corrupt;
+	w->timeouts = st->timeouts;
+	w->errors = st->errors;
+	if (!seen)
+		return;
+	w->age_ms = (kv_now_ns() - v->taken_ns) / 1000000;
+	w->nodes_known = v->nodes_known;
+	w->n_nodes = v->n_nodes;
+	w->moved = v->moved;
+	w->asks = v->asks;
+	w->refreshes = v->refreshes;
+	w->conn_errors = v->conn_errors;
+}
+
+static void cluster_node(struct kv_wire_cluster_node *w, const struct kv_remote_node *n)
+{
+	pad_copy(w->addr, sizeof(w->addr) - 1, n->addr);
+	w->slots = n->slots;
+	w->conns_open = n->conns_open;
+	w->state = n->state < 0 ? -n->state : n->state;	/* positive on the wire */
+	w->n_ranges = (uint16_t)n->n_ranges;
+	w->ranges_total = (uint16_t)n->ranges_total;
+	for (unsigned i = 0; i < n->n_ranges; i++)
+		w->ranges[i] = (struct kv_wire_slot_range){ n->ranges[i].first,
+							    n->ranges[i].last };
+}
+
+/*
+ * The remote tier as its mover last saw the cluster; without one, a reply
+ * that says so (flags 0). Any peer may ask, as for STATS: it holds figures
+ * and the cluster's addresses, no chunk, namespace or tenant's figure, and
+ * an address opens nothing without the cluster's password, which never
+ * leaves the daemon.
+ */
+static void handle_cluster(struct conn *c, const struct kv_req *r)
+{
+	struct kv_server *srv = c->srv;
+	struct kv_wire_cluster *w = kvh_scratch(srv, kv_proto_cluster_len(KV_CLUSTER_NODES_MAX));
+	struct kv_wire_cluster_node *wn = (struct kv_wire_cluster_node *)(w + 1);
+	struct kv_remote_view *v = kv_xmalloc(sizeof(*v));
+	uint32_t queued, inflight;
+	int ret = kv_store_cluster(srv->store, v, &queued, &inflight);
+
+	if (ret != -KV_ENOTIER) {
+		cluster_figures(w, v, ret == 0);
+		w->write_queue = queued;
+		w->write_inflight = inflight;
+		for (uint32_t i = 0; i < w->n_nodes; i++)
+			cluster_node(&wn[i], &v->nodes[i]);
+	}
+	free(v);
+	reply(c, &r->hdr, 0, w->n_nodes, w, kv_proto_cluster_len(w->n_nodes));
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
-_Static_assert(KV_OP_MAX == 24, "every op has its line in kv_handlers[]");
+_Static_assert(KV_OP_MAX == 25, "every op has its line in kv_handlers[]");
 
 const struct kv_handler kv_handlers[KV_OP_MAX] = {
 	[KV_OP_HELLO] = { .proc = handle_hello,
@@ -761,6 +839,9 @@ const struct kv_handler kv_handlers[KV_OP_MAX] = {
 		.reply = KV_TENANT_MAX * sizeof(struct kv_wire_tenant) },
 	[KV_OP_BW_REPORT] = { .proc = handle_bw_report },	/* a status alone */
 	[KV_OP_PLAN_REPORT] = { .proc = handle_plan_report },
+	[KV_OP_CLUSTER] = { .proc = handle_cluster,
+		.reply = sizeof(struct kv_wire_cluster) +
+			 KV_CLUSTER_NODES_MAX * sizeof(struct kv_wire_cluster_node) },
 };
 
 bool kv_handle_frame(struct conn *c, const void *frame, size_t len)

@@ -323,6 +323,17 @@ int kv_store_probe_result(struct kv_store *s, struct kv_store_probe *p,
 void kv_store_probe_cancel(struct kv_store *s, struct kv_store_probe *p);
 
 /*
+ * The remote tier as its mover last saw the cluster (kv_remote_view(),
+ * tiers/remote.h) in *v (the caller's), and the chunks waiting for their
+ * write-through and under way. Returns 0, -ENOTCONN (the mover has not
+ * connected yet: *v holds its counters and no nodes), or -KV_ENOTIER
+ * without a remote tier (nothing stored).
+ */
+struct kv_remote_view;
+int kv_store_cluster(struct kv_store *s, struct kv_remote_view *v,
+		     uint32_t *queued, uint32_t *inflight);
+
+/*
  * Pin a chunk for o and say where it is. 0, -ENOENT, -EACCES (another
  * tenant's namespace) or -KV_EPINS, or -EINPROGRESS: it is on SSD and on
  * its way up, or only in HBM and on its way down, or, in a namespace that

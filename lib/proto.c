@@ -39,6 +39,7 @@ static const char *const op_names[KV_OP_MAX] = {
 	[KV_OP_TENANTS]		= "tenants",
 	[KV_OP_BW_REPORT]	= "bw_report",
 	[KV_OP_PLAN_REPORT]	= "plan_report",
+	[KV_OP_CLUSTER]		= "cluster",
 };
 
 const char *kv_proto_op_name(unsigned op)
@@ -179,6 +180,7 @@ int kv_proto_parse(const void *buf, size_t len, uint32_t max_batch,
 	case KV_OP_STATS:
 	case KV_OP_PING:
 	case KV_OP_TENANTS:
+	case KV_OP_CLUSTER:
 		if (h->count != 0 || blen != 0)
 			return -KV_EPROTO;
 		return 0;

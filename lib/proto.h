@@ -71,6 +71,7 @@ enum kv_op {
 	KV_OP_TENANTS	= 21,	/* each tenant's quotas and what it holds */
 	KV_OP_BW_REPORT	= 22,	/* a client's timed read of a tier */
 	KV_OP_PLAN_REPORT = 23,	/* the load/compute plan of one request */
+	KV_OP_CLUSTER	= 24,	/* the remote tier: its figures, the slot map */
 	KV_OP_MAX
 };
 
@@ -428,6 +429,77 @@ struct kv_wire_plan_report {
 };
 
 /*
+ * CLUSTER: empty request. Reply: a kv_wire_cluster, then count (its
+ * n_nodes) kv_wire_cluster_node: the remote tier as the daemon's I/O
+ * thread saw the Redis Cluster after its last batch. Without a remote
+ * tier: flags 0, everything 0, no nodes (not an error).
+ */
+#define KV_CLUSTER_NODES_MAX	64	/* node entries a reply carries, at most */
+#define KV_CLUSTER_RANGES_MAX	16	/* slot ranges per node entry, at most */
+#define KV_CLUSTER_ADDR_BYTES	64	/* "host:port", NUL-terminated */
+#define KV_CLUSTER_SLOTS	16384
+
+enum kv_cluster_flags {
+	KV_CLUSTER_REMOTE	= 1 << 0,	/* the daemon has a remote tier */
+	KV_CLUSTER_UP		= 1 << 1,	/* the cluster answered its last batch */
+	KV_CLUSTER_SEEN		= 1 << 2,	/* connected once: the nodes and
+						 * map figures are there */
+};
+
+struct kv_wire_cluster {
+	uint32_t flags;		/* enum kv_cluster_flags */
+	uint32_t n_nodes;	/* entries that follow (equal to count) */
+	uint32_t nodes_known;	/* n_nodes or more: the rest left out */
+	uint32_t masters;	/* nodes the map gives slots */
+	uint32_t masters_down;	/* of those, in back-off after a failure */
+	uint32_t write_queue;	/* chunks waiting for their write-through */
+	uint32_t write_inflight;	/* write-throughs under way */
+	uint32_t pad;
+	uint64_t age_ms;	/* since the view was taken */
+	/* The mover's counters (tiers/remote.h, struct kv_remote_stats). */
+	uint64_t stores;
+	uint64_t store_bytes;
+	uint64_t store_failures;
+	uint64_t loads;
+	uint64_t load_bytes;
+	uint64_t load_failures;
+	uint64_t probes;	/* keys asked */
+	uint64_t probe_hits;	/* ... and found */
+	uint64_t corrupt;	/* values that failed a check */
+	uint64_t timeouts;	/* store and load commands past their deadline */
+	uint64_t errors;	/* store and load commands failed otherwise */
+	/* The cluster client's. */
+	uint64_t moved;		/* -MOVED replies followed */
+	uint64_t asks;		/* -ASK replies followed */
+	uint64_t refreshes;	/* slot maps loaded */
+	uint64_t conn_errors;	/* connections that failed */
+};
+
+struct kv_wire_slot_range {
+	uint16_t first;		/* slots, inclusive */
+	uint16_t last;
+};
+
+struct kv_wire_cluster_node {
+	char addr[KV_CLUSTER_ADDR_BYTES];	/* "host:port", NUL-padded */
+	uint32_t slots;		/* slots the map gives it; 0: not a master */
+	uint32_t conns_open;
+	int32_t state;		/* 0: up (or never tried); else the positive
+				 * error code of its last failure, while the
+				 * node is in back-off */
+	uint16_t n_ranges;	/* entries of ranges[] used, ascending */
+	uint16_t ranges_total;	/* ranges it serves: more than n_ranges
+				 * when left out */
+	struct kv_wire_slot_range ranges[KV_CLUSTER_RANGES_MAX];
+};
+
+static inline size_t kv_proto_cluster_len(uint32_t n_nodes)
+{
+	return sizeof(struct kv_wire_cluster) +
+	       (size_t)n_nodes * sizeof(struct kv_wire_cluster_node);
+}
+
+/*
  * A decoded request. Pointers point into the buffer given to
  * kv_proto_parse() and live as long as it does.
  */
@@ -563,6 +635,16 @@ _Static_assert(sizeof(struct kv_wire_ping_reply) == 16, "ping reply layout");
 _Static_assert(sizeof(struct kv_wire_tenant) == 192, "tenant layout");
 _Static_assert(sizeof(struct kv_wire_ns_model) == 24, "ns model layout");
 _Static_assert(sizeof(struct kv_wire_policy) == 24, "policy layout");
+_Static_assert(sizeof(struct kv_wire_cluster) == 160, "cluster layout");
+_Static_assert(offsetof(struct kv_wire_cluster, age_ms) == 32 &&
+	       offsetof(struct kv_wire_cluster, stores) == 40 &&
+	       offsetof(struct kv_wire_cluster, conn_errors) == 152, "cluster offsets");
+_Static_assert(sizeof(struct kv_wire_slot_range) == 4, "slot range layout");
+_Static_assert(sizeof(struct kv_wire_cluster_node) == 144, "cluster node layout");
+_Static_assert(offsetof(struct kv_wire_cluster_node, slots) == 64 &&
+	       offsetof(struct kv_wire_cluster_node, state) == 72 &&
+	       offsetof(struct kv_wire_cluster_node, n_ranges) == 76 &&
+	       offsetof(struct kv_wire_cluster_node, ranges) == 80, "cluster node offsets");
 _Static_assert(sizeof(float) == 4, "scores are float32");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the wire format is little-endian");

@@ -54,6 +54,7 @@ struct kv_remote {
 	size_t spare_cap[SPARES];
 	unsigned n_spare;
 	size_t spare_bytes;
+	struct kv_remote_view next;	/* the view being built */
 	/* shared, under lock */
 	pthread_t thread;
 	bool started;
@@ -64,6 +65,8 @@ struct kv_remote {
 	bool stop;
 	int efd;
 	struct kv_remote_stats st;	/* under lock */
+	struct kv_remote_view view;	/* under lock: the last published (its
+					 * st unused: st is) */
 };
 
 /* ---- the batch ---------------------------------------------------------------- */
@@ -474,6 +477,101 @@ static void run_batch(struct kv_remote *r, struct kv_remote_job *list)
 	free(from);
 }
 
+/* ---- the view: the cluster as this thread saw it last ---------------------- */
+
+struct view_walk {
+	struct kv_remote_view *v;
+	const char *addrs[KV_REMOTE_VIEW_NODES];	/* the client's names of
+							 * v->nodes[], to match
+							 * kv_rc_slot_owner()'s */
+	bool remap;			/* a node's slots changed */
+};
+
+static void view_node(void *arg, const struct kv_rc_node_info *ni)
+{
+	struct view_walk *w = arg;
+	struct kv_remote_view *v = w->v;
+	struct kv_remote_node *n;
+
+	v->nodes_known++;
+	if (v->n_nodes == KV_REMOTE_VIEW_NODES)
+		return;
+	/* The client only appends nodes, so nodes[i] was this node last time,
+	 * and its ranges still hold unless its slots changed. */
+	n = &v->nodes[v->n_nodes];
+	w->addrs[v->n_nodes++] = ni->addr;
+	if (n->slots != ni->slots)
+		w->remap = true;
+	snprintf(n->addr, sizeof(n->addr), "%s", ni->addr);
+	n->slots = ni->slots;
+	n->conns_open = ni->conns_open;
+	n->state = ni->state;
+}
+
+static void view_range(struct view_walk *w, const char *owner, unsigned first,
+		       unsigned last)
+{
+	struct kv_remote_view *v = w->v;
+
+	for (unsigned i = 0; i < v->n_nodes; i++) {
+		struct kv_remote_node *n = &v->nodes[i];
+
+		if (w->addrs[i] != owner)
+			continue;
+		if (n->n_ranges < KV_REMOTE_VIEW_RANGES)
+			n->ranges[n->n_ranges++] = (struct kv_remote_range){
+				(uint16_t)first, (uint16_t)last };
+		n->ranges_total++;
+		return;
+	}
+}
+
+/* Every master's slot ranges, from the map: runs of slots of one owner. */
+static void view_ranges(const struct kv_rc *rc, struct view_walk *w)
+{
+	const char *run = kv_rc_slot_owner(rc, 0);
+	unsigned first = 0;
+
+	for (unsigned i = 0; i < w->v->n_nodes; i++)
+		w->v->nodes[i].n_ranges = w->v->nodes[i].ranges_total = 0;
+	for (unsigned s = 1; s <= KV_RC_SLOTS; s++) {
+		const char *owner = s < KV_RC_SLOTS ? kv_rc_slot_owner(rc, s) : NULL;
+
+		if (s < KV_RC_SLOTS && owner == run)
+			continue;
+		if (run)
+			view_range(w, run, first, s - 1);
+		run = owner;
+		first = s;
+	}
+}
+
+/* Build the view and hand it to the loop thread. Walking the 16384 slots
+ * is left for when the map changed, so a batch pays for a few nodes. */
+static void view_publish(struct kv_remote *r)
+{
+	struct kv_remote_view *v = &r->next;
+	struct view_walk w = { .v = v };
+	struct kv_rc_stats rs;
+
+	if (!r->rc)
+		return;
+	kv_rc_stats(r->rc, &rs);
+	w.remap = !v->taken_ns || rs.refreshes != v->refreshes;
+	v->nodes_known = v->n_nodes = 0;
+	kv_rc_nodes(r->rc, view_node, &w);
+	if (w.remap)
+		view_ranges(r->rc, &w);
+	v->taken_ns = kv_now_ns();
+	v->moved = rs.moved;
+	v->asks = rs.asks;
+	v->refreshes = rs.refreshes;
+	v->conn_errors = rs.conn_errors + rs.proto_errors;
+	pthread_mutex_lock(&r->lock);
+	r->view = *v;
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void *io_thread(void *arg)
 {
 	struct kv_remote *r = arg;
@@ -504,6 +602,7 @@ static void *io_thread(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&r->lock);
 		run_batch(r, list);
+		view_publish(r);	/* before the jobs: the loop sees both */
 		for (; list; list = next) {
 			next = list->next;
 			unstage(r, list);
@@ -638,6 +737,15 @@ void kv_remote_stats(struct kv_remote *r, struct kv_remote_stats *st)
 	pthread_mutex_lock(&r->lock);
 	*st = r->st;
 	pthread_mutex_unlock(&r->lock);
+}
+
+int kv_remote_view(struct kv_remote *r, struct kv_remote_view *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->view;
+	out->st = r->st;
+	pthread_mutex_unlock(&r->lock);
+	return out->taken_ns ? 0 : -ENOTCONN;
 }
 
 /* ---- the tier table: the registry's view of the mover ------------------------ */

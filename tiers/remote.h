@@ -108,6 +108,48 @@ struct kv_remote_stats {
 	unsigned masters, masters_down;
 };
 
+/*
+ * The cluster as the I/O thread last saw it (kv_remote_view()): the
+ * client's counters and its nodes, each master with the slot ranges the
+ * map gives it. Bounded, so that a copy is small (about 10 KiB) and fits
+ * one CLUSTER reply (lib/proto.h):
+ * nodes past KV_REMOTE_VIEW_NODES are left out (nodes_known still counts
+ * them), ranges past KV_REMOTE_VIEW_RANGES of a node are left out
+ * (ranges_total still counts them; slots counts every slot), and a node's
+ * name longer than KV_REMOTE_ADDR - 1 bytes is cut.
+ */
+#define KV_REMOTE_VIEW_NODES	64
+#define KV_REMOTE_VIEW_RANGES	16
+#define KV_REMOTE_ADDR		64
+
+struct kv_remote_range {
+	uint16_t first, last;		/* slots, inclusive */
+};
+
+struct kv_remote_node {
+	char addr[KV_REMOTE_ADDR];	/* "host:port", NUL-terminated */
+	unsigned slots;			/* slots the map gives it (0: no master) */
+	unsigned conns_open;
+	int state;			/* 0: up or never tried; else -errno of
+					 * its last failure, while in back-off */
+	unsigned n_ranges;		/* in ranges[], ascending */
+	unsigned ranges_total;		/* it serves, n_ranges or more */
+	struct kv_remote_range ranges[KV_REMOTE_VIEW_RANGES];
+};
+
+struct kv_remote_view {
+	struct kv_remote_stats st;	/* kv_remote_stats(), as of the call */
+	/* The rest as of the end of the last batch: */
+	uint64_t taken_ns;		/* when (kv_now_ns()) */
+	uint64_t moved, asks;		/* redirections followed */
+	uint64_t refreshes;		/* slot maps loaded */
+	uint64_t conn_errors;		/* connections that failed (protocol
+					 * errors included) */
+	unsigned nodes_known;		/* n_nodes or more */
+	unsigned n_nodes;
+	struct kv_remote_node nodes[KV_REMOTE_VIEW_NODES];
+};
+
 /* Start the tier's thread. 0 and *out, or -EINVAL (no seeds, timeout 0,
  * part_bytes too small for a header's worth). Never touches the network. */
 int kv_remote_open(struct kv_remote **out, const struct kv_remote_conf *conf);
@@ -126,5 +168,13 @@ int kv_remote_event_fd(const struct kv_remote *r);
 struct kv_remote_job *kv_remote_reap(struct kv_remote *r);
 
 void kv_remote_stats(struct kv_remote *r, struct kv_remote_stats *st);
+
+/*
+ * Copy the cluster as the I/O thread last saw it into *out (the caller's;
+ * about 10 KiB). Returns 0, or -ENOTCONN when the thread has not connected
+ * yet: then *out holds the counters and no nodes. Never waits for the
+ * network: the thread publishes a view after each batch.
+ */
+int kv_remote_view(struct kv_remote *r, struct kv_remote_view *out);
 
 #endif

@@ -169,6 +169,7 @@ static void check_req(const char *buf, size_t size, uint32_t max_batch,
 	case KV_OP_STATS:
 	case KV_OP_PING:
 	case KV_OP_TENANTS:
+	case KV_OP_CLUSTER:
 		check(n == 0 && blen == 0);
 		break;
 	case KV_OP_BW_REPORT:		/* any values: the handler judges them */
@@ -469,6 +470,8 @@ int main(int argc, char **argv)
 	err |= seed_write(dir, "ping");
 	seed_start(KV_OP_TENANTS, 0, 0);
 	err |= seed_write(dir, "tenants");
+	seed_start(KV_OP_CLUSTER, 0, 0);
+	err |= seed_write(dir, "cluster");
 
 	seed_start(KV_OP_BW_REPORT, 0, sizeof(struct kv_wire_bw_report));
 	((struct kv_wire_bw_report *)seed_body())->tier = KV_TIER_DRAM;

@@ -13,6 +13,11 @@
 # sanitizer report; anything left is killed on exit, and $tmp is removed.
 # nap sleeps a tenth of a second. Cases leave their program's stdout and stderr
 # in $tmp/out and $tmp/err, shown when a case fails.
+#
+# For kvctl's tests: kvctl_daemon_start ARGS starts $KVSTORED on $sock and
+# waits until kvctl health answers; kv ARGS runs $KVCTL on $sock,
+# json_check EXPR judges the JSON it printed, and the case kvctl_clean
+# fails if any kvctl run reported a sanitizer finding.
 
 t_init()
 {
@@ -27,6 +32,7 @@ t_init()
 	failed=""
 	trap t_cleanup EXIT
 	trap 'exit 1' HUP INT TERM
+	: >"$tmp/kvctl.err"
 }
 
 t_cleanup()
@@ -99,6 +105,59 @@ daemon_stop()
 	if [ "$status" -ne 0 ] || grep -Eq 'Sanitizer|runtime error' "$tmp/daemon.log"; then
 		echo "#   kvstored exit status $status"
 		tail -n 30 "$tmp/daemon.log" | sed 's/^/#   daemon: /'
+		return 1
+	fi
+}
+
+# kvctl_daemon_start ARGS...: kvstored on $sock with ARGS, its pid in $pid;
+# 0 once kvctl health answers (10 s at most), else 1 with its log shown.
+kvctl_daemon_start()
+{
+	"$KVSTORED" --socket "$sock" "$@" >"$tmp/daemon.log" 2>&1 &
+	pid=$!
+	i=0
+	while [ "$i" -lt 100 ]; do
+		kv health
+		[ "$rc" -eq 0 ] && return 0
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null
+			pid=""
+			break
+		fi
+		nap
+		i=$((i + 1))
+	done
+	sed 's/^/#   daemon: /' "$tmp/daemon.log" | tail -n 20
+	return 1
+}
+
+# kv ARGS...: run kvctl on the test socket; stdout in $tmp/out, stderr in
+# $tmp/err, exit status in $rc. Every stderr is kept for the sanitizer check.
+kv()
+{
+	"$KVCTL" --socket "$sock" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	cat "$tmp/err" >>"$tmp/kvctl.err"
+}
+
+# json_check PYTHON-EXPR: evaluate EXPR with d = the JSON in $tmp/out.
+json_check()
+{
+	python3 -c '
+import json, sys
+try:
+	d = json.load(open(sys.argv[1]))
+except ValueError as e:
+	print("#   not JSON: %s" % e)
+	sys.exit(1)
+sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)
+' "$tmp/out" "$1"
+}
+
+kvctl_clean()
+{
+	if grep -Eq 'Sanitizer|runtime error' "$tmp/kvctl.err"; then
+		grep -E -A 20 'Sanitizer|runtime error' "$tmp/kvctl.err" | head -n 40 | sed 's/^/#   /'
 		return 1
 	fi
 }

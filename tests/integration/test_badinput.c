@@ -664,6 +664,47 @@ static void test_reports(void **state)
 	expect_serves_and_stops();
 }
 
+/*
+ * CLUSTER takes no body: one (8 bytes, a whole reply's worth, or a count)
+ * is malformed and closes the connection. A valid one, to a daemon
+ * without a remote tier, is answered: flags 0, no nodes.
+ */
+static void test_cluster_request(void **state)
+{
+	static const struct {
+		uint32_t count;
+		size_t blen;
+	} bad[] = {
+		{ 0, 8 }, { 0, sizeof(struct kv_wire_cluster) }, { 1, 0 }, { 1, 8 },
+		{ UINT32_MAX, 0 },
+	};
+	struct kv_wire_cluster w;
+	struct kv_wire_hdr h;
+	struct frame f;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fd = raw_session();
+		fr_make(&f, KV_OP_CLUSTER, 2 + i, bad[i].count, bad[i].blen);
+		send_frame(fd, &f);
+		expect_fail_close(fd, KV_OP_CLUSTER, 2 + i, KV_EPROTO);
+	}
+	fd = raw_session();
+	fr_make(&f, KV_OP_CLUSTER, 20, 0, 0);
+	send_frame(fd, &f);
+	assert_int_equal(read_reply(fd, &h, &w, sizeof(w), NULL), 0);
+	assert_int_equal(h.op, KV_OP_CLUSTER);
+	assert_int_equal(h.req_id, 20);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(h.count, 0);
+	assert_int_equal(h.len, sizeof(w));
+	assert_int_equal(w.flags, 0);
+	assert_int_equal(w.n_nodes, 0);
+	expect_serving(fd, 21);
+	close(fd);
+	expect_serves_and_stops();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -678,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unregistered_ns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_request, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

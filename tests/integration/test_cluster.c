@@ -23,113 +23,13 @@
 #include <unistd.h>
 
 #include "client/kvc.h"
+#include "tests/integration/cluster_fx.h"
 #include "tests/integration/harness.h"
 #include "tests/lib/clock.h"
 #include "tests/lib/rcluster_fx.h"
 #include "tests/lib/rng.h"
 
 #define NSHARE		1000
-#define CMAX		(64u << 10)
-#define WAIT_MS		30000
-
-static struct kvt_cluster cl;
-static char remote[600];
-
-static int setup(void **state)
-{
-	if (kvt_cluster_start(&cl))
-		return -1;
-	snprintf(remote, sizeof(remote), "redis-cluster://%s", cl.seeds);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	kvt_cluster_stop();
-	return 0;
-}
-
-static struct kvc_key key_of(uint64_t i, uint64_t salt)
-{
-	return (struct kvc_key){ kvt_mix(i ^ salt), i };
-}
-
-/* Chunk i's length and bytes: sizes from 1 byte to CMAX, a pattern of its
- * own. */
-static size_t len_of(uint64_t i)
-{
-	return 1 + kvt_mix(i * 7 + 3) % CMAX;
-}
-
-static void fill(unsigned char *p, size_t len, uint64_t i)
-{
-	uint64_t st = kvt_mix(i);
-
-	for (size_t k = 0; k < len; k++)
-		p[k] = (unsigned char)kvt_splitmix(&st);
-}
-
-/* A daemon on the cluster, with the flags in extra (NULL-terminated, may
- * be NULL), connected. */
-static struct kvc *start(struct kvt_daemon *d, const char *const *extra)
-{
-	const char *args[24] = { "--dram-bytes", "128M", "--log", "info",
-				 "--remote", remote, "--remote-timeout-ms", "2000" };
-	size_t n = 8;
-	struct kvc *c;
-
-	for (size_t i = 0; extra && extra[i] && n < 22; i++)
-		args[n++] = extra[i];
-	args[n] = NULL;
-	assert_int_equal(kvt_start(d, args), 0);
-	assert_int_equal(kvc_connect(d->sock, &c), 0);
-	return c;
-}
-
-static void stop(struct kvt_daemon *d, struct kvc *c)
-{
-	kvc_close(c);
-	assert_int_equal(kvt_stop(d), 0);
-}
-
-static const struct kvc_tier_stats *remote_stats(struct kvc *c, struct kvc_stats *st)
-{
-	assert_int_equal(kvc_stats(c, st), 0);
-	for (unsigned i = 0; i < st->n_tiers; i++)
-		if (!strcmp(st->tiers[i].name, "remote"))
-			return &st->tiers[i];
-	fail_msg("no remote tier in STATS");
-	return NULL;
-}
-
-/* Wait until c's daemon has written n chunks through to the cluster. */
-static void wait_written(struct kvc *c, uint64_t n)
-{
-	uint64_t t0 = kvt_now_ns();
-	struct kvc_stats st;
-
-	while (remote_stats(c, &st)->demotions < n) {
-		if (kvt_now_ns() - t0 > WAIT_MS * 1000000ull)
-			fail_msg("%llu of %llu chunks written through in %u ms",
-				 (unsigned long long)remote_stats(c, &st)->demotions,
-				 (unsigned long long)n, WAIT_MS);
-		kvt_sleep_ms(20);
-	}
-}
-
-static void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from,
-		       uint64_t to)
-{
-	unsigned char *buf = malloc(CMAX);
-
-	for (uint64_t i = from; i < to; i++) {
-		struct kvc_key k = key_of(i, salt);
-
-		fill(buf, len_of(i), i);
-		assert_int_equal(kvc_put(c, ns, &k, NULL, 16, 0, buf, len_of(i)), 0);
-	}
-	free(buf);
-}
 
 /* kvc_get of chunk i: 1 byte-exact, 0 a miss; a wrong byte fails. */
 static int get_chunk(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t i)
@@ -551,5 +451,5 @@ int main(void)
 		cmocka_unit_test(test_failover),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, cluster_setup, cluster_teardown);
 }

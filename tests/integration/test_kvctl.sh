@@ -17,29 +17,6 @@ KVCTL=${KVCTL:-build/kvctl}
 . "$(dirname "$0")/lib.sh"
 t_init test_kvctl kvctl
 
-# kv ARGS...: run kvctl on the test socket; stdout in $tmp/out, stderr in
-# $tmp/err, exit status in $rc. Every stderr is kept for the sanitizer check.
-kv()
-{
-	"$KVCTL" --socket "$sock" "$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	cat "$tmp/err" >>"$tmp/kvctl.err"
-}
-
-# json_check PYTHON-EXPR: evaluate EXPR with d = the JSON in $tmp/out.
-json_check()
-{
-	python3 -c '
-import json, sys
-try:
-	d = json.load(open(sys.argv[1]))
-except ValueError as e:
-	print("#   not JSON: %s" % e)
-	sys.exit(1)
-sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)
-' "$tmp/out" "$1"
-}
-
 ns="test/kvctl"
 k1=0123456789abcdef0123456789abcdef
 k2=fedcba9876543210fedcba9876543210
@@ -49,22 +26,7 @@ absent=ffffffffffffffffffffffffffffffff
 
 t_start()
 {
-	"$KVSTORED" --socket "$sock" --dram-bytes 64M >"$tmp/daemon.log" 2>&1 &
-	pid=$!
-	i=0
-	while [ "$i" -lt 100 ]; do
-		kv health
-		[ "$rc" -eq 0 ] && return 0
-		if ! kill -0 "$pid" 2>/dev/null; then
-			wait "$pid" 2>/dev/null
-			pid=""
-			break
-		fi
-		nap
-		i=$((i + 1))
-	done
-	sed 's/^/#   daemon: /' "$tmp/daemon.log" | tail -n 20
-	return 1
+	kvctl_daemon_start --dram-bytes 64M
 }
 
 t_health()
@@ -262,6 +224,21 @@ t_ns_rm()
 	[ "$rc" -eq 2 ] && grep -q 'no such namespace' "$tmp/err"
 }
 
+# ---- the remote tier ------------------------------------------------------------------
+
+# This daemon has none: cluster says so (exit 2), stats shows no remote figures.
+t_cluster_none()
+{
+	kv cluster
+	[ "$rc" -eq 2 ] && grep -q 'no remote tier' "$tmp/err" || return 1
+	kv cluster --json
+	[ "$rc" -eq 2 ] && [ ! -s "$tmp/out" ] || return 1
+	kv stats --json
+	[ "$rc" -eq 0 ] && json_check '"remote" not in d' || return 1
+	kv stats
+	[ "$rc" -eq 0 ] && ! grep -q 'masters up' "$tmp/out"
+}
+
 # ---- errors ------------------------------------------------------------------------
 
 t_bad_key()
@@ -307,15 +284,6 @@ t_daemon_stop()
 	daemon_stop
 }
 
-t_kvctl_clean()
-{
-	if grep -Eq 'Sanitizer|runtime error' "$tmp/kvctl.err"; then
-		grep -E -A 20 'Sanitizer|runtime error' "$tmp/kvctl.err" | head -n 40 | sed 's/^/#   /'
-		return 1
-	fi
-}
-
-: >"$tmp/kvctl.err"
 for bin in "$KVSTORED" "$KVCTL"; do
 	if [ ! -x "$bin" ]; then
 		echo "test_kvctl.sh: '$bin' is not an executable: build it first" >&2
@@ -349,6 +317,7 @@ check "flush --tier dram writes back, a bad tier exits 2" t_flush_writeback
 check "flush --json" t_flush_json
 check "ns ls and ns ls --json list the namespace" t_ns_ls
 check "ls, inspect, evict and get --ns never create a namespace" t_ns_no_create
+check "cluster without a remote tier exits 2; stats shows no remote figures" t_cluster_none
 check "bad key hex exits 2 with a message" t_bad_key
 check "unknown command exits 2 with usage" t_unknown_command
 check "unknown option or missing --ns exits 2" t_unknown_option
@@ -356,5 +325,5 @@ check "--help and COMMAND --help exit 0" t_help
 check "health with no daemon exits 2 naming the socket" t_no_daemon
 check "ns rm removes the namespace" t_ns_rm
 check "kvstored stops cleanly on SIGTERM" t_daemon_stop
-check "no sanitizer reports from kvctl" t_kvctl_clean
+check "no sanitizer reports from kvctl" kvctl_clean
 summary

@@ -167,7 +167,8 @@ static void test_valid_flush(void **state)
 
 static void test_valid_stats_ping(void **state)
 {
-	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS };
+	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS,
+					KV_OP_CLUSTER };
 	struct kv_req r;
 
 	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
@@ -510,7 +511,8 @@ static void test_flush_fields(void **state)
 
 static void test_stats_ping_body(void **state)
 {
-	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS };
+	static const unsigned ops[] = { KV_OP_STATS, KV_OP_PING, KV_OP_TENANTS,
+					KV_OP_CLUSTER };
 
 	for (size_t i = 0; i < KV_ARRAY_SIZE(ops); i++) {
 		assert_int_equal(parse_copy(mk(ops[i], 0, 8), KV_PROTO_MAX_BATCH),

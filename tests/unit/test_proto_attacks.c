@@ -363,6 +363,7 @@ static void test_bad_op(void **state)
 	assert_string_equal(kv_proto_op_name(KV_OP_ERROR), "error");
 	assert_string_equal(kv_proto_op_name(KV_OP_PING), "ping");
 	assert_string_equal(kv_proto_op_name(KV_OP_TENANTS), "tenants");
+	assert_string_equal(kv_proto_op_name(KV_OP_CLUSTER), "cluster");
 	for (unsigned op = 0; op < KV_OP_MAX; op++)
 		assert_string_not_equal(kv_proto_op_name(op), "unknown");
 	assert_string_equal(kv_proto_op_name(KV_OP_MAX), "unknown");
@@ -459,6 +460,7 @@ static void test_mutations(void **state)
 		case KV_OP_STATS:
 		case KV_OP_PING:
 		case KV_OP_TENANTS:
+		case KV_OP_CLUSTER:
 			break;
 		case KV_OP_BW_REPORT:
 		case KV_OP_PLAN_REPORT:

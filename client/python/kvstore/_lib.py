@@ -16,9 +16,12 @@ import os
 import threading
 
 __all__ = ["load_library", "Key", "Loc", "GetDesc", "PutDesc", "GpuDesc",
-           "CLayout", "PagedDesc", "TierStats", "Stats", "FlushResult"]
+           "CLayout", "PagedDesc", "TierStats", "Stats", "FlushResult", "SlotRange",
+           "ClusterNode", "Cluster"]
 
 MAX_TIERS = 4
+CLUSTER_NODES = 64
+CLUSTER_RANGES = 16
 
 c_u8 = ctypes.c_uint8
 c_u32 = ctypes.c_uint32
@@ -103,6 +106,32 @@ class FlushResult(ctypes.Structure):
                 ("why", c_int)]
 
 
+class SlotRange(ctypes.Structure):
+    """struct kvc_slot_range"""
+    _fields_ = [("first", ctypes.c_uint16), ("last", ctypes.c_uint16)]
+
+
+class ClusterNode(ctypes.Structure):
+    """struct kvc_cluster_node (addr is NUL-terminated)"""
+    _fields_ = [("addr", ctypes.c_char * 64), ("slots", ctypes.c_uint),
+                ("conns_open", ctypes.c_uint), ("state", c_int), ("n_ranges", ctypes.c_uint),
+                ("ranges_total", ctypes.c_uint), ("ranges", SlotRange * CLUSTER_RANGES)]
+
+
+class Cluster(ctypes.Structure):
+    """struct kvc_cluster"""
+    _fields_ = [("remote", c_int), ("up", c_int), ("seen", c_int),
+                ("masters", ctypes.c_uint), ("masters_down", ctypes.c_uint),
+                ("nodes_known", ctypes.c_uint), ("n_nodes", ctypes.c_uint),
+                ("write_queue", ctypes.c_uint), ("write_inflight", ctypes.c_uint),
+                ("age_ms", c_u64), ("stores", c_u64), ("store_bytes", c_u64),
+                ("store_failures", c_u64), ("loads", c_u64), ("load_bytes", c_u64),
+                ("load_failures", c_u64), ("probes", c_u64), ("probe_hits", c_u64),
+                ("corrupt", c_u64), ("timeouts", c_u64), ("errors", c_u64),
+                ("moved", c_u64), ("asks", c_u64), ("refreshes", c_u64),
+                ("conn_errors", c_u64), ("nodes", ClusterNode * CLUSTER_NODES)]
+
+
 P = ctypes.POINTER
 _handle = c_ptr  # struct kvc *
 _op = c_ptr  # struct kvc_paged_op *
@@ -157,6 +186,7 @@ _PROTOS = {
     "kvc_score": (c_int, [_handle, c_u32, P(Key), P(ctypes.c_float), c_size, P(c_int)]),
     "kvc_policy": (c_int, [_handle, c_u8, ctypes.c_char_p, ctypes.c_char_p]),
     "kvc_ping": (c_int, [_handle, P(c_u64)]),
+    "kvc_cluster": (c_int, [_handle, P(Cluster)]),
     "kvc_strerror": (ctypes.c_char_p, [c_int]),
 }
 

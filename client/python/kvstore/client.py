@@ -625,6 +625,29 @@ class Client:
                           None if name is None else _name(name), out), "kvc_policy")
         return out.value.decode("utf-8", "replace")
 
+    def cluster(self):
+        """The daemon's remote tier and its Redis Cluster as the daemon sees
+        it (kvc_cluster) as a dict: "remote" (False: no remote tier, and
+        everything else 0 or empty), "up", "seen" (connected once), masters,
+        masters_down, nodes_known, write_queue, write_inflight, age_ms (of
+        the view), stores, store_bytes, store_failures, loads, load_bytes,
+        load_failures, probes, probe_hits, corrupt, timeouts, errors, moved,
+        asks, refreshes, conn_errors; and "nodes": one dict per node, with
+        addr, slots (0: not a master), conns_open, state (0 up, else a
+        negative errno while the daemon leaves the node alone), ranges (a
+        list of (first, last) slot pairs, inclusive) and ranges_total."""
+        cl = _lib.Cluster()
+        _check(self._call("kvc_cluster", ctypes.byref(cl)), "kvc_cluster")
+        d = {f: getattr(cl, f) for f, _ in _lib.Cluster._fields_[:-1]}
+        for f in ("remote", "up", "seen"):
+            d[f] = bool(d[f])
+        d["nodes"] = [{"addr": n.addr.decode("utf-8", "replace"), "slots": n.slots,
+                       "conns_open": n.conns_open, "state": n.state,
+                       "ranges": [(r.first, r.last) for r in n.ranges[:n.n_ranges]],
+                       "ranges_total": n.ranges_total}
+                      for n in cl.nodes[:cl.n_nodes]]
+        return d
+
     def ping(self):
         """Round trip to the daemon (kvc_ping); returns its uptime in ms."""
         up = ctypes.c_uint64()

@@ -151,6 +151,17 @@ class TestStructLayout(unittest.TestCase):
                         "plans_loaded": 656, "plans_computed": 664, "plans_both": 672,
                         "plan_tokens_loaded": 680, "plan_tokens_computed": 688}),
         "FlushResult": (32, {"chunks": 0, "bytes": 8, "skipped": 16, "why": 24}),
+        "SlotRange": (4, {"first": 0, "last": 2}),
+        "ClusterNode": (148, {"addr": 0, "slots": 64, "conns_open": 68, "state": 72,
+                              "n_ranges": 76, "ranges_total": 80, "ranges": 84}),
+        "Cluster": (9640, {"remote": 0, "up": 4, "seen": 8, "masters": 12,
+                           "masters_down": 16, "nodes_known": 20, "n_nodes": 24,
+                           "write_queue": 28, "write_inflight": 32, "age_ms": 40,
+                           "stores": 48, "store_bytes": 56, "store_failures": 64,
+                           "loads": 72, "load_bytes": 80, "load_failures": 88,
+                           "probes": 96, "probe_hits": 104, "corrupt": 112,
+                           "timeouts": 120, "errors": 128, "moved": 136, "asks": 144,
+                           "refreshes": 152, "conn_errors": 160, "nodes": 168}),
     }
 
     def test_layouts(self):
@@ -717,6 +728,18 @@ class TestClient(DaemonCase):
                   "plan_tokens_computed"):
             self.assertIsInstance(st[f], int)
         self.assertEqual(self.kv.policy(kvstore.TIER_DRAM), "lru")
+
+    def test_cluster_without_remote(self):
+        # The class's daemon has no remote tier: a dict that says so.
+        cl = self.kv.cluster()
+        self.assertIs(cl["remote"], False)
+        self.assertIs(cl["up"], False)
+        self.assertEqual(cl["nodes"], [])
+        self.assertEqual(cl["stores"] + cl["probes"] + cl["masters"], 0)
+        for f in ("masters_down", "nodes_known", "write_queue", "age_ms", "store_bytes",
+                  "load_bytes", "corrupt", "timeouts", "errors", "refreshes",
+                  "conn_errors"):
+            self.assertEqual(cl[f], 0, f)
 
     def test_report_bw_and_plan(self):
         # A daemon of its own: the figures start from nothing.

@@ -1,0 +1,49 @@
+/*
+ * cluster_fx.h - what the programs that test the remote tier against a
+ * real Redis Cluster share (cluster_fx.c): the cluster, one per program,
+ * started by the group's setup, and a daemon's remote figures. The
+ * functions fail the running cmocka test on any error.
+ */
+#ifndef KVT_CLUSTER_FX_H
+#define KVT_CLUSTER_FX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/kvc.h"
+#include "tests/integration/harness.h"
+#include "tests/lib/rcluster_fx.h"
+
+#define WAIT_MS		30000		/* the longest a write-through may take */
+#define CMAX		(64u << 10)	/* the largest chunk put_chunks() puts */
+
+extern struct kvt_cluster cl;
+extern char remote[600];		/* "redis-cluster://SEEDS", for --remote */
+
+/* The group's setup and teardown: start the cluster, stop it. */
+int cluster_setup(void **state);
+int cluster_teardown(void **state);
+
+/* Chunk i's key, of a salt of the test's own; its length (1 byte to
+ * CMAX) and bytes (a pattern of its own). */
+struct kvc_key key_of(uint64_t i, uint64_t salt);
+size_t len_of(uint64_t i);
+void fill(unsigned char *p, size_t len, uint64_t i);
+
+/* A daemon on the cluster (128 MiB of DRAM, a 2 s deadline), with the
+ * flags in extra (NULL-terminated, may be NULL), connected. */
+struct kvc *start(struct kvt_daemon *d, const char *const *extra);
+
+/* Put chunks [from, to) of salt. */
+void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from, uint64_t to);
+
+/* Close c, stop its daemon, which must exit 0. */
+void stop(struct kvt_daemon *d, struct kvc *c);
+
+/* STATS' remote tier line, the rest of STATS in *st. */
+const struct kvc_tier_stats *remote_stats(struct kvc *c, struct kvc_stats *st);
+
+/* Wait up to WAIT_MS until c's daemon has written n chunks through. */
+void wait_written(struct kvc *c, uint64_t n);
+
+#endif
