@@ -567,7 +567,8 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		return 0;
 	case K_RWRITE:
 		if (strcmp(value, "through") && strcmp(value, "off")) {
-			snprintf(err, errlen, "%s: bad value '%s' (through or off)", k->name, shown);
+			snprintf(err, errlen, "%s: bad value '%s' (through or off)", k->name,
+				 shown);
 			return -EINVAL;
 		}
 		strcpy(field, value);

@@ -18,6 +18,8 @@
  * on loopback), started and stopped here unless --seeds names one.
  * Chunks are raw (codec none): this measures the network path, not zstd.
  * --quick: small counts, checks that everything works (make test).
+ * --batch N: at most N jobs a batch (the mover's conf.batch; its 4 MiB
+ * bound on a batch's values holds as well).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -258,7 +260,7 @@ static void bench_lookup(struct kv_remote *r)
 
 int main(int argc, char **argv)
 {
-	struct kv_remote_conf c = { .timeout_ms = 10000, .conns = CONNS, .level = 1, .batch = getenv("B") ? (unsigned)atoi(getenv("B")) : 0 };
+	struct kv_remote_conf c = { .timeout_ms = 10000, .conns = CONNS, .level = 1 };
 	bool own = true;
 	struct kv_remote *r;
 	char cmd[512];
@@ -268,11 +270,13 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			quick = true;
+		} else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+			c.batch = (unsigned)strtoul(argv[++i], NULL, 10);
 		} else if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
 			snprintf(seeds, sizeof(seeds), "%s", argv[++i]);
 			own = false;
 		} else {
-			fprintf(stderr, "usage: kvremotebench [--quick] [--seeds host:port,...]\n");
+			fprintf(stderr, "usage: kvremotebench [--quick] [--batch JOBS] [--seeds host:port,...]\n");
 			return 2;
 		}
 	}
