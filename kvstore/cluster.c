@@ -42,6 +42,7 @@ struct kv_store_probe {
 	struct kv_remote_probe *p;	/* one per key asked */
 	uint32_t *at;			/* ... and that key's index in the lookup */
 	uint32_t n;
+	uint32_t ns;
 	bool done;			/* reaped */
 	bool cancelled;			/* its request went: free it at reap */
 };
@@ -67,6 +68,8 @@ void cluster_close(struct kv_store *s)
 		probe_free(kv_list_first_entry(&s->probes, struct kv_store_probe, link));
 	free(s->remote_ns);
 	s->remote_ns = NULL;
+	free(s->hints);
+	s->hints = NULL;
 }
 
 /* Does a namespace of this name use the cluster (remote_ns)? */
@@ -181,33 +184,62 @@ static void write_done(struct kv_store *s, struct kv_move *m)
 	refresh_hold(s, c);
 }
 
-/* ---- fetches --------------------------------------------------------------- */
+/* ---- hints: what a LOOKUP's probe found, for the GET that follows ------- */
 
-int cluster_fetch(struct kv_store *s, struct tenant *t, uint32_t ns,
-		  const struct kv_key *key)
+/*
+ * An engine that LOOKUPs keys the cluster has GETs them next: the probe
+ * already brought each one's part 0 header, so the fetch may go straight to
+ * its LOAD and spare a round trip. A hint is only that: the LOAD checks
+ * every part against the header, so a value replaced or evicted since is a
+ * miss, never wrong bytes; hints older than HINT_NS are not used, to bound
+ * how often that happens. Direct-mapped: a newer hint takes an older's
+ * slot.
+ */
+#define HINTS		4096u
+#define HINT_NS		1000000000ull	/* 1 s */
+
+struct hint {
+	uint32_t ns;
+	bool set;
+	struct kv_key key;
+	uint64_t at_ns;
+	struct kv_remote_hdr hdr;
+};
+
+static struct hint *hint_slot(struct kv_store *s, uint32_t ns, const struct kv_key *key)
 {
-	struct kv_remote_job *j;
-	struct kv_chunk *c;
+	uint64_t h = (key->lo ^ key->hi * 0x9e3779b97f4a7c15ull) + ns;
 
-	if (!ns_remote(s, ns) || t->chunks >= t->max_chunks)
-		return -ENOENT;
-	c = chunk_new(s, ns, key);
-	c->tenant = (uint16_t)t->id;
-	c->state = KV_CHUNK_FETCHING;
-	c->tier = KV_TIER_REMOTE;
-	c->copy[KV_TIER_DRAM].from = KV_TIER_REMOTE;	/* busy: nothing drops it */
-	t->chunks++;
-	s->chunks++;
-	j = job_new(s);
-	j->m.op = KV_MOVE_OWN;
-	j->own = KV_REMOTE_PROBE;
-	j->m.cookie = c;
-	j->one = (struct kv_remote_probe){ .salt = ns_salt(s, ns), .key = *key };
-	j->probes = &j->one;
-	j->n_probes = 1;
-	job_submit(s, j);
-	return -EINPROGRESS;
+	if (!s->hints)
+		s->hints = kv_xcalloc(HINTS, sizeof(struct hint));
+	return &s->hints[(h ^ h >> 29) % HINTS];
 }
+
+static void hint_put(struct kv_store *s, uint32_t ns, const struct kv_remote_probe *p,
+		     uint64_t now)
+{
+	struct hint *h = hint_slot(s, ns, &p->key);
+
+	*h = (struct hint){ .ns = ns, .set = true, .key = p->key, .at_ns = now,
+			    .hdr = p->hdr };
+}
+
+/* Take the hint for (ns, key), if there is a fresh one, into p. */
+static bool hint_take(struct kv_store *s, uint32_t ns, const struct kv_key *key,
+		      struct kv_remote_probe *p)
+{
+	struct hint *h = hint_slot(s, ns, key);
+
+	if (!h->set || h->ns != ns || memcmp(&h->key, key, sizeof(*key)) ||
+	    kv_now_ns() - h->at_ns > HINT_NS)
+		return false;
+	*p = (struct kv_remote_probe){ .salt = h->hdr.salt, .key = *key, .hdr = h->hdr };
+	h->set = false;
+	s->rt_hinted++;
+	return true;
+}
+
+/* ---- fetches --------------------------------------------------------------- */
 
 /* A fetch ends without its chunk: the record goes, what it cost counted. */
 static void fetch_lost(struct kv_store *s, struct kv_chunk *c, int why)
@@ -224,12 +256,12 @@ static void fetch_lost(struct kv_store *s, struct kv_chunk *c, int why)
 	chunk_drop(s, c);
 }
 
-/* The cluster answered a fetch's PROBE: make room and LOAD, or miss. */
-static void fetch_probed(struct kv_store *s, struct kv_remote_job *pj)
+/* What the cluster said of a fetch's chunk (its PROBE, or a hint): make
+ * room and LOAD. 0: the LOAD is on its way; else the record is gone and
+ * this is the miss. */
+static int fetch_probed(struct kv_store *s, struct kv_chunk *c,
+			const struct kv_remote_probe *p)
 {
-	struct kv_chunk *c = pj->m.cookie;
-	const struct kv_remote_probe *p = &pj->one;
-	struct stier *st = &s->tiers[KV_TIER_REMOTE];
 	struct tenant *t = &s->tenants[c->tenant];
 	struct kv_remote_job *j;
 	struct kv_move *m;
@@ -239,11 +271,9 @@ static void fetch_probed(struct kv_store *s, struct kv_remote_job *pj)
 	if (!ret && (p->hdr.bytes == 0 || p->hdr.bytes > t->tiers[KV_TIER_DRAM].capacity))
 		ret = -KV_ETOOBIG;	/* what a peer wrote may not fit here */
 	if (ret) {
-		st->misses++;
 		fetch_lost(s, c, ret == -KV_ECORRUPT ? ret : -ENOENT);
-		return;
+		return -ENOENT;
 	}
-	st->hits++;
 	c->bytes = p->hdr.bytes;
 	c->tokens = p->hdr.tokens;
 	c->position = p->hdr.position;
@@ -253,7 +283,7 @@ static void fetch_probed(struct kv_store *s, struct kv_remote_job *pj)
 	ret = tier_alloc_evicting(s, t, KV_TIER_DRAM, c->bytes, &e);
 	if (ret) {
 		fetch_lost(s, c, ret);
-		return;
+		return ret;
 	}
 	c->copy[KV_TIER_DRAM].io_ext = e;
 	j = job_new(s);
@@ -262,6 +292,47 @@ static void fetch_probed(struct kv_store *s, struct kv_remote_job *pj)
 	m->op = KV_MOVE_LOAD;
 	j->want = p->hdr;
 	job_submit(s, j);
+	return 0;
+}
+
+static void fetch_asked(struct kv_store *s, struct kv_remote_job *j)
+{
+	struct stier *st = &s->tiers[KV_TIER_REMOTE];
+
+	if (j->one.result)
+		st->misses++;
+	else
+		st->hits++;
+	fetch_probed(s, j->m.cookie, &j->one);
+}
+
+int cluster_fetch(struct kv_store *s, struct tenant *t, uint32_t ns,
+		  const struct kv_key *key)
+{
+	struct kv_remote_probe hint;
+	struct kv_remote_job *j;
+	struct kv_chunk *c;
+
+	if (!ns_remote(s, ns) || t->chunks >= t->max_chunks)
+		return -ENOENT;
+	c = chunk_new(s, ns, key);
+	c->tenant = (uint16_t)t->id;
+	c->state = KV_CHUNK_FETCHING;
+	c->tier = KV_TIER_REMOTE;
+	c->copy[KV_TIER_DRAM].from = KV_TIER_REMOTE;	/* busy: nothing drops it */
+	t->chunks++;
+	s->chunks++;
+	if (hint_take(s, ns, key, &hint))
+		return fetch_probed(s, c, &hint) ? -ENOENT : -EINPROGRESS;
+	j = job_new(s);
+	j->m.op = KV_MOVE_OWN;
+	j->own = KV_REMOTE_PROBE;
+	j->m.cookie = c;
+	j->one = (struct kv_remote_probe){ .salt = ns_salt(s, ns), .key = *key };
+	j->probes = &j->one;
+	j->n_probes = 1;
+	job_submit(s, j);
+	return -EINPROGRESS;
 }
 
 /* The chunk arrived, every part checked: commit it in DRAM. */
@@ -318,6 +389,7 @@ int kv_store_lookup_remote(struct kv_store *s, uint32_t ns, const struct kv_key 
 		p->p[p->n] = (struct kv_remote_probe){ .salt = salt, .key = keys[i] };
 		p->at[p->n++] = i;
 	}
+	p->ns = ns;
 	kv_list_add_tail(&s->probes, &p->link);
 	j = job_new(s);
 	j->m.op = KV_MOVE_OWN;
@@ -357,12 +429,15 @@ static void lookup_probed(struct kv_store *s, struct kv_remote_job *j)
 {
 	struct kv_store_probe *p = j->m.cookie;
 	struct stier *st = &s->tiers[KV_TIER_REMOTE];
+	uint64_t now = kv_now_ns();
 
 	for (uint32_t i = 0; i < p->n; i++) {
-		if (p->p[i].result == 0)
+		if (p->p[i].result == 0) {
 			st->hits++;
-		else
+			hint_put(s, p->ns, &p->p[i], now);
+		} else {
 			st->misses++;
+		}
 	}
 	p->done = true;
 	if (p->cancelled)
@@ -399,7 +474,7 @@ void cluster_done(struct kv_store *s, struct kv_move *m)
 	else if (m->op == KV_MOVE_LOAD)
 		fetch_loaded(s, m);
 	else if (j->probes == &j->one)	/* a fetch asks of one key, in the job */
-		fetch_probed(s, j);
+		fetch_asked(s, j);
 	else
 		lookup_probed(s, j);
 }

@@ -42,6 +42,7 @@
 #include "lib/util.h"
 #include "tiers/tier.h"
 
+struct hint;
 struct kv_hbm;
 struct kv_remote;
 struct kv_ssd;
@@ -261,6 +262,8 @@ struct kv_store {
 	uint64_t rt_write_failed;
 	uint64_t rt_written_bytes;
 	uint64_t rt_fetched_bytes;
+	struct hint *hints;		/* what lookups' probes found (cluster.c) */
+	uint64_t rt_hinted;		/* fetches that went straight to a LOAD */
 };
 
 #define HBM_COPIES_MAX	32	/* GPU copies in flight at once */
