@@ -417,6 +417,32 @@ static void test_reshard(void **state)
 	stop(&b, cb);
 }
 
+/* When the cluster itself has moved a dead master's slots: polls a live
+ * node's CLUSTER SLOTS until the dead port is no longer in it. */
+struct promoted {
+	unsigned dead, ask;		/* ports */
+	uint64_t t0, at_ns;		/* the kill; when (0: not yet) */
+};
+
+static void *watch_promotion(void *arg)
+{
+	struct promoted *p = arg;
+
+	while (kvt_now_ns() - p->t0 < 30000000000ull) {
+		char line[64];
+
+		line[0] = '\0';
+		sh(line, sizeof(line), "redis-cli -p %u CLUSTER SLOTS 2>/dev/null | grep -cx %u",
+		   p->ask, p->dead);
+		if (line[0] == '0') {
+			p->at_ns = kvt_now_ns() - p->t0;
+			break;
+		}
+		kvt_sleep_ms(20);
+	}
+	return NULL;
+}
+
 /*
  * Last (it kills a master): while B reads, a master dies. Local hits go
  * on without a stall over 100 ms, remote reads of its slots miss (fast),
@@ -426,8 +452,10 @@ static void test_failover(void **state)
 {
 	struct kvt_daemon a, b;
 	struct kvc *ca = start(&a, NULL), *cb = start(&b, NULL);
-	uint64_t salt = kvt_now_ns() ^ 0xf0, t0, worst = 0, back_ns = 0;
+	uint64_t salt = kvt_now_ns() ^ 0xf0, t0, worst = 0, last_miss = 0;
 	unsigned n = 300, missed = 0, rounds = 0, pid;
+	struct promoted pr = { .dead = cl.ports[0], .ask = cl.ports[1] };
+	pthread_t th;
 	bool all_back = false;
 	char name[64];
 	uint32_t na, nb, local;
@@ -443,7 +471,8 @@ static void test_failover(void **state)
 	pid = kvt_cluster_pid(&cl, cl.ports[0]);
 	assert_true(pid > 1);	/* never kill(0) */
 	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
-	t0 = kvt_now_ns();
+	t0 = pr.t0 = kvt_now_ns();
+	assert_int_equal(pthread_create(&th, NULL, watch_promotion, &pr), 0);
 	while (!all_back) {
 		unsigned got = 0;
 
@@ -462,16 +491,21 @@ static void test_failover(void **state)
 				assert_int_equal(kvc_evict(cb, nb, &k, 1, NULL), 1);
 			} else {
 				missed++;
+				last_miss = kvt_now_ns() - t0;
 			}
 		}
 		rounds++;
 		all_back = got == n;
-		if (all_back)
-			back_ns = kvt_now_ns() - t0;
 	}
-	print_message("figure: failover: all %u chunks back %.1f s after the kill "
-		      "(%u rounds, %u misses meanwhile); worst local hit %.1f ms\n", n,
-		      (double)back_ns / 1e9, rounds, missed, (double)worst / 1e6);
+	pthread_join(th, NULL);
+	/* A figure, not a timed assertion: the cluster's own failover is most
+	 * of it, and its time is the servers'. */
+	print_message("figure: failover: last remote miss %.2f s after the kill, the cluster "
+		      "moved the dead master's slots after %.2f s (the daemon's share %.2f s; "
+		      "%u rounds, %u misses); worst local hit %.1f ms\n",
+		      (double)last_miss / 1e9, (double)pr.at_ns / 1e9,
+		      pr.at_ns ? ((double)last_miss - (double)pr.at_ns) / 1e9 : -1.0, rounds,
+		      missed, (double)worst / 1e6);
 	assert_true(worst < 100000000ull);
 	stop(&a, ca);
 	stop(&b, cb);
