@@ -286,6 +286,7 @@ static int fetch_probed(struct kv_store *s, struct kv_chunk *c,
 		return ret;
 	}
 	c->copy[KV_TIER_DRAM].io_ext = e;
+	read_start(s, KV_TIER_REMOTE);
 	j = job_new(s);
 	m = &j->m;
 	move_init(s, m, c, e);
@@ -342,6 +343,7 @@ static void fetch_loaded(struct kv_store *s, struct kv_move *m)
 	struct kv_copy *k = &c->copy[KV_TIER_DRAM];
 	struct stier *st = &s->tiers[KV_TIER_REMOTE];
 
+	read_timed(s, KV_TIER_REMOTE, m->result ? 0 : c->bytes);
 	if (m->result) {
 		fetch_lost(s, c, m->result);
 		return;

@@ -200,10 +200,7 @@ int promote(struct kv_store *s, struct kv_chunk *c)
 		refresh_hold(s, c);
 		return ret;
 	}
-	if (s->rd_inflight++ == 0) {
-		s->rd_start = kv_now_ns();
-		s->rd_bytes = 0;
-	}
+	read_start(s, KV_TIER_SSD);
 	move_submit(s, c, KV_TIER_SSD, KV_TIER_DRAM, e);
 	return -EINPROGRESS;
 }
@@ -303,26 +300,38 @@ static void up_pump(struct kv_store *s)
 
 /* ---- finishing moves ----------------------------------------------------------- */
 
-/*
- * A promotion was reaped. The SSD tier's read bandwidth is timed by batch,
- * as the daemon's readers see it: from the first read submitted while none
- * was in flight until the last of them is reaped (read, checksummed,
- * decoded, in DRAM), over the bytes of the chunks that came up. Reads in
- * flight together share the disk, so timing each alone would count the
- * same seconds several times.
- */
-static void read_timed(struct kv_store *s, uint64_t bytes)
+/* A read into DRAM out of tier (an SSD promotion, a remote fetch) starts. */
+void read_start(struct kv_store *s, unsigned tier)
 {
+	struct stier *st = &s->tiers[tier];
+
+	if (st->rd_inflight++ == 0) {
+		st->rd_start = kv_now_ns();
+		st->rd_bytes = 0;
+	}
+}
+
+/*
+ * A read into DRAM was reaped (bytes 0: it failed). A tier's read
+ * bandwidth is timed by batch, as the daemon's readers see it: from the
+ * first read submitted while none was in flight until the last of them is
+ * reaped (read, checked, decoded, in DRAM), over the bytes of the chunks
+ * that came up. Reads in flight together share the disk (or the network),
+ * so timing each alone would count the same seconds several times.
+ */
+void read_timed(struct kv_store *s, unsigned tier, uint64_t bytes)
+{
+	struct stier *st = &s->tiers[tier];
 	uint64_t now = kv_now_ns();
 
-	s->rd_inflight--;
-	s->rd_bytes += bytes;
-	if (s->rd_inflight && now - s->rd_start < RD_PERIOD_NS)
+	st->rd_inflight--;
+	st->rd_bytes += bytes;
+	if (st->rd_inflight && now - st->rd_start < RD_PERIOD_NS)
 		return;
-	if (s->rd_bytes)	/* an implausible sample is dropped */
-		kv_bw_add(&s->tiers[KV_TIER_SSD].read, s->rd_bytes, now - s->rd_start);
-	s->rd_start = now;
-	s->rd_bytes = 0;
+	if (st->rd_bytes)	/* an implausible sample is dropped */
+		kv_bw_add(&st->read, st->rd_bytes, now - st->rd_start);
+	st->rd_start = now;
+	st->rd_bytes = 0;
 }
 
 /* A move failed: what is left of the chunk, and what it cost. Returns
@@ -372,7 +381,7 @@ static void move_done(struct kv_store *s, struct kv_move *m)
 		s->tenants[c->tenant].wb_pending--;
 	}
 	if (from == KV_TIER_SSD)
-		read_timed(s, m->result ? 0 : c->bytes);
+		read_timed(s, KV_TIER_SSD, m->result ? 0 : c->bytes);
 	if (m->result) {
 		part_free(s, c, to, k->io_ext);
 		k->io_ext = NULL;

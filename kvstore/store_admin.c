@@ -257,7 +257,8 @@ int kv_store_report_bw(struct kv_store *s, uint8_t tier, uint64_t bytes, uint64_
 	if (tier >= KV_TIER_MAX || !s->tiers[tier].ops)
 		return -KV_ENOTIER;
 	if (tier == KV_TIER_SSD)
-		return -EINVAL;		/* timed here: read_timed() */
+		return -EINVAL;		/* timed here: read_timed() (the remote
+					 * tier too, and it is no KV_TIER_MAX) */
 	return kv_bw_add(&s->tiers[tier].read, bytes, ns);
 }
 

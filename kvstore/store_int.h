@@ -148,9 +148,13 @@ struct stier {
 	uint64_t alloc_failures;
 	unsigned inflight;		/* moves submitted to it, not reaped */
 	struct kv_list queue;		/* chunks waiting for a move into it */
-	struct kv_bw read;		/* reads out of it: SSD promotions timed
-					 * here, HBM and DRAM copies as clients
-					 * report them (kv_store_report_bw()) */
+	struct kv_bw read;		/* reads out of it: SSD promotions and
+					 * remote fetches timed here (read_start(),
+					 * read_timed()), HBM and DRAM copies as
+					 * clients report them (kv_store_report_bw()) */
+	unsigned rd_inflight;		/* timed reads submitted, not reaped */
+	uint64_t rd_start;		/* the read batch under way began */
+	uint64_t rd_bytes;		/* ... and has brought up this much */
 };
 
 /*
@@ -233,15 +237,12 @@ struct kv_store {
 	uint64_t wb_queued;		/* chunks on the SSD's queue */
 	unsigned wb_inflight;		/* write-backs submitted, not reaped */
 	unsigned wb_max;		/* ... at most */
-	unsigned rd_inflight;		/* promotions submitted, not reaped */
 	uint64_t wb_written;		/* write-backs done, ever */
 	uint64_t wb_bytes;
 	uint64_t wb_failed;
 	uint64_t wb_lost;		/* chunks that left the cache from DRAM
 					 * after their write-back failed */
 	uint64_t io_failures;		/* promotions lost to read errors */
-	uint64_t rd_start;		/* the SSD read batch under way began */
-	uint64_t rd_bytes;		/* ... and has brought up this much */
 	struct ns_ssd *nss;		/* per namespace id: salt, record */
 	uint32_t n_nss;
 	uint64_t sync_sent;		/* SSD sync points submitted */
@@ -334,6 +335,8 @@ uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
 		  const struct kv_extent *e);
 void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
 	       const struct kv_extent *host);
+void read_start(struct kv_store *s, unsigned tier);
+void read_timed(struct kv_store *s, unsigned tier, uint64_t bytes);
 void move_enqueue(struct kv_store *s, struct kv_chunk *c, unsigned to);
 int promote(struct kv_store *s, struct kv_chunk *c);
 void hbm_promote(struct kv_store *s, struct kv_chunk *c);

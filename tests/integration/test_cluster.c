@@ -85,6 +85,9 @@ static void test_share(void **state)
 	assert_int_equal(kvc_lookup(cb, nb, keys, 100, tiers), 100);
 	assert_int_equal(tiers[0], KVC_TIER_DRAM);
 	assert_int_equal(remote_stats(cb, &st)->promotions, NSHARE);
+	/* The fetches were timed: a planner can weigh the network now. */
+	assert_true(remote_stats(cb, &st)->read_samples > 0);
+	assert_true(remote_stats(cb, &st)->read_bw > 0);
 	assert_true(remote_stats(cb, &st)->hits >= NSHARE);
 	assert_int_equal(st.checksum_failures, 0);
 	stop(&a, ca);

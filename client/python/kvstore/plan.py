@@ -60,7 +60,7 @@ class Planner:
             # No prefill measured yet: load from GPU memory and the host,
             # compute what sits lower (which the daemon then measures).
             if all(p is not None for p in per) and \
-                    not any(t == kvstore.TIER_SSD for t in tiers):
+                    not any(t in (kvstore.TIER_SSD, kvstore.TIER_REMOTE) for t in tiers):
                 return 0, sum(per), PLAN_LOADED
             return m, float("inf"), PLAN_COMPUTED
         best = None

@@ -60,6 +60,18 @@ class PlannerTest(unittest.TestCase):
         self.assertEqual((a, kind), (32, PLAN_COMPUTED))
         self.assertEqual(p.plan([], {}, 32000.0), (0, 0.0, 0))
 
+    def test_remote(self):
+        """The cluster's chunks are planned like the SSD's: computed while
+        their bandwidth is unknown (never a load slower than recomputing),
+        loaded from the end once the daemon has timed its fetches."""
+        REMOTE = kvstore.TIER_REMOTE
+        p = Planner(T, B, 2048)
+        self.assertEqual(p.plan([DRAM] * 8 + [REMOTE] * 8, {}, 0.0)[2], PLAN_COMPUTED)
+        a, _, kind = p.plan([REMOTE] * 32, {DRAM: 50e9}, 32000.0)
+        self.assertEqual((a, kind), (32, PLAN_COMPUTED))
+        a, _, kind = p.plan([REMOTE] * 32, {REMOTE: 1.6e9}, 32000.0)
+        self.assertEqual((a, kind), (24, PLAN_BOTH))
+
     def test_random(self):
         """On random prefixes, bandwidths and rates: the split is a
         multiple of the prefill chunk (or the end), never costs more than

@@ -67,7 +67,11 @@ from kvstore.plan import (EWMA, PLAN_BOTH, PLAN_COMPUTED, PLAN_LOADED, Planner, 
                           ewma as _ewma)
 
 _PLAN_NAMES = {0: "none", PLAN_LOADED: "loaded", PLAN_COMPUTED: "computed", PLAN_BOTH: "both"}
-_TIER_NAMES = {"hbm": kvstore.TIER_HBM, "dram": kvstore.TIER_DRAM, "ssd": kvstore.TIER_SSD}
+_TIER_NAMES = {"hbm": kvstore.TIER_HBM, "dram": kvstore.TIER_DRAM, "ssd": kvstore.TIER_SSD,
+               "remote": kvstore.TIER_REMOTE}
+# Tiers whose chunks come up into DRAM before they cross the link, timed by
+# the daemon (its STATS read_bw), not by this adapter.
+_BELOW = (kvstore.TIER_SSD, kvstore.TIER_REMOTE)
 
 
 def _layers_kv(cache, layer):
@@ -450,7 +454,8 @@ class CachedLM:
     def bandwidths(self):
         """tier -> read bytes/s to this GPU: the daemon's moving averages
         (STATS read_bw), this adapter's own loads where it has them; an SSD
-        chunk crosses the SSD and then the link from DRAM."""
+        or remote chunk crosses the disk or the network and then the link
+        from DRAM."""
         bw = {}
         try:
             for t in self.client.stats()["tiers"]:
@@ -461,9 +466,9 @@ class CachedLM:
             pass
         bw.update(self.bw)
         link = bw.get(kvstore.TIER_DRAM, 0.0)
-        ssd = bw.get(kvstore.TIER_SSD, 0.0)
-        if ssd and link:
-            bw[kvstore.TIER_SSD] = 1.0 / (1.0 / ssd + 1.0 / link)
+        for t in _BELOW:
+            if bw.get(t) and link:
+                bw[t] = 1.0 / (1.0 / bw[t] + 1.0 / link)
         return bw
 
     def _report(self, fn, *args):
@@ -656,12 +661,13 @@ class CachedLM:
                     bw = (self.bandwidths() if any(t not in self.bw for t in tiers)
                           else dict(self.bw))
                     a, _, kind = self.planner.plan(tiers, bw, e.prefill_rate)
-                if a < m and any(t == kvstore.TIER_SSD for t in tiers[a:]):
+                if a < m and any(t in _BELOW for t in tiers[a:]):
                     # The daemon starts reading them now, while we compute.
                     self.client.prefetch(self.ns, keys[a:m])
-                elif a == m and any(t == kvstore.TIER_SSD for t in tiers):
+                elif a == m and any(t in _BELOW for t in tiers):
                     # Recomputed: bring them up for the next request (and let
-                    # the daemon measure its SSD), off this one's path.
+                    # the daemon measure its SSD or the cluster), off this
+                    # one's path.
                     self.client.prefetch(self.ns, keys)
                 if self.graphs:     # captured before anything of this request is written
                     e.suffix_graph(N - m * self.T, cap, pipelined and a < m)
@@ -714,10 +720,11 @@ class CachedLM:
         if timing is not None:
             r.load_s = timing[0].elapsed_time(timing[1]) / 1e3
             kinds = set(r.tiers)
-            # A sample of the link from one tier to this GPU (an SSD load's
-            # time holds the daemon's reads, which it measures itself).
+            # A sample of the link from one tier to this GPU (an SSD or
+            # remote load's time holds the daemon's reads, which it measures
+            # itself).
             if loaded and r.load_s > 0 and len(kinds) == 1 and \
-                    kvstore.TIER_SSD not in kinds:
+                    not kinds & set(_BELOW):
                 t = kinds.pop()
                 nbytes = loaded // self.T * self.chunk_bytes
                 self.bw[t] = _ewma(self.bw.get(t, 0.0), nbytes / r.load_s)
