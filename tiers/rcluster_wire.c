@@ -431,7 +431,7 @@ static int get_header(struct kv_rc *rc, struct rc_conn *c, struct kv_rc_cmd *cmd
 	if (ret <= 0)
 		return ret;
 	if (parse_ll(c->rbuf + c->rpos + 1, eol - 1, &v) || v < -1 ||
-	    (unsigned long long)v > KV_RC_VALUE_MAX) {
+	    (v >= 0 && (unsigned long long)v > KV_RC_VALUE_MAX)) {
 		kv_log(KV_DEBUG, KV_LOG_TIER, "bad bulk length from '%s'", c->node->addr);
 		return -EPROTO;
 	}

@@ -8,8 +8,8 @@
  *  - 1,000 keys over every master, values of 0..4 MiB (log-uniform),
  *    written from 3 iovecs each and read back byte-exact, pipelined in
  *    batches; EXISTS and DEL;
- *  - a GET into a short buffer: -EMSGSIZE, and the same connection
- *    serves the next reply in order;
+ *  - a GET into a short buffer: -EMSGSIZE, and a GET of a missing key:
+ *    -ENOENT; the same connection serves the next reply in order;
  *  - a slot migrated under the client: -ASK while keys are split between
  *    the two masters, -MOVED after, every key right both times;
  *  - a master killed: its commands fail within the deadline + 100 ms,
@@ -316,9 +316,15 @@ static void test_msgsize(void **state)
 	assert_int_equal(cmds[1].len, sizeof(small));
 	assert_memory_equal(out + 100, small, sizeof(small));
 	assert_int_equal(cmds[2].result, -EMSGSIZE);
-	cmds[0].cap = sizeof(out);
-	assert_int_equal(kv_rc_run(rc, cmds, 1), 0);
-	assert_int_equal(cmds[0].result, 0);
+	/* A GET of a missing key ("$-1") is -ENOENT, and the connection
+	 * serves the next reply (it was -EPROTO and a reconnect). */
+	cmds[0] = (struct kv_rc_cmd){ .op = KV_RC_GET, .key = "{ms}none", .key_len = 8,
+				      .buf = out, .cap = sizeof(out) };
+	cmds[1] = (struct kv_rc_cmd){ .op = KV_RC_GET, .key = "{ms}big", .key_len = 7,
+				      .buf = out, .cap = sizeof(out) };
+	assert_int_equal(kv_rc_run(rc, cmds, 2), 0);
+	assert_int_equal(cmds[0].result, -ENOENT);
+	assert_int_equal(cmds[1].result, 0);
 	assert_memory_equal(out, big, sizeof(big));
 	kv_rc_stats(rc, &after);
 	/* The same connection all along: no error, no reconnect. */
