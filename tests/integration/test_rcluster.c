@@ -43,6 +43,7 @@
 
 #include "lib/errors.h"
 #include "tests/lib/clock.h"
+#include "tests/integration/rc_client_fx.h"
 #include "tests/lib/rcluster_fx.h"
 #include "tests/lib/rng.h"
 #include "tests/lib/tmpdir.h"
@@ -88,15 +89,6 @@ static struct kv_rc *rc_open(const char *s, unsigned timeout_ms, unsigned conns)
 	return rc;
 }
 
-/* Run n commands; every one must succeed. */
-static void run_ok(struct kv_rc *rc, struct kv_rc_cmd *cmds, size_t n)
-{
-	assert_int_equal(kv_rc_run(rc, cmds, n), 0);
-	for (size_t i = 0; i < n; i++)
-		if (cmds[i].result)
-			fail_msg("command %zu: %s", i, kv_strerror(cmds[i].result));
-}
-
 /* A direct connection to one node, for the cluster's own commands. */
 static redisContext *admin(unsigned port)
 {
@@ -106,14 +98,6 @@ static redisContext *admin(unsigned port)
 	assert_non_null(c);
 	assert_int_equal(c->err, 0);
 	return c;
-}
-
-static unsigned addr_port(const char *addr)
-{
-	const char *colon = strrchr(addr, ':');
-
-	assert_non_null(colon);
-	return (unsigned)atoi(colon + 1);
 }
 
 /* Value i: its length (log-uniform in 0..4 MiB) and bytes. */
