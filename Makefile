@@ -236,7 +236,7 @@ $(addprefix $(O)/tests/unit/,test_proto test_proto_attacks): $(O)/tests/unit/pro
 $(addprefix $(O)/tests/unit/,test_ssd_io test_ssd_io_faults): $(O)/tests/unit/ssd_io_fx.o
 $(addprefix $(O)/tests/integration/,test_badinput test_badinput_conn): \
 	$(O)/tests/integration/badinput_fx.o
-$(addprefix $(O)/tests/integration/,test_cluster test_cluster_admin): \
+$(addprefix $(O)/tests/integration/,test_cluster test_cluster_admin test_cluster_tls): \
 	$(O)/tests/integration/cluster_fx.o
 $(addprefix $(O)/tests/integration/,test_rcluster test_rcluster_tls): \
 	$(O)/tests/integration/rc_client_fx.o
