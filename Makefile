@@ -61,10 +61,10 @@ endif
 $(O)/deps.mk: scripts/deps.sh
 	@mkdir -p $(O)
 	$(Q)scripts/deps.sh build test
-	$(Q)for p in libevent_core libevent_extra liburing lmdb libzstd libxxhash inih jansson hiredis cmocka; do \
+	$(Q)for p in libevent_core libevent_extra liburing lmdb libzstd libxxhash inih jansson hiredis openssl cmocka; do \
 		pkg-config --exists $$p || { echo "pkg-config cannot find $$p: run scripts/deps.sh build test" >&2; exit 1; }; \
 	done
-	$(Q){ echo "DEP_CFLAGS := $$(pkg-config --cflags libevent_core liburing lmdb libzstd libxxhash inih jansson hiredis)"; \
+	$(Q){ echo "DEP_CFLAGS := $$(pkg-config --cflags libevent_core liburing lmdb libzstd libxxhash inih jansson hiredis openssl)"; \
 	  echo "EVENT_LIBS := $$(pkg-config --libs libevent_core libevent_extra)"; \
 	  echo "URING_LIBS := $$(pkg-config --libs liburing)"; \
 	  echo "LMDB_LIBS := $$(pkg-config --libs lmdb 2>/dev/null || echo -llmdb)"; \
@@ -73,6 +73,7 @@ $(O)/deps.mk: scripts/deps.sh
 	  echo "INI_LIBS := $$(pkg-config --libs inih)"; \
 	  echo "JSON_LIBS := $$(pkg-config --libs jansson)"; \
 	  echo "HIREDIS_LIBS := $$(pkg-config --libs hiredis)"; \
+	  echo "SSL_LIBS := $$(pkg-config --libs openssl)"; \
 	  echo "CMOCKA_LIBS := $$(pkg-config --libs cmocka)"; } > $@.tmp && mv $@.tmp $@
 
 CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) $(CFLAGS_EXTRA)
@@ -89,6 +90,7 @@ XXH_LIBS := $(call static_libs,$(XXH_LIBS))
 INI_LIBS := $(call static_libs,$(INI_LIBS))
 JSON_LIBS := $(call static_libs,$(JSON_LIBS))
 HIREDIS_LIBS := $(call static_libs,$(HIREDIS_LIBS))
+SSL_LIBS := $(call static_libs,$(SSL_LIBS)) -ldl -pthread
 endif
 
 # ---- GPU parts ----------------------------------------------------------
@@ -119,7 +121,7 @@ DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/%.o)
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(O)/%.o)
 
 DAEMON_LIBS := $(EVENT_LIBS) $(INI_LIBS) $(URING_LIBS) $(LMDB_LIBS) $(ZSTD_LIBS) \
-	$(XXH_LIBS) $(HIREDIS_LIBS) $(GPU_LIBS) -lm
+	$(XXH_LIBS) $(HIREDIS_LIBS) $(SSL_LIBS) $(GPU_LIBS) -lm
 CLIENT_LIBS := $(XXH_LIBS) $(GPU_LIBS)
 
 # libkvd.a: every daemon module, so a unit test links just the ones it uses.
@@ -213,10 +215,11 @@ $(O)/tests/regress/issue_11_ns: $(O)/tests/regress/issue_11_ns.o $(HARNESS_OBJ) 
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CLIENT_LIBS) $(LMDB_LIBS)
 
-# The Redis Cluster client's test drives tiers/rcluster*.c directly.
-$(O)/tests/integration/test_rcluster: $(O)/tests/integration/test_rcluster.o $(TESTLIB) $(LIBKVD)
+# The Redis Cluster client's tests drive tiers/rcluster*.c directly.
+$(addprefix $(O)/tests/integration/,test_rcluster test_rcluster_tls): %: %.o $(TESTLIB) $(LIBKVD)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(DAEMON_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -pthread -o $@ $(filter %.o,$^) $(filter %.a,$^) $(CMOCKA_LIBS) \
+		$(DAEMON_LIBS)
 
 # GPU tests: libkvc (which holds kernels/) and the harness; each exits 77
 # without a GPU.
@@ -233,8 +236,10 @@ $(addprefix $(O)/tests/unit/,test_proto test_proto_attacks): $(O)/tests/unit/pro
 $(addprefix $(O)/tests/unit/,test_ssd_io test_ssd_io_faults): $(O)/tests/unit/ssd_io_fx.o
 $(addprefix $(O)/tests/integration/,test_badinput test_badinput_conn): \
 	$(O)/tests/integration/badinput_fx.o
-$(addprefix $(O)/tests/integration/,test_cluster test_cluster_admin): \
+$(addprefix $(O)/tests/integration/,test_cluster test_cluster_admin test_cluster_tls): \
 	$(O)/tests/integration/cluster_fx.o
+$(addprefix $(O)/tests/integration/,test_rcluster test_rcluster_tls): \
+	$(O)/tests/integration/rc_client_fx.o
 $(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm test_gpu_paged test_gpu_ryw): \
 	$(O)/tests/gpu/gpu_fx.o
 $(addprefix $(O)/tests/gpu/,test_gpu_client test_gpu_hbm): $(O)/tests/gpu/gpu_child.o

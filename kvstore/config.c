@@ -116,11 +116,18 @@ static const struct key keys[] = {
 	{ "hbm_promote", K_PROMOTE, F(hbm_promote), S(hbm_promote), 0, 0,
 	  "copy DRAM chunks GPU clients pin up into HBM: off, second (hit) or always" },
 	{ "remote", K_REMOTE, F(remote), S(remote), 0, 0,
-	  "the cluster tier: redis-cluster://HOST:PORT[,HOST:PORT] (seeds); empty: none" },
+	  "the cluster tier: redis-cluster://HOST:PORT[,HOST:PORT] (seeds), rediss-cluster:// for TLS;"
+	  " empty: none" },
 	{ "remote_user", K_STR, F(remote_user), S(remote_user), 0, 0,
 	  "user the cluster tier authenticates as (ACL); empty: the default user" },
 	{ "remote_password_file", K_STR, F(remote_password_file), S(remote_password_file), 0, 0,
 	  "file whose first line is the cluster's password (never on the command line)" },
+	{ "remote_tls_ca_file", K_STR, F(remote_tls_ca_file), S(remote_tls_ca_file), 0, 0,
+	  "PEM file of the CA that signed the cluster's certificates (rediss-cluster:// needs it)" },
+	{ "remote_tls_cert_file", K_STR, F(remote_tls_cert_file), S(remote_tls_cert_file), 0, 0,
+	  "PEM client certificate the tier shows the cluster (tls-auth-clients); empty: none" },
+	{ "remote_tls_key_file", K_STR, F(remote_tls_key_file), S(remote_tls_key_file), 0, 0,
+	  "PEM private key of remote_tls_cert_file" },
 	{ "remote_timeout_ms", K_U64, F(remote_timeout_ms), 0, 1, 600000,
 	  "deadline of one batch of cluster commands (up to 64 chunks); past it: misses" },
 	{ "remote_ns", K_STR, F(remote_ns), S(remote_ns), 0, 0,
@@ -133,14 +140,26 @@ static const struct key keys[] = {
 };
 
 #define REMOTE_SCHEME	"redis-cluster://"
+#define REMOTE_SCHEME_TLS "rediss-cluster://"
 
-/* "redis-cluster://" and one or more HOST:PORT, comma-separated: a host of
- * printable characters without spaces or commas, a port 1-65535. */
+/* The length of v's scheme, or 0 when it has none of ours. */
+static size_t remote_scheme(const char *v)
+{
+	if (!strncmp(v, REMOTE_SCHEME, strlen(REMOTE_SCHEME)))
+		return strlen(REMOTE_SCHEME);
+	if (!strncmp(v, REMOTE_SCHEME_TLS, strlen(REMOTE_SCHEME_TLS)))
+		return strlen(REMOTE_SCHEME_TLS);
+	return 0;
+}
+
+/* "redis-cluster://" or "rediss-cluster://" and one or more HOST:PORT,
+ * comma-separated: a host of printable characters without spaces or
+ * commas, a port 1-65535. */
 static bool remote_ok(const char *v)
 {
-	size_t sl = strlen(REMOTE_SCHEME);
+	size_t sl = remote_scheme(v);
 
-	if (strncmp(v, REMOTE_SCHEME, sl))
+	if (!sl)
 		return false;
 	v += sl;
 	do {
@@ -166,7 +185,25 @@ static bool remote_ok(const char *v)
 
 const char *kv_config_remote_seeds(const struct kv_config *cfg)
 {
-	return cfg->remote[0] ? cfg->remote + strlen(REMOTE_SCHEME) : NULL;
+	return cfg->remote[0] ? cfg->remote + remote_scheme(cfg->remote) : NULL;
+}
+
+bool kv_config_remote_tls(const struct kv_config *cfg)
+{
+	return !strncmp(cfg->remote, REMOTE_SCHEME_TLS, strlen(REMOTE_SCHEME_TLS));
+}
+
+int kv_config_remote_check(const struct kv_config *cfg, char *err, size_t errlen)
+{
+	if (kv_config_remote_tls(cfg) && !cfg->remote_tls_ca_file[0]) {
+		snprintf(err, errlen, "remote: rediss-cluster:// needs remote_tls_ca_file, the CA that signed the cluster's certificates (no unverified TLS)");
+		return -EINVAL;
+	}
+	if (!cfg->remote_tls_cert_file[0] != !cfg->remote_tls_key_file[0]) {
+		snprintf(err, errlen, "remote_tls_cert_file and remote_tls_key_file go together: set both or neither");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Largest configuration file read (it is a few hundred bytes in practice). */
@@ -559,7 +596,7 @@ int kv_config_set(struct kv_config *cfg, const char *name, const char *value,
 		return 0;
 	case K_REMOTE:
 		if (strlen(value) >= k->len || (*value && !remote_ok(value))) {
-			snprintf(err, errlen, "%s: bad value '%s' (redis-cluster://HOST:PORT[,HOST:PORT], or empty)",
+			snprintf(err, errlen, "%s: bad value '%s' (redis-cluster://HOST:PORT[,HOST:PORT], rediss-cluster://..., or empty)",
 				 k->name, shown);
 			return -EINVAL;
 		}

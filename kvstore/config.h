@@ -10,6 +10,7 @@
 #ifndef KV_CONFIG_H
 #define KV_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -60,9 +61,13 @@ struct kv_config {
 	uint64_t gpu;			/* CUDA device */
 	char policy_hbm[16];
 	char hbm_promote[16];		/* off, second, always */
-	char remote[512];		/* redis-cluster://host:port,...; "": none */
+	char remote[512];		/* redis-cluster://host:port,... (rediss-
+					 * cluster:// for TLS); "": none */
 	char remote_user[128];		/* "": no AUTH user (default user) */
 	char remote_password_file[256];	/* "": no password */
+	char remote_tls_ca_file[256];	/* "": none (TLS needs one) */
+	char remote_tls_cert_file[256];	/* "": no client certificate */
+	char remote_tls_key_file[256];	/* "": no client key */
 	uint64_t remote_timeout_ms;	/* a batch's deadline */
 	char remote_ns[256];		/* namespace-name prefixes; "": all */
 	char remote_write[16];		/* through or off */
@@ -113,6 +118,14 @@ int kv_config_args(struct kv_config *cfg, int argc, char **argv, char *err,
 /* The seeds of a remote setting ("host:port,..." after the scheme), or
  * NULL when it names no cluster. */
 const char *kv_config_remote_seeds(const struct kv_config *cfg);
+
+/* Whether the remote setting asks for TLS (rediss-cluster://). */
+bool kv_config_remote_tls(const struct kv_config *cfg);
+
+/* A remote setting's TLS keys that do not go together (rediss-cluster://
+ * without remote_tls_ca_file, a certificate without its key or the other
+ * way round): -EINVAL with a message in err; else 0. */
+int kv_config_remote_check(const struct kv_config *cfg, char *err, size_t errlen);
 
 /* Print every key with its current value, as an INI file would hold it. */
 void kv_config_print(const struct kv_config *cfg, FILE *f);

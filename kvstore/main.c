@@ -322,6 +322,10 @@ int main(int argc, char **argv)
 			(unsigned long long)cfg.alloc_granule);
 		return 2;
 	}
+	if (kv_config_remote_check(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "kvstored: %s\n", err);
+		return 2;
+	}
 	if (cfg.remote_password_file[0] &&
 	    read_password(cfg.remote_password_file, password, sizeof(password), err,
 			  sizeof(err))) {
@@ -394,6 +398,11 @@ int main(int argc, char **argv)
 		.remote_seeds = kv_config_remote_seeds(&cfg),
 		.remote_user = cfg.remote_user[0] ? cfg.remote_user : NULL,
 		.remote_password = cfg.remote_password_file[0] ? password : NULL,
+		.remote_tls = kv_config_remote_tls(&cfg),
+		.remote_tls_ca_file = cfg.remote_tls_ca_file[0] ? cfg.remote_tls_ca_file : NULL,
+		.remote_tls_cert_file = cfg.remote_tls_cert_file[0] ? cfg.remote_tls_cert_file :
+								      NULL,
+		.remote_tls_key_file = cfg.remote_tls_key_file[0] ? cfg.remote_tls_key_file : NULL,
 		.remote_timeout_ms = (unsigned)cfg.remote_timeout_ms,
 		.remote_ns = cfg.remote_ns,
 		.remote_write = !strcmp(cfg.remote_write, "through"),

@@ -202,6 +202,10 @@ struct kv_store_conf {
 	const char *remote_seeds;	/* "host:port,..." */
 	const char *remote_user;	/* NULL: none */
 	const char *remote_password;	/* NULL: none; never logged */
+	bool remote_tls;		/* TLS to the cluster (docs/cluster.md) */
+	const char *remote_tls_ca_file;	/* with remote_tls: PEM CA file */
+	const char *remote_tls_cert_file; /* NULL or a PEM client certificate */
+	const char *remote_tls_key_file; /* NULL or its PEM key */
 	unsigned remote_timeout_ms;	/* each batch's deadline */
 	const char *remote_ns;		/* namespace-name prefixes "a,b"; NULL
 					 * or "": every namespace */

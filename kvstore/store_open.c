@@ -375,6 +375,10 @@ static int remote_open(struct kv_store *s, const struct kv_store_conf *conf)
 		.seeds = conf->remote_seeds,
 		.user = conf->remote_user,
 		.password = conf->remote_password,
+		.tls = conf->remote_tls,
+		.tls_ca_file = conf->remote_tls_ca_file,
+		.tls_cert_file = conf->remote_tls_cert_file,
+		.tls_key_file = conf->remote_tls_key_file,
 		.timeout_ms = conf->remote_timeout_ms,
 		.part_bytes = conf->remote_part_bytes,
 		.level = conf->ssd_level,
@@ -390,8 +394,8 @@ static int remote_open(struct kv_store *s, const struct kv_store_conf *conf)
 	s->remote_write = conf->remote_write;
 	s->remote_ns = conf->remote_ns && *conf->remote_ns ? kv_xstrdup(conf->remote_ns) :
 			NULL;
-	kv_log(KV_INFO, KV_LOG_TIER, "remote tier: Redis Cluster at %s, write-through %s, namespaces %s",
-	       conf->remote_seeds, s->remote_write ? "on" : "off",
+	kv_log(KV_INFO, KV_LOG_TIER, "remote tier: Redis Cluster at %s%s, write-through %s, namespaces %s",
+	       conf->remote_seeds, conf->remote_tls ? " over TLS" : "", s->remote_write ? "on" : "off",
 	       s->remote_ns ? s->remote_ns : "all");
 	return 0;
 }
@@ -433,6 +437,9 @@ int kv_store_open(struct kv_store **out, const struct kv_store_conf *conf)
 	s->conf.remote_seeds = NULL;
 	s->conf.remote_user = NULL;
 	s->conf.remote_password = NULL;
+	s->conf.remote_tls_ca_file = NULL;
+	s->conf.remote_tls_cert_file = NULL;
+	s->conf.remote_tls_key_file = NULL;
 	s->conf.remote_ns = NULL;
 	if (!s->conf.cost_model.hidden)
 		s->conf.cost_model = KV_COST_MODEL_DEFAULT;

@@ -7,11 +7,11 @@
 # otherwise prints the exact apt-get line and exits 1.
 set -eu
 
-pkgs="pkg-config libevent-dev liburing-dev liblmdb-dev libzstd-dev libxxhash-dev libinih-dev libjansson-dev libhiredis-dev"
+pkgs="pkg-config libevent-dev liburing-dev liblmdb-dev libzstd-dev libxxhash-dev libinih-dev libjansson-dev libhiredis-dev libssl-dev"
 for what in "$@"; do
 	case "$what" in
 	build) ;;
-	test) pkgs="$pkgs libcmocka-dev python3 redis-server redis-tools" ;;
+	test) pkgs="$pkgs libcmocka-dev python3 redis-server redis-tools openssl" ;;
 	fuzz) pkgs="$pkgs clang" ;;
 	*) echo "deps.sh: unknown set '$what'" >&2; exit 2 ;;
 	esac

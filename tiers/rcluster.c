@@ -391,12 +391,14 @@ static void rc_free(struct kv_rc *rc)
 			free(node->conns[k].iov);
 			free(node->conns[k].hdr);
 			free(node->conns[k].rbuf);
+			free(node->conns[k].tbuf);
 		}
 		free(node->conns);
 		free(node);
 	}
 	if (rc->reader)
 		redisReaderFree(rc->reader);
+	SSL_CTX_free(rc->ssl_ctx);
 	free(rc->active);
 	free(rc->pfd);
 	free(rc->wait);
@@ -445,6 +447,11 @@ int kv_rc_open(struct kv_rc **out, const struct kv_rc_conf *conf)
 		ret = -ENOMEM;
 		goto out_free;
 	}
+	if (conf->tls) {
+		ret = rc_tls_ctx(&rc->ssl_ctx, conf);
+		if (ret)
+			goto out_free;
+	}
 	/* Commands are looked at by index even in a refresh. */
 	rc->cmds = &none;
 	ret = -EINVAL;
@@ -478,6 +485,18 @@ int kv_rc_open(struct kv_rc **out, const struct kv_rc_conf *conf)
 
 out_free:
 	rc_free(rc);
+	return ret;
+}
+
+int kv_rc_tls_check(const struct kv_rc_conf *conf)
+{
+	SSL_CTX *ctx = NULL;
+	int ret;
+
+	if (!conf->tls)
+		return 0;
+	ret = rc_tls_ctx(&ctx, conf);
+	SSL_CTX_free(ctx);
 	return ret;
 }
 

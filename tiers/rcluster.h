@@ -30,6 +30,13 @@
  * itself ends its connection with -EPROTO; nothing a peer sends crashes
  * the client or makes it allocate more than these bounds.
  *
+ * TLS (conf->tls, OpenSSL): each connection's handshake runs in the poll
+ * loop after its connect; the peer must present a certificate the CA file
+ * vouches for, naming the node's host or IP address. A handshake that
+ * fails is a failed connection (-ECONNABORTED) like any other: the node
+ * goes into back-off and the reason is logged once per outage. SIGPIPE is
+ * blocked in the calling thread while a TLS run writes.
+ *
  * Locking: none. One thread uses a struct kv_rc at a time; it is meant for
  * the remote tier's I/O thread, which may block in kv_rc_run() up to its
  * deadline, never for the daemon's loop thread. Host names in seeds and in
@@ -62,17 +69,30 @@ struct kv_rc_conf {			/* public: callers fill it in */
 	const char *password;		/* NULL: no AUTH; copied, never logged */
 	unsigned timeout_ms;		/* deadline of open and of each run, > 0 */
 	unsigned conns;			/* connections per node, 1..64 */
+	/* TLS: every connection, the server's certificate checked against
+	 * the CA file and the node's name or IP address. */
+	bool tls;
+	const char *tls_ca_file;	/* PEM, needed with tls */
+	const char *tls_cert_file;	/* PEM client certificate (chain), or
+					 * NULL; needs tls_key_file */
+	const char *tls_key_file;	/* PEM key of tls_cert_file, or NULL */
 };
 
 /*
  * Parse the seeds, connect to the first that answers and load the slot
  * map. Returns 0 and stores the client in *out (the caller owns it, frees
  * it with kv_rc_close()), or, with *out untouched: -EINVAL (a bad conf or
- * seed list), -ENOMEM, -EACCES (AUTH refused), -ETIMEDOUT (no seed
+ * seed list; with tls, a CA file, certificate or key that does not load,
+ * logged), -ENOMEM, -EACCES (AUTH refused), -ETIMEDOUT (no seed
  * answered in time), -EHOSTUNREACH (a seed name does not resolve), or the
  * error of the last seed tried (-ECONNREFUSED, -EPROTO, ...).
  */
 int kv_rc_open(struct kv_rc **out, const struct kv_rc_conf *conf);
+
+/* With conf->tls, load conf's CA file, certificate and key as
+ * kv_rc_open() would, and drop them: 0, -EINVAL (logged) or -ENOMEM.
+ * Without, 0. Lets a caller that connects later refuse a bad conf now. */
+int kv_rc_tls_check(const struct kv_rc_conf *conf);
 
 /* Close every connection and free the client. Accepts NULL. */
 void kv_rc_close(struct kv_rc *rc);

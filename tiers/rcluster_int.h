@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 
 #include "tiers/rcluster.h"
 
@@ -30,6 +31,7 @@
 #define RC_ARRAY_MAX	65536		/* elements of one array */
 #define RC_DEPTH_MAX	8		/* arrays nested */
 #define RC_RBUF_MIN	(64u << 10)	/* receive buffer, grown to RC_REPLY_MAX */
+#define RC_TBUF		(16u << 10)	/* TLS: small segments gathered, one record */
 
 /* A command's result while the run is still working on it. */
 #define RC_PENDING	1		/* to be sent (again) */
@@ -59,6 +61,10 @@ struct rc_conn {
 	int fd;				/* -1 while closed */
 	bool connecting;		/* connect() in progress */
 	bool active;			/* on rc->active this round */
+	/* TLS (rc->ssl_ctx): the handshake follows the connect. */
+	SSL *ssl;			/* NULL: plain TCP */
+	bool handshaking;		/* SSL_do_handshake() not done yet */
+	bool want_write;		/* the last SSL call wants POLLOUT */
 	/* This round's requests; replies come in order, reqs[head] next. */
 	struct rc_req *reqs;
 	size_t n_reqs;
@@ -71,6 +77,12 @@ struct rc_conn {
 	size_t iov_cap;
 	char *hdr;
 	size_t hdr_cap;
+	/* TLS: segments under RC_TBUF gathered into tbuf[toff..tlen), sent
+	 * before iov[iov_pos]; an SSL_write() that would block is retried
+	 * with the same bytes. */
+	char *tbuf;
+	size_t toff;
+	size_t tlen;
 	/* Received bytes not yet parsed: rbuf[rpos..rend). */
 	char *rbuf;
 	size_t rpos;
@@ -107,6 +119,7 @@ struct kv_rc {
 	char *password;
 	unsigned timeout_ms;
 	unsigned n_conns;
+	SSL_CTX *ssl_ctx;		/* NULL: plain TCP */
 	struct rc_node *nodes[RC_NODES_MAX];
 	unsigned n_nodes;
 	struct rc_node *slots[KV_RC_SLOTS];
@@ -141,6 +154,11 @@ int rc_conn_push(struct kv_rc *rc, struct rc_conn *c, uint8_t kind, uint32_t cmd
 /* Send every queued request and read every reply, until done or the
  * deadline (requests still waiting then fail with -ETIMEDOUT). */
 void rc_pump(struct kv_rc *rc, uint64_t deadline);
+
+/* TLS: a client context from conf (CA, client certificate and key
+ * loaded) in *out, the caller's. 0, -EINVAL (logged: no CA file, a file
+ * that does not load, a certificate without its key) or -ENOMEM. */
+int rc_tls_ctx(SSL_CTX **out, const struct kv_rc_conf *conf);
 
 /* Close c (its queued requests must be finished or failed first). */
 void rc_conn_close(struct rc_conn *c);

@@ -4,6 +4,16 @@
  * straight from the caller's), replies read and checked, a GET's payload
  * read with readv() straight into the caller's buffer.
  *
+ * TLS (conf.tls): after the connect, SSL_do_handshake() driven by the same
+ * poll loop (WANT_READ / WANT_WRITE pick the events); requests go out with
+ * SSL_write() (small segments gathered into one record, large ones written
+ * from where they are), replies come in with SSL_read(), a GET's payload
+ * still straight into the caller's buffer. Every SSL call on a connection
+ * is repeated until it would block, so no decrypted byte waits in OpenSSL
+ * while we wait in poll(); SSL_has_pending() is checked anyway. A failed
+ * handshake or a bad certificate is a failed connection (-ECONNABORTED),
+ * its reason logged once per outage of the node.
+ *
  * Replies other than a GET's bulk are first checked by resp_scan(), which
  * knows where a reply ends and enforces the bounds of rcluster.h (line
  * length, bulk length, array size and depth) before anything is
@@ -16,15 +26,21 @@
  * outstanding. rc_pump() leaves every connection it drove with no requests
  * (answered, failed, or timed out and closed).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "lib/errors.h"
 #include "lib/log.h"
@@ -159,6 +175,12 @@ static int conn_fail_all(struct kv_rc *rc, struct rc_conn *c, int err)
 
 void rc_conn_close(struct rc_conn *c)
 {
+	if (c->ssl)
+		SSL_free(c->ssl);	/* no close_notify: the socket just goes */
+	c->ssl = NULL;
+	c->handshaking = false;
+	c->want_write = false;
+	c->toff = c->tlen = 0;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -177,6 +199,128 @@ static void conn_fail(struct kv_rc *rc, struct rc_conn *c, int err)
 		rc->st.conn_errors++;
 	rc_conn_close(c);
 	rc_node_failed(rc, c->node, err);
+}
+
+int rc_tls_ctx(SSL_CTX **out, const struct kv_rc_conf *conf)
+{
+	const char *what = "CA file";
+	const char *file = conf->tls_ca_file;
+	char why[256];
+	SSL_CTX *ctx;
+
+	if (!file || !*file) {
+		kv_log(KV_ERR, KV_LOG_TIER, "TLS to the cluster needs a CA file to check its certificates");
+		return -EINVAL;
+	}
+	if (!conf->tls_cert_file != !conf->tls_key_file) {
+		kv_log(KV_ERR, KV_LOG_TIER, "a TLS client certificate needs its key, and a key its certificate");
+		return -EINVAL;
+	}
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return -ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1)
+		goto out_bad;
+	if (conf->tls_cert_file) {
+		what = "certificate file";
+		file = conf->tls_cert_file;
+		if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1)
+			goto out_bad;
+		what = "key file";
+		file = conf->tls_key_file;
+		if (SSL_CTX_use_PrivateKey_file(ctx, file, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1)
+			goto out_bad;
+	}
+	*out = ctx;
+	return 0;
+
+out_bad:
+	ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+	kv_log(KV_ERR, KV_LOG_TIER, "cannot load the TLS %s '%s': %s", what, file, why);
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return -EINVAL;
+}
+
+/* A TLS session on fd that checks the node's certificate names its host
+ * (an IP literal against the certificate's IP addresses). 0 or -ENOMEM. */
+static int tls_new(struct kv_rc *rc, struct rc_conn *c, int fd)
+{
+	const char *host = c->node->host;
+	unsigned char ip[sizeof(struct in6_addr)];
+	bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+	SSL *ssl;
+
+	ERR_clear_error();
+	ssl = SSL_new(rc->ssl_ctx);
+	if (!ssl)
+		return -ENOMEM;
+	if (!SSL_set_fd(ssl, fd) ||
+	    (is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) :
+		     !SSL_set1_host(ssl, host) || !SSL_set_tlsext_host_name(ssl, host))) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set_connect_state(ssl);
+	c->ssl = ssl;
+	c->handshaking = true;
+	c->want_write = true;		/* the ClientHello goes first */
+	return 0;
+}
+
+/* An SSL call on c returned r (errno as it left it in err): 0 when it
+ * would block (want_write says on what), else the error that ends the
+ * connection; the reason is logged when it starts an outage of the node. */
+static int tls_err(struct rc_conn *c, int r, int err, const char *what)
+{
+	char why[256];
+	long vr;
+
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		c->want_write = false;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		c->want_write = true;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -ECONNRESET;
+	case SSL_ERROR_SYSCALL:
+		if (!ERR_peek_error())
+			return err && err != EAGAIN ? -err : -ECONNRESET;
+		break;
+	}
+	vr = SSL_get_verify_result(c->ssl);
+	if (vr != X509_V_OK)
+		snprintf(why, sizeof(why), "certificate: %s", X509_verify_cert_error_string(vr));
+	else
+		ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+	ERR_clear_error();
+	if (!c->node->backoff_ms)
+		kv_log(KV_WARN, KV_LOG_TIER, "TLS %s with '%s' failed: %s", what, c->node->addr,
+		       why);
+	return -ECONNABORTED;
+}
+
+static int conn_handshake(struct rc_conn *c)
+{
+	int r;
+
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		c->want_write = false;
+		return 0;
+	}
+	return tls_err(c, r, errno, "handshake");
 }
 
 static int conn_open(struct kv_rc *rc, struct rc_conn *c)
@@ -199,6 +343,15 @@ static int conn_open(struct kv_rc *rc, struct rc_conn *c)
 			return ret;
 		}
 		c->connecting = true;
+	}
+	if (rc->ssl_ctx) {
+		int ret = tls_new(rc, c, fd);
+
+		if (ret) {
+			close(fd);
+			c->connecting = false;
+			return ret;
+		}
 	}
 	c->fd = fd;
 	c->rpos = c->rend = 0;
@@ -384,9 +537,90 @@ static int conn_encode(struct kv_rc *rc, struct rc_conn *c)
 	return 0;
 }
 
+static bool conn_has_output(const struct rc_conn *c)
+{
+	return c->iov_pos < c->n_iov || c->toff < c->tlen;
+}
+
+/* n bytes of iov[iov_pos..] went out. */
+static void iov_advance(struct rc_conn *c, size_t n)
+{
+	while (n > 0) {
+		struct iovec *v = &c->iov[c->iov_pos];
+
+		if (n >= v->iov_len) {
+			n -= v->iov_len;
+			c->iov_pos++;
+		} else {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= n;
+			n = 0;
+		}
+	}
+}
+
+/* One SSL_write(): 1 and *done, 0 would block, or -errno. */
+static int tls_write(struct rc_conn *c, const void *p, size_t len, size_t *done)
+{
+	int n;
+
+	ERR_clear_error();
+	errno = 0;
+	n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0) {
+		*done = (size_t)n;
+		return 1;
+	}
+	return tls_err(c, n, errno, "write");
+}
+
+/*
+ * conn_output() over TLS. A record per small segment (a header, a CRLF)
+ * would cost a write and 22 bytes or more each: segments under RC_TBUF
+ * are gathered into tbuf first. tbuf's bytes stay put until written, as
+ * SSL_write() wants them again after it would block.
+ */
+static int conn_output_tls(struct rc_conn *c)
+{
+	for (;;) {
+		size_t n = 0;
+		int ret;
+
+		if (c->toff == c->tlen) {
+			const struct iovec *v = &c->iov[c->iov_pos];
+
+			c->toff = c->tlen = 0;
+			if (c->iov_pos == c->n_iov)
+				return 0;
+			if (v->iov_len >= RC_TBUF) {
+				ret = tls_write(c, v->iov_base, v->iov_len, &n);
+				if (ret <= 0)
+					return ret;
+				iov_advance(c, n);
+				continue;
+			}
+			if (!c->tbuf && !(c->tbuf = malloc(RC_TBUF)))
+				return -ENOMEM;
+			for (; c->iov_pos < c->n_iov; c->iov_pos++) {
+				v = &c->iov[c->iov_pos];
+				if (c->tlen + v->iov_len > RC_TBUF)
+					break;
+				memcpy(c->tbuf + c->tlen, v->iov_base, v->iov_len);
+				c->tlen += v->iov_len;
+			}
+		}
+		ret = tls_write(c, c->tbuf + c->toff, c->tlen - c->toff, &n);
+		if (ret <= 0)
+			return ret;
+		c->toff += n;
+	}
+}
+
 /* Send what the socket takes. 0 (done or would block) or -errno. */
 static int conn_output(struct rc_conn *c)
 {
+	if (c->ssl)
+		return conn_output_tls(c);
 	while (c->iov_pos < c->n_iov) {
 		struct msghdr msg = {
 			.msg_iov = c->iov + c->iov_pos,
@@ -402,18 +636,7 @@ static int conn_output(struct rc_conn *c)
 				continue;
 			return errno == EAGAIN ? 0 : -errno;
 		}
-		while (n > 0) {
-			struct iovec *v = &c->iov[c->iov_pos];
-
-			if ((size_t)n >= v->iov_len) {
-				n -= (ssize_t)v->iov_len;
-				c->iov_pos++;
-			} else {
-				v->iov_base = (char *)v->iov_base + n;
-				v->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
+		iov_advance(c, (size_t)n);
 	}
 	return 0;
 }
@@ -431,7 +654,7 @@ static int get_header(struct kv_rc *rc, struct rc_conn *c, struct kv_rc_cmd *cmd
 	if (ret <= 0)
 		return ret;
 	if (parse_ll(c->rbuf + c->rpos + 1, eol - 1, &v) || v < -1 ||
-	    (unsigned long long)v > KV_RC_VALUE_MAX) {
+	    (v >= 0 && (unsigned long long)v > KV_RC_VALUE_MAX)) {
 		kv_log(KV_DEBUG, KV_LOG_TIER, "bad bulk length from '%s'", c->node->addr);
 		return -EPROTO;
 	}
@@ -536,8 +759,22 @@ static int conn_parse(struct kv_rc *rc, struct rc_conn *c)
 	return 0;
 }
 
+/* One SSL_read(): >0, 0 would block, or -errno. */
+static ssize_t tls_read(struct rc_conn *c, void *p, size_t len)
+{
+	int n;
+
+	ERR_clear_error();
+	errno = 0;
+	n = SSL_read(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0)
+		return n;
+	return tls_err(c, n, errno, "read");
+}
+
 /* Read once: a payload straight into the caller's buffer (and what
- * follows into rbuf), else into rbuf. >0, 0 would block, or -errno. */
+ * follows into rbuf; over TLS, only the payload), else into rbuf. >0, 0
+ * would block, or -errno. */
 static ssize_t conn_recv(struct kv_rc *rc, struct rc_conn *c)
 {
 	struct iovec v[2];
@@ -563,6 +800,22 @@ static ssize_t conn_recv(struct kv_rc *rc, struct rc_conn *c)
 		v[cnt].iov_base = (char *)cmd->buf + c->got;
 		v[cnt].iov_len = c->left;
 		cnt++;
+	}
+	if (c->ssl && cnt == 1) {
+		n = tls_read(c, v[0].iov_base, v[0].iov_len);
+		if (n > 0) {
+			c->got += (size_t)n;
+			c->left -= (size_t)n;
+			if (!c->left)
+				c->rd = RD_TRAILER;
+		}
+		return n;
+	}
+	if (c->ssl) {
+		n = tls_read(c, c->rbuf + c->rend, c->rcap - c->rend);
+		if (n > 0)
+			c->rend += (size_t)n;
+		return n;
 	}
 	v[cnt].iov_base = c->rbuf + c->rend;
 	v[cnt].iov_len = c->rcap - c->rend;
@@ -621,6 +874,7 @@ static int conn_connected(struct rc_conn *c)
 
 static void conn_event(struct kv_rc *rc, struct rc_conn *c, short ev)
 {
+	bool ready;
 	int ret = 0;
 
 	if (c->connecting) {
@@ -628,9 +882,13 @@ static void conn_event(struct kv_rc *rc, struct rc_conn *c, short ev)
 			return;
 		ret = conn_connected(c);
 	}
-	if (!ret && !c->connecting && (ev & (POLLOUT | POLLERR)) && c->iov_pos < c->n_iov)
+	if (!ret && !c->connecting && c->handshaking)
+		ret = conn_handshake(c);
+	ready = !ret && !c->connecting && !c->handshaking;
+	/* Over TLS, either way may need the other's event: try both. */
+	if (ready && (c->ssl || (ev & (POLLOUT | POLLERR))) && conn_has_output(c))
 		ret = conn_output(c);
-	if (!ret && !c->connecting && (ev & (POLLIN | POLLERR | POLLHUP)))
+	if (!ret && ready && (c->ssl || (ev & (POLLIN | POLLERR | POLLHUP))))
 		ret = conn_input(rc, c);
 	if (ret) {
 		if (ret != -EPROTO)
@@ -643,9 +901,38 @@ static void conn_event(struct kv_rc *rc, struct rc_conn *c, short ev)
 	}
 }
 
+/* OpenSSL writes with write(), which raises SIGPIPE when the peer has
+ * gone: it is held blocked while a TLS round runs, and one raised then is
+ * taken back before the old mask returns. */
+static void pipe_hold(sigset_t *old)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static void pipe_release(const sigset_t *old)
+{
+	struct timespec zero = { 0 };
+	sigset_t set;
+	sigset_t pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	if (!sigismember(old, SIGPIPE) && !sigpending(&pend) && sigismember(&pend, SIGPIPE))
+		sigtimedwait(&set, NULL, &zero);
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 void rc_pump(struct kv_rc *rc, uint64_t deadline)
 {
+	sigset_t old;
 	size_t i;
+
+	if (rc->ssl_ctx)
+		pipe_hold(&old);
 
 	for (i = 0; i < rc->n_active; i++) {
 		struct rc_conn *c = rc->active[i];
@@ -662,6 +949,7 @@ void rc_pump(struct kv_rc *rc, uint64_t deadline)
 			conn_fail(rc, rc->active[i], -ENOMEM);
 	}
 	for (;;) {
+		bool pending = false;
 		uint64_t now;
 		size_t k = 0;
 		int ms;
@@ -673,8 +961,12 @@ void rc_pump(struct kv_rc *rc, uint64_t deadline)
 				continue;
 			rc->pfd[k].fd = c->fd;
 			rc->pfd[k].events = POLLIN;
-			if (c->connecting || c->iov_pos < c->n_iov)
+			if (c->connecting || c->want_write ||
+			    (!c->handshaking && conn_has_output(c)))
 				rc->pfd[k].events |= POLLOUT;
+			/* Bytes OpenSSL holds: no waiting in poll() for them. */
+			if (c->ssl && !c->handshaking && SSL_has_pending(c->ssl))
+				pending = true;
 			rc->pfd[k].revents = 0;
 			k++;
 		}
@@ -691,7 +983,7 @@ void rc_pump(struct kv_rc *rc, uint64_t deadline)
 			}
 			break;
 		}
-		ms = (int)((deadline - now + 999999) / 1000000);
+		ms = pending ? 0 : (int)((deadline - now + 999999) / 1000000);
 		if (poll(rc->pfd, k, ms) < 0 && errno != EINTR) {
 			int err = -errno;
 
@@ -705,6 +997,8 @@ void rc_pump(struct kv_rc *rc, uint64_t deadline)
 
 			if (c->fd < 0 || c->head == c->n_reqs)
 				continue;
+			if (c->ssl && !c->handshaking && SSL_has_pending(c->ssl))
+				rc->pfd[k].revents |= POLLIN;
 			if (rc->pfd[k].revents)
 				conn_event(rc, c, rc->pfd[k].revents);
 			k++;
@@ -715,7 +1009,10 @@ void rc_pump(struct kv_rc *rc, uint64_t deadline)
 
 		c->n_reqs = c->head = 0;
 		c->n_iov = c->iov_pos = 0;
+		c->toff = c->tlen = 0;
 		c->active = false;
 	}
 	rc->n_active = 0;
+	if (rc->ssl_ctx)
+		pipe_release(&old);
 }

@@ -369,14 +369,23 @@ static void finish(struct kv_remote *r, struct kv_remote_job *j)
 }
 
 /* Connected, or why not (logged once per outage). */
+static void rc_conf_of(const struct kv_remote_conf *c, struct kv_rc_conf *rc)
+{
+	*rc = (struct kv_rc_conf){
+		.seeds = c->seeds, .user = c->user,
+		.password = c->password, .timeout_ms = c->timeout_ms,
+		.conns = c->conns ? c->conns : 1,
+		.tls = c->tls, .tls_ca_file = c->tls_ca_file,
+		.tls_cert_file = c->tls_cert_file, .tls_key_file = c->tls_key_file,
+	};
+}
+
 static int connect_cluster(struct kv_remote *r)
 {
-	struct kv_rc_conf rc = {
-		.seeds = r->conf.seeds, .user = r->conf.user,
-		.password = r->conf.password, .timeout_ms = r->conf.timeout_ms,
-		.conns = r->conf.conns ? r->conf.conns : 1,
-	};
+	struct kv_rc_conf rc;
 	int ret;
+
+	rc_conf_of(&r->conf, &rc);
 
 	if (r->rc)
 		return 0;
@@ -616,17 +625,26 @@ static void *io_thread(void *arg)
 
 int kv_remote_open(struct kv_remote **out, const struct kv_remote_conf *conf)
 {
+	struct kv_rc_conf rc;
 	struct kv_remote *r;
 	int ret;
 
 	if (!conf->seeds || !*conf->seeds || !conf->timeout_ms ||
 	    (conf->part_bytes && conf->part_bytes < 4096))
 		return -EINVAL;
+	/* TLS files that do not load would fail every connect: refuse now. */
+	rc_conf_of(conf, &rc);
+	ret = kv_rc_tls_check(&rc);
+	if (ret)
+		return ret;
 	r = kv_xcalloc(1, sizeof(*r));
 	r->conf = *conf;
 	r->conf.seeds = kv_xstrdup(conf->seeds);
 	r->conf.user = conf->user ? kv_xstrdup(conf->user) : NULL;
 	r->conf.password = conf->password ? kv_xstrdup(conf->password) : NULL;
+	r->conf.tls_ca_file = conf->tls_ca_file ? kv_xstrdup(conf->tls_ca_file) : NULL;
+	r->conf.tls_cert_file = conf->tls_cert_file ? kv_xstrdup(conf->tls_cert_file) : NULL;
+	r->conf.tls_key_file = conf->tls_key_file ? kv_xstrdup(conf->tls_key_file) : NULL;
 	r->conf.batch = conf->batch ? conf->batch : 64;
 	r->part = conf->part_bytes ? conf->part_bytes : KV_REMOTE_PART_DEFAULT;
 	r->cx = kv_codec_ctx_new(conf->level);
@@ -683,6 +701,9 @@ void kv_remote_close(struct kv_remote *r)
 	free((char *)r->conf.seeds);
 	free((char *)r->conf.user);
 	free((char *)r->conf.password);
+	free((char *)r->conf.tls_ca_file);
+	free((char *)r->conf.tls_cert_file);
+	free((char *)r->conf.tls_key_file);
 	free(r);
 }
 

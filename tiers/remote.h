@@ -58,6 +58,10 @@ struct kv_remote_conf {
 	const char *seeds;		/* "host:port,..." (copied) */
 	const char *user;		/* NULL: none (copied) */
 	const char *password;		/* NULL: none (copied, never logged) */
+	bool tls;			/* TLS to every node (kv_rc_conf) */
+	const char *tls_ca_file;	/* with tls: PEM CA file (copied) */
+	const char *tls_cert_file;	/* NULL or a PEM client certificate */
+	const char *tls_key_file;	/* NULL or its PEM key (copied) */
 	unsigned timeout_ms;		/* each batch's deadline */
 	unsigned conns;			/* connections per node */
 	uint32_t part_bytes;		/* 0: KV_REMOTE_PART_DEFAULT */
@@ -151,7 +155,8 @@ struct kv_remote_view {
 };
 
 /* Start the tier's thread. 0 and *out, or -EINVAL (no seeds, timeout 0,
- * part_bytes too small for a header's worth). Never touches the network. */
+ * part_bytes too small for a header's worth; with tls, TLS files that do
+ * not load, logged). Never touches the network. */
 int kv_remote_open(struct kv_remote **out, const struct kv_remote_conf *conf);
 
 /* Stop the thread after the jobs submitted, then free everything; jobs

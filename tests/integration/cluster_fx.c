@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,14 @@ int cluster_setup(void **state)
 	if (kvt_cluster_start(&cl))
 		return -1;
 	snprintf(remote, sizeof(remote), "redis-cluster://%s", cl.seeds);
+	return 0;
+}
+
+int cluster_setup_tls(void **state)
+{
+	if (kvt_cluster_start_tls(&cl))
+		return -1;
+	snprintf(remote, sizeof(remote), "rediss-cluster://%s", cl.seeds);
 	return 0;
 }
 
@@ -77,6 +86,72 @@ void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from, uint64
 		assert_int_equal(kvc_put(c, ns, &k, NULL, 16, 0, buf, len_of(i)), 0);
 	}
 	free(buf);
+}
+
+int get_chunk(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t i)
+{
+	unsigned char *want = malloc(CMAX), *got = malloc(CMAX);
+	struct kvc_key k = key_of(i, salt);
+	size_t n = 0;
+	int ret = kvc_get(c, ns, &k, got, CMAX, &n);
+
+	if (ret == 0) {
+		fill(want, len_of(i), i);
+		assert_int_equal(n, len_of(i));
+		if (memcmp(want, got, n))
+			fail_msg("chunk %llu: wrong bytes", (unsigned long long)i);
+	} else if (ret != -ENOENT) {
+		fail_msg("chunk %llu: kvc_get: %s", (unsigned long long)i, kvc_strerror(ret));
+	}
+	free(want);
+	free(got);
+	return ret == 0;
+}
+
+void share(const char *const *extra, uint64_t n)
+{
+	struct kvt_daemon a, b;
+	struct kvc *ca = start(&a, extra), *cb = start(&b, extra);
+	uint64_t salt = kvt_now_ns();
+	struct kvc_key keys[100];
+	uint8_t tiers[100];
+	struct kvc_stats st;
+	char name[64];
+	uint32_t na, nb;
+	unsigned exact = 0;
+
+	assert_true(n >= 100 && n % 100 == 0);
+	snprintf(name, sizeof(name), "share/%llx", (unsigned long long)salt);
+	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
+	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	put_chunks(ca, na, salt, 0, n);
+	wait_written(ca, n);
+	for (uint64_t i = 0; i < n; i += 100) {
+		for (unsigned k = 0; k < 100; k++)
+			keys[k] = key_of(i + k, salt);
+		assert_int_equal(kvc_lookup(cb, nb, keys, 100, tiers), 100);
+		for (unsigned k = 0; k < 100; k++)
+			assert_int_equal(tiers[k], KVC_TIER_REMOTE);
+	}
+	for (uint64_t i = 0; i < n; i++)
+		exact += get_chunk(cb, nb, salt, i);
+	assert_int_equal(exact, n);
+	/* Now B has them itself. */
+	assert_int_equal(kvc_lookup(cb, nb, keys, 100, tiers), 100);
+	assert_int_equal(tiers[0], KVC_TIER_DRAM);
+	assert_int_equal(remote_stats(cb, &st)->promotions, n);
+	/* The fetches were timed: a planner can weigh the network now. */
+	assert_true(remote_stats(cb, &st)->read_samples > 0);
+	assert_true(remote_stats(cb, &st)->read_bw > 0);
+	/* At least once per key; the gets right after their lookups go
+	 * straight to the load (the lookup's hint), later ones ask again. */
+	assert_true(remote_stats(cb, &st)->hits >= n);
+	assert_int_equal(st.checksum_failures, 0);
+	/* No connection to the cluster failed on either side. */
+	assert_false(kvt_log_has(&a, "failed"));
+	assert_false(kvt_log_has(&b, "failed"));
+	stop(&a, ca);
+	stop(&b, cb);
 }
 
 void stop(struct kvt_daemon *d, struct kvc *c)

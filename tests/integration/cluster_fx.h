@@ -18,10 +18,14 @@
 #define CMAX		(64u << 10)	/* the largest chunk put_chunks() puts */
 
 extern struct kvt_cluster cl;
-extern char remote[600];		/* "redis-cluster://SEEDS", for --remote */
+extern char remote[600];		/* "redis-cluster://SEEDS", for --remote
+					 * ("rediss-cluster://" with TLS) */
 
 /* The group's setup and teardown: start the cluster, stop it. */
 int cluster_setup(void **state);
+/* The same with a TLS-only cluster (kvt_cluster_start_tls(): its files
+ * in cl.tls). */
+int cluster_setup_tls(void **state);
 int cluster_teardown(void **state);
 
 /* Chunk i's key, of a salt of the test's own; its length (1 byte to
@@ -36,6 +40,15 @@ struct kvc *start(struct kvt_daemon *d, const char *const *extra);
 
 /* Put chunks [from, to) of salt. */
 void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from, uint64_t to);
+
+/* kvc_get of chunk i of salt: 1 byte-exact, 0 a miss; a wrong byte or
+ * another error fails. */
+int get_chunk(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t i);
+
+/* Two daemons started with extra share n chunks (a multiple of 100): B
+ * looks up and reads byte-exact what A put and wrote through, then holds
+ * them itself; neither logs a failed connection. */
+void share(const char *const *extra, uint64_t n);
 
 /* Close c, stop its daemon, which must exit 0. */
 void stop(struct kvt_daemon *d, struct kvc *c);

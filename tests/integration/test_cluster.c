@@ -31,67 +31,11 @@
 
 #define NSHARE		1000
 
-/* kvc_get of chunk i: 1 byte-exact, 0 a miss; a wrong byte fails. */
-static int get_chunk(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t i)
-{
-	unsigned char *want = malloc(CMAX), *got = malloc(CMAX);
-	struct kvc_key k = key_of(i, salt);
-	size_t n = 0;
-	int ret = kvc_get(c, ns, &k, got, CMAX, &n);
-
-	if (ret == 0) {
-		fill(want, len_of(i), i);
-		assert_int_equal(n, len_of(i));
-		if (memcmp(want, got, n))
-			fail_msg("chunk %llu: wrong bytes", (unsigned long long)i);
-	} else if (ret != -ENOENT) {
-		fail_msg("chunk %llu: kvc_get: %s", (unsigned long long)i, kvc_strerror(ret));
-	}
-	free(want);
-	free(got);
-	return ret == 0;
-}
-
 /* B gets what A put: NSHARE chunks of every size up to 64 KiB, keys over
  * all slots, looked up (one round to the cluster per batch) and read. */
 static void test_share(void **state)
 {
-	struct kvt_daemon a, b;
-	struct kvc *ca = start(&a, NULL), *cb = start(&b, NULL);
-	uint64_t salt = kvt_now_ns();
-	struct kvc_key keys[100];
-	uint8_t tiers[100];
-	struct kvc_stats st;
-	char name[64];
-	uint32_t na, nb;
-	unsigned exact = 0;
-
-	snprintf(name, sizeof(name), "share/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
-	put_chunks(ca, na, salt, 0, NSHARE);
-	wait_written(ca, NSHARE);
-	for (uint64_t i = 0; i < NSHARE; i += 100) {
-		for (unsigned k = 0; k < 100; k++)
-			keys[k] = key_of(i + k, salt);
-		assert_int_equal(kvc_lookup(cb, nb, keys, 100, tiers), 100);
-		for (unsigned k = 0; k < 100; k++)
-			assert_int_equal(tiers[k], KVC_TIER_REMOTE);
-	}
-	for (uint64_t i = 0; i < NSHARE; i++)
-		exact += get_chunk(cb, nb, salt, i);
-	assert_int_equal(exact, NSHARE);
-	/* Now B has them itself. */
-	assert_int_equal(kvc_lookup(cb, nb, keys, 100, tiers), 100);
-	assert_int_equal(tiers[0], KVC_TIER_DRAM);
-	assert_int_equal(remote_stats(cb, &st)->promotions, NSHARE);
-	/* The fetches were timed: a planner can weigh the network now. */
-	assert_true(remote_stats(cb, &st)->read_samples > 0);
-	assert_true(remote_stats(cb, &st)->read_bw > 0);
-	assert_true(remote_stats(cb, &st)->hits >= NSHARE);
-	assert_int_equal(st.checksum_failures, 0);
-	stop(&a, ca);
-	stop(&b, cb);
+	share(NULL, NSHARE);
 }
 
 /* A GET right after its LOOKUP goes straight to the load: the lookup's

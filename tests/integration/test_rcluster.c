@@ -8,8 +8,8 @@
  *  - 1,000 keys over every master, values of 0..4 MiB (log-uniform),
  *    written from 3 iovecs each and read back byte-exact, pipelined in
  *    batches; EXISTS and DEL;
- *  - a GET into a short buffer: -EMSGSIZE, and the same connection
- *    serves the next reply in order;
+ *  - a GET into a short buffer: -EMSGSIZE, and a GET of a missing key:
+ *    -ENOENT; the same connection serves the next reply in order;
  *  - a slot migrated under the client: -ASK while keys are split between
  *    the two masters, -MOVED after, every key right both times;
  *  - a master killed: its commands fail within the deadline + 100 ms,
@@ -43,6 +43,7 @@
 
 #include "lib/errors.h"
 #include "tests/lib/clock.h"
+#include "tests/integration/rc_client_fx.h"
 #include "tests/lib/rcluster_fx.h"
 #include "tests/lib/rng.h"
 #include "tests/lib/tmpdir.h"
@@ -88,15 +89,6 @@ static struct kv_rc *rc_open(const char *s, unsigned timeout_ms, unsigned conns)
 	return rc;
 }
 
-/* Run n commands; every one must succeed. */
-static void run_ok(struct kv_rc *rc, struct kv_rc_cmd *cmds, size_t n)
-{
-	assert_int_equal(kv_rc_run(rc, cmds, n), 0);
-	for (size_t i = 0; i < n; i++)
-		if (cmds[i].result)
-			fail_msg("command %zu: %s", i, kv_strerror(cmds[i].result));
-}
-
 /* A direct connection to one node, for the cluster's own commands. */
 static redisContext *admin(unsigned port)
 {
@@ -106,14 +98,6 @@ static redisContext *admin(unsigned port)
 	assert_non_null(c);
 	assert_int_equal(c->err, 0);
 	return c;
-}
-
-static unsigned addr_port(const char *addr)
-{
-	const char *colon = strrchr(addr, ':');
-
-	assert_non_null(colon);
-	return (unsigned)atoi(colon + 1);
 }
 
 /* Value i: its length (log-uniform in 0..4 MiB) and bytes. */
@@ -316,9 +300,15 @@ static void test_msgsize(void **state)
 	assert_int_equal(cmds[1].len, sizeof(small));
 	assert_memory_equal(out + 100, small, sizeof(small));
 	assert_int_equal(cmds[2].result, -EMSGSIZE);
-	cmds[0].cap = sizeof(out);
-	assert_int_equal(kv_rc_run(rc, cmds, 1), 0);
-	assert_int_equal(cmds[0].result, 0);
+	/* A GET of a missing key ("$-1") is -ENOENT, and the connection
+	 * serves the next reply (it was -EPROTO and a reconnect). */
+	cmds[0] = (struct kv_rc_cmd){ .op = KV_RC_GET, .key = "{ms}none", .key_len = 8,
+				      .buf = out, .cap = sizeof(out) };
+	cmds[1] = (struct kv_rc_cmd){ .op = KV_RC_GET, .key = "{ms}big", .key_len = 7,
+				      .buf = out, .cap = sizeof(out) };
+	assert_int_equal(kv_rc_run(rc, cmds, 2), 0);
+	assert_int_equal(cmds[0].result, -ENOENT);
+	assert_int_equal(cmds[1].result, 0);
 	assert_memory_equal(out, big, sizeof(big));
 	kv_rc_stats(rc, &after);
 	/* The same connection all along: no error, no reconnect. */

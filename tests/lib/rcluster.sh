@@ -7,6 +7,12 @@
 #                                     # caller made; PID: stop when it exits
 #   tests/lib/rcluster.sh stop DIR    # kill every server, remove DIR
 #
+# With RC_TLS_DIR set (a directory that holds ca.crt, server.crt,
+# server.key, client.crt and client.key, as tests/lib/tls_certs.sh makes
+# them), start starts the nodes with TLS only: no plain port, the ports
+# printed are their TLS ports, the cluster bus and replication use TLS,
+# and clients must show a certificate the CA signed (tls-auth-clients).
+#
 # start prints one line, the seed list "127.0.0.1:P1,...,127.0.0.1:P6" (the
 # first three are the masters as created), once every node reports
 # cluster_state:ok and agrees on all 16384 slots. Ports are picked at
@@ -19,6 +25,31 @@
 # (scripts/deps.sh test); works as root. Exits 1 with a message on failure,
 # having stopped what it started.
 set -u
+
+tls=${RC_TLS_DIR:-}
+
+# redis-cli, over TLS in TLS mode.
+cli()
+{
+	if [ -n "$tls" ]; then
+		redis-cli --tls --cacert "$tls/ca.crt" --cert "$tls/client.crt" \
+			--key "$tls/client.key" "$@"
+	else
+		redis-cli "$@"
+	fi
+}
+
+# redis-server's port flags for port $1.
+port_flags()
+{
+	if [ -n "$tls" ]; then
+		echo "--port 0 --tls-port $1 --tls-cluster yes --tls-replication yes" \
+			"--tls-cert-file $tls/server.crt --tls-key-file $tls/server.key" \
+			"--tls-ca-cert-file $tls/ca.crt"
+	else
+		echo "--port $1"
+	fi
+}
 
 die()
 {
@@ -40,7 +71,8 @@ start_node()
 		p=$(rand_port)
 		[ -e "$dir/$p" ] && continue
 		mkdir -p "$dir/$p"
-		redis-server --port "$p" --bind 127.0.0.1 --daemonize yes \
+		# shellcheck disable=SC2046
+		redis-server $(port_flags "$p") --bind 127.0.0.1 --daemonize yes \
 			--pidfile "$dir/$p.pid" --logfile "$dir/$p/log" --dir "$dir/$p" \
 			--cluster-enabled yes --cluster-config-file "$dir/$p/nodes.conf" \
 			--cluster-node-timeout 1000 --repl-diskless-sync-delay 0 \
@@ -48,7 +80,7 @@ start_node()
 			--protected-mode no >/dev/null 2>&1 || { rm -rf "${dir:?}/$p"; continue; }
 		i=0
 		while [ $i -lt 50 ]; do
-			if [ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ]; then
+			if [ "$(cli -p "$p" ping 2>/dev/null)" = PONG ]; then
 				echo "$p"
 				return 0
 			fi
@@ -111,7 +143,7 @@ done
 echo $ports >"$dir/ports"
 
 # shellcheck disable=SC2086
-if ! redis-cli --cluster create $addrs --cluster-replicas 1 --cluster-yes \
+if ! cli --cluster create $addrs --cluster-replicas 1 --cluster-yes \
 	>"$dir/create.log" 2>&1; then
 	cat "$dir/create.log" >&2
 	stop_all "$dir"
@@ -136,12 +168,12 @@ i=0
 while :; do
 	ok=1
 	for p in $ports; do
-		info=$(redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r')
+		info=$(cli -p "$p" cluster info 2>/dev/null | tr -d '\r')
 		case "$info" in
 		*cluster_state:ok*cluster_slots_ok:16384*) ;;
 		*) ok=0 ;;
 		esac
-		repl=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r')
+		repl=$(cli -p "$p" info replication 2>/dev/null | tr -d '\r')
 		case "$repl" in
 		*role:master*) ;;
 		*master_link_status:up*) ;;
@@ -151,7 +183,7 @@ while :; do
 	# shellcheck disable=SC2086
 	set -- $ports
 	first=$1
-	if [ $ok = 1 ] && redis-cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
+	if [ $ok = 1 ] && cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
 		break
 	fi
 	i=$((i + 1))

@@ -51,9 +51,9 @@ unsigned kvt_cluster_pid(const struct kvt_cluster *c, unsigned port)
 	return pid;
 }
 
-int kvt_cluster_start(struct kvt_cluster *c)
+static int cluster_start(struct kvt_cluster *c, bool tls)
 {
-	char cmd[512];
+	char cmd[1024];
 	FILE *f;
 
 	if (system("command -v redis-server >/dev/null && command -v redis-cli >/dev/null")) {
@@ -63,9 +63,22 @@ int kvt_cluster_start(struct kvt_cluster *c)
 	}
 	if (kvt_tmpdir(c->dir, sizeof(c->dir), NULL, "kvrc.") < 0)
 		return -1;
+	c->tls[0] = '\0';
+	if (tls) {
+		snprintf(c->tls, sizeof(c->tls), "%s/tls", c->dir);
+		snprintf(cmd, sizeof(cmd), "tests/lib/tls_certs.sh '%s'", c->tls);
+		if (system(cmd)) {
+			fprintf(stderr, "rcluster_fx: '%s' failed\n", cmd);
+			return -1;
+		}
+	}
 	/* With our pid, the script stops the cluster when we are gone, even
 	 * if a sanitizer ends us with _exit(). */
-	snprintf(cmd, sizeof(cmd), "%s start '%s' %d", SCRIPT, c->dir, (int)getpid());
+	if (tls)
+		snprintf(cmd, sizeof(cmd), "RC_TLS_DIR='%s' %s start '%s' %d", c->tls, SCRIPT,
+			 c->dir, (int)getpid());
+	else
+		snprintf(cmd, sizeof(cmd), "%s start '%s' %d", SCRIPT, c->dir, (int)getpid());
 	f = popen(cmd, "r");
 	if (!f || !fgets(c->seeds, sizeof(c->seeds), f)) {
 		if (f)
@@ -92,4 +105,14 @@ int kvt_cluster_start(struct kvt_cluster *c)
 	}
 	fclose(f);
 	return 0;
+}
+
+int kvt_cluster_start(struct kvt_cluster *c)
+{
+	return cluster_start(c, false);
+}
+
+int kvt_cluster_start_tls(struct kvt_cluster *c)
+{
+	return cluster_start(c, true);
 }

@@ -293,6 +293,38 @@ static void test_issue_11_config_defects(void **state)
 	assert_null(strchr(err, 0x1b));
 }
 
+/* remote: redis-cluster:// or rediss-cluster:// (TLS), which needs a CA
+ * file; a client certificate and its key go together. */
+static void test_remote_tls(void **state)
+{
+	struct kv_config cfg;
+
+	kv_config_defaults(&cfg);
+	assert_null(kv_config_remote_seeds(&cfg));
+	assert_false(kv_config_remote_tls(&cfg));
+	assert_int_equal(kv_config_remote_check(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(args(&cfg, "--remote", "redis-cluster://h:1,h:2", NULL), 0);
+	assert_string_equal(kv_config_remote_seeds(&cfg), "h:1,h:2");
+	assert_false(kv_config_remote_tls(&cfg));
+	assert_int_equal(args(&cfg, "--remote", "rediss-cluster://10.0.0.1:6379", NULL), 0);
+	assert_string_equal(kv_config_remote_seeds(&cfg), "10.0.0.1:6379");
+	assert_true(kv_config_remote_tls(&cfg));
+	assert_int_equal(kv_config_remote_check(&cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "remote_tls_ca_file"));
+	assert_int_equal(args(&cfg, "--remote-tls-ca-file", "/ca.crt", "--remote-tls-cert-file",
+			      "/c.crt", NULL), 0);
+	assert_int_equal(kv_config_remote_check(&cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "go together"));
+	assert_int_equal(args(&cfg, "--remote-tls-key-file", "/c.key", NULL), 0);
+	assert_int_equal(kv_config_remote_check(&cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.remote_tls_ca_file, "/ca.crt");
+	assert_string_equal(cfg.remote_tls_cert_file, "/c.crt");
+	assert_string_equal(cfg.remote_tls_key_file, "/c.key");
+	assert_int_equal(args(&cfg, "--remote", "rediss://h:1", NULL), -EINVAL);
+	assert_int_equal(args(&cfg, "--remote", "rediss-cluster://", NULL), -EINVAL);
+	assert_int_equal(args(&cfg, "--remote", "redis-clusters://h:1", NULL), -EINVAL);
+}
+
 static void test_tenants(void **state)
 {
 	struct kv_config cfg;
@@ -393,6 +425,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_issue_11_config_defects),
+		cmocka_unit_test(test_remote_tls),
 		cmocka_unit_test(test_tenants),
 		cmocka_unit_test(test_tenant_resolve),
 		cmocka_unit_test(test_defaults),
