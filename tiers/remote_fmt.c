@@ -83,7 +83,7 @@ void kv_remote_part_span(uint64_t stored, uint32_t part_bytes, uint32_t i,
 
 size_t kv_remote_name(char *buf, uint64_t salt, const struct kv_key *key, uint32_t part)
 {
-	int n = snprintf(buf, KV_REMOTE_NAME_MAX, "kv:{%016llx.%016llx%016llx}:%x",
+	int n = snprintf(buf, KV_REMOTE_NAME_MAX, "kv:{%016llx.%016llx%016llx:%x}",
 			 (unsigned long long)salt, (unsigned long long)key->hi,
 			 (unsigned long long)key->lo, (unsigned)part);
 

@@ -18,10 +18,13 @@
  *
  * Names come from the namespace's name (its salt, kv_ssd_salt()) and the
  * chunk key, never from a daemon's local ids, so every daemon sharing the
- * cluster finds the same chunk under the same names. The name carries a
- * hash tag of the chunk ({salt.key}), so all of a chunk's parts live in
- * one slot, on one master: one pipelined batch reads them, and a chunk is
- * lost or kept by one node's fate.
+ * cluster finds the same chunk under the same names. Each part's name is
+ * a hash tag of its own ({salt.key:part}), so a chunk's parts spread over
+ * the slots and the masters: a large chunk is read from all of them at
+ * once (one master for a whole chunk kept gets of 4 MiB chunks to 0.69-0.74
+ * of redis-benchmark's GET, spread 0.88-0.98, docs/benchmarks.md). The
+ * price: a chunk of several parts misses while any master holding one is
+ * down.
  *
  * The header is little-endian and fixed: KV_REMOTE_HDR bytes. Its layout
  * is part of the cluster's data format, read by every daemon version that
@@ -70,7 +73,9 @@ void kv_remote_part_span(uint64_t stored, uint32_t part_bytes, uint32_t i,
 			 uint64_t *off, uint32_t *len);
 
 /* Write part's value name into buf (KV_REMOTE_NAME_MAX bytes) and return
- * its length: "kv:{<salt>.<key hi><key lo>}:<part>", in hex. */
+ * its length: "kv:{<salt>.<key hi><key lo>:<part>}", in hex. The whole
+ * name is its hash tag: a chunk's parts spread over the slots, so a large
+ * chunk is read from every master at once (docs/cluster.md). */
 size_t kv_remote_name(char *buf, uint64_t salt, const struct kv_key *key, uint32_t part);
 
 /* The seed of a payload's checksum: every name's part in it. */

@@ -107,7 +107,7 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
 static void value_name(const struct kvc_key *k, char *out, size_t cap)
 {
 	for (int m = 0; m < 3; m++) {
-		sh(out, cap, "redis-cli -p %u --scan --pattern 'kv:{*.%016llx%016llx}:0'",
+		sh(out, cap, "redis-cli -p %u --scan --pattern 'kv:{*.%016llx%016llx:0}'",
 		   cl.ports[m], (unsigned long long)k->hi, (unsigned long long)k->lo);
 		if (out[0])
 			return;
