@@ -138,15 +138,7 @@ static void write_start(struct kv_store *s, struct kv_chunk *c)
 
 	move_init(s, m, c, c->copy[KV_TIER_DRAM].ext);
 	m->op = KV_MOVE_STORE;
-	m->rec = (struct kv_move_rec){
-		.salt = ns_salt(s, c->ie.ns),
-		.parent = c->parent,
-		.has_parent = c->has_parent,
-		.tokens = c->tokens,
-		.position = c->position,
-		.codec = c->ie.ns < s->n_codecs && s->codecs[c->ie.ns] ?
-			 s->codecs[c->ie.ns] - 1 : s->conf.ssd_codec,
-	};
+	m->rec.codec = ns_codec(s, c->ie.ns);
 	c->rflags |= RF_WRITING;	/* its DRAM copy stays meanwhile */
 	refresh_hold(s, c);
 	s->rq_inflight++;

@@ -82,13 +82,14 @@ static void wb_enqueue(struct kv_store *s, struct kv_chunk *c)
 
 /* A DRAM extent's offset in the daemon's range (what SSD, GPU and remote
  * jobs address), from its offset in its tenant's arena. */
-uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
+static uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
 			 const struct kv_extent *e)
 {
 	return ctt(s, c, KV_TIER_DRAM)->base + kv_extent_offset(e);
 }
 
-/* A far tier's job for chunk c, its host end the DRAM extent host. */
+/* A far tier's job for chunk c, its host end the DRAM extent host, with
+ * what a tier that keeps records needs of the chunk. */
 void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
 	       const struct kv_extent *host)
 {
@@ -99,6 +100,19 @@ void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
 	m->bytes = c->bytes;
 	m->ns = c->ie.ns;
 	m->key = c->ie.key;
+	m->rec = (struct kv_move_rec){
+		.salt = ns_salt(s, c->ie.ns),
+		.parent = c->parent,
+		.has_parent = c->has_parent,
+		.tokens = c->tokens,
+		.position = c->position,
+	};
+}
+
+/* The codec a chunk of namespace ns is stored with, below DRAM. */
+uint8_t ns_codec(const struct kv_store *s, uint32_t ns)
+{
+	return ns < s->n_codecs && s->codecs[ns] ? s->codecs[ns] - 1 : s->conf.ssd_codec;
 }
 
 /*
@@ -121,19 +135,11 @@ static void move_submit(struct kv_store *s, struct kv_chunk *c, unsigned from,
 	m->tier = (uint8_t)far;
 	m->part = tt->shared ? NULL : tt->t.priv;
 	m->ext = to == KV_TIER_DRAM ? c->copy[from].ext : e;
-	m->rec = (struct kv_move_rec){
-		.salt = ns_salt(s, c->ie.ns),
-		.parent = c->parent,
-		.has_parent = c->has_parent,
-		.tokens = c->tokens,
-		.position = c->position,
-		.hits = c->hits,
-		.freq = h->freq,
-		.score = h->score,
-	};
+	m->rec.hits = c->hits;
+	m->rec.freq = h->freq;
+	m->rec.score = h->score;
 	if (m->op == KV_MOVE_STORE) {
-		m->rec.codec = c->ie.ns < s->n_codecs && s->codecs[c->ie.ns] ?
-			       s->codecs[c->ie.ns] - 1 : s->conf.ssd_codec;
+		m->rec.codec = ns_codec(s, c->ie.ns);
 	} else {
 		m->rec.codec = c->copy[from].codec;
 		m->rec.stored = c->copy[from].stored;

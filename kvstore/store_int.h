@@ -331,10 +331,9 @@ void cluster_done(struct kv_store *s, struct kv_move *m);
 void cluster_pump(struct kv_store *s);
 
 /* ---- move.c ---- */
-uint64_t dram_off(const struct kv_store *s, const struct kv_chunk *c,
-		  const struct kv_extent *e);
 void move_init(const struct kv_store *s, struct kv_move *m, struct kv_chunk *c,
 	       const struct kv_extent *host);
+uint8_t ns_codec(const struct kv_store *s, uint32_t ns);
 void read_start(struct kv_store *s, unsigned tier);
 void read_timed(struct kv_store *s, unsigned tier, uint64_t bytes);
 void move_enqueue(struct kv_store *s, struct kv_chunk *c, unsigned to);
