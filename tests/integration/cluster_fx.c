@@ -74,6 +74,16 @@ struct kvc *start(struct kvt_daemon *d, const char *const *extra)
 	return c;
 }
 
+void shared_ns(struct kvc *ca, struct kvc *cb, const char *what, uint64_t salt,
+	       uint32_t *na, uint32_t *nb)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s/%llx", what, (unsigned long long)salt);
+	assert_int_equal(kvc_ns_register(ca, name, na), 0);
+	assert_int_equal(kvc_ns_register(cb, name, nb), 0);
+}
+
 void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from, uint64_t to)
 {
 	unsigned char *buf = malloc(CMAX);
@@ -116,14 +126,11 @@ void share(const char *const *extra, uint64_t n)
 	struct kvc_key keys[100];
 	uint8_t tiers[100];
 	struct kvc_stats st;
-	char name[64];
 	uint32_t na, nb;
 	unsigned exact = 0;
 
 	assert_true(n >= 100 && n % 100 == 0);
-	snprintf(name, sizeof(name), "share/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "share", salt, &na, &nb);
 	put_chunks(ca, na, salt, 0, n);
 	wait_written(ca, n);
 	for (uint64_t i = 0; i < n; i += 100) {

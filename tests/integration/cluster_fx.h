@@ -41,6 +41,11 @@ struct kvc *start(struct kvt_daemon *d, const char *const *extra);
 /* Put chunks [from, to) of salt. */
 void put_chunks(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t from, uint64_t to);
 
+/* Register namespace "<what>/<salt in hex>" on both daemons' handles: the
+ * same name, so the same chunks in the cluster. */
+void shared_ns(struct kvc *ca, struct kvc *cb, const char *what, uint64_t salt,
+	       uint32_t *na, uint32_t *nb);
+
 /* kvc_get of chunk i of salt: 1 byte-exact, 0 a miss; a wrong byte or
  * another error fails. */
 int get_chunk(struct kvc *c, uint32_t ns, uint64_t salt, uint64_t i);

@@ -49,12 +49,9 @@ static void test_hint(void **state)
 	struct kvc_key keys[10];
 	struct kvc_stats st;
 	uint8_t tiers[10];
-	char name[64];
 	uint32_t na, nb;
 
-	snprintf(name, sizeof(name), "hint/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "hint", salt, &na, &nb);
 	put_chunks(ca, na, salt, 0, 10);
 	wait_written(ca, 10);
 	for (unsigned k = 0; k < 10; k++)
@@ -125,12 +122,10 @@ static void test_corrupt(void **state)
 	struct kvc_key k0 = key_of(0, salt), k1 = key_of(1, salt);
 	struct kvc_stats st;
 	uint8_t tier;
-	char name[64], vname[128];
+	char vname[128];
 	uint32_t na, nb;
 
-	snprintf(name, sizeof(name), "corrupt/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "corrupt", salt, &na, &nb);
 	put_chunks(ca, na, salt, 0, 2);
 	wait_written(ca, 2);
 	/* Chunk 0: a byte of its payload (past the 112-byte header). */
@@ -287,16 +282,13 @@ static void test_server_eviction(void **state)
 	struct kvc *ca, *cb;
 	uint64_t salt = kvt_now_ns() ^ 0xe7;
 	unsigned exact = 0, n = 600;
-	char name[64];
 	uint32_t na, nb;
 
 	masters_config("maxmemory-policy allkeys-lru");
 	masters_config("maxmemory 6mb");
 	ca = start(&a, NULL);
 	cb = start(&b, NULL);
-	snprintf(name, sizeof(name), "evict/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "evict", salt, &na, &nb);
 	put_chunks(ca, na, salt, 0, n);		/* about 20 MB */
 	wait_written(ca, n);
 	for (uint64_t i = 0; i < n; i++)
@@ -321,13 +313,11 @@ static void test_reshard(void **state)
 	struct kvc *ca = start(&a, NULL), *cb = start(&b, NULL);
 	uint64_t salt = kvt_now_ns() ^ 0x3e, t0;
 	unsigned n = 200, reads = 0, exact = 0, more = 0;
-	char name[64], from[64], to[64], done[320];
+	char from[64], to[64], done[320];
 	struct kvc_stats st;
 	uint32_t na, nb;
 
-	snprintf(name, sizeof(name), "reshard/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "reshard", salt, &na, &nb);
 	put_chunks(ca, na, salt, 0, n);
 	wait_written(ca, n);
 	sh(from, sizeof(from), "redis-cli -p %u CLUSTER MYID", cl.ports[0]);
@@ -412,9 +402,7 @@ static void test_failover(void **state)
 	char name[64];
 	uint32_t na, nb, local;
 
-	snprintf(name, sizeof(name), "failover/%llx", (unsigned long long)salt);
-	assert_int_equal(kvc_ns_register(ca, name, &na), 0);
-	assert_int_equal(kvc_ns_register(cb, name, &nb), 0);
+	shared_ns(ca, cb, "failover", salt, &na, &nb);
 	snprintf(name, sizeof(name), "local/%llx", (unsigned long long)salt);
 	assert_int_equal(kvc_ns_register(cb, name, &local), 0);
 	put_chunks(ca, na, salt, 0, n);
