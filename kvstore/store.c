@@ -180,6 +180,28 @@ uint32_t kv_store_lookup(struct kv_store *s, uint32_t ns,
 	return leading;
 }
 
+/*
+ * A key no local tier has, for tenant t (NULL: none may fetch it): on its
+ * way up from the cluster (-EINPROGRESS), or -ENOENT. A fetch started for
+ * a namespace no tenant holds yet binds it to t, as a put would. again:
+ * a replay, which asks after a fetch it started and never starts another.
+ */
+static int absent(struct kv_store *s, struct tenant *t, uint32_t ns,
+		  const struct kv_key *key, bool again)
+{
+	struct kv_chunk *f = chunk_find(s, ns, key);
+	int ret;
+
+	if (f)		/* a fetch under way, or a put not committed */
+		return f->state == KV_CHUNK_FETCHING ? -EINPROGRESS : -ENOENT;
+	if (again || !t)
+		return -ENOENT;
+	ret = cluster_fetch(s, t, ns, key);
+	if (ret == -EINPROGRESS && ns_tenant(s, ns) < 0)
+		ns_bind(s, ns, t->id);
+	return ret;
+}
+
 int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		 const struct kv_key *key, unsigned flags, struct kv_store_loc *loc)
 {
@@ -188,7 +210,6 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 	bool again = flags & KV_STORE_PIN_RETRY;
 	int owner = ns_tenant(s, ns);
 	unsigned at;
-	int ret;
 
 	/* Another tenant's chunk: its bytes are in arenas o cannot map, and
 	 * a pin would hold it in that tenant's tiers. */
@@ -196,20 +217,8 @@ int kv_store_pin(struct kv_store *s, struct kv_owner *o, uint32_t ns,
 		return -EACCES;
 	if (!again)
 		count_ref(s, c);
-	if (!c) {
-		/* Not here: perhaps in the cluster (a fetch comes up into DRAM;
-		 * it ends as a chunk, or as no record at all). */
-		struct kv_chunk *f = chunk_find(s, ns, key);
-
-		if (f && f->state == KV_CHUNK_FETCHING)
-			return -EINPROGRESS;
-		if (again || f)
-			return -ENOENT;
-		ret = cluster_fetch(s, o->tenant, ns, key);
-		if (ret == -EINPROGRESS && owner < 0)
-			ns_bind(s, ns, o->tenant->id);
-		return ret;
-	}
+	if (!c)		/* perhaps in the cluster: a fetch comes up into DRAM */
+		return absent(s, o->tenant, ns, key, again);
 	if (o->n_pins >= s->max_pins)
 		return -KV_EPINS;
 	at = gpu && c->copy[KV_TIER_HBM].ext ? KV_TIER_HBM : KV_TIER_DRAM;
@@ -243,20 +252,13 @@ uint32_t kv_store_prefetch(struct kv_store *s, uint32_t ns,
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct kv_chunk *c = chunk_visible(s, ns, &keys[i]);
-		struct kv_chunk *f;
+		int owner = ns_tenant(s, ns);
 		int ret = 0;
-		int owner;
 
-		if (!c) {
-			f = chunk_find(s, ns, &keys[i]);
-			owner = ns_tenant(s, ns);
-			if (f)
-				ret = f->state == KV_CHUNK_FETCHING ? -EINPROGRESS : -ENOENT;
-			else if (owner >= 0)
-				ret = cluster_fetch(s, &s->tenants[owner], ns, &keys[i]);
-			else
-				ret = -ENOENT;
-		} else if (!c->copy[KV_TIER_DRAM].ext && !c->copy[KV_TIER_HBM].ext)
+		if (!c)
+			ret = absent(s, owner >= 0 ? &s->tenants[owner] : NULL, ns, &keys[i],
+				     false);
+		else if (!c->copy[KV_TIER_DRAM].ext && !c->copy[KV_TIER_HBM].ext)
 			ret = promote(s, c);
 		if (ret == -EINPROGRESS) {
 			pending++;
